@@ -1,0 +1,75 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+
+import { decodeUtf8, itemSpans, parseLossless, toDecimal } from '../../../src/core/json.ts';
+
+describe('parseLossless', () => {
+  it('keeps 64-bit ids exact as decimal strings', () => {
+    const v = parseLossless('{"NewMsgId": 3876235366388279544, "MsgType": 1, "x": -9223372036854775808}') as Record<
+      string,
+      unknown
+    >;
+    expect(v).toEqual({ NewMsgId: '3876235366388279544', MsgType: 1, x: '-9223372036854775808' });
+  });
+
+  it('leaves digits inside strings, fractions and exponents alone', () => {
+    const text = '{"s":"12345678901234567890 \\" 99999999999999999","f":1234567890123456.5,"e":12345678901234567e2}';
+    expect(parseLossless(text)).toEqual(JSON.parse(text));
+  });
+
+  it('round-trips any uint64 exactly', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), (n) => {
+        const v = parseLossless(`[${n.toString()}]`) as unknown[];
+        expect(toDecimal(v[0])).toBe(n.toString());
+      }),
+    );
+  });
+
+  it('rejects text that is not JSON', () => {
+    expect(() => parseLossless('{"a": 12345678901234567890')).toThrow();
+    expect(() => parseLossless('{"a": "unterminated')).toThrow();
+  });
+});
+
+describe('toDecimal', () => {
+  it('accepts safe numbers and digit strings only', () => {
+    expect(toDecimal(42)).toBe('42');
+    expect(toDecimal('1767797523284146072')).toBe('1767797523284146072');
+    expect(toDecimal(2 ** 60)).toBeUndefined();
+    expect(toDecimal('12a')).toBeUndefined();
+    expect(toDecimal({})).toBeUndefined();
+  });
+});
+
+describe('itemSpans', () => {
+  it('slices the exact bytes of each item', () => {
+    const body = Buffer.from(
+      '{ "ret" : 200, "data": {"keyBuff":"a]b", "list" : [ {"a":"x}\\"]"} ,{"b":[1,{"c":2}]},3 ] } }',
+    );
+    const spans = itemSpans(body, ['data', 'list'])!;
+    expect(spans.map((s) => body.subarray(s.start, s.end).toString())).toEqual([
+      '{"a":"x}\\"]"}',
+      '{"b":[1,{"c":2}]}',
+      '3',
+    ]);
+  });
+
+  it('keeps invalid UTF-8 inside an item exactly', () => {
+    const body = Buffer.concat([Buffer.from('{"data":{"list":[{"s":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}]}}')]);
+    const [span] = itemSpans(body, ['data', 'list'])!;
+    const item = body.subarray(span!.start, span!.end);
+    expect([...item.subarray(6, 8)]).toEqual([0xff, 0xfe]);
+    expect(decodeUtf8(item)).toBeUndefined();
+  });
+
+  it('gives undefined for a missing or null list and an empty array for []', () => {
+    expect(itemSpans(Buffer.from('{"data":null}'), ['data', 'list'])).toBeUndefined();
+    expect(itemSpans(Buffer.from('{"data":{"list":null}}'), ['data', 'list'])).toBeUndefined();
+    expect(itemSpans(Buffer.from('{"data":{"list":[]}}'), ['data', 'list'])).toEqual([]);
+  });
+
+  it('throws on truncated pages', () => {
+    expect(() => itemSpans(Buffer.from('{"data":{"list":[{"a":1},{"b":'), ['data', 'list'])).toThrow();
+  });
+});
