@@ -1,0 +1,172 @@
+/**
+ * The configuration: one zod schema, parsed once at start, frozen, passed down.
+ *
+ * Names are the contract of DESIGN §7. The file is YAML (`--config` or `MSGPIPE_CONFIG`) with
+ * `${ENV}` interpolation for secrets; an empty or unset variable is a problem, not an empty
+ * string. Loading reports every problem at once (t3-env style) through {@link ConfigError}.
+ * docs/config.md is generated from this schema (`npm run gen`), and a test checks it is current.
+ */
+import { readFile } from 'node:fs/promises';
+
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+
+import { geweSourceSchema, syncfinderSourceSchema, videosapiSourceSchema } from '../ingest/finder-config.ts';
+import { ConfigError } from './errors.ts';
+
+const tenantSchema = z.strictObject({
+  id: z.string().min(1).describe('The tenant id, used as `ext_corp_id` in the query API.'),
+  secret: z
+    .string()
+    .min(1, 'an empty secret would let anyone sign requests')
+    .meta({ secret: true })
+    .describe('HMAC secret of the tenant for the query API; give it as ${ENV}.'),
+});
+
+export const sourceSchema = z.discriminatedUnion('type', [geweSourceSchema, videosapiSourceSchema, syncfinderSourceSchema]);
+export type SourceConfig = z.infer<typeof sourceSchema>;
+
+const clickhouseSchema = z
+  .strictObject({
+    path: z.string().min(1).default('./data/clickhouse').describe('Data directory of the embedded chDB store.'),
+    url: z.url({ protocol: /^https?$/ }).optional().describe('A ClickHouse server instead of the embedded store.'),
+    database: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'use letters, digits and "_"')
+      .default('msgpipe')
+      .describe('Database holding the msgpipe tables.'),
+    username: z.string().optional().describe('ClickHouse user (server only).'),
+    password: z.string().optional().meta({ secret: true }).describe('ClickHouse password (server only).'),
+  })
+  .describe('Where rows are stored.');
+
+const kafkaSchema = z
+  .strictObject({
+    brokers: z.array(z.string().min(1)).min(1).describe('Kafka bootstrap brokers; absent = embedded in-process queues.'),
+    topicPrefix: z.string().min(1).default('msgpipe').describe('Prefix of every topic name.'),
+  })
+  .describe('Distributed mode.');
+
+const querySchema = z
+  .strictObject({
+    host: z.string().min(1).default('127.0.0.1').describe('Address the query API listens on.'),
+    port: z.number().int().min(0).max(65_535).default(9002).describe('Port of the query API.'),
+    timezone: z.string().min(1).default('Asia/Shanghai').describe('Time zone of `send_at_*` dates.'),
+    strict: z.boolean().default(false).describe('Require `timestamp` and `nonce` on signed requests.'),
+  })
+  .describe('The msg-server compatible query API.');
+
+const sinkSchema = z
+  .strictObject({
+    maxRows: z.number().int().min(1).default(20_000).describe('Flush a batch at this many rows.'),
+    maxBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(16 * 1024 * 1024)
+      .describe('Flush a batch at about this many bytes of row data.'),
+    maxAgeMs: z.number().int().min(10).default(1000).describe('Flush a batch this long after its first row.'),
+  })
+  .describe('Batching of ClickHouse inserts.');
+
+const logSchema = z
+  .strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level.'),
+  })
+  .describe('Logging.');
+
+export const configSchema = z
+  .strictObject({
+    tenants: z.array(tenantSchema).default([]).describe('Tenants of the query API.'),
+    sources: z.array(sourceSchema).default([]).describe('Chat API accounts to poll.'),
+    clickhouse: clickhouseSchema.prefault({}),
+    kafka: kafkaSchema.optional(),
+    query: querySchema.prefault({}),
+    sink: sinkSchema.prefault({}),
+    log: logSchema.prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    const tenants = new Set<string>();
+    config.tenants.forEach((tenant, i) => {
+      if (tenants.has(tenant.id)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `duplicate tenant "${tenant.id}"` });
+      tenants.add(tenant.id);
+    });
+    const names = new Set<string>();
+    config.sources.forEach((source, i) => {
+      if (names.has(source.name)) ctx.addIssue({ code: 'custom', path: ['sources', i, 'name'], message: `duplicate source name "${source.name}"` });
+      names.add(source.name);
+      if (!tenants.has(source.tenant)) {
+        ctx.addIssue({ code: 'custom', path: ['sources', i, 'tenant'], message: `tenant "${source.tenant}" is not listed in tenants` });
+      }
+    });
+  });
+
+export type Config = Readonly<z.infer<typeof configSchema>>;
+
+/** Replaces `${NAME}` with environment values; unset or empty variables become problems. */
+function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[]): unknown {
+  if (typeof value === 'string') {
+    // "${GEWE_TOKEN}" or "Bearer ${TOKEN}"; "$${X}" stays a literal "${X}".
+    return value.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, escape: string, name: string) => {
+      if (escape) return whole.slice(1);
+      const v = env[name];
+      if (v === undefined || v === '') {
+        problems.push(`${path}: environment variable ${name} is not set`);
+        return '';
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, problems));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolate(v, env, path ? `${path}.${k}` : k, problems)]),
+    );
+  }
+  return value;
+}
+
+function issuePath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part)), '');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/**
+ * Validates a configuration object (after YAML parsing) and returns it frozen.
+ *
+ * @throws {ConfigError} MSGPIPE_ERR_CONFIG listing every problem.
+ */
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const interpolated = interpolate(raw ?? {}, env, '', problems);
+  const result = configSchema.safeParse(interpolated);
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push(`${issuePath(issue.path) || '(root)'}: ${issue.message}`);
+  }
+  if (problems.length > 0 || !result.success) throw new ConfigError([...new Set(problems)]);
+  return deepFreeze(result.data);
+}
+
+/**
+ * Reads and validates a YAML configuration file.
+ *
+ * @throws {ConfigError} MSGPIPE_ERR_CONFIG when the file is unreadable, not YAML, or invalid.
+ */
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${file}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`]);
+  }
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) throw new ConfigError(doc.errors.map((e) => `${file}: ${e.message}`));
+  return parseConfig(doc.toJS(), env);
+}

@@ -1,0 +1,240 @@
+/**
+ * The poller shared by the WeChat Channels private-letter providers (gewe, videosapi,
+ * syncfinder): they wrap the same WeChat `bypsync` call, so only the request path, the auth
+ * header, the account field and the success envelope differ (see the provider files).
+ *
+ * Request: `POST {baseUrl}{path}` with `{<accountField>: account, keyBuff}`; first `keyBuff` is
+ * `""`, then exactly the `data.keyBuff` of the last page (opaque: never decoded or trimmed).
+ * Response: `{…envelope, data: {list: [item…], keyBuff}}`; each item is handed on as the exact
+ * bytes it had in the body.
+ *
+ * Polling: at once again while pages come back with items; after an empty page wait
+ * `pollIntervalMs`, doubling while pages stay empty (up to 10×). Transient failures retry with
+ * jittered backoff (Retry-After honoured) and the same keyBuff. An auth failure parks the
+ * account (checked again every minute) without touching other sources. A malformed page is
+ * dead-lettered with its bytes and retried; the cursor never moves past it.
+ */
+import { createHash } from 'node:crypto';
+
+import { AuthError, isProgrammerError, MsgpipeError, TransientError } from '../core/errors.ts';
+import { decodeUtf8Lenient, itemSpans, parseLossless } from '../core/json.ts';
+import { delay, retry, type RetryPolicy } from '../core/retry.ts';
+import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
+import { finderAccount, type FinderSourceConfig } from './finder-config.ts';
+import { postJson } from './http.ts';
+import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats } from './source.ts';
+
+/** What distinguishes one finder provider from another. */
+export interface FinderProvider {
+  readonly type: FinderSourceConfig['type'];
+  /** Request path below `baseUrl`. */
+  readonly path: string;
+  /** Header carrying the token. */
+  readonly authHeader: string;
+  /** Body field naming the account. */
+  readonly accountField: 'appId' | 'wId';
+  /**
+   * Checks the envelope of a parsed page.
+   *
+   * @throws {AuthError} when the provider refuses the token.
+   * @throws {TransientError} for any other provider error (they are retried with backoff).
+   */
+  checkEnvelope(envelope: Readonly<Record<string, unknown>>): void;
+}
+
+/** Provider error texts that mean "this token or login is no longer valid". */
+const AUTH_TEXT = /token|不可用|过期|失效|未登录|重新登录|授权|鉴权|unauthori[sz]ed|expired|forbidden/i;
+
+/** Turns a provider error envelope into the error the poller acts on. */
+export function providerError(provider: string, code: string, message: string): AuthError | TransientError {
+  const details = { provider, providerCode: code, providerMessage: message.slice(0, 200) };
+  if (AUTH_TEXT.test(message)) return new AuthError('Provider refused the account token.', { details });
+  return new TransientError('MSGPIPE_ERR_PROVIDER', 'Provider answered with an error.', { details });
+}
+
+/** Backoff for transient failures: 0.5 s doubling to 60 s, forever (until stopped). */
+const TRANSIENT_RETRY: RetryPolicy = { attempts: Infinity, minMs: 500, maxMs: 60_000, factor: 2 };
+/** How often a parked account is tried again. */
+const PARK_RETRY_MS = 60_000;
+/** Longest wait after consecutive empty pages, as a multiple of pollIntervalMs. */
+const MAX_IDLE_FACTOR = 10;
+
+class MalformedPageError extends TransientError {
+  constructor(message: string, cause?: unknown) {
+    super('MSGPIPE_ERR_PAGE_MALFORMED', message, cause === undefined ? {} : { cause });
+  }
+}
+
+interface FetchedPage {
+  readonly body: Buffer;
+  readonly keyBuff: string;
+  readonly records: RawRecord[];
+}
+
+/** A running poller of one finder account. */
+export class FinderSource implements Source {
+  readonly name: string;
+  readonly origin: Origin;
+  readonly stats: SourceStats = newSourceStats();
+  private readonly account: string;
+  private readonly url: string;
+  /** Hashes of malformed bodies already dead-lettered at the current cursor. */
+  private readonly reportedMalformed = new Set<string>();
+  private readonly provider: FinderProvider;
+  private readonly config: FinderSourceConfig;
+  private readonly retryPolicy: RetryPolicy;
+
+  constructor(provider: FinderProvider, config: FinderSourceConfig, retryPolicy: RetryPolicy = TRANSIENT_RETRY) {
+    this.provider = provider;
+    this.config = config;
+    this.retryPolicy = retryPolicy;
+    this.name = config.name;
+    this.account = finderAccount(config);
+    this.origin = Object.freeze({
+      source: config.name,
+      sourceType: config.type,
+      tenant: config.tenant,
+      staffId: config.staffId ?? this.account,
+    });
+    this.url = new URL(provider.path.replace(/^\//, ''), config.baseUrl.endsWith('/') ? config.baseUrl : `${config.baseUrl}/`).toString();
+  }
+
+  async run(ctx: SourceContext): Promise<void> {
+    const log = ctx.log.child({ component: 'ingest.poller', source: this.name, sourceType: this.provider.type });
+    let cursor = (await ctx.loadCursor(this.account)) ?? '';
+    log.info({ resumed: cursor !== '' }, 'Source started.');
+    let idle = 0;
+    // A function, not a property read: the signal changes under awaits, which narrowing ignores.
+    const stopped = (): boolean => ctx.signal.aborted;
+    while (!stopped()) {
+      let page: FetchedPage;
+      try {
+        page = await retry(() => this.fetchPage(cursor, ctx), {
+          policy: this.retryPolicy,
+          signal: ctx.signal,
+          onRetry: (err, attempt, waitMs) => {
+            this.stats.errors++;
+            log.warn({ err, attempt, waitMs }, 'Poll failed; retrying.');
+          },
+        });
+      } catch (err) {
+        if (stopped()) break;
+        if (err instanceof AuthError) {
+          this.stats.errors++;
+          if (!this.stats.parked) log.error({ err }, 'Account parked: the provider refused its token.');
+          this.stats.parked = true;
+          await this.idle(ctx, PARK_RETRY_MS);
+          continue;
+        }
+        if (isProgrammerError(err) || !(err instanceof MsgpipeError)) throw err;
+        // A permanent HTTP status: keep the account alive at the slowest pace.
+        this.stats.errors++;
+        log.error({ err }, 'Poll failed permanently; trying again later.');
+        await this.idle(ctx, PARK_RETRY_MS);
+        continue;
+      }
+      if (this.stats.parked) log.info('Account unparked: the provider accepted its token again.');
+      this.stats.parked = false;
+      this.stats.lastSuccessAt = Date.now();
+      this.stats.pages++;
+      this.stats.records += page.records.length;
+      if (page.records.length > 0 || page.keyBuff !== cursor) {
+        await ctx.emit(this.page(cursor, page.keyBuff, page.records, []));
+        if (page.keyBuff !== cursor) this.reportedMalformed.clear();
+        cursor = page.keyBuff;
+      }
+      if (page.records.length > 0) {
+        idle = 0;
+        continue;
+      }
+      this.stats.emptyPolls++;
+      idle = idle === 0 ? this.config.pollIntervalMs : Math.min(idle * 2, this.config.pollIntervalMs * MAX_IDLE_FACTOR);
+      await this.idle(ctx, idle);
+    }
+    log.info('Source stopped.');
+  }
+
+  private page(cursorBefore: string, cursorAfter: string, records: RawRecord[], deadLetters: DeadLetterRow[]): SourcePage {
+    return { origin: this.origin, stream: this.account, cursorBefore, cursorAfter, records, deadLetters };
+  }
+
+  /** Waits `ms`, or less when stopped or woken up. */
+  private async idle(ctx: SourceContext, ms: number): Promise<void> {
+    const done = new AbortController();
+    const onAbort = (): void => { done.abort(); };
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.race([delay(ms, done.signal), ctx.wakeup(done.signal)]);
+    } catch {
+      // aborted: fall through to the loop's check
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+      done.abort();
+    }
+  }
+
+  private async fetchPage(cursor: string, ctx: SourceContext): Promise<FetchedPage> {
+    this.stats.polls++;
+    const res = await postJson(
+      this.url,
+      { [this.provider.authHeader]: this.config.token },
+      { [this.provider.accountField]: this.account, keyBuff: cursor },
+      { timeoutMs: this.config.requestTimeoutMs, signal: ctx.signal },
+    );
+    try {
+      return this.parsePage(res.body, cursor);
+    } catch (err) {
+      if (err instanceof MalformedPageError) await this.reportMalformed(ctx, cursor, res.body, err);
+      throw err;
+    }
+  }
+
+  /** Keeps a malformed body as a dead letter (once per distinct body at this cursor). */
+  private async reportMalformed(ctx: SourceContext, cursor: string, body: Buffer, err: MalformedPageError): Promise<void> {
+    const hash = createHash('sha1').update(body).digest('hex');
+    if (this.reportedMalformed.has(hash)) return;
+    this.reportedMalformed.add(hash);
+    const deadLetter: DeadLetterRow = {
+      tenant: this.origin.tenant,
+      source: this.origin.source,
+      source_type: this.origin.sourceType,
+      stage: 'ingest',
+      error_code: err.code,
+      error_message: err.message,
+      original_base64: body.toString('base64'),
+      origin_key: `${this.name}:${cursor}#page`,
+      occurred_at: Date.now(),
+    };
+    await ctx.emit(this.page(cursor, cursor, [], [deadLetter]));
+  }
+
+  /** Splits a page body into exact item records and the next keyBuff. */
+  parsePage(body: Buffer, cursor: string): FetchedPage {
+    let envelope: unknown;
+    try {
+      envelope = parseLossless(decodeUtf8Lenient(body));
+    } catch (err) {
+      throw new MalformedPageError('Provider page is not JSON.', err);
+    }
+    if (envelope === null || typeof envelope !== 'object' || Array.isArray(envelope)) {
+      throw new MalformedPageError('Provider page is not a JSON object.');
+    }
+    const fields = envelope as Record<string, unknown>;
+    this.provider.checkEnvelope(fields);
+    const data = fields['data'];
+    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+      throw new MalformedPageError('Provider page has no data object.');
+    }
+    const { keyBuff, list } = data as Record<string, unknown>;
+    if (typeof keyBuff !== 'string') throw new MalformedPageError('Provider page has no data.keyBuff string.');
+    if (list !== undefined && list !== null && !Array.isArray(list)) {
+      throw new MalformedPageError('Provider page data.list is not an array.');
+    }
+    const spans = itemSpans(body, ['data', 'list']) ?? [];
+    const fetchedAt = Date.now();
+    const records = spans.map(
+      (span, index): RawRecord => ({ origin: this.origin, bytes: body.subarray(span.start, span.end), fetchedAt, cursor, index }),
+    );
+    return { body, keyBuff, records };
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The HTTP client of the pollers: the only module that imports undici.
+ *
+ * One keep-alive agent per process. A request either returns the full body as bytes (decoding
+ * is the caller's business: items are sliced from the raw bytes) or throws a classified error:
+ * network failures, timeouts, 408/425/429/5xx are {@link TransientError} (with Retry-After),
+ * 401/403 are {@link AuthError}, any other status is permanent.
+ */
+import { Agent, request } from 'undici';
+
+import { AuthError, MsgpipeError, TransientError } from '../core/errors.ts';
+
+const agent = new Agent({ keepAliveTimeout: 10_000, connections: 64 });
+
+/** Largest response body we accept: far above any real page, a guard against a runaway server. */
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly body: Buffer;
+}
+
+/** Parses Retry-After (seconds or an HTTP date) into ms. `Retry-After: 3` → 3000. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined || v === '') return undefined;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const date = Date.parse(v);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+const TRANSIENT_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+/**
+ * POSTs a JSON body and returns the raw response bytes of a 2xx answer.
+ *
+ * @throws {TransientError} MSGPIPE_ERR_HTTP_TRANSIENT for network errors, timeouts and retriable statuses.
+ * @throws {AuthError} MSGPIPE_ERR_AUTH for 401 and 403.
+ * @throws {MsgpipeError} MSGPIPE_ERR_HTTP_STATUS for other non-2xx statuses.
+ */
+export async function postJson(
+  url: string,
+  headers: Record<string, string>,
+  body: unknown,
+  options: { timeoutMs: number; signal?: AbortSignal },
+): Promise<HttpResponse> {
+  let res;
+  try {
+    res = await request(url, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
+      body: JSON.stringify(body),
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    throw new TransientError('MSGPIPE_ERR_HTTP_TRANSIENT', 'Provider request failed.', {
+      cause: err,
+      details: { errorCode: (err as { code?: string }).code },
+    });
+  }
+  const { statusCode } = res;
+  if (statusCode < 200 || statusCode >= 300) {
+    await res.body.dump().catch(() => undefined);
+    if (statusCode === 401 || statusCode === 403) {
+      throw new AuthError('Provider refused the credentials.', { details: { status: statusCode } });
+    }
+    if (TRANSIENT_STATUS.has(statusCode)) {
+      const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+      throw new TransientError('MSGPIPE_ERR_HTTP_TRANSIENT', `Provider answered HTTP ${statusCode}.`, {
+        details: { status: statusCode },
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      });
+    }
+    throw new MsgpipeError('MSGPIPE_ERR_HTTP_STATUS', `Provider answered HTTP ${statusCode}.`, {
+      details: { status: statusCode },
+    });
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of res.body) {
+      const buf = chunk as Buffer;
+      size += buf.length;
+      if (size > MAX_BODY_BYTES) {
+        res.body.destroy();
+        throw new MsgpipeError('MSGPIPE_ERR_TOO_LARGE', 'Provider response exceeds 64 MiB.');
+      }
+      chunks.push(buf);
+    }
+  } catch (err) {
+    if (err instanceof MsgpipeError || options.signal?.aborted) throw err;
+    throw new TransientError('MSGPIPE_ERR_HTTP_TRANSIENT', 'Provider response was cut off.', { cause: err });
+  }
+  return { status: statusCode, body: Buffer.concat(chunks, size) };
+}
