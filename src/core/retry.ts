@@ -17,6 +17,9 @@ export interface RetryPolicy {
 }
 
 /** undici's RetryHandler defaults: 500 ms, ×2, capped at 30 s. */
+/** Longest Retry-After we honour: a server asking for hours is treated as asking for 15 minutes. */
+const MAX_RETRY_AFTER_MS = 15 * 60_000;
+
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, minMs: 500, maxMs: 30_000, factor: 2 };
 
 /** The wait before attempt `attempt + 1` (attempt counts from 1): full jitter below the exponential cap. */
@@ -57,7 +60,8 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, options: Ret
         throw new MsgpipeError('MSGPIPE_ERR_RETRIES_EXHAUSTED', `Gave up after ${attempt} attempts.`, { cause: err });
       }
       const retryAfter = err instanceof TransientError ? err.retryAfterMs : undefined;
-      const wait = Math.max(backoffMs(policy, attempt, options.random), Math.min(retryAfter ?? 0, policy.maxMs * 10));
+      // The server's Retry-After wins over our own backoff, up to a sanity bound.
+      const wait = Math.max(backoffMs(policy, attempt, options.random), Math.min(retryAfter ?? 0, MAX_RETRY_AFTER_MS));
       options.onRetry?.(err, attempt, wait);
       await delay(wait, options.signal);
     }

@@ -71,6 +71,14 @@ interface FetchedPage {
   readonly records: RawRecord[];
 }
 
+/** Tuning knobs, mostly for tests. */
+export interface FinderSourceOptions {
+  /** Backoff of transient failures (default: 0.5 s doubling to 60 s, forever). */
+  readonly retry?: RetryPolicy;
+  /** How often a parked account is tried again (default 60 s). */
+  readonly parkRetryMs?: number;
+}
+
 /** A running poller of one finder account. */
 export class FinderSource implements Source {
   readonly name: string;
@@ -83,11 +91,13 @@ export class FinderSource implements Source {
   private readonly provider: FinderProvider;
   private readonly config: FinderSourceConfig;
   private readonly retryPolicy: RetryPolicy;
+  private readonly parkRetryMs: number;
 
-  constructor(provider: FinderProvider, config: FinderSourceConfig, retryPolicy: RetryPolicy = TRANSIENT_RETRY) {
+  constructor(provider: FinderProvider, config: FinderSourceConfig, options: FinderSourceOptions = {}) {
     this.provider = provider;
     this.config = config;
-    this.retryPolicy = retryPolicy;
+    this.retryPolicy = options.retry ?? TRANSIENT_RETRY;
+    this.parkRetryMs = options.parkRetryMs ?? PARK_RETRY_MS;
     this.name = config.name;
     this.account = finderAccount(config);
     this.origin = Object.freeze({
@@ -123,14 +133,14 @@ export class FinderSource implements Source {
           this.stats.errors++;
           if (!this.stats.parked) log.error({ err }, 'Account parked: the provider refused its token.');
           this.stats.parked = true;
-          await this.idle(ctx, PARK_RETRY_MS);
+          await this.idle(ctx, this.parkRetryMs);
           continue;
         }
         if (isProgrammerError(err) || !(err instanceof MsgpipeError)) throw err;
         // A permanent HTTP status: keep the account alive at the slowest pace.
         this.stats.errors++;
         log.error({ err }, 'Poll failed permanently; trying again later.');
-        await this.idle(ctx, PARK_RETRY_MS);
+        await this.idle(ctx, this.parkRetryMs);
         continue;
       }
       if (this.stats.parked) log.info('Account unparked: the provider accepted its token again.');

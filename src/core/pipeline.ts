@@ -1,0 +1,145 @@
+/**
+ * The embedded pipeline: sources → transform → sink joined by in-process hand-offs.
+ *
+ * Each page a source emits is transformed record by record (pure functions, same thread) and
+ * handed to the sink as one unit together with the cursor that follows the page. The sink
+ * stores units in order and saves a unit's cursor only after its rows, so the stored cursor
+ * never runs ahead of the stored data (DESIGN §1). The Kafka mode keeps these stages and
+ * replaces the hand-offs with topics.
+ */
+import type { Logger } from 'pino';
+
+import type { Source, SourceContext, SourcePage } from '../ingest/source.ts';
+import type { DeadLetterRow, EventRow, MessageRow, RawRecord, RecallMark, TransformOutput } from './types.ts';
+
+/** The cursor a unit covers: saved once the unit's rows are stored. */
+export interface CursorUpdate {
+  readonly source: string;
+  readonly stream: string;
+  readonly cursor: string;
+}
+
+/** One page's worth of rows for the sink. */
+export interface SinkUnit {
+  readonly output: TransformOutput;
+  readonly cursor?: CursorUpdate;
+}
+
+/** The sink contract as the pipeline uses it (docs/component-spec.md §Sink). */
+export interface UnitSink {
+  /** Buffers a unit; resolves once accepted (may wait for a flush: backpressure). Rejects on a permanent failure. */
+  add(unit: SinkUnit): Promise<void>;
+  /** Stores everything buffered, then the covered cursors. */
+  close(): Promise<void>;
+}
+
+/** Where sources read their resume position. */
+export interface CursorReader {
+  load(source: string, stream: string): Promise<string | undefined>;
+}
+
+/** The transform contract: pure, never throws for bad input (dead letters instead). */
+export type RecordTransform = (record: RawRecord, now: number) => TransformOutput;
+
+/** Wakes sleeping sources of a tenant (`POST /chat-msg/sync`). */
+export class Wakeups {
+  private readonly waiters = new Map<string, Set<() => void>>();
+
+  /** Resolves on the next {@link Wakeups.trigger} of `tenant`; never rejects, settles when `signal` aborts. */
+  wait(tenant: string, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const set = this.waiters.get(tenant) ?? new Set<() => void>();
+      this.waiters.set(tenant, set);
+      const done = (): void => {
+        set.delete(done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      set.add(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Wakes every source of `tenant`; returns how many were sleeping. */
+  trigger(tenant: string): number {
+    const set = this.waiters.get(tenant);
+    if (!set) return 0;
+    const woken = [...set];
+    for (const wake of woken) wake();
+    return woken.length;
+  }
+}
+
+/** Transforms every record of a page and merges the outputs with the page's own dead letters. */
+export function transformPage(page: SourcePage, transform: RecordTransform, now: number): TransformOutput {
+  const messages: MessageRow[] = [];
+  const events: EventRow[] = [];
+  const deadLetters: DeadLetterRow[] = [...page.deadLetters];
+  const recalls: RecallMark[] = [];
+  for (const record of page.records) {
+    const out = transform(record, now);
+    for (const m of out.messages) messages.push(m);
+    for (const e of out.events) events.push(e);
+    for (const d of out.deadLetters) deadLetters.push(d);
+    for (const r of out.recalls) recalls.push(r);
+  }
+  return { messages, events, deadLetters, recalls };
+}
+
+export interface EmbeddedPipelineOptions {
+  readonly sources: readonly Source[];
+  readonly transformFor: (source: Source) => RecordTransform;
+  readonly sink: UnitSink;
+  readonly cursors: CursorReader;
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  readonly wakeups?: Wakeups;
+  readonly clock?: () => number;
+}
+
+/**
+ * Runs the sources until `signal` aborts (or one fails), then drains: every page already
+ * fetched is transformed and stored, and its cursor saved, before this resolves.
+ *
+ * @throws the first fatal error of a source or of the sink, after draining what it can.
+ */
+export async function runEmbeddedPipeline(options: EmbeddedPipelineOptions): Promise<void> {
+  const { sink, log } = options;
+  const clock = options.clock ?? Date.now;
+  const wakeups = options.wakeups ?? new Wakeups();
+  // Stops the sources on the outer signal or on the first fatal error.
+  const stop = new AbortController();
+  const onAbort = (): void => { stop.abort(options.signal.reason); };
+  options.signal.addEventListener('abort', onAbort, { once: true });
+  if (options.signal.aborted) stop.abort(options.signal.reason);
+
+  let fatal: unknown;
+  const runs = options.sources.map(async (source) => {
+    const transform = options.transformFor(source);
+    const ctx: SourceContext = {
+      signal: stop.signal,
+      log,
+      loadCursor: (stream) => options.cursors.load(source.name, stream),
+      wakeup: (signal) => wakeups.wait(source.origin.tenant, signal),
+      emit: async (page) => {
+        const output = transformPage(page, transform, clock());
+        await sink.add({ output, cursor: { source: source.name, stream: page.stream, cursor: page.cursorAfter } });
+      },
+    };
+    try {
+      await source.run(ctx);
+    } catch (err) {
+      fatal ??= err;
+      log.error({ err, source: source.name }, 'Source failed; stopping the pipeline.');
+      stop.abort(err);
+    }
+  });
+  await Promise.all(runs);
+  options.signal.removeEventListener('abort', onAbort);
+  try {
+    await sink.close();
+  } catch (err) {
+    fatal ??= err;
+  }
+  if (fatal !== undefined) throw fatal instanceof Error ? fatal : new Error(String(fatal));
+}

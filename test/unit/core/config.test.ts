@@ -1,0 +1,94 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { loadConfig, parseConfig } from '../../../src/core/config.ts';
+import { ConfigError } from '../../../src/core/errors.ts';
+
+function problemsOf(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('parseConfig', () => {
+  it('applies the defaults of DESIGN §7', () => {
+    const config = parseConfig({});
+    expect(config.clickhouse).toEqual({ path: './data/clickhouse', database: 'msgpipe' });
+    expect(config.query).toEqual({ host: '127.0.0.1', port: 9002, timezone: 'Asia/Shanghai', strict: false });
+    expect(config.kafka).toBeUndefined();
+    expect(Object.isFrozen(config.query)).toBe(true);
+  });
+
+  it('interpolates ${ENV} and keeps $${X} literal', () => {
+    const config = parseConfig(
+      {
+        tenants: [{ id: 'corp123', secret: '${SECRET}' }],
+        sources: [{ type: 'gewe', name: 'shop-a', tenant: 'corp123', baseUrl: 'http://127.0.0.1:8801', token: 'Bearer ${TOKEN}', appId: '$${APP}' }],
+      },
+      { SECRET: 'k', TOKEN: 'abc' },
+    );
+    expect(config.tenants[0]!.secret).toBe('k');
+    expect(config.sources[0]!.token).toBe('Bearer abc');
+    expect(config.sources[0]).toMatchObject({ appId: '${APP}', pollIntervalMs: 1000 });
+  });
+
+  it('lists every problem at once', () => {
+    const problems = problemsOf(() =>
+      parseConfig(
+        {
+          tenants: [{ id: 'corp123', secret: '${UNSET_SECRET}' }, { id: 'corp123', secret: 'x' }],
+          sources: [
+            { type: 'gewe', name: 'a', tenant: 'nope', baseUrl: 'ftp://x', token: 't', appId: 'x' },
+            { type: 'syncfinder', name: 'a', tenant: 'corp123', baseUrl: 'http://h', token: 't' },
+            { type: 'carrier-pigeon', name: 'b', tenant: 'corp123' },
+          ],
+          query: { port: 'nine' },
+          surprise: true,
+        },
+        {},
+      ),
+    );
+    const text = problems.join('\n');
+    expect(text).toContain('tenants[0].secret: environment variable UNSET_SECRET is not set');
+    expect(text).toContain('sources[0].baseUrl');
+    expect(text).toContain('sources[1].wId');
+    expect(text).toContain('sources[2].type');
+    expect(text).toContain('query.port');
+    expect(text).toContain('surprise');
+    expect(problems.length).toBeGreaterThanOrEqual(6);
+  });
+
+  it('reports duplicate names and unknown tenants', () => {
+    const problems = problemsOf(() =>
+      parseConfig({
+        tenants: [{ id: 't', secret: 's' }],
+        sources: [
+          { type: 'gewe', name: 'a', tenant: 't', baseUrl: 'http://h', token: 'x', appId: 'x' },
+          { type: 'videosapi', name: 'a', tenant: 'u', baseUrl: 'http://h', token: 'x', appId: 'y' },
+        ],
+      }),
+    );
+    expect(problems).toEqual(['sources[1].name: duplicate source name "a"', 'sources[1].tenant: tenant "u" is not listed in tenants']);
+  });
+});
+
+describe('loadConfig', () => {
+  it('reads YAML and reports syntax errors and missing files', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'msgpipe-config-'));
+    const good = join(dir, 'good.yaml');
+    await writeFile(good, 'clickhouse:\n  database: analytics\nlog:\n  level: warn\n');
+    const config = await loadConfig(good, {});
+    expect(config.clickhouse.database).toBe('analytics');
+    const bad = join(dir, 'bad.yaml');
+    await writeFile(bad, 'tenants: [\n');
+    await expect(loadConfig(bad, {})).rejects.toBeInstanceOf(ConfigError);
+    await expect(loadConfig(join(dir, 'missing.yaml'), {})).rejects.toThrow(/cannot read the file \(ENOENT\)/);
+  });
+});

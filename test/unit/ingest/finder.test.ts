@@ -1,0 +1,188 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { parseConfig } from '../../../src/core/config.ts';
+import { silentLogger } from '../../../src/core/logger.ts';
+import { Wakeups } from '../../../src/core/pipeline.ts';
+import { createSource } from '../../../src/ingest/registry.ts';
+import type { Source, SourceContext, SourcePage } from '../../../src/ingest/source.ts';
+
+interface Call {
+  readonly path: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: Record<string, unknown>;
+}
+
+type Handler = (call: Call, res: ServerResponse) => void;
+
+const servers: Server[] = [];
+
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+
+/** A provider stand-in whose answers the test scripts call by call. */
+async function scriptedProvider(handler: Handler): Promise<{ url: string; calls: Call[] }> {
+  const calls: Call[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const call = { path: req.url ?? '', headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown> };
+      calls.push(call);
+      handler(call, res);
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls };
+}
+
+function reply(res: ServerResponse, body: string, status = 200, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(body);
+}
+
+const ITEM_A = '{"content":{"msg":{"NewMsgId":3876235366388279544,"Content":{"string":"哈喽"}}}}';
+const ITEM_B = '{ "content" : {"msg":{"NewMsgId":1767797523284146072}} }';
+
+function gewePage(items: string[], keyBuff: string): string {
+  return `{"ret":200,"msg":"操作成功","data":{"list":[${items.join(',')}],"keyBuff":"${keyBuff}"}}`;
+}
+
+function sourceFor(type: 'gewe' | 'syncfinder', url: string, token = 't0k'): Source {
+  const config = parseConfig({
+    tenants: [{ id: 'corp1', secret: 's3cret' }],
+    sources: [
+      type === 'gewe'
+        ? { type, name: `src-${token}`, tenant: 'corp1', baseUrl: url, token, appId: 'wx_app', pollIntervalMs: 50 }
+        : { type, name: `src-${token}`, tenant: 'corp1', baseUrl: url, token, wId: 'w-1', pollIntervalMs: 50 },
+    ],
+  });
+  return createSource(config.sources[0]!, { retry: { attempts: Infinity, minMs: 10, maxMs: 50, factor: 2 }, parkRetryMs: 100 });
+}
+
+/** Runs a source until `until` says so (or 5 s pass), collecting what it emits. */
+async function runUntil(
+  source: Source,
+  until: (pages: SourcePage[]) => boolean,
+  cursor?: string,
+  timeoutMs = 5000,
+): Promise<SourcePage[]> {
+  const pages: SourcePage[] = [];
+  const controller = new AbortController();
+  const timer = setTimeout(() => { controller.abort(); }, timeoutMs);
+  const wakeups = new Wakeups();
+  const ctx: SourceContext = {
+    signal: controller.signal,
+    log: silentLogger(),
+    loadCursor: () => Promise.resolve(cursor),
+    wakeup: (signal) => wakeups.wait('corp1', signal),
+    emit: (page) => {
+      pages.push(page);
+      if (until(pages)) controller.abort();
+      return Promise.resolve();
+    },
+  };
+  await source.run(ctx);
+  clearTimeout(timer);
+  return pages;
+}
+
+describe('FinderSource', () => {
+  it('emits the exact item bytes and follows keyBuff from "" onwards', async () => {
+    const provider = await scriptedProvider((call, res) => {
+      if (call.body['keyBuff'] === '') reply(res, gewePage([ITEM_A, ITEM_B], 'K1'));
+      else reply(res, gewePage([], 'K2'));
+    });
+    const source = sourceFor('gewe', provider.url);
+    const pages = await runUntil(source, (p) => p.length === 2);
+    expect(pages[0]!.cursorBefore).toBe('');
+    expect(pages[0]!.cursorAfter).toBe('K1');
+    expect(pages[0]!.records.map((r) => Buffer.from(r.bytes).toString())).toEqual([ITEM_A, ITEM_B]);
+    expect(pages[0]!.records[0]!.origin).toEqual({ source: 'src-t0k', sourceType: 'gewe', tenant: 'corp1', staffId: 'wx_app' });
+    // An empty page whose keyBuff moved still carries the new cursor, with no records.
+    expect(pages[1]).toMatchObject({ cursorBefore: 'K1', cursorAfter: 'K2', records: [] });
+    expect(provider.calls[0]!.path).toBe('/gewe/v2/api/finder/syncPrivateLetterMsg');
+    expect(provider.calls[0]!.headers['x-gewe-token']).toBe('t0k');
+    expect(provider.calls[0]!.body).toEqual({ appId: 'wx_app', keyBuff: '' });
+  });
+
+  it('resumes from the stored cursor', async () => {
+    const provider = await scriptedProvider((_call, res) => { reply(res, gewePage([ITEM_A], 'K9')); });
+    const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.length === 1, 'STORED');
+    expect(provider.calls[0]!.body['keyBuff']).toBe('STORED');
+    expect(pages[0]!.cursorBefore).toBe('STORED');
+  });
+
+  it('retries 5xx and 429 with the same keyBuff and honours Retry-After', async () => {
+    let n = 0;
+    const times: number[] = [];
+    const provider = await scriptedProvider((_call, res) => {
+      times.push(Date.now());
+      n++;
+      if (n === 1) reply(res, 'oops', 503);
+      else if (n === 2) reply(res, '{}', 429, { 'retry-after': '1' });
+      else reply(res, gewePage([ITEM_A], 'K1'));
+    });
+    const source = sourceFor('gewe', provider.url);
+    const pages = await runUntil(source, (p) => p.length === 1);
+    expect(provider.calls.map((c) => c.body['keyBuff'])).toEqual(['', '', '']);
+    expect(times[2]! - times[1]!).toBeGreaterThanOrEqual(950);
+    expect(pages[0]!.records).toHaveLength(1);
+    expect(source.stats.errors).toBe(2);
+  });
+
+  it('dead-letters a malformed page with its bytes and does not move the cursor', async () => {
+    let n = 0;
+    const provider = await scriptedProvider((_call, res) => {
+      n++;
+      if (n === 1) reply(res, '{"ret":200,"data":{"list":[{"a":1},');
+      else reply(res, gewePage([ITEM_A], 'K1'));
+    });
+    const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.some((x) => x.records.length > 0));
+    expect(pages[0]!.records).toHaveLength(0);
+    expect(pages[0]!.cursorAfter).toBe('');
+    expect(pages[0]!.deadLetters).toHaveLength(1);
+    expect(pages[0]!.deadLetters[0]!.error_code).toBe('MSGPIPE_ERR_PAGE_MALFORMED');
+    expect(Buffer.from(pages[0]!.deadLetters[0]!.original_base64, 'base64').toString()).toBe('{"ret":200,"data":{"list":[{"a":1},');
+    expect(pages[1]!.cursorAfter).toBe('K1');
+  });
+
+  it('parks an account whose token is refused and keeps the others running', async () => {
+    const provider = await scriptedProvider((call, res) => {
+      if (call.headers.authorization === 'bad') reply(res, '{"code":"1001","message":"授权已过期","data":null}');
+      else reply(res, `{"code":"1000","message":"处理成功","data":{"list":[${ITEM_A}],"keyBuff":"K${Date.now()}"}}`);
+    });
+    const bad = sourceFor('syncfinder', provider.url, 'bad');
+    const good = sourceFor('syncfinder', provider.url, 'good');
+    const [badPages, goodPages] = await Promise.all([
+      runUntil(bad, () => false, undefined, 600),
+      runUntil(good, (p) => p.length === 5),
+    ]);
+    expect(badPages).toHaveLength(0);
+    expect(bad.stats.parked).toBe(true);
+    expect(goodPages).toHaveLength(5);
+    expect(provider.calls.filter((c) => c.headers.authorization === 'bad').length).toBeGreaterThan(1);
+  });
+
+  it('stops promptly when aborted during a slow request', async () => {
+    const provider = await scriptedProvider((_call, res) => {
+      setTimeout(() => { reply(res, gewePage([], 'K')); }, 3000).unref();
+    });
+    const source = sourceFor('gewe', provider.url);
+    const controller = new AbortController();
+    const started = Date.now();
+    setTimeout(() => { controller.abort(); }, 100);
+    await source.run({
+      signal: controller.signal,
+      log: silentLogger(),
+      loadCursor: () => Promise.resolve(undefined),
+      wakeup: () => new Promise(() => undefined),
+      emit: () => Promise.resolve(),
+    });
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+});
