@@ -141,5 +141,5 @@ export async function runEmbeddedPipeline(options: EmbeddedPipelineOptions): Pro
   } catch (err) {
     fatal ??= err;
   }
-  if (fatal !== undefined) throw fatal instanceof Error ? fatal : new Error(String(fatal));
+  if (fatal !== undefined) throw fatal instanceof Error ? fatal : new Error('Pipeline failed.', { cause: fatal });
 }
