@@ -20,7 +20,7 @@ const tenantSchema = z.strictObject({
     .string()
     .min(1, 'an empty secret would let anyone sign requests')
     .meta({ secret: true })
-    .describe('HMAC secret of the tenant for the query API; give it as ${ENV}.'),
+    .describe('HMAC secret of the tenant for the query API.'),
 });
 
 export const sourceSchema = z.discriminatedUnion('type', [geweSourceSchema, videosapiSourceSchema, syncfinderSourceSchema]);
