@@ -1,0 +1,274 @@
+/**
+ * Table `messages` (migrations/0001_create_messages.sql, docs/schema.md#messages): one row per
+ * chat message, columns = the fields of {@link MessageRow} plus `recalled` / `recall_time`.
+ *
+ * Identity of a message: (tenant, staff_id, msgid). This module holds what the writer needs for
+ * that table: the key, a sanity check that keeps one bad row from failing a whole insert, the
+ * lookup of keys already stored, the lookup of revocations stored before their target, the
+ * recall UPDATE, and the select list that reads rows back in the {@link MessageRow} shape.
+ */
+import type { MessageRow, RecallMark } from '../core/types.ts';
+import type { CallOptions, Store } from './clickhouse.ts';
+
+export const MESSAGES_TABLE = 'messages';
+
+/** The columns the writer inserts, in order: every {@link MessageRow} field plus the recall state. */
+export const MESSAGE_COLUMNS = [
+  'tenant',
+  'source',
+  'source_type',
+  'staff_id',
+  'msgid',
+  'legacy_msgid',
+  'session_id',
+  'session_type',
+  'room_id',
+  'action',
+  'from_id',
+  'tolist',
+  'peer_id',
+  'is_sender',
+  'msg_time',
+  'seq',
+  'msg_seq',
+  'msg_type',
+  'wx_msg_type',
+  'app_type',
+  'sys_type',
+  'content_text',
+  'content',
+  'raw_content',
+  'msg_source',
+  'at_user_list',
+  'pre_msgid',
+  'sync_key_type',
+  'item_type',
+  'sub_type',
+  'status',
+  'img_status',
+  'extinfo',
+  'peer_name',
+  'peer_avatar',
+  'ingested_at',
+  'recalled',
+  'recall_time',
+] as const satisfies readonly (keyof MessageRow | 'recalled' | 'recall_time')[];
+
+/** Separates key parts; never appears in ids. */
+const SEP = '\u001f';
+
+/** The identity of a message as one string. */
+export function messageKey(row: { tenant: string; staff_id: string; msgid: string }): string {
+  return `${row.tenant}${SEP}${row.staff_id}${SEP}${row.msgid}`;
+}
+
+/** The identity of a recall's target, comparable with {@link messageKey}. */
+export function recallTargetKey(mark: RecallMark): string {
+  return `${mark.tenant}${SEP}${mark.staff_id}${SEP}${mark.target_msgid}`;
+}
+
+/** Largest DateTime64(3) value ClickHouse stores (2299-12-31 23:59:59.999 UTC). */
+const MAX_MS = 10_413_791_999_999;
+const UINT64_MAX = 18_446_744_073_709_551_615n;
+const DECIMAL = /^\d{1,20}$/;
+
+function isUInt64(value: unknown): boolean {
+  return typeof value === 'string' && DECIMAL.test(value) && (value.length < 20 || BigInt(value) <= UINT64_MAX);
+}
+
+function isInt(value: unknown): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value);
+}
+
+function isStringArray(value: unknown): boolean {
+  return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
+
+const STRING_FIELDS = [
+  'tenant',
+  'source',
+  'source_type',
+  'staff_id',
+  'legacy_msgid',
+  'session_id',
+  'session_type',
+  'room_id',
+  'action',
+  'from_id',
+  'peer_id',
+  'msg_type',
+  'sys_type',
+  'content_text',
+  'content',
+  'raw_content',
+  'msg_source',
+  'pre_msgid',
+  'extinfo',
+  'peer_name',
+  'peer_avatar',
+] as const satisfies readonly (keyof MessageRow)[];
+
+const INT_FIELDS = [
+  'msg_seq',
+  'wx_msg_type',
+  'app_type',
+  'sync_key_type',
+  'item_type',
+  'sub_type',
+  'status',
+  'img_status',
+] as const satisfies readonly (keyof MessageRow)[];
+
+/**
+ * Why ClickHouse would refuse this row, or undefined when it is insertable. Checked per row so a
+ * single malformed row becomes a dead letter instead of failing its whole batch forever.
+ */
+export function invalidMessageReason(row: MessageRow): string | undefined {
+  // The row type is a promise the producer made; check what actually arrived.
+  const r = row as unknown as Readonly<Record<string, unknown>>;
+  const { msgid, msg_time: msgTime, ingested_at: ingestedAt, is_sender: isSender } = r;
+  if (typeof msgid !== 'string' || msgid === '') return 'msgid is empty';
+  if (!isUInt64(r['seq'])) return 'seq is not a UInt64 decimal string';
+  if (!isInt(msgTime) || (msgTime as number) < 0 || (msgTime as number) > MAX_MS) return 'msg_time is not a unix ms time';
+  if (!isInt(ingestedAt) || (ingestedAt as number) < 0 || (ingestedAt as number) > MAX_MS) {
+    return 'ingested_at is not a unix ms time';
+  }
+  if (isSender !== 0 && isSender !== 1) return 'is_sender is not 0 or 1';
+  for (const field of STRING_FIELDS) if (typeof r[field] !== 'string') return `${field} is not a string`;
+  for (const field of INT_FIELDS) if (!isInt(r[field])) return `${field} is not an integer`;
+  if (!isStringArray(r['tolist']) || !isStringArray(r['at_user_list'])) return 'tolist/at_user_list is not a string array';
+  return undefined;
+}
+
+/** Approximate JSONEachRow size of a row, for the batch byte bound (cheap: no serialisation). */
+export function estimateMessageBytes(row: MessageRow): number {
+  let n = 600 + row.msgid.length + row.session_id.length + row.from_id.length + row.peer_id.length;
+  n += Buffer.byteLength(row.content_text) + Buffer.byteLength(row.content) + Buffer.byteLength(row.raw_content);
+  n += row.msg_source.length + row.extinfo.length + Buffer.byteLength(row.peer_name) + row.peer_avatar.length;
+  for (const to of row.tolist) n += to.length + 3;
+  for (const at of row.at_user_list) n += at.length + 3;
+  return n;
+}
+
+/** The row to insert: the message as is, or with the recall applied when its revocation is known. */
+export function messageInsertRow(row: MessageRow, recallTime: number | undefined): object {
+  return recallTime === undefined ? row : { ...row, recalled: 1, recall_time: recallTime };
+}
+
+function timeBounds(times: Iterable<number>): { lo: number; hi: number } {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const t of times) {
+    if (t < lo) lo = t;
+    if (t > hi) hi = t;
+  }
+  return { lo, hi };
+}
+
+function distinct<T>(values: Iterable<T>): T[] {
+  return [...new Set(values)];
+}
+
+/**
+ * The keys of `rows` already stored. Narrowed by msgid (bloom filter index), by the batch's
+ * time range (partition pruning: msg_time is immutable per message) and by tenant/staff (sort key
+ * prefix); the exact identity is compared here.
+ */
+export async function findStoredMessages(
+  store: Store,
+  rows: readonly MessageRow[],
+  options: CallOptions = {},
+): Promise<Set<string>> {
+  if (rows.length === 0) return new Set();
+  const { lo, hi } = timeBounds(rows.map((r) => r.msg_time));
+  const found = await store.query<{ tenant: string; staff_id: string; msgid: string }>(
+    `SELECT tenant, staff_id, msgid FROM ${MESSAGES_TABLE}
+     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
+       AND msg_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND msg_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')
+       AND msgid IN {ids:Array(String)}`,
+    {
+      tenants: distinct(rows.map((r) => r.tenant)),
+      staffs: distinct(rows.map((r) => r.staff_id)),
+      lo,
+      hi,
+      ids: distinct(rows.map((r) => r.msgid)),
+    },
+    options,
+  );
+  return new Set(found.map(messageKey));
+}
+
+/**
+ * Revocations already stored whose target is among `rows` (the revoke arrived first): target key
+ * → recall time. A revocation is never older than its target, hence `msg_time >= lo`.
+ */
+export async function findStoredRecalls(
+  store: Store,
+  rows: readonly MessageRow[],
+  options: CallOptions = {},
+): Promise<Map<string, number>> {
+  if (rows.length === 0) return new Map();
+  const { lo } = timeBounds(rows.map((r) => r.msg_time));
+  const found = await store.query<{ tenant: string; staff_id: string; msgid: string; recall_time: string }>(
+    `SELECT tenant, staff_id, pre_msgid AS msgid, toString(min(toUnixTimestamp64Milli(msg_time))) AS recall_time
+     FROM ${MESSAGES_TABLE}
+     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
+       AND msg_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')
+       AND msg_type = 'revoke' AND pre_msgid IN {ids:Array(String)}
+     GROUP BY tenant, staff_id, pre_msgid`,
+    {
+      tenants: distinct(rows.map((r) => r.tenant)),
+      staffs: distinct(rows.map((r) => r.staff_id)),
+      lo,
+      ids: distinct(rows.map((r) => r.msgid)),
+    },
+    options,
+  );
+  return new Map(found.map((r) => [messageKey(r), Number(r.recall_time)]));
+}
+
+/**
+ * Marks stored targets of `marks` as recalled, in one lightweight UPDATE (a patch part, no
+ * rewrite). Idempotent: rows already recalled are left alone, so the first recall time stays.
+ * Targets not stored (yet) are untouched; {@link findStoredRecalls} catches them on arrival.
+ */
+export async function applyRecalls(store: Store, marks: readonly RecallMark[], options: CallOptions = {}): Promise<void> {
+  if (marks.length === 0) return;
+  const times: Record<string, number> = {};
+  for (const mark of marks) {
+    const key = recallTargetKey(mark);
+    const prev = times[key];
+    if (prev === undefined || mark.recall_time < prev) times[key] = mark.recall_time;
+  }
+  await store.command(
+    `UPDATE ${MESSAGES_TABLE}
+     SET recalled = 1,
+         recall_time = fromUnixTimestamp64Milli({times:Map(String, Int64)}[concat(tenant, {sep:String}, staff_id, {sep:String}, msgid)], 'UTC')
+     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
+       AND msgid IN {ids:Array(String)}
+       AND mapContains({times:Map(String, Int64)}, concat(tenant, {sep:String}, staff_id, {sep:String}, msgid))
+       AND recalled = 0`,
+    {
+      times,
+      sep: SEP,
+      tenants: distinct(marks.map((m) => m.tenant)),
+      staffs: distinct(marks.map((m) => m.staff_id)),
+      ids: distinct(marks.map((m) => m.target_msgid)),
+    },
+    options,
+  );
+}
+
+/**
+ * Select list that reads `messages` back in the {@link MessageRow} shape: times as unix ms
+ * numbers, `seq` as a decimal string, the provider's Int64 columns as numbers (the row type holds
+ * them as JS numbers, so they are exact), plus `recalled` and `recall_time` (ms or null).
+ */
+export const MESSAGE_SELECT = `tenant, source, source_type, staff_id, msgid, legacy_msgid, session_id, session_type,
+  room_id, action, from_id, tolist, peer_id, is_sender, toFloat64(toUnixTimestamp64Milli(msg_time)) AS msg_time,
+  toString(seq) AS seq, toFloat64(msg_seq) AS msg_seq, msg_type, wx_msg_type, app_type, sys_type, content_text,
+  content, raw_content, msg_source, at_user_list, pre_msgid, toFloat64(sync_key_type) AS sync_key_type,
+  toFloat64(item_type) AS item_type, toFloat64(sub_type) AS sub_type, toFloat64(status) AS status,
+  toFloat64(img_status) AS img_status, extinfo, peer_name, peer_avatar,
+  toFloat64(toUnixTimestamp64Milli(ingested_at)) AS ingested_at, recalled,
+  toFloat64(toUnixTimestamp64Milli(recall_time)) AS recall_time`;
