@@ -33,8 +33,8 @@ export class CursorStore implements CursorReader {
 
   /** The latest cursor of (source, stream), or undefined when none was saved. */
   async load(source: string, stream: string, options: CallOptions = {}): Promise<string | undefined> {
-    const rows = await this.store.query<{ cursor: string; updated_at: string }>(
-      `SELECT argMax(cursor, updated_at) AS cursor, toString(toUnixTimestamp64Micro(max(updated_at))) AS updated_at
+    const rows = await this.store.query<{ latest_cursor: string; updated_us: string }>(
+      `SELECT argMax(cursor, updated_at) AS latest_cursor, toString(toUnixTimestamp64Micro(max(updated_at))) AS updated_us
        FROM ${CURSORS_TABLE} WHERE source = {source:String} AND stream = {stream:String}
        GROUP BY source, stream`,
       { source, stream },
@@ -42,21 +42,21 @@ export class CursorStore implements CursorReader {
     );
     const row = rows[0];
     if (row === undefined) return undefined;
-    this.observe(row.updated_at);
-    return row.cursor;
+    this.observe(row.updated_us);
+    return row.latest_cursor;
   }
 
   /** Every stream's latest cursor of `source` (stream → cursor). */
   async loadAll(source: string, options: CallOptions = {}): Promise<Map<string, string>> {
-    const rows = await this.store.query<{ stream: string; cursor: string; updated_at: string }>(
-      `SELECT stream, argMax(cursor, updated_at) AS cursor, toString(toUnixTimestamp64Micro(max(updated_at))) AS updated_at
+    const rows = await this.store.query<{ stream: string; latest_cursor: string; updated_us: string }>(
+      `SELECT stream, argMax(cursor, updated_at) AS latest_cursor, toString(toUnixTimestamp64Micro(max(updated_at))) AS updated_us
        FROM ${CURSORS_TABLE} WHERE source = {source:String}
        GROUP BY stream ORDER BY stream`,
       { source },
       options,
     );
-    for (const row of rows) this.observe(row.updated_at);
-    return new Map(rows.map((r) => [r.stream, r.cursor]));
+    for (const row of rows) this.observe(row.updated_us);
+    return new Map(rows.map((r) => [r.stream, r.latest_cursor]));
   }
 
   /**
@@ -66,12 +66,12 @@ export class CursorStore implements CursorReader {
   async save(updates: readonly CursorUpdate[], options: CallOptions = {}): Promise<void> {
     if (updates.length === 0) return;
     if (!this.primed) {
-      const rows = await this.store.query<{ updated_at: string }>(
-        `SELECT toString(toUnixTimestamp64Micro(max(updated_at))) AS updated_at FROM ${CURSORS_TABLE}`,
+      const rows = await this.store.query<{ updated_us: string }>(
+        `SELECT toString(toUnixTimestamp64Micro(max(updated_at))) AS updated_us FROM ${CURSORS_TABLE}`,
         {},
         options,
       );
-      for (const row of rows) this.observe(row.updated_at);
+      for (const row of rows) this.observe(row.updated_us);
       this.primed = true;
     }
     const latest = new Map<string, CursorUpdate>();

@@ -1,0 +1,116 @@
+import { MsgpipeError } from '../../../src/core/errors.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { openStore, toStoreError } from '../../../src/sink/clickhouse.ts';
+import { openTempStore, silent, type TempStore } from './helpers.ts';
+
+describe('openStore on chDB', () => {
+  let temp: TempStore | undefined;
+  afterEach(async () => {
+    await temp?.dispose();
+    temp = undefined;
+  });
+
+  it('creates the database, makes it current and quotes 64-bit integers', async () => {
+    temp = await openTempStore({ migrate: false, database: 'msgpipe_test' });
+    const [row] = await temp.store.query<{ db: string; big: string; small: number }>(
+      'SELECT currentDatabase() AS db, toUInt64({big:String}) AS big, toUInt32(7) AS small',
+      { big: '18446744073709551615' },
+    );
+    expect(row).toEqual({ db: 'msgpipe_test', big: '18446744073709551615', small: 7 });
+    expect(temp.store.backend).toBe('chdb');
+  });
+
+  it('does not let one insert’s dedup token leak into the next insert', async () => {
+    temp = await openTempStore({ migrate: false });
+    const { store } = temp;
+    await store.command(
+      'CREATE TABLE t (id UInt64) ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 100',
+    );
+    await store.insert('t', [{ id: 1 }], { dedupToken: 'tok' });
+    // Same token again: dropped by ClickHouse.
+    await store.insert('t', [{ id: 1 }], { dedupToken: 'tok' });
+    // No token, different rows: must be stored (chDB SETs settings on the session; a sticky
+    // token would silently drop these).
+    await store.insert('t', [{ id: 2 }]);
+    await store.command('INSERT INTO t VALUES (3)');
+    const rows = await store.query<{ id: string }>('SELECT id FROM t ORDER BY id');
+    expect(rows.map((r) => r.id)).toEqual(['1', '2', '3']);
+  });
+
+  it('inserts positional rows when columns are given, missing properties taking the DEFAULT', async () => {
+    temp = await openTempStore({ migrate: false });
+    const { store } = temp;
+    await store.command("CREATE TABLE c (a String, b UInt8 DEFAULT 9, n Nullable(String)) ENGINE = MergeTree ORDER BY a");
+    await store.insert('c', [{ a: 'x' }, { a: 'y', b: 1, n: 'z' }], { columns: ['a', 'b', 'n'] });
+    expect(await store.query('SELECT a, b, n FROM c ORDER BY a')).toEqual([
+      { a: 'x', b: 9, n: null },
+      { a: 'y', b: 1, n: 'z' },
+    ]);
+  });
+
+  it('reports ClickHouse errors with a stable code and a permanent/retriable flag', async () => {
+    temp = await openTempStore({ migrate: false });
+    const failure = await temp.store.query('SELECT * FROM no_such_table').catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(MsgpipeError);
+    expect(failure).toMatchObject({
+      code: 'MSGPIPE_ERR_CLICKHOUSE',
+      retriable: false,
+      details: { clickhouseType: 'UNKNOWN_TABLE', clickhouseCode: 60 },
+    });
+    const insertFailure = await temp.store.insert('no_such_table', [{ a: 1 }]).catch((err: unknown) => err);
+    expect(insertFailure).toMatchObject({ code: 'MSGPIPE_ERR_CLICKHOUSE', retriable: false });
+  });
+
+  it('closes so that a store at another directory can open in the same process', async () => {
+    temp = await openTempStore({ migrate: false });
+    await temp.store.command('CREATE TABLE first (a UInt8) ENGINE = MergeTree ORDER BY a');
+    await temp.dispose();
+    temp = await openTempStore({ migrate: false });
+    const tables = await temp.store.query<{ name: string }>(
+      "SELECT name FROM system.tables WHERE database = currentDatabase()",
+    );
+    expect(tables).toEqual([]);
+  });
+
+  it('refuses a database name that is not a plain identifier', async () => {
+    await expect(openStore({ path: '/nonexistent', database: 'x; DROP' }, silent)).rejects.toMatchObject({
+      code: 'MSGPIPE_ERR_CONFIG',
+    });
+  });
+});
+
+describe('toStoreError', () => {
+  const classify = (err: unknown): boolean => toStoreError(err, 'insert').retriable;
+
+  it('retries overload, timeouts, too many parts and network failures', () => {
+    expect(classify(Object.assign(new Error('Timeout exceeded'), { code: '159', type: 'TIMEOUT_EXCEEDED' }))).toBe(true);
+    expect(classify(Object.assign(new Error('x'), { code: '202', type: 'TOO_MANY_SIMULTANEOUS_QUERIES' }))).toBe(true);
+    expect(classify(Object.assign(new Error('x'), { code: '241', type: 'MEMORY_LIMIT_EXCEEDED' }))).toBe(true);
+    // chDB's own error: only the numeric code and the name in the text.
+    expect(
+      classify(
+        Object.assign(new Error('Code: 252. DB::Exception: Too many parts (3001). (TOO_MANY_PARTS)'), {
+          code: 'CHDB_QUERY',
+          clickhouseCode: 252,
+        }),
+      ),
+    ).toBe(true);
+    expect(classify(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' }))).toBe(true);
+    expect(classify(new Error('Timeout error.'))).toBe(true);
+  });
+
+  it('does not retry bad data, bad SQL, auth or an abort', () => {
+    expect(classify(Object.assign(new Error('x'), { code: '27', type: 'CANNOT_PARSE_INPUT_ASSERTION_FAILED' }))).toBe(false);
+    expect(classify(Object.assign(new Error('x'), { code: '62', type: 'SYNTAX_ERROR' }))).toBe(false);
+    expect(classify(Object.assign(new Error('x'), { code: '516', type: 'AUTHENTICATION_FAILED' }))).toBe(false);
+    const aborted = new AbortController();
+    aborted.abort();
+    expect(toStoreError(new Error('The user aborted a request.'), 'query', aborted.signal).retriable).toBe(false);
+  });
+
+  it('keeps messages short: ClickHouse echoes bound parameters', () => {
+    const err = toStoreError(new Error('x'.repeat(100_000)), 'query');
+    expect(err.message.length).toBeLessThan(1100);
+  });
+});

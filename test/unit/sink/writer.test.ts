@@ -1,0 +1,424 @@
+import { createHash, randomBytes } from 'node:crypto';
+
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+import type { SinkUnit } from '../../../src/core/pipeline.ts';
+import type { DeadLetterRow, EventRow, MessageRow, RecallMark } from '../../../src/core/types.ts';
+import { CursorStore } from '../../../src/sink/cursors.ts';
+import { DEAD_LETTER_SELECT } from '../../../src/sink/dead-letters.ts';
+import { EVENT_SELECT } from '../../../src/sink/events.ts';
+import { MESSAGE_SELECT } from '../../../src/sink/messages.ts';
+import { SinkWriter, type SinkWriterOptions } from '../../../src/sink/writer.ts';
+import {
+  deadLetter,
+  event,
+  FaultyStore,
+  message,
+  openTempStore,
+  realisticMessages,
+  recall,
+  silent,
+  type TempStore,
+} from './helpers.ts';
+import type { Store } from '../../../src/sink/clickhouse.ts';
+
+const FAST_RETRY = { attempts: 5, minMs: 1, maxMs: 5, factor: 2 } as const;
+
+function unit(
+  parts: { messages?: MessageRow[]; events?: EventRow[]; deadLetters?: DeadLetterRow[]; recalls?: RecallMark[] },
+  cursor?: string,
+): SinkUnit {
+  return {
+    output: {
+      messages: parts.messages ?? [],
+      events: parts.events ?? [],
+      deadLetters: parts.deadLetters ?? [],
+      recalls: parts.recalls ?? [],
+    },
+    ...(cursor === undefined ? {} : { cursor: { source: 'shop-a', stream: 'main', cursor } }),
+  };
+}
+
+type StoredMessage = MessageRow & { recalled: number; recall_time: number | null };
+
+async function storedMessages(store: Store): Promise<StoredMessage[]> {
+  return store.query<StoredMessage>(`SELECT ${MESSAGE_SELECT} FROM messages ORDER BY msg_time, msgid`);
+}
+
+async function count(store: Store, table: string): Promise<number> {
+  const [row] = await store.query<{ c: string }>(`SELECT count() AS c FROM ${table}`);
+  return Number(row?.c);
+}
+
+function writer(store: Store, options: SinkWriterOptions = {}): SinkWriter {
+  return new SinkWriter(store, silent, { retry: FAST_RETRY, maxAgeMs: 60_000, ...options });
+}
+
+describe('SinkWriter', () => {
+  let temp: TempStore;
+  beforeEach(async () => {
+    temp = await openTempStore();
+  });
+  afterEach(async () => {
+    await temp.dispose();
+  });
+
+  it('stores rows exactly: 64-bit ids, arrays, CJK text, times', async () => {
+    const m1 = message({ msgid: '3876235366388279544', seq: '18446744073709551615', tolist: ['a', 'b'], at_user_list: ['c'] });
+    const m2 = message({
+      msgid: '1767797523284146072',
+      seq: '1',
+      msg_time: m1.msg_time + 1000,
+      content_text: '今天天气很好 "quoted" \\ back\nline',
+      msg_seq: -3,
+      wx_msg_type: 10002,
+    });
+    const e1 = event({ event_id: '18446744073709551615' });
+    const w = writer(temp.store);
+    await w.add(unit({ messages: [m1, m2], events: [e1] }, 'kb-1'));
+    await w.close();
+
+    expect(await storedMessages(temp.store)).toEqual([
+      { ...m1, recalled: 0, recall_time: null },
+      { ...m2, recalled: 0, recall_time: null },
+    ]);
+    expect(await temp.store.query(`SELECT ${EVENT_SELECT} FROM events`)).toEqual([e1]);
+    // The raw columns hold the exact values too, not only their string renderings.
+    const raw = await temp.store.query<{ msgid: string; seq: string; t: string }>(
+      "SELECT msgid, seq, toString(msg_time) AS t FROM messages WHERE msgid = '3876235366388279544'",
+    );
+    expect(raw).toEqual([{ msgid: '3876235366388279544', seq: '18446744073709551615', t: '2024-11-08 09:48:32.000' }]);
+    expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-1');
+    expect(w.stats.written).toMatchObject({ messages: 2, events: 1, cursors: 1 });
+  });
+
+  it('stores a message once when it repeats within a batch and across batches', async () => {
+    const m = message();
+    const other = message({ msgid: '1767797523284146072' });
+    const w = writer(temp.store);
+    await w.add(unit({ messages: [m, m] }, 'kb-1'));
+    await w.add(unit({ messages: [m, other] }, 'kb-2'));
+    await w.flush();
+    await w.add(unit({ messages: [other, m], events: [event(), event()] }, 'kb-3'));
+    await w.add(unit({ events: [event()] }, 'kb-4'));
+    await w.close();
+
+    expect(await count(temp.store, 'messages')).toBe(2);
+    expect(await count(temp.store, 'events')).toBe(1);
+    // And without FINAL or merges: the view the query service reads is exact too.
+    const [session] = await temp.store.query<{ msg_count: string }>('SELECT msg_count FROM sessions');
+    expect(session?.msg_count).toBe('2');
+    expect(w.stats.duplicates.messages).toBe(4);
+    expect(w.stats.duplicates.events).toBe(2);
+    expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-4');
+  });
+
+  it('stores nothing twice when a restarted pipeline re-adds the same units', async () => {
+    const rows = realisticMessages(3000, { seed: 11 });
+    const units = [0, 1000, 2000].map((i, n) => unit({ messages: rows.slice(i, i + 1000), events: [event({ event_id: `e${n}` })] }, `kb-${n}`));
+    const first = writer(temp.store);
+    for (const u of units.slice(0, 2)) await first.add(u);
+    await first.close();
+    // "Crash": the cursor says kb-1, but a provider replays from an older keyBuff anyway.
+    const second = writer(temp.store);
+    for (const u of units) await second.add(u);
+    await second.close();
+
+    expect(await count(temp.store, 'messages')).toBe(3000);
+    expect(await count(temp.store, 'events')).toBe(3);
+    expect(second.stats.duplicates.messages).toBe(2000);
+    expect(second.stats.written.messages).toBe(1000);
+    const [sums] = await temp.store.query<{ n: string; s: string }>('SELECT count() AS n, sum(msg_count) AS s FROM sessions');
+    expect(sums?.s).toBe('3000');
+    const distinct = await temp.store.query<{ c: string }>('SELECT uniqExact(msgid) AS c FROM messages');
+    expect(distinct[0]?.c).toBe('3000');
+  });
+
+  describe('recalls', () => {
+    const target = message({ msgid: '3876235366388279544' });
+    const revoke = (t: number): MessageRow =>
+      message({
+        msgid: '3876235366388279999',
+        msg_type: 'revoke',
+        action: 'recall',
+        pre_msgid: target.msgid,
+        msg_time: t,
+        content_text: '张三撤回了一条消息',
+      });
+
+    it('marks a target in the same batch before it is written', async () => {
+      const t = target.msg_time + 30_000;
+      const w = writer(temp.store);
+      await w.add(unit({ messages: [target, revoke(t)], recalls: [recall(target, t)] }, 'kb-1'));
+      await w.close();
+      const rows = await storedMessages(temp.store);
+      expect(rows.find((r) => r.msgid === target.msgid)).toMatchObject({ recalled: 1, recall_time: t });
+      expect(rows.find((r) => r.msg_type === 'revoke')).toMatchObject({ recalled: 0, pre_msgid: target.msgid });
+    });
+
+    it('marks a target stored by an earlier batch, idempotently (the first recall time stays)', async () => {
+      const t = target.msg_time + 30_000;
+      const w = writer(temp.store);
+      await w.add(unit({ messages: [target, message({ msgid: '1' })] }, 'kb-1'));
+      await w.flush();
+      await w.add(unit({ messages: [revoke(t)], recalls: [recall(target, t)] }, 'kb-2'));
+      await w.flush();
+      await w.add(unit({ recalls: [recall(target, t + 99_000)] }, 'kb-3'));
+      await w.close();
+      const rows = await storedMessages(temp.store);
+      expect(rows.find((r) => r.msgid === target.msgid)).toMatchObject({ recalled: 1, recall_time: t });
+      expect(rows.find((r) => r.msgid === '1')).toMatchObject({ recalled: 0, recall_time: null });
+      expect(rows).toHaveLength(3);
+    });
+
+    it('keeps the recall when the recalled message is re-delivered later', async () => {
+      const t = target.msg_time + 30_000;
+      const w = writer(temp.store);
+      await w.add(unit({ messages: [target] }, 'kb-1'));
+      await w.flush();
+      await w.add(unit({ messages: [revoke(t)], recalls: [recall(target, t)] }, 'kb-2'));
+      await w.flush();
+      await w.add(unit({ messages: [target] }, 'kb-3'));
+      await w.close();
+      const rows = await storedMessages(temp.store);
+      expect(rows.filter((r) => r.msgid === target.msgid)).toEqual([{ ...target, recalled: 1, recall_time: t }]);
+    });
+
+    it('marks a target that arrives after its revocation was stored', async () => {
+      const t = target.msg_time + 30_000;
+      const w = writer(temp.store);
+      await w.add(unit({ messages: [revoke(t)], recalls: [recall(target, t)] }, 'kb-1'));
+      await w.flush();
+      await w.add(unit({ messages: [target] }, 'kb-2'));
+      await w.close();
+      const rows = await storedMessages(temp.store);
+      expect(rows.find((r) => r.msgid === target.msgid)).toMatchObject({ recalled: 1, recall_time: t });
+    });
+  });
+
+  describe('cursor after rows', () => {
+    it('does not move the cursor when an insert fails permanently, and the writer stops', async () => {
+      const faulty = new FaultyStore(temp.store);
+      const cursors = new CursorStore(temp.store);
+      const w = writer(faulty);
+      await w.add(unit({ messages: [message({ msgid: '1' })] }, 'kb-1'));
+      await w.flush();
+      faulty.faults.push({ table: 'events', times: Infinity, retriable: false });
+      await w.add(unit({ messages: [message({ msgid: '2' })], events: [event()] }, 'kb-2'));
+      await expect(w.flush()).rejects.toThrow(/injected failure on events/);
+      await expect(w.add(unit({ messages: [message({ msgid: '3' })] }, 'kb-3'))).rejects.toThrow(/injected failure/);
+      await expect(w.close()).rejects.toThrow(/injected failure/);
+      expect(await cursors.load('shop-a', 'main')).toBe('kb-1');
+      // The messages of the failed batch did land (events failed after them) …
+      expect(await count(temp.store, 'messages')).toBe(2);
+
+      // … and a restart re-reading from kb-1 completes the batch without doubling them.
+      const restarted = writer(temp.store);
+      await restarted.add(unit({ messages: [message({ msgid: '2' })], events: [event()] }, 'kb-2'));
+      await restarted.close();
+      expect(await count(temp.store, 'messages')).toBe(2);
+      expect(await count(temp.store, 'events')).toBe(1);
+      expect(await cursors.load('shop-a', 'main')).toBe('kb-2');
+    });
+
+    it('does not move the cursor while a retriable failure outlasts the attempts', async () => {
+      const faulty = new FaultyStore(temp.store);
+      faulty.faults.push({ table: 'messages', times: Infinity, retriable: true });
+      const w = writer(faulty, { retry: { attempts: 3, minMs: 1, maxMs: 2, factor: 2 } });
+      await w.add(unit({ messages: [message()] }, 'kb-1'));
+      await expect(w.flush()).rejects.toMatchObject({ code: 'MSGPIPE_ERR_RETRIES_EXHAUSTED' });
+      expect(w.stats.retries).toBe(2);
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBeUndefined();
+      expect(await count(temp.store, 'messages')).toBe(0);
+    });
+
+    it('retries a retriable failure without losing or doubling rows, also when the failed insert had landed', async () => {
+      const faulty = new FaultyStore(temp.store);
+      faulty.faults.push({ table: 'messages', times: 1, retriable: true, afterWrite: true });
+      faulty.faults.push({ table: 'cursors', times: 2, retriable: true });
+      const rows = realisticMessages(500, { seed: 5 });
+      const w = writer(faulty);
+      await w.add(unit({ messages: rows }, 'kb-1'));
+      await w.close();
+      expect(w.stats.retries).toBe(3);
+      expect(await count(temp.store, 'messages')).toBe(500);
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-1');
+    });
+
+    it('relies on the dedup token when a retry cannot see the rows its first try stored', async () => {
+      // Models a replica that has not caught up: the lookup sees nothing, the insert lands
+      // but reports a failure, the retry sends the same rows with the same token.
+      const faulty = new FaultyStore(temp.store);
+      faulty.faults.push({ table: 'messages', times: 1, retriable: true, afterWrite: true });
+      faulty.hideLookups = 2;
+      const w = writer(faulty);
+      await w.add(unit({ messages: realisticMessages(200, { seed: 9 }) }, 'kb-1'));
+      await w.close();
+      const inserts = faulty.inserts.filter((i) => i.table === 'messages');
+      // The retry did send all 200 rows again (the lookup saw none) …
+      expect(inserts).toEqual([{ table: 'messages', rows: 200, token: expect.stringMatching(/^messages:[0-9a-f]{64}$/) as unknown }]);
+      // … and ClickHouse dropped them by token.
+      expect(await count(temp.store, 'messages')).toBe(200);
+    });
+  });
+
+  describe('batch bounds', () => {
+    it('flushes when the row bound is reached', async () => {
+      const w = writer(temp.store, { maxRows: 5 });
+      const rows = realisticMessages(6, { seed: 2 });
+      await w.add(unit({ messages: rows.slice(0, 2) }, 'kb-1'));
+      await w.add(unit({ messages: rows.slice(2, 4) }, 'kb-2'));
+      expect(w.stats.flushes).toBe(0);
+      await w.add(unit({ messages: rows.slice(4, 6) }, 'kb-3'));
+      await vi.waitFor(() => {
+        expect(w.stats.flushes).toBe(1);
+      });
+      expect(await count(temp.store, 'messages')).toBe(6);
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-3');
+      await w.close();
+    });
+
+    it('flushes when the byte bound is reached', async () => {
+      const w = writer(temp.store, { maxBytes: 50_000 });
+      await w.add(unit({ messages: [message({ msgid: '1', content_text: 'x'.repeat(10_000) })] }, 'kb-1'));
+      expect(w.stats.flushes).toBe(0);
+      await w.add(unit({ messages: [message({ msgid: '2', raw_content: '消'.repeat(20_000) })] }, 'kb-2'));
+      await vi.waitFor(() => {
+        expect(w.stats.flushes).toBe(1);
+      });
+      expect(await count(temp.store, 'messages')).toBe(2);
+      await w.close();
+    });
+
+    it('flushes a batch when it is maxAgeMs old, cursor-only units included', async () => {
+      const w = writer(temp.store, { maxAgeMs: 50 });
+      await w.add(unit({ messages: [message()] }, 'kb-1'));
+      await vi.waitFor(() => {
+        expect(w.stats.flushes).toBe(1);
+      });
+      await w.add(unit({}, 'kb-2'));
+      await vi.waitFor(() => {
+        expect(w.stats.flushes).toBe(2);
+      });
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-2');
+      await w.close();
+    });
+
+    it('applies backpressure: add waits for the flush in flight when the buffer is full', async () => {
+      const faulty = new FaultyStore(temp.store);
+      let release: () => void = () => undefined;
+      faulty.gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const w = writer(faulty, { maxRows: 2 });
+      await w.add(unit({ messages: [message({ msgid: '1' }), message({ msgid: '2' })] }, 'kb-1'));
+      // The first batch is in flight and blocked; the second fills up: add must not resolve.
+      let resolved = false;
+      const pending = w.add(unit({ messages: [message({ msgid: '3' }), message({ msgid: '4' })] }, 'kb-2')).then(() => {
+        resolved = true;
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      expect(resolved).toBe(false);
+      release();
+      await pending;
+      await w.close();
+      expect(await count(temp.store, 'messages')).toBe(4);
+    });
+  });
+
+  describe('dead letters', () => {
+    it('keeps the original bytes exactly: invalid UTF-8 and 5 MB payloads', async () => {
+      const invalid = Uint8Array.from([0xff, 0xfe, 0x00, 0xc3, 0x28, 0xe4, 0xbd, 0x0a, 0x22, 0x5c]);
+      const big = randomBytes(5 * 1024 * 1024);
+      const d1 = deadLetter(invalid, { origin_key: 'shop-a:kb#1' });
+      const d2 = deadLetter(big, { origin_key: 'shop-a:kb#2', error_code: 'MSGPIPE_ERR_TOO_LARGE' });
+      const w = writer(temp.store);
+      await w.add(unit({ deadLetters: [d1, d2] }, 'kb-1'));
+      await w.close();
+
+      const rows = await temp.store.query<DeadLetterRow & { dead_letter_id: string }>(
+        `SELECT ${DEAD_LETTER_SELECT} FROM dead_letters ORDER BY origin_key`,
+      );
+      expect(rows.map(({ dead_letter_id: _id, ...rest }) => rest)).toEqual([d1, d2]);
+      expect(Buffer.from(rows[0]!.original_base64, 'base64')).toEqual(Buffer.from(invalid));
+      // Decoded inside ClickHouse, the bytes are the same too.
+      const decoded = await temp.store.query<{ h: string; size: string; sha: string }>(
+        "SELECT hex(original) AS h, original_size AS size, lower(hex(SHA256(original))) AS sha FROM dead_letters ORDER BY origin_key",
+      );
+      expect(decoded[0]).toMatchObject({ h: Buffer.from(invalid).toString('hex').toUpperCase(), size: '10' });
+      expect(decoded[1]).toMatchObject({
+        size: String(big.length),
+        sha: createHash('sha256').update(big).digest('hex'),
+      });
+    });
+
+    it('stores a dead letter once when a replay makes it again', async () => {
+      const d = deadLetter(Uint8Array.from([1, 2, 3]));
+      const w = writer(temp.store);
+      await w.add(unit({ deadLetters: [d, d] }, 'kb-1'));
+      await w.flush();
+      await w.add(unit({ deadLetters: [{ ...d, occurred_at: d.occurred_at + 60_000 }] }, 'kb-1'));
+      await w.close();
+      expect(await count(temp.store, 'dead_letters')).toBe(1);
+    });
+
+    it('turns a row ClickHouse would refuse into a sink dead letter instead of failing the batch', async () => {
+      const bad = message({ msgid: '42', seq: 'not-a-number' });
+      const w = writer(temp.store);
+      await w.add(unit({ messages: [bad, message({ msgid: '43' })] }, 'kb-1'));
+      await w.close();
+      expect((await storedMessages(temp.store)).map((m) => m.msgid)).toEqual(['43']);
+      const [letter] = await temp.store.query<DeadLetterRow>(`SELECT ${DEAD_LETTER_SELECT} FROM dead_letters`);
+      expect(letter).toMatchObject({ stage: 'sink', error_code: 'MSGPIPE_ERR_SHAPE', origin_key: expect.stringContaining('42') as unknown });
+      expect(JSON.parse(Buffer.from(letter!.original_base64, 'base64').toString('utf8'))).toEqual(bad);
+      expect(w.stats.invalid).toBe(1);
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-1');
+    });
+  });
+
+  it('keeps the sessions view in step: latest message, counts, peer name', async () => {
+    const base = message();
+    const w = writer(temp.store);
+    await w.add(
+      unit(
+        {
+          messages: [
+            message({ msgid: '10', msg_time: base.msg_time, peer_name: '' }),
+            message({ msgid: '11', msg_time: base.msg_time + 2000, content_text: '最后一条', peer_name: '张三丰' }),
+            message({ msgid: '12', msg_time: base.msg_time + 1000, peer_name: '' }),
+            message({ msgid: '20', session_id: 'sess-2', peer_id: 'wxid_2', msg_time: base.msg_time + 500 }),
+          ],
+        },
+        'kb-1',
+      ),
+    );
+    await w.flush();
+    await w.add(unit({ messages: [message({ msgid: '13', msg_time: base.msg_time + 3000, peer_name: '' })] }, 'kb-2'));
+    await w.close();
+    const sessions = await temp.store.query<Record<string, unknown>>(
+      `SELECT session_id, peer_id, peer_name, last_msgid, last_content_text, msg_count,
+              toUnixTimestamp64Milli(last_msg_time) AS last_ms
+       FROM sessions WHERE tenant = 'corp123' AND staff_id = 'staff-a' ORDER BY last_msg_time DESC`,
+    );
+    expect(sessions).toEqual([
+      {
+        session_id: 'sess-1',
+        peer_id: 'wxid_peer1',
+        peer_name: '张三丰',
+        last_msgid: '13',
+        last_content_text: base.content_text,
+        msg_count: '4',
+        last_ms: String(base.msg_time + 3000),
+      },
+      {
+        session_id: 'sess-2',
+        peer_id: 'wxid_2',
+        peer_name: '张三',
+        last_msgid: '20',
+        last_content_text: base.content_text,
+        msg_count: '1',
+        last_ms: String(base.msg_time + 500),
+      },
+    ]);
+  });
+});
