@@ -20,8 +20,8 @@ SELECT
     tupleElement(last, 'content_text') AS last_content_text,
     tupleElement(last, 'seq') AS last_seq,
     tupleElement(last, 'source') AS source,
-    min(first_msg_time) AS first_msg_time,
-    max(last_msg_time) AS last_msg_time,
+    CAST(min(first_msg_time) AS DateTime64(3, 'UTC')) AS first_msg_time,
+    CAST(max(last_msg_time) AS DateTime64(3, 'UTC')) AS last_msg_time,
     sum(msg_count) AS msg_count,
     sum(recall_count) AS recall_count
 FROM sessions_agg
