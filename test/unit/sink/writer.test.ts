@@ -232,6 +232,23 @@ describe('SinkWriter', () => {
       expect(await count(temp.store, 'messages')).toBe(0);
     });
 
+    it('stops retrying when the signal aborts, without saving the cursor', async () => {
+      const faulty = new FaultyStore(temp.store);
+      faulty.faults.push({ table: 'messages', times: Infinity, retriable: true });
+      const stop = new AbortController();
+      const w = writer(faulty, { signal: stop.signal, retry: { attempts: Infinity, minMs: 50, maxMs: 50, factor: 1 } });
+      await w.add(unit({ messages: [message()] }, 'kb-1'));
+      const flushed = w.flush();
+      await vi.waitFor(() => {
+        expect(w.stats.retries).toBeGreaterThanOrEqual(2);
+      });
+      const started = Date.now();
+      stop.abort(new Error('hard stop'));
+      await expect(flushed).rejects.toThrow();
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBeUndefined();
+    });
+
     it('retries a retriable failure without losing or doubling rows, also when the failed insert had landed', async () => {
       const faulty = new FaultyStore(temp.store);
       faulty.faults.push({ table: 'messages', times: 1, retriable: true, afterWrite: true });
