@@ -63,7 +63,7 @@ const sinkSchema = z
       .number()
       .int()
       .min(1024)
-      .default(16 * 1024 * 1024)
+      .default(8 * 1024 * 1024)
       .describe('Flush a batch at about this many bytes of row data.'),
     maxAgeMs: z.number().int().min(10).default(1000).describe('Flush a batch this long after its first row.'),
   })

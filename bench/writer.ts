@@ -1,7 +1,7 @@
 /**
  * Throughput of the sink writer on embedded chDB (not a test: prints numbers).
  *
- *   node --import tsx test/integration/sink/writer-throughput.ts [rows=200000] [unitSize=100]
+ *   node --import tsx bench/writer.ts [rows=200000] [unitSize=100]
  *
  * Feeds `rows` realistic messages through a SinkWriter in units of `unitSize` (one unit per
  * provider page, each with a cursor), with the default batch bounds, then re-feeds the first
@@ -10,9 +10,9 @@
  */
 import { performance } from 'node:perf_hooks';
 
-import type { MessageRow } from '../../../src/core/types.ts';
-import { SinkWriter } from '../../../src/sink/writer.ts';
-import { openTempStore, realisticMessages, silent } from '../../unit/sink/helpers.ts';
+import type { MessageRow } from '../src/core/types.ts';
+import { SinkWriter } from '../src/sink/writer.ts';
+import { openTempStore, realisticMessages, silent } from '../test/unit/sink/helpers.ts';
 
 const total = Number(process.argv[2] ?? 200_000);
 const unitSize = Number(process.argv[3] ?? 100);
