@@ -1,0 +1,92 @@
+/**
+ * Small value readers shared by the per-kind transforms: integers from XML text, exact decimal
+ * ids, well-formed strings, searchable-text joining, JSON payload text.
+ */
+
+interface WellFormedString {
+  isWellFormed(): boolean;
+  toWellFormed(): string;
+}
+
+/**
+ * The string as a valid Unicode scalar sequence: lone surrogates become U+FFFD.
+ *
+ * JSON escapes can carry them (`"\ud83d"` left over from a server-side cut in the middle of 😂),
+ * and UTF-8 (ClickHouse, Kafka, protobuf) cannot, so they are replaced once, here.
+ */
+export function usv(text: string): string {
+  const s = text as unknown as WellFormedString;
+  return s.isWellFormed() ? text : s.toWellFormed();
+}
+
+/**
+ * The leading integer of an XML text or attribute, `0` when there is none.
+ *
+ * Examples: `" 57 "` → 57 (`<type> 57 </type>`), `"10>>"` → 10 (`videoPlayDuration` seen as
+ * `10&gt;&gt;`), `"2001"` from `<type><![CDATA[2001]]></type>`, `"-1"` → -1, `""` → 0.
+ * Values past 2^53 are not sizes or counts; they give 0 rather than a rounded number.
+ */
+export function leadingInt(text: string): number {
+  const m = /^\s*([+-]?\d{1,16})/.exec(text);
+  if (m === null) return 0;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) ? n : 0;
+}
+
+/**
+ * A decimal float from XML text (`x="31.230416"`), `0` when it is not a finite number.
+ */
+export function decimalNumber(text: string): number {
+  const t = text.trim();
+  if (t === '') return 0;
+  const n = Number(t);
+  return Number.isFinite(n) ? n : 0;
+}
+
+const UINT64_MAX = '18446744073709551615';
+
+/**
+ * An unsigned 64-bit id as exact decimal text, or `''` when the text is not one.
+ *
+ * Ids inside XML are strings and may exceed 2^63 (`<objectId>14395017722846300161</objectId>`),
+ * so they are compared as text, never through a Number.
+ */
+export function uint64Text(text: string): string {
+  const t = text.trim();
+  if (!/^\d{1,20}$/.test(t)) return '';
+  const s = t.length > 1 ? t.replace(/^0+(?=\d)/, '') : t;
+  if (s.length === 20 && s > UINT64_MAX) return '';
+  return s;
+}
+
+/**
+ * A 64-bit integer id as unsigned exact decimal text, or `undefined` when out of range.
+ *
+ * `AddMsg.newMsgId` is declared int64; a provider that prints it signed would send ids past
+ * 2^63 as negatives (`-8446744073709551616`). The stored id is the same 64 bits read unsigned.
+ */
+export function toUint64Decimal(decimal: string): string | undefined {
+  if (decimal.startsWith('-')) {
+    const n = BigInt(decimal);
+    if (n < -(2n ** 63n)) return undefined;
+    return BigInt.asUintN(64, n).toString();
+  }
+  const s = uint64Text(decimal);
+  return s === '' ? undefined : s;
+}
+
+/**
+ * Joins the non-empty, distinct parts with a newline: the searchable text of a message made of
+ * several fields (appmsg title + description). Parts are trimmed.
+ */
+export function joinText(...parts: readonly string[]): string {
+  const seen: string[] = [];
+  for (const p of parts) {
+    const t = p.trim();
+    if (t !== '' && !seen.includes(t)) seen.push(t);
+  }
+  return seen.join('\n');
+}
+
+/** A typed payload as the JSON object text stored in `content` (keys in insertion order). */
+export type Payload = Record<string, unknown>;
