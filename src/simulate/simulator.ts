@@ -59,7 +59,10 @@ export interface SimulatorHandle {
   faults(account: string): EffectiveFaults;
   /** Queues a hostile item, delivered after the messages released so far. */
   injectHostile(account: string, kind: HostileKind): PoisonItem;
-  /** Accepts the account's token again (optionally replacing it) and restarts the expiry count. */
+  /**
+   * Accepts the account's token again (optionally replacing it) and restarts the expiry count:
+   * with `tokenExpiresAfter: N` set, the token is good for N more requests, then expires again.
+   */
   renewToken(account: string, newToken?: string): void;
   /** One-shot cursor loss: every keyBuff issued so far restarts from the beginning. */
   resetKeyBuff(account: string): void;
