@@ -10,6 +10,8 @@
  * 64-bit identifiers are composed as decimal strings.
  */
 
+const HEX_PAIRS: readonly string[] = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
 /** The murmur3 / splitmix-style finaliser: a good avalanche for one 32-bit word. */
 export function mix32(x: number): number {
   let h = x | 0;
@@ -90,9 +92,13 @@ export class Rng {
 
   /** `n` lowercase hex digits. */
   hex(n: number): string {
+    // Byte-to-pair table: hex ids and CDN urls are the bulk of generated media XML.
     let out = '';
-    while (out.length < n) out += this.u32().toString(16).padStart(8, '0');
-    return out.slice(0, n);
+    while (out.length < n) {
+      const v = this.u32();
+      out += `${HEX_PAIRS[v & 0xff] ?? ''}${HEX_PAIRS[(v >>> 8) & 0xff] ?? ''}${HEX_PAIRS[(v >>> 16) & 0xff] ?? ''}${HEX_PAIRS[v >>> 24] ?? ''}`;
+    }
+    return out.length === n ? out : out.slice(0, n);
   }
 
   /** `n` decimal digits (leading zeros allowed). */

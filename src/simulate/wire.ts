@@ -72,11 +72,10 @@ export function serializeItem(m: SimMessage, style: WireStyle, o?: FieldOverride
   return style.provider === 'videosapi' ? goEscape(item) : item;
 }
 
-const GO_ESCAPES: Readonly<Record<string, string>> = { '<': '\\u003c', '>': '\\u003e', '&': '\\u0026' };
-
 /** Go's encoding/json HTML-safe escaping. Outside strings an item has no `<>&`, so this is safe. */
 function goEscape(json: string): string {
-  return json.replace(/[<>&]/g, (c) => GO_ESCAPES[c] ?? c);
+  // Three literal passes beat one regex with a callback by a wide margin on XML-heavy items.
+  return json.replaceAll('<', '\\u003c').replaceAll('>', '\\u003e').replaceAll('&', '\\u0026');
 }
 
 /**
@@ -102,14 +101,25 @@ export function pageBody(provider: SimProvider, items: readonly PagePart[], keyB
       ? '{"code":"1000","message":"处理成功","data":{"list":['
       : '{"ret":200,"msg":"操作成功","data":{"list":[';
   const tail = `],"keyBuff":${q(keyBuff)}}}`;
-  if (items.every((p) => typeof p === 'string')) return Buffer.from(head + items.join(',') + tail, 'utf8');
-  const chunks: Buffer[] = [Buffer.from(head, 'utf8')];
+  // Written part by part into one buffer: no joined string of the whole page is ever built.
+  const encoded: (string | Uint8Array)[] = [head];
   items.forEach((p, n) => {
-    if (n > 0) chunks.push(Buffer.from(',', 'utf8'));
-    chunks.push(typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p));
+    if (n > 0) encoded.push(',');
+    encoded.push(p);
   });
-  chunks.push(Buffer.from(tail, 'utf8'));
-  return Buffer.concat(chunks);
+  encoded.push(tail);
+  let size = 0;
+  for (const p of encoded) size += typeof p === 'string' ? Buffer.byteLength(p, 'utf8') : p.length;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const p of encoded) {
+    if (typeof p === 'string') at += out.write(p, at, 'utf8');
+    else {
+      out.set(p, at);
+      at += p.length;
+    }
+  }
+  return out;
 }
 
 /**
