@@ -1,0 +1,149 @@
+/**
+ * The `msgpipe` command line (DESIGN §7): run, migrate, demo, simulate, sql.
+ *
+ * Exit codes: 0 done; 1 failed at run time; 2 bad usage or configuration (every problem is
+ * listed); 70 the drain deadline passed after a stop signal.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+
+import { type Config, loadConfig, parseConfig } from '../core/config.ts';
+import { ConfigError } from '../core/errors.ts';
+import { installLifecycle } from '../core/lifecycle.ts';
+import { createLogger, type Logger } from '../core/logger.ts';
+import { runDemo } from './demo.ts';
+import { openConfiguredStore, runPipelineCommand } from './run.ts';
+import { runSimulateCommand } from './simulate.ts';
+import { formatRows, isReadOnlyStatement, type OutputFormat } from './sql.ts';
+
+const ROLES = ['ingest', 'transform', 'sink', 'query'] as const;
+export type Role = (typeof ROLES)[number];
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new InvalidArgumentError('expected a port 0–65535');
+  return port;
+}
+
+function parsePositive(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive whole number');
+  return n;
+}
+
+function parseRoles(value: string): Role[] {
+  const roles = value.split(',').map((r) => r.trim());
+  const unknown = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
+  if (unknown.length > 0) throw new InvalidArgumentError(`unknown role ${unknown.join(', ')} (use ${ROLES.join(', ')})`);
+  return roles as Role[];
+}
+
+/** Reads `--config`, else `MSGPIPE_CONFIG`, else (when allowed) the defaults. */
+async function resolveConfig(file: string | undefined, required: boolean): Promise<Config> {
+  const path = file ?? process.env['MSGPIPE_CONFIG'];
+  if (path === undefined || path === '') {
+    if (required) throw new ConfigError(['no configuration: pass --config FILE or set MSGPIPE_CONFIG']);
+    return parseConfig({});
+  }
+  return loadConfig(path);
+}
+
+function configOption(): Option {
+  return new Option('-c, --config <file>', 'YAML configuration file (default: $MSGPIPE_CONFIG)');
+}
+
+/** Runs the CLI with `argv` (without node and script) and returns the exit code. */
+export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
+  let exitCode = 0;
+  let log: Logger | undefined;
+  const logger = (config: Config): Logger => (log = createLogger(process.env['MSGPIPE_LOG_LEVEL'] ?? config.log.level));
+
+  const program = new Command('msgpipe')
+    .description('Chat-message ETL: WeChat Channels private letters (and more) into ClickHouse.')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => out.write(s), writeErr: (s) => process.stderr.write(s) })
+    .showHelpAfterError();
+
+  program
+    .command('run')
+    .description('run the pipeline (all roles by default)')
+    .addOption(configOption())
+    .addOption(new Option('--role <roles>', `comma list of ${ROLES.join(', ')}`).argParser(parseRoles))
+    .action(async (opts: { config?: string; role?: Role[] }) => {
+      const config = await resolveConfig(opts.config, true);
+      exitCode = await runPipelineCommand(config, logger(config), opts.role ?? [...ROLES]);
+    });
+
+  program
+    .command('migrate')
+    .description('apply the ClickHouse migrations')
+    .addOption(configOption())
+    .action(async (opts: { config?: string }) => {
+      const config = await resolveConfig(opts.config, false);
+      const store = await openConfiguredStore(config, logger(config), { migrate: true });
+      await store.close();
+    });
+
+  program
+    .command('demo')
+    .description('start the simulators and the pipeline on an embedded store and show what arrives')
+    .addOption(new Option('--data <dir>', 'data directory of the demo store').default('./data/demo'))
+    .addOption(new Option('--port <n>', 'simulator port (0 = any free port)').argParser(parsePort).default(0))
+    .addOption(new Option('--messages <n>', 'messages per simulated account').argParser(parsePositive).default(2000))
+    .addOption(new Option('--duration <seconds>', 'stop by itself after this many seconds').argParser(parsePositive))
+    .action(async (opts: { data: string; port: number; messages: number; duration?: number }) => {
+      const demoLog = createLogger(process.env['MSGPIPE_LOG_LEVEL'] ?? 'warn');
+      log = demoLog;
+      exitCode = await runDemo({ ...opts, log: demoLog, out });
+    });
+
+  program
+    .command('simulate')
+    .description('run the provider simulators alone')
+    .addOption(new Option('--host <host>', 'listen address').default('127.0.0.1'))
+    .addOption(new Option('--port <n>', 'listen port').argParser(parsePort).default(8801))
+    .addOption(new Option('--messages <n>', 'messages per simulated account').argParser(parsePositive).default(10_000))
+    .action(async (opts: { host: string; port: number; messages: number }) => {
+      const simLog = createLogger(process.env['MSGPIPE_LOG_LEVEL'] ?? 'info');
+      log = simLog;
+      const lifecycle = installLifecycle({ log: simLog });
+      try {
+        await runSimulateCommand({ ...opts, log: simLog, out, signal: lifecycle.signal });
+      } finally {
+        lifecycle.dispose();
+      }
+    });
+
+  program
+    .command('sql')
+    .description('run a read-only query on the configured ClickHouse')
+    .argument('<query>', 'a SELECT (or WITH, SHOW, DESCRIBE, EXPLAIN) statement')
+    .addOption(configOption())
+    .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'json', 'jsonl']).default('table'))
+    .action(async (query: string, opts: { config?: string; format: OutputFormat }) => {
+      if (!isReadOnlyStatement(query)) throw new ConfigError(['sql: only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN are allowed']);
+      const config = await resolveConfig(opts.config, false);
+      const store = await openConfiguredStore(config, logger(config), { migrate: false });
+      try {
+        const rows = await store.query<Record<string, unknown>>(query);
+        out.write(formatRows(rows, opts.format));
+      } finally {
+        await store.close();
+      }
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof ConfigError) {
+      process.stderr.write(`msgpipe: ${err.message}\n`);
+      return 2;
+    }
+    if (log) log.fatal({ err }, 'Command failed.');
+    else process.stderr.write(`msgpipe: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  } finally {
+    log?.flush();
+  }
+}
