@@ -21,7 +21,8 @@ import { buildHostile } from './hostile.ts';
 import type { HostileKind, PoisonItem } from './hostile.ts';
 import { cursorKeys, decodeKeyBuff, encodeKeyBuff } from './keybuff.ts';
 import type { CursorKeys, CursorPosition } from './keybuff.ts';
-import { DEFAULT_MIX } from './kinds.ts';
+import { DEFAULT_MIX, KIND_INFO, SIM_KINDS } from './kinds.ts';
+import type { Destination, SimKind } from './kinds.ts';
 import type { SimulatorAccount, SimulatorFaults } from './options.ts';
 import { accountId } from './options.ts';
 import { Rng, hash3, hashString, mix32 } from './random.ts';
@@ -59,6 +60,25 @@ export interface ReceivedRequest {
   readonly returnedKeyBuff: string | null;
   /** True when the keyBuff was from before a reset, so the page restarted from the beginning. */
   readonly restarted: boolean;
+}
+
+/** Counts describing an account's ground truth and traffic. */
+export interface AccountSummary {
+  readonly id: string;
+  readonly provider: SimProvider;
+  readonly login: string;
+  /** Messages in the whole stream. */
+  readonly messages: number;
+  /** Messages released so far (what expected() would list). */
+  readonly released: number;
+  readonly byKind: Readonly<Record<SimKind, number>>;
+  /** Released messages by where msgpipe should store them. */
+  readonly byDestination: Readonly<Record<Destination, number>>;
+  readonly poison: number;
+  /** Requests received so far. */
+  readonly requests: number;
+  /** Bumped by every keyBuff reset. */
+  readonly epoch: number;
 }
 
 /** An answer to write back. */
@@ -148,6 +168,8 @@ export class SimAccount {
   private readonly injections: Injection[] = [];
   private readonly log: ReceivedRequest[] = [];
   private requestCount = 0;
+  private countedUpTo = 0;
+  private readonly kindCounts = Object.fromEntries(SIM_KINDS.map((k) => [k, 0])) as Record<SimKind, number>;
 
   constructor(config: SimulatorAccount, options: { faultSeed: number; maxRecorded: number; now: number }) {
     this.config = config;
@@ -231,6 +253,37 @@ export class SimAccount {
 
   received(): ReceivedRequest[] {
     return [...this.log];
+  }
+
+  /** The latest request, without copying the log. */
+  lastReceived(): ReceivedRequest | undefined {
+    return this.log.at(-1);
+  }
+
+  /**
+   * Counts of the ground truth without building it: kinds only, counted once per index and
+   * extended as messages are released, so polling it during a million-message run is cheap.
+   */
+  summary(now: number): AccountSummary {
+    const released = this.released(now);
+    for (; this.countedUpTo < released; this.countedUpTo++) {
+      const kind = this.stream.kindAt(this.countedUpTo);
+      this.kindCounts[kind] += 1;
+    }
+    const byDestination: Record<Destination, number> = { messages: 0, events: 0, none: 0 };
+    for (const k of SIM_KINDS) byDestination[KIND_INFO[k].destination] += this.kindCounts[k];
+    return {
+      id: this.id,
+      provider: this.provider,
+      login: this.login,
+      messages: this.stream.length,
+      released,
+      byKind: { ...this.kindCounts },
+      byDestination,
+      poison: this.injections.length,
+      requests: this.requestCount,
+      epoch: this.epoch,
+    };
   }
 
   /** Queues a hostile item: it is delivered after the messages released so far. */

@@ -33,7 +33,7 @@ export type {
   SimulatorOptions,
   SimulatorOptionsInput,
 } from './options.ts';
-export type { EffectiveFaults, ReceivedRequest, RequestOutcome } from './account.ts';
+export type { AccountSummary, EffectiveFaults, ReceivedRequest, RequestOutcome } from './account.ts';
 export { HOSTILE_KINDS } from './hostile.ts';
 export type { HostileKind, PoisonItem } from './hostile.ts';
 export { DEFAULT_MIX, KIND_INFO, SIM_KINDS } from './kinds.ts';

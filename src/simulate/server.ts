@@ -129,13 +129,8 @@ export function buildServer(state: SimulatorState, options: { adminToken?: strin
         return parsed.data;
       };
       const summary = (a: SimAccount): Record<string, unknown> => ({
-        id: a.id,
-        provider: a.provider,
-        login: a.login,
+        ...a.summary(state.now()),
         token: a.currentToken,
-        messages: a.stream.length,
-        released: a.released(state.now()),
-        poison: a.poison().length,
         faults: a.effectiveFaults(),
       });
 

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 
 import { SimAccount } from './account.ts';
-import type { EffectiveFaults, ReceivedRequest } from './account.ts';
+import type { AccountSummary, EffectiveFaults, ReceivedRequest } from './account.ts';
 import type { HostileKind, PoisonItem } from './hostile.ts';
 import { parseSimulatorOptions, simulatorFaultsSchema } from './options.ts';
 import type { SimulatorAccount, SimulatorFaults, SimulatorOptionsInput } from './options.ts';
@@ -46,6 +46,13 @@ export interface SimulatorHandle {
    * with revoked messages marked. Duplicates and injected poison are not in it.
    */
   expected(account: string): ExpectedMessage[];
+  /**
+   * Counts of the ground truth (by kind and destination) and of the traffic, without building
+   * the messages: cheap enough to poll during a million-message run.
+   */
+  summary(account: string): AccountSummary;
+  /** The latest request the account received, without copying the log. */
+  lastReceived(account: string): ReceivedRequest | undefined;
   /** The hostile items injected into the account, in injection order. */
   poison(account: string): PoisonItem[];
   /**
@@ -149,6 +156,8 @@ export async function startSimulator(options: StartSimulatorOptions = {}): Promi
     },
     received: (id) => get(id).received(),
     expected: (id) => get(id).expected(Date.now()),
+    summary: (id) => get(id).summary(Date.now()),
+    lastReceived: (id) => get(id).lastReceived(),
     poison: (id) => get(id).poison(),
     setFaults: (id, faults) => {
       if (id !== '*') get(id);

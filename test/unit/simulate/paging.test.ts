@@ -58,6 +58,17 @@ describe('simulator paging', () => {
     expect(page.keyBuff).toBe(last);
   });
 
+  it('summarises the ground truth without building it', async () => {
+    const expected = sim.expected('g');
+    const summary = sim.summary('g');
+    expect(summary.released).toBe(expected.length);
+    for (const k of SIM_KINDS) expect(summary.byKind[k]).toBe(expected.filter((e) => e.kind === k).length);
+    expect(summary.byDestination.events).toBe(expected.filter((e) => e.destination === 'events').length);
+    expect(sim.lastReceived('g')).toEqual(sim.received('g').at(-1));
+    const viaHttp = (await (await fetch(`${sim.url}/_sim/accounts/g`)).json()) as { byDestination: unknown };
+    expect(viaHttp.byDestination).toEqual(summary.byDestination);
+  });
+
   it('puts every message kind in the first 40 messages', () => {
     const kinds = new Set(sim.expected('g').slice(0, 40).map((e) => e.kind));
     expect([...SIM_KINDS].filter((k) => !kinds.has(k))).toEqual([]);
