@@ -358,7 +358,7 @@ export class MessageStream {
 
   private referenced(j: number): ReferencedMessage {
     const m = this.messageAt(j);
-    const session = this.identity.sessions.find((s) => s.id === m.sessionId);
+    const session = this.sessionAt(j, m.kind);
     return {
       msgId: m.msgId,
       newMsgId: m.newMsgId,
