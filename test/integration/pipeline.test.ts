@@ -1,0 +1,187 @@
+/**
+ * Simulator → `msgpipe run` (a real child process) → embedded chDB, checked with `msgpipe sql`.
+ */
+import { describe, expect, it } from 'vitest';
+
+import type { SimulatorAccountInput } from '../../src/simulate/index.ts';
+import { startSimulator, type SimulatorHandle } from '../../src/simulate/index.ts';
+import { type MsgpipeProcess, sql, startMsgpipe, waitFor, withTempDir, writeConfig } from '../helpers/msgpipe.ts';
+
+const TENANT = 'corp1';
+
+function accounts(messages: number, extra: Partial<SimulatorAccountInput> = {}): SimulatorAccountInput[] {
+  const common = { messages, sessions: 40, pageSize: 50, duplicateRate: 0.05, ...extra };
+  return [
+    { provider: 'gewe', id: 'g1', token: 'tok-g', appId: 'wx_app_g1', seed: 'g1', ...common },
+    { provider: 'videosapi', id: 'v1', token: 'tok-v', appId: 'wx_app_v1', seed: 'v1', ...common },
+    { provider: 'syncfinder', id: 's1', token: 'tok-s', wId: 'w-s1', seed: 's1', ...common },
+  ] as SimulatorAccountInput[];
+}
+
+function pipelineConfig(dir: string, baseUrl: string): unknown {
+  return {
+    tenants: [{ id: TENANT, secret: 'test-secret' }],
+    sources: [
+      { type: 'gewe', name: 'g1', tenant: TENANT, baseUrl, token: 'tok-g', appId: 'wx_app_g1', pollIntervalMs: 100 },
+      { type: 'videosapi', name: 'v1', tenant: TENANT, baseUrl, token: 'tok-v', appId: 'wx_app_v1', pollIntervalMs: 100 },
+      { type: 'syncfinder', name: 's1', tenant: TENANT, baseUrl, token: 'tok-s', wId: 'w-s1', pollIntervalMs: 100 },
+    ],
+    clickhouse: { path: `${dir}/ch`, database: 'msgpipe' },
+    sink: { maxAgeMs: 200 },
+    log: { level: 'info' },
+  };
+}
+
+const IDS = ['g1', 'v1', 's1'] as const;
+
+/** True once every account's latest request (after the first `since[id]` ones) was answered "caught up". */
+function caughtUp(sim: SimulatorHandle, since: Readonly<Record<string, number>> = {}): boolean {
+  return IDS.every((id) => {
+    const received = sim.received(id);
+    return received.length > (since[id] ?? 0) && received.at(-1)?.outcome === 'caught_up';
+  });
+}
+
+function requestCounts(sim: SimulatorHandle): Record<string, number> {
+  return Object.fromEntries(IDS.map((id) => [id, sim.received(id).length]));
+}
+
+async function stopGracefully(proc: MsgpipeProcess): Promise<void> {
+  proc.child.kill('SIGTERM');
+  const code = await proc.exited;
+  if (code !== 0) throw new Error(`msgpipe exited with ${String(code)}\n${proc.stderr().slice(-4000)}`);
+}
+
+interface StoredMessage {
+  source: string;
+  msgid: string;
+  msg_type: string;
+  session_id: string;
+  content_text: string;
+  recalled: number;
+}
+
+/** Asserts that the store holds exactly what the simulator's accounts hold upstream. */
+async function expectExactContents(configFile: string, sim: SimulatorHandle): Promise<void> {
+  const rows = await sql<StoredMessage>(
+    configFile,
+    'SELECT source, msgid, msg_type, session_id, content_text, recalled FROM messages ORDER BY source, msgid',
+  );
+  const events = await sql<{ source: string; event_id: string }>(configFile, 'SELECT source, event_id FROM events');
+  for (const id of IDS) {
+    const expected = sim.expected(id).filter((m) => m.destination === 'messages');
+    const stored = rows.filter((r) => r.source === id);
+    // Exactly once each: no message missing, none doubled.
+    expect(stored.map((r) => r.msgid).sort()).toEqual(expected.map((m) => m.newMsgId).sort());
+    const byId = new Map(stored.map((r) => [r.msgid, r]));
+    for (const m of expected) {
+      const row = byId.get(m.newMsgId)!;
+      expect(row.msg_type).toBe(m.designType);
+      expect(row.session_id).toBe(m.msgSessionId);
+      if (m.kind === 'text') expect(row.content_text).toBe(m.text);
+      expect(row.recalled).toBe(m.recalledBy === null ? 0 : 1);
+    }
+    const expectedEvents = sim.expected(id).filter((m) => m.destination === 'events').length;
+    expect(events.filter((e) => e.source === id).length).toBeGreaterThanOrEqual(expectedEvents);
+  }
+}
+
+describe('embedded pipeline', () => {
+  it('stores every kind exactly once and resumes from the stored keyBuff', async () => {
+    await withTempDir('pipeline', async (dir) => {
+      const sim = await startSimulator({ accounts: accounts(400) });
+      try {
+        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url));
+        const first = startMsgpipe(['run', '--config', configFile]);
+        await waitFor(() => caughtUp(sim), 60_000, 'the pipeline to catch up');
+        await stopGracefully(first);
+
+        await expectExactContents(configFile, sim);
+        // Every kind of the formats reference arrived, under its DESIGN name.
+        const kinds = await sql<{ msg_type: string }>(configFile, 'SELECT DISTINCT msg_type FROM messages');
+        const expectedKinds = new Set(IDS.flatMap((id) => sim.expected(id).flatMap((m) => (m.designType ? [m.designType] : []))));
+        expect(new Set(kinds.map((k) => k.msg_type))).toEqual(expectedKinds);
+        expect(expectedKinds.size).toBeGreaterThanOrEqual(18);
+        // Provider duplicates reached the pipeline and were stored once.
+        expect(IDS.some((id) => sim.received(id).some((r) => r.duplicates > 0))).toBe(true);
+
+        // The stored cursor is the last keyBuff the provider handed out.
+        const cursors = await sql<{ source: string; cursor: string }>(configFile, 'SELECT source, argMax(cursor, updated_at) AS cursor FROM cursors GROUP BY source');
+        for (const id of IDS) {
+          const lastPage = sim.received(id).filter((r) => r.outcome === 'page').at(-1)!;
+          expect(cursors.find((c) => c.source === id)?.cursor).toBe(lastPage.returnedKeyBuff);
+        }
+
+        // A restart asks each provider for exactly the stored keyBuff, not "".
+        const before = requestCounts(sim);
+        const second = startMsgpipe(['run', '--config', configFile]);
+        await waitFor(() => IDS.every((id) => sim.received(id).length > before[id]!), 30_000, 'the restarted pipeline to poll');
+        await stopGracefully(second);
+        for (const id of IDS) {
+          const resumed = sim.received(id)[before[id]!]!;
+          expect(resumed.keyBuff).toBe(cursors.find((c) => c.source === id)?.cursor);
+        }
+        await expectExactContents(configFile, sim);
+      } finally {
+        await sim.close();
+      }
+    });
+  });
+
+  it('loses nothing with 20% 5xx and 5% malformed pages', async () => {
+    await withTempDir('faults', async (dir) => {
+      const sim = await startSimulator({ accounts: accounts(300), faults: { errorRate: 0.2, malformedRate: 0.05 } });
+      try {
+        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url));
+        const proc = startMsgpipe(['run', '--config', configFile]);
+        await waitFor(() => caughtUp(sim), 120_000, 'the pipeline to catch up through faults');
+        await stopGracefully(proc);
+        expect(IDS.some((id) => sim.received(id).some((r) => r.outcome === 'error'))).toBe(true);
+        await expectExactContents(configFile, sim);
+        const malformed = IDS.reduce((n, id) => n + sim.received(id).filter((r) => r.outcome === 'malformed').length, 0);
+        const [pageLetters] = await sql<{ n: string }>(configFile, "SELECT count() AS n FROM dead_letters WHERE stage = 'ingest'");
+        expect(malformed).toBeGreaterThan(0);
+        expect(Number(pageLetters!.n)).toBeGreaterThan(0);
+        expect(Number(pageLetters!.n)).toBeLessThanOrEqual(malformed);
+      } finally {
+        await sim.close();
+      }
+    });
+  });
+
+  it('survives kill -9 at random moments while 50k messages flow, storing exactly the upstream messages', async () => {
+    await withTempDir('crash', async (dir) => {
+      const sim = await startSimulator({ accounts: accounts(16_700, { pageSize: 100, sessions: 200, faults: { latencyMs: 15 } }) });
+      try {
+        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url));
+        let kills = 0;
+        for (let i = 0; i < 20 && kills < 10; i++) {
+          const started = requestCounts(sim);
+          const proc = startMsgpipe(['run', '--config', configFile], { MSGPIPE_LOG_LEVEL: 'warn' });
+          // Once it is fetching pages, let it work for a random while, then kill it hard.
+          await waitFor(() => IDS.some((id) => sim.received(id).length > started[id]! + 1), 30_000, 'the pipeline to poll');
+          await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 1200)));
+          proc.child.kill('SIGKILL');
+          await proc.exited;
+          if (!caughtUp(sim)) kills++;
+        }
+        expect(kills).toBeGreaterThanOrEqual(10);
+        const since = requestCounts(sim);
+        const last = startMsgpipe(['run', '--config', configFile]);
+        await waitFor(() => caughtUp(sim, since), 180_000, 'the last run to catch up');
+        await stopGracefully(last);
+        const [totals] = await sql<{ n: string; distinct: string }>(
+          configFile,
+          'SELECT count() AS n, uniqExact(source, msgid) AS distinct FROM messages',
+        );
+        const upstream = IDS.reduce((n, id) => n + sim.expected(id).filter((m) => m.destination === 'messages').length, 0);
+        expect(upstream).toBeGreaterThan(45_000);
+        expect(Number(totals!.n)).toBe(upstream);
+        expect(Number(totals!.distinct)).toBe(upstream);
+        await expectExactContents(configFile, sim);
+      } finally {
+        await sim.close();
+      }
+    });
+  });
+});
