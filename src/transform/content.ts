@@ -92,13 +92,27 @@ export function parseContent(wxMsgType: number, content: string, ctx: KindContex
   }
 }
 
+/**
+ * The context of one read: a class rather than closures, since one is made per item on the hot
+ * path, and nested reads (quotes) are rare.
+ */
+class ReadContext implements KindContext {
+  readonly from: string;
+  readonly to: string;
+  readonly depth: number;
+
+  constructor(from: string, to: string, depth: number) {
+    this.from = from;
+    this.to = to;
+    this.depth = depth;
+  }
+
+  parseNested(type: number, content: string): Parsed {
+    return parseContent(type, content, new ReadContext(this.from, this.to, this.depth + 1));
+  }
+}
+
 /** A context for reading an item's own content; nested reads go one level deeper. */
 export function rootContext(from: string, to: string): KindContext {
-  const make = (depth: number): KindContext => ({
-    from,
-    to,
-    depth,
-    parseNested: (type, content) => parseContent(type, content, make(depth + 1)),
-  });
-  return make(0);
+  return new ReadContext(from, to, 0);
 }

@@ -86,10 +86,8 @@ export function readControl(root: XmlElement, type: string): EventKind {
   // the whole root is kept so nothing is dropped.
   const only = root.children.length === 1 ? child(root, type) : undefined;
   const plain = toPlain(only ?? root);
-  return {
-    kind: 'event',
-    eventType: type,
-    sysType: type,
-    payload: typeof plain === 'object' && plain !== null ? (plain as Record<string, unknown>) : { text: plain },
-  };
+  const payload = typeof plain === 'object' && plain !== null ? (plain as Record<string, unknown>) : { text: plain };
+  // The root's `type` attribute is the event_type already.
+  if (only === undefined) delete payload['@type'];
+  return { kind: 'event', eventType: type, sysType: type, payload };
 }
