@@ -72,9 +72,7 @@ describe('parseXml: hostile input', () => {
       ']>',
       '<lolz>&lol9;</lolz>',
     ].join('\n');
-    const t0 = performance.now();
     expect(codeOf(() => parseXml(lol))).toBe('MSGPIPE_ERR_XML_DTD');
-    expect(performance.now() - t0).toBeLessThan(1000);
   });
 
   it('never expands an undeclared entity: it stays literal text', () => {
