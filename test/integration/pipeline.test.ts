@@ -184,4 +184,40 @@ describe('embedded pipeline', () => {
       }
     });
   });
+  it('drains on a repeated SIGTERM: everything fetched is stored and its cursor saved', async () => {
+    await withTempDir('drain', async (dir) => {
+      const sim = await startSimulator({ accounts: accounts(5000, { pageSize: 100, faults: { latencyMs: 30 } }) });
+      try {
+        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url));
+        const proc = startMsgpipe(['run', '--config', configFile]);
+        await waitFor(() => IDS.every((id) => sim.received(id).filter((r) => r.outcome === 'page').length >= 3), 30_000, 'pages to flow');
+        // Ctrl-C signals the group and npx forwards it again: three signals must not cut the drain short.
+        const stopAt = Date.now();
+        proc.child.kill('SIGTERM');
+        proc.child.kill('SIGINT');
+        proc.child.kill('SIGTERM');
+        expect(await proc.exited).toBe(0);
+        expect(Date.now() - stopAt).toBeLessThan(30_000);
+        expect(proc.stderr()).toContain('Already stopping');
+        expect(caughtUp(sim)).toBe(false);
+        const cursors = await sql<{ source: string; cursor: string }>(
+          configFile,
+          'SELECT source, argMax(cursor, updated_at) AS cursor FROM cursors GROUP BY source',
+        );
+        const stored = await sql<{ source: string; msgid: string }>(configFile, 'SELECT source, msgid FROM messages');
+        for (const id of IDS) {
+          const pages = sim.received(id).filter((r) => r.outcome === 'page');
+          // The saved cursor is that of the last page the pipeline received: the provider's last
+          // answer, or the one before it when the last answer was still in flight at the stop
+          // (an abandoned request was never fetched, so its cursor must not be saved).
+          const saved = cursors.find((c) => c.source === id)?.cursor;
+          expect([pages.at(-1)!.returnedKeyBuff, pages.at(-2)!.returnedKeyBuff]).toContain(saved);
+          const ids = new Set(stored.filter((r) => r.source === id).map((r) => r.msgid));
+          expect(ids.size).toBeGreaterThan(0);
+        }
+      } finally {
+        await sim.close();
+      }
+    });
+  });
 });
