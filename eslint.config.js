@@ -30,6 +30,7 @@ export default defineConfig(
       'vitest/no-focused-tests': 'error',
       'vitest/no-disabled-tests': 'error',
       'vitest/expect-expect': 'off',
+      'vitest/valid-expect': ['error', { maxArgs: 2 }],
       '@typescript-eslint/no-non-null-assertion': 'off',
       'no-console': 'off',
     },

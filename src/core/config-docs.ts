@@ -41,7 +41,7 @@ function typeOf(s: JsonSchema): string {
   const bounds = [
     s.minimum === undefined ? '' : `≥ ${s.minimum}`,
     s.maximum === undefined || s.maximum >= Number.MAX_SAFE_INTEGER ? '' : `≤ ${s.maximum}`,
-    s.format === undefined ? '' : s.format,
+    s.format ?? '',
   ].filter(Boolean);
   return bounds.length > 0 ? `${base} (${bounds.join(', ')})` : base;
 }
