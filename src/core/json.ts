@@ -210,19 +210,29 @@ function findMember(buf: Uint8Array, objStart: number, key: string): Span | unde
 }
 
 /**
- * The exact byte spans of the elements of the array found at `path` in a JSON document.
+ * The span of the value found at `path` in a JSON document, or `undefined` when a member on the
+ * way is absent or not an object.
  *
- * `itemSpans(body, ['data', 'list'])` on `{"ret":200,"data":{"list":[{…},{…}],"keyBuff":"…"}}`
- * gives one span per message item. Returns `undefined` when the path is absent or `null`, and
- * throws {@link JsonSyntaxError} when the bytes on the way are not JSON.
+ * @throws {JsonSyntaxError} when the bytes on the way are not JSON.
  */
-export function itemSpans(buf: Uint8Array, path: readonly string[]): Span[] | undefined {
-  let at = skipSpace(buf, 0);
+export function valueSpan(buf: Uint8Array, path: readonly string[]): Span | undefined {
+  const start = skipSpace(buf, 0);
+  let span: Span = { start, end: start };
   for (const key of path) {
-    const member = findMember(buf, at, key);
+    const member = findMember(buf, span.start, key);
     if (member === undefined) return undefined;
-    at = member.start;
+    span = member;
   }
+  return path.length === 0 ? { start, end: skipValue(buf, start) } : span;
+}
+
+/**
+ * The exact byte spans of the elements of the array whose `[` is at `at`, or `undefined` when
+ * the value there is not an array (`null`, say).
+ *
+ * @throws {JsonSyntaxError} when the array is not JSON (truncated, say).
+ */
+export function arraySpans(buf: Uint8Array, at: number): Span[] | undefined {
   if (buf[at] !== OPEN_BRACKET) return undefined;
   const spans: Span[] = [];
   let i = skipSpace(buf, at + 1);
@@ -235,4 +245,16 @@ export function itemSpans(buf: Uint8Array, path: readonly string[]): Span[] | un
     if (buf[i] !== COMMA) throw new JsonSyntaxError('Expected a comma', i);
     i = skipSpace(buf, i + 1);
   }
+}
+
+/**
+ * The exact byte spans of the elements of the array found at `path` in a JSON document.
+ *
+ * `itemSpans(body, ['data', 'list'])` on `{"ret":200,"data":{"list":[{…},{…}],"keyBuff":"…"}}`
+ * gives one span per message item. Returns `undefined` when the path is absent or `null`, and
+ * throws {@link JsonSyntaxError} when the bytes on the way are not JSON.
+ */
+export function itemSpans(buf: Uint8Array, path: readonly string[]): Span[] | undefined {
+  const span = valueSpan(buf, path);
+  return span === undefined ? undefined : arraySpans(buf, span.start);
 }

@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 
 import { AuthError, isProgrammerError, MsgpipeError, TransientError } from '../core/errors.ts';
-import { decodeUtf8Lenient, itemSpans, parseLossless } from '../core/json.ts';
+import { arraySpans, decodeUtf8Lenient, parseLossless, type Span, valueSpan } from '../core/json.ts';
 import { delay, retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
 import { finderAccount, type FinderSourceConfig } from './finder-config.ts';
@@ -51,6 +51,9 @@ export function providerError(provider: string, code: string, message: string): 
   if (AUTH_TEXT.test(message)) return new AuthError('Provider refused the account token.', { details });
   return new TransientError('MSGPIPE_ERR_PROVIDER', 'Provider answered with an error.', { details });
 }
+
+/** Stands in for the item list when the envelope is parsed. */
+const EMPTY_LIST = Buffer.from('[]');
 
 /** Backoff for transient failures: 0.5 s doubling to 60 s, forever (until stopped). */
 const TRANSIENT_RETRY: RetryPolicy = { attempts: Infinity, minMs: 500, maxMs: 60_000, factor: 2 };
@@ -218,11 +221,21 @@ export class FinderSource implements Source {
     await ctx.emit(this.page(cursor, cursor, [], [deadLetter]));
   }
 
-  /** Splits a page body into exact item records and the next keyBuff. */
+  /**
+   * Splits a page body into exact item records and the next keyBuff.
+   *
+   * The items are only sliced here, not parsed: the transform parses each one (a broken item
+   * is its own dead letter). The envelope is parsed with the list cut out, so no item is parsed
+   * twice.
+   */
   parsePage(body: Buffer, cursor: string): FetchedPage {
     let envelope: unknown;
+    let spans: Span[];
     try {
-      envelope = parseLossless(decodeUtf8Lenient(body));
+      const list = valueSpan(body, ['data', 'list']);
+      spans = (list && arraySpans(body, list.start)) ?? [];
+      const rest = list ? Buffer.concat([body.subarray(0, list.start), EMPTY_LIST, body.subarray(list.end)]) : body;
+      envelope = parseLossless(decodeUtf8Lenient(rest));
     } catch (err) {
       throw new MalformedPageError('Provider page is not JSON.', err);
     }
@@ -240,7 +253,6 @@ export class FinderSource implements Source {
     if (list !== undefined && list !== null && !Array.isArray(list)) {
       throw new MalformedPageError('Provider page data.list is not an array.');
     }
-    const spans = itemSpans(body, ['data', 'list']) ?? [];
     const fetchedAt = Date.now();
     const records = spans.map(
       (span, index): RawRecord => ({ origin: this.origin, bytes: body.subarray(span.start, span.end), fetchedAt, cursor, index }),

@@ -1,0 +1,155 @@
+/**
+ * End-to-end benchmark on the embedded store: simulator pages → `msgpipe run` (a child process)
+ * → rows queryable in chDB. Reports messages/s and the pipeline process's peak RSS, and beside
+ * it, in the same run, the ClickHouse-only baseline: the same raw items as JSON lines loaded
+ * into chDB with the same columns extracted by ClickHouse's JSON functions alone.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import { stringify } from 'yaml';
+
+import { itemSpans } from '../src/core/json.ts';
+import { startSimulator, type SimulatorAccountInput, type SimulatorHandle } from '../src/simulate/index.ts';
+
+const execFileAsync = promisify(execFile);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'msgpipe.js');
+
+export interface E2eResult {
+  readonly messages: number;
+  readonly seconds: number;
+  readonly messagesPerSec: number;
+  readonly peakRssMb: number;
+  readonly storedRows: number;
+  readonly baselineSeconds: number;
+  readonly baselineMessagesPerSec: number;
+  readonly ratioToBaseline: number;
+}
+
+function accounts(perAccount: number): SimulatorAccountInput[] {
+  const common = { messages: perAccount, sessions: 2000, pageSize: 500, pageSizeVariation: 0, duplicateRate: 0.01 };
+  return [
+    { provider: 'gewe', id: 'g1', token: 'tg', appId: 'wx_g1', seed: 'bench-g1', ...common },
+    { provider: 'videosapi', id: 'v1', token: 'tv', appId: 'wx_v1', seed: 'bench-v1', ...common },
+    { provider: 'syncfinder', id: 's1', token: 'ts', wId: 'w-s1', seed: 'bench-s1', ...common },
+  ] as SimulatorAccountInput[];
+}
+
+async function peakRssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
+  return hwm ? Number(hwm[1]) / 1024 : 0;
+}
+
+async function msgpipeSql(configFile: string, query: string): Promise<string> {
+  const { stdout } = await execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, '--format', 'jsonl', query], {
+    cwd: ROOT,
+    env: { ...process.env, MSGPIPE_LOG_LEVEL: 'warn' },
+  });
+  return stdout;
+}
+
+/** Pulls every page of every account once and writes the raw items as JSON lines. */
+async function dumpItems(sim: SimulatorHandle, file: string, list: SimulatorAccountInput[]): Promise<number> {
+  const lines: Buffer[] = [];
+  const newline = Buffer.from('\n');
+  for (const a of list) {
+    const path = a.provider === 'gewe' ? '/gewe/v2/api/finder/syncPrivateLetterMsg' : a.provider === 'videosapi' ? '/finder/v2/api/finder/syncPrivateLetterMsg' : '/syncFinder';
+    const header = a.provider === 'gewe' ? 'X-GEWE-TOKEN' : a.provider === 'videosapi' ? 'VideosApi-token' : 'Authorization';
+    const account = a.provider === 'syncfinder' ? { wId: a.wId } : { appId: a.appId };
+    let keyBuff = '';
+    for (;;) {
+      const res = await fetch(`${sim.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [header]: a.token },
+        body: JSON.stringify({ ...account, keyBuff }),
+      });
+      const body = Buffer.from(await res.arrayBuffer());
+      const spans = itemSpans(body, ['data', 'list']) ?? [];
+      if (spans.length === 0) break;
+      for (const s of spans) lines.push(body.subarray(s.start, s.end), newline);
+      keyBuff = (JSON.parse(body.toString()) as { data: { keyBuff: string } }).data.keyBuff;
+    }
+  }
+  await writeFile(file, Buffer.concat(lines));
+  return lines.length / 2;
+}
+
+/** The ClickHouse-only baseline, in a fresh process holding its own chDB directory. */
+async function baseline(dir: string, file: string): Promise<number> {
+  const { stdout } = await execFileAsync(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'bench', 'baseline-child.ts'), join(dir, 'baseline-ch'), file],
+    { cwd: ROOT, maxBuffer: 1024 * 1024 },
+  );
+  return (JSON.parse(stdout) as { seconds: number }).seconds;
+}
+
+/** Runs the end-to-end benchmark with `total` messages split over three accounts. */
+export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'msgpipe-bench-'));
+  const list = accounts(Math.ceil(total / 3));
+  const sim = await startSimulator({ accounts: list });
+  try {
+    const configFile = join(dir, 'msgpipe.yaml');
+    await writeFile(
+      configFile,
+      stringify({
+        tenants: [{ id: 'bench', secret: 'bench-secret' }],
+        sources: list.map((a) => ({
+          type: a.provider,
+          name: a.id,
+          tenant: 'bench',
+          baseUrl: sim.url,
+          token: a.token,
+          ...(a.provider === 'syncfinder' ? { wId: a.wId } : { appId: a.appId }),
+          pollIntervalMs: 50,
+        })),
+        clickhouse: { path: join(dir, 'ch') },
+        log: { level: 'warn' },
+      }),
+    );
+    // Migrate first so the timed run measures the pipeline, not table creation.
+    await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile], { cwd: ROOT });
+    const ids = list.map((a) => a.id ?? '');
+    const started = performance.now();
+    // MSGPIPE_BENCH_PROFILE=<dir> writes a V8 CPU profile of the pipeline process there.
+    const profile = process.env['MSGPIPE_BENCH_PROFILE'];
+    const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : [];
+    const child = spawn(process.execPath, [...nodeArgs, BIN, 'run', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => { resolve(); }));
+    let peak = 0;
+    while (!ids.every((id) => sim.received(id).at(-1)?.outcome === 'caught_up')) {
+      await new Promise((r) => setTimeout(r, 100));
+      peak = Math.max(peak, await peakRssMb(child.pid ?? 0));
+    }
+    child.kill('SIGTERM');
+    peak = Math.max(peak, await peakRssMb(child.pid ?? 0));
+    await exited;
+    const seconds = (performance.now() - started) / 1000;
+    const stored = Number((JSON.parse(await msgpipeSql(configFile, 'SELECT count() AS n FROM messages')) as { n: string }).n);
+    const events = Number((JSON.parse(await msgpipeSql(configFile, 'SELECT count() AS n FROM events')) as { n: string }).n);
+    const messages = ids.reduce((n, id) => n + sim.summary(id).released, 0);
+    const itemsFile = join(dir, 'items.jsonl');
+    const items = await dumpItems(sim, itemsFile, list);
+    const baselineSeconds = await baseline(dir, itemsFile);
+    return {
+      messages,
+      seconds,
+      messagesPerSec: messages / seconds,
+      peakRssMb: peak,
+      storedRows: stored + events,
+      baselineSeconds,
+      baselineMessagesPerSec: items / baselineSeconds,
+      ratioToBaseline: messages / seconds / (items / baselineSeconds),
+    };
+  } finally {
+    await sim.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}

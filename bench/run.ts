@@ -1,0 +1,21 @@
+/**
+ * `npm run bench`: every benchmark of docs/benchmarks.md, printed as JSON lines. Numbers belong
+ * in docs/benchmarks.md together with the machine they were measured on; no test times anything.
+ *
+ * `npm run bench -- transform` or `-- e2e` runs one; `MSGPIPE_BENCH_MESSAGES` sets the e2e size.
+ */
+import { cpus, totalmem } from 'node:os';
+
+import { runE2eBench } from './e2e.ts';
+import { runTransformBench } from './transform.ts';
+
+const only = process.argv[2];
+const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', memGb: Math.round(totalmem() / 2 ** 30), node: process.version };
+process.stdout.write(`${JSON.stringify({ machine })}\n`);
+if (only === undefined || only === 'transform') {
+  process.stdout.write(`${JSON.stringify({ transform: await runTransformBench({}) })}\n`);
+}
+if (only === undefined || only === 'e2e') {
+  const total = Number(process.env['MSGPIPE_BENCH_MESSAGES'] ?? 1_000_000);
+  process.stdout.write(`${JSON.stringify({ e2e: await runE2eBench(total) })}\n`);
+}
