@@ -151,7 +151,7 @@ describe('embedded pipeline', () => {
 
   it('survives kill -9 at random moments while 50k messages flow, storing exactly the upstream messages', async () => {
     await withTempDir('crash', async (dir) => {
-      const sim = await startSimulator({ accounts: accounts(16_700, { pageSize: 100, sessions: 200, faults: { latencyMs: 15 } }) });
+      const sim = await startSimulator({ accounts: accounts(16_700, { pageSize: 50, sessions: 200, faults: { latencyMs: 40 } }) });
       try {
         const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url));
         let kills = 0;
@@ -160,7 +160,7 @@ describe('embedded pipeline', () => {
           const proc = startMsgpipe(['run', '--config', configFile], { MSGPIPE_LOG_LEVEL: 'warn' });
           // Once it is fetching pages, let it work for a random while, then kill it hard.
           await waitFor(() => IDS.some((id) => sim.received(id).length > started[id]! + 1), 30_000, 'the pipeline to poll');
-          await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 1200)));
+          await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 800)));
           proc.child.kill('SIGKILL');
           await proc.exited;
           if (!caughtUp(sim)) kills++;
