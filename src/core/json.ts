@@ -79,14 +79,28 @@ export function parseLossless(text: string): unknown {
       continue;
     }
     if (isDigit(c) || c === MINUS) {
+      // One whole number token: -?int(.frac)?([eE][+-]?exp)?. Only a bare integer is quoted;
+      // 0.30000000000000004 and 1e+1234567890123456 stay numbers.
       const start = i;
       i++;
       while (i < n && isDigit(text.charCodeAt(i))) i++;
-      const next = text.charCodeAt(i);
-      // 1.5, 1e9: fractions and exponents stay numbers.
-      const isInteger = next !== 0x2e && next !== 0x65 && next !== 0x45;
-      const digits = i - start - (c === MINUS ? 1 : 0);
-      if (isInteger && digits >= BIG_DIGITS) {
+      const intEnd = i;
+      let integer = true;
+      if (text.charCodeAt(i) === 0x2e) {
+        integer = false;
+        i++;
+        while (i < n && isDigit(text.charCodeAt(i))) i++;
+      }
+      const e = text.charCodeAt(i);
+      if (e === 0x65 || e === 0x45) {
+        integer = false;
+        i++;
+        const sign = text.charCodeAt(i);
+        if (sign === 0x2b || sign === MINUS) i++;
+        while (i < n && isDigit(text.charCodeAt(i))) i++;
+      }
+      const digits = intEnd - start - (c === MINUS ? 1 : 0);
+      if (integer && digits >= BIG_DIGITS) {
         out ??= [];
         out.push(text.slice(last, start), '"', text.slice(start, i), '"');
         last = i;

@@ -17,6 +17,11 @@ describe('parseLossless', () => {
     expect(parseLossless(text)).toEqual(JSON.parse(text));
   });
 
+  it('keeps long fractions and exponents as numbers', () => {
+    const text = '{"a":0.30000000000000004,"b":-0.1234567890123456,"c":1e+1234567890123456,"d":12345678901234567E-2,"id":1234567890123456789}';
+    expect(parseLossless(text)).toEqual({ ...(JSON.parse(text) as object), id: '1234567890123456789' });
+  });
+
   it('round-trips any uint64 exactly', () => {
     fc.assert(
       fc.property(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), (n) => {
