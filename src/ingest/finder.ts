@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 
 import { AuthError, isProgrammerError, MsgpipeError, TransientError } from '../core/errors.ts';
 import { arraySpans, decodeUtf8Lenient, parseLossless, type Span, valueSpan } from '../core/json.ts';
-import { delay, retry, type RetryPolicy } from '../core/retry.ts';
+import { backoffMs, delay, retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
 import { finderAccount, type FinderSourceConfig } from './finder-config.ts';
 import { postJson } from './http.ts';
@@ -68,6 +68,17 @@ class MalformedPageError extends TransientError {
   }
 }
 
+/** A page body that is not the provider's JSON: dead-lettered by the poll loop. */
+class MalformedPage {
+  readonly body: Buffer;
+  readonly error: MalformedPageError;
+
+  constructor(body: Buffer, error: MalformedPageError) {
+    this.body = body;
+    this.error = error;
+  }
+}
+
 interface FetchedPage {
   readonly body: Buffer;
   readonly keyBuff: string;
@@ -114,13 +125,19 @@ export class FinderSource implements Source {
 
   async run(ctx: SourceContext): Promise<void> {
     const log = ctx.log.child({ component: 'ingest.poller', source: this.name, sourceType: this.provider.type });
-    let cursor = (await ctx.loadCursor(this.account)) ?? '';
+    let cursor =
+      (await retry(() => ctx.loadCursor(this.account), {
+        policy: this.retryPolicy,
+        signal: ctx.signal,
+        onRetry: (err, attempt, waitMs) => { log.warn({ err, attempt, waitMs }, 'Loading the cursor failed; retrying.'); },
+      })) ?? '';
     log.info({ resumed: cursor !== '' }, 'Source started.');
     let idle = 0;
+    let malformedInARow = 0;
     // A function, not a property read: the signal changes under awaits, which narrowing ignores.
     const stopped = (): boolean => ctx.signal.aborted;
     while (!stopped()) {
-      let page: FetchedPage;
+      let page: FetchedPage | MalformedPage;
       try {
         page = await retry(() => this.fetchPage(cursor, ctx), {
           policy: this.retryPolicy,
@@ -146,6 +163,17 @@ export class FinderSource implements Source {
         await this.idle(ctx, this.parkRetryMs);
         continue;
       }
+      if (page instanceof MalformedPage) {
+        // Kept as a dead letter (outside the retry, so a sink failure stops the pipeline) and
+        // asked for again with the same cursor after a backoff.
+        this.stats.errors++;
+        malformedInARow++;
+        log.warn({ err: page.error, attempt: malformedInARow }, 'Malformed page; asking again.');
+        await this.reportMalformed(ctx, cursor, page);
+        await this.idle(ctx, backoffMs(this.retryPolicy, malformedInARow));
+        continue;
+      }
+      malformedInARow = 0;
       if (this.stats.parked) log.info('Account unparked: the provider accepted its token again.');
       this.stats.parked = false;
       this.stats.lastSuccessAt = Date.now();
@@ -173,6 +201,7 @@ export class FinderSource implements Source {
 
   /** Waits `ms`, or less when stopped or woken up. */
   private async idle(ctx: SourceContext, ms: number): Promise<void> {
+    if (ctx.signal.aborted) return;
     const done = new AbortController();
     const onAbort = (): void => { done.abort(); };
     ctx.signal.addEventListener('abort', onAbort, { once: true });
@@ -186,7 +215,7 @@ export class FinderSource implements Source {
     }
   }
 
-  private async fetchPage(cursor: string, ctx: SourceContext): Promise<FetchedPage> {
+  private async fetchPage(cursor: string, ctx: SourceContext): Promise<FetchedPage | MalformedPage> {
     this.stats.polls++;
     const res = await postJson(
       this.url,
@@ -197,28 +226,28 @@ export class FinderSource implements Source {
     try {
       return this.parsePage(res.body, cursor);
     } catch (err) {
-      if (err instanceof MalformedPageError) await this.reportMalformed(ctx, cursor, res.body, err);
+      if (err instanceof MalformedPageError) return new MalformedPage(res.body, err);
       throw err;
     }
   }
 
   /** Keeps a malformed body as a dead letter (once per distinct body at this cursor). */
-  private async reportMalformed(ctx: SourceContext, cursor: string, body: Buffer, err: MalformedPageError): Promise<void> {
-    const hash = createHash('sha1').update(body).digest('hex');
+  private async reportMalformed(ctx: SourceContext, cursor: string, page: MalformedPage): Promise<void> {
+    const hash = createHash('sha1').update(page.body).digest('hex');
     if (this.reportedMalformed.has(hash)) return;
-    this.reportedMalformed.add(hash);
     const deadLetter: DeadLetterRow = {
       tenant: this.origin.tenant,
       source: this.origin.source,
       source_type: this.origin.sourceType,
       stage: 'ingest',
-      error_code: err.code,
-      error_message: err.message,
-      original_base64: body.toString('base64'),
+      error_code: page.error.code,
+      error_message: page.error.message,
+      original_base64: page.body.toString('base64'),
       origin_key: `${this.name}:${cursor}#page`,
       occurred_at: Date.now(),
     };
     await ctx.emit(this.page(cursor, cursor, [], [deadLetter]));
+    this.reportedMalformed.add(hash);
   }
 
   /**
@@ -233,10 +262,17 @@ export class FinderSource implements Source {
     let spans: Span[];
     try {
       const list = valueSpan(body, ['data', 'list']);
-      spans = (list && arraySpans(body, list.start)) ?? [];
-      const rest = list ? Buffer.concat([body.subarray(0, list.start), EMPTY_LIST, body.subarray(list.end)]) : body;
+      const items = list && arraySpans(body, list.start);
+      // `"list": {"0": …}` or a string: not a page we understand, and its items must not be
+      // skipped as if the page were empty. `null` is an empty page.
+      if (list && items === undefined && body.subarray(list.start, list.end).toString() !== 'null') {
+        throw new MalformedPageError('Provider page data.list is not an array.');
+      }
+      spans = items ?? [];
+      const rest = list && items ? Buffer.concat([body.subarray(0, list.start), EMPTY_LIST, body.subarray(list.end)]) : body;
       envelope = parseLossless(decodeUtf8Lenient(rest));
     } catch (err) {
+      if (err instanceof MalformedPageError) throw err;
       throw new MalformedPageError('Provider page is not JSON.', err);
     }
     if (envelope === null || typeof envelope !== 'object' || Array.isArray(envelope)) {

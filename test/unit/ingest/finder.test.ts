@@ -186,3 +186,39 @@ describe('FinderSource', () => {
     expect(Date.now() - started).toBeLessThan(1500);
   });
 });
+
+describe('FinderSource page checks', () => {
+  it('dead-letters a page whose data.list is not an array instead of skipping it', async () => {
+    let n = 0;
+    const provider = await scriptedProvider((_call, res) => {
+      n++;
+      if (n === 1) reply(res, `{"ret":200,"msg":"ok","data":{"list":{"0":${ITEM_A}},"keyBuff":"K-object"}}`);
+      else reply(res, gewePage([ITEM_A], 'K1'));
+    });
+    const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.some((x) => x.records.length > 0));
+    expect(pages[0]!.deadLetters[0]!.error_code).toBe('MSGPIPE_ERR_PAGE_MALFORMED');
+    expect(pages[0]!.cursorAfter).toBe('');
+    expect(pages.map((p) => p.cursorAfter)).not.toContain('K-object');
+    expect(pages.at(-1)!.cursorAfter).toBe('K1');
+  });
+
+  it('treats "list": null as an empty page', async () => {
+    const provider = await scriptedProvider((_call, res) => { reply(res, '{"ret":200,"msg":"ok","data":{"list":null,"keyBuff":"K2"}}'); });
+    const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.length === 1);
+    expect(pages[0]).toMatchObject({ cursorAfter: 'K2', records: [], deadLetters: [] });
+  });
+
+  it('stops the source when the sink refuses a dead letter', async () => {
+    const provider = await scriptedProvider((_call, res) => { reply(res, 'not json'); });
+    const source = sourceFor('gewe', provider.url);
+    await expect(
+      source.run({
+        signal: new AbortController().signal,
+        log: silentLogger(),
+        loadCursor: () => Promise.resolve(undefined),
+        wakeup: () => new Promise(() => undefined),
+        emit: () => Promise.reject(new Error('sink is down')),
+      }),
+    ).rejects.toThrow('sink is down');
+  });
+});
