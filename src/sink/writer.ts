@@ -174,6 +174,8 @@ export class SinkWriter implements UnitSink {
   private current: Batch = emptyBatch();
   /** The last flush started; never rejects (failures land in `failure`). */
   private pending: Promise<void> = Promise.resolve();
+  /** Flushes chained and not finished (the one in flight included). */
+  private queued = 0;
   private timer: NodeJS.Timeout | undefined;
   private failure: Error | undefined;
   private closed = false;
@@ -215,6 +217,10 @@ export class SinkWriter implements UnitSink {
    * @throws the error that stopped the writer (a permanent flush failure), or when closed
    */
   async add(unit: SinkUnit): Promise<void> {
+    // Age-triggered flushes chain without waiting; when one is in flight and another already
+    // queued behind it (ClickHouse slower than maxAgeMs, or retrying), take no more units until
+    // they are done, so memory stays bounded at about three batches.
+    if (this.queued >= 2) await this.pending;
     this.assertUsable();
     this.append(unit);
     if (this.current.rows >= this.maxRows || this.current.bytes >= this.maxBytes) {
@@ -302,6 +308,7 @@ export class SinkWriter implements UnitSink {
     if (this.current.units === 0) return;
     const batch = this.current;
     this.current = emptyBatch();
+    this.queued += 1;
     this.pending = this.pending
       .then(async () => {
         // A failed batch stops the line: storing a later one would let its cursor skip the failed rows.
@@ -313,6 +320,7 @@ export class SinkWriter implements UnitSink {
         this.log.error({ err, rows: batch.rows }, 'Sink flush failed; the writer stops and no cursor of the batch was saved.');
       })
       .finally(() => {
+        this.queued -= 1;
         this.stats.bufferedRows -= batch.rows;
       });
   }
