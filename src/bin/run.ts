@@ -74,6 +74,9 @@ export async function runPipelineCommand(config: Config, log: Logger, roles: rea
   if (config.kafka !== undefined) {
     throw new ConfigError(['kafka: the distributed mode is not available in this version; remove the kafka section to run embedded']);
   }
+  if (roles.includes('query')) {
+    throw new ConfigError(['--role: the query API is not available in this version; run ingest,transform,sink']);
+  }
   const missing = ['ingest', 'transform', 'sink'].filter((r) => !roles.includes(r));
   if (missing.length > 0) {
     throw new ConfigError([`--role: without kafka.brokers every stage runs in one process; ${missing.join(', ')} cannot be left out`]);

@@ -11,7 +11,7 @@ export const ERROR_CODES = {
   MSGPIPE_ERR_CONFIG: 'The configuration is invalid.',
   MSGPIPE_ERR_HTTP_TRANSIENT: 'A provider request failed in a way that may pass (network, 5xx, 429, timeout).',
   MSGPIPE_ERR_HTTP_STATUS: 'A provider answered with an HTTP status that retrying will not change.',
-  MSGPIPE_ERR_PROVIDER: 'A provider answered with an error envelope that retrying will not change.',
+  MSGPIPE_ERR_PROVIDER: 'A provider answered with an error envelope that is not about credentials; retried with backoff.',
   MSGPIPE_ERR_AUTH: 'A provider refused the account token; the account is parked.',
   MSGPIPE_ERR_PAGE_MALFORMED: 'A provider page is not the JSON shape of its API.',
   MSGPIPE_ERR_JSON: 'A record is not valid JSON.',
