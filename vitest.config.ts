@@ -9,6 +9,11 @@ export default defineConfig({
       },
       {
         extends: true,
+        // The shared stage contracts (docs/component-spec.md): real simulators over HTTP, chDB.
+        test: { name: 'conformance', include: ['test/conformance/**/*.test.ts'], testTimeout: 30_000, hookTimeout: 30_000 },
+      },
+      {
+        extends: true,
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
