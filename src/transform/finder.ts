@@ -181,7 +181,10 @@ export function createFinderTransform(options: FinderTransformOptions = {}): Fin
     } catch (err) {
       // Any failure to parse the text is about the data: SyntaxError, or a RangeError from
       // nesting deeper than the parser's stack.
-      return deadLetter(record, 'MSGPIPE_ERR_JSON', `Item is not valid JSON: ${(err as Error).message}`, now);
+      // V8 from Node 22 on appends "(line 1 column 69)" to "… in JSON at position 68"; drop
+      // it so a dead letter reads the same whichever Node version made it.
+      const reason = (err as Error).message.replace(/ \(line \d+ column \d+\)$/, '');
+      return deadLetter(record, 'MSGPIPE_ERR_JSON', `Item is not valid JSON: ${reason}`, now);
     }
     try {
       const item = readFinderItem(value);
