@@ -111,6 +111,8 @@ export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
           pollIntervalMs: 50,
         })),
         clickhouse: { path: join(dir, 'ch') },
+        // MSGPIPE_BENCH_SINK_MAX_BYTES tries other batch sizes.
+        sink: { maxBytes: Number(process.env['MSGPIPE_BENCH_SINK_MAX_BYTES'] ?? 8 * 1024 * 1024) },
         log: { level: 'warn' },
       }),
     );
