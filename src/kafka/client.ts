@@ -1,0 +1,148 @@
+/**
+ * The Kafka client: the only module that imports kafkajs (DESIGN.md §4). Everything else gets
+ * Kafka objects and their types from here, so the client library can be swapped in one place.
+ */
+import { Kafka, Partitioners, logLevel } from 'kafkajs';
+import type { Admin, KafkaConfig, LogEntry, Producer, ProducerConfig, RetryOptions } from 'kafkajs';
+import type { Logger } from 'pino';
+
+export type {
+  Admin,
+  Consumer,
+  ConsumerConfig,
+  EachBatchPayload,
+  Kafka,
+  Message,
+  Producer,
+  ProducerConfig,
+  RecordMetadata,
+} from 'kafkajs';
+
+/** What {@link createKafka} needs. */
+export interface KafkaClientOptions {
+  /** Bootstrap brokers as `host:port`. */
+  readonly brokers: readonly string[];
+  /** The client id brokers see (quotas, request logs). */
+  readonly clientId: string;
+  /** kafkajs logs go to a child of this logger with `component: 'kafka'`. */
+  readonly logger: Logger;
+  /** Connection timeout in milliseconds (kafkajs default 1000). */
+  readonly connectionTimeout?: number;
+  /** Request timeout in milliseconds (kafkajs default 30000). */
+  readonly requestTimeout?: number;
+  /** Retry policy for connections and requests. */
+  readonly retry?: RetryOptions;
+}
+
+/** A topic that {@link ensureTopics} creates when it is missing. */
+export interface TopicSpec {
+  readonly topic: string;
+  readonly numPartitions: number;
+  /** Defaults to 1 (single-node development brokers). */
+  readonly replicationFactor?: number;
+  /** Topic-level configuration, e.g. `{ 'cleanup.policy': 'compact' }`. */
+  readonly config?: Readonly<Record<string, string>>;
+}
+
+/** What {@link ensureTopics} found and did. */
+export interface EnsureTopicsResult {
+  /** Topics that were missing and are now created (by this call or a racing one). */
+  readonly created: readonly string[];
+  /** Topics that existed already (their settings are left as they are). */
+  readonly existing: readonly string[];
+}
+
+/** The kafkajs level whose messages a pino logger at `level` would write. */
+function kafkajsLevel(level: string): logLevel {
+  switch (level) {
+    case 'trace':
+    case 'debug':
+      return logLevel.DEBUG;
+    case 'info':
+      return logLevel.INFO;
+    case 'warn':
+      return logLevel.WARN;
+    case 'silent':
+      return logLevel.NOTHING;
+    default:
+      return logLevel.ERROR;
+  }
+}
+
+/**
+ * Creates a kafkajs client whose log entries go to `logger.child({ component: 'kafka' })`, with
+ * the kafkajs namespace and the entry's extra fields as pino fields.
+ */
+export function createKafka(options: KafkaClientOptions): Kafka {
+  const log = options.logger.child({ component: 'kafka' });
+  const config: KafkaConfig = {
+    brokers: [...options.brokers],
+    clientId: options.clientId,
+    logLevel: kafkajsLevel(log.level),
+    logCreator: () => (entry: LogEntry) => {
+      // `timestamp` duplicates pino's own time; `logger` is the kafkajs logger name.
+      const { message, timestamp: _timestamp, logger: _logger, ...fields } = entry.log;
+      const line = { ...fields, namespace: entry.namespace };
+      switch (entry.level) {
+        case logLevel.ERROR:
+          log.error(line, message);
+          break;
+        case logLevel.WARN:
+          log.warn(line, message);
+          break;
+        case logLevel.INFO:
+          log.info(line, message);
+          break;
+        case logLevel.DEBUG:
+          log.debug(line, message);
+          break;
+        case logLevel.NOTHING:
+          break;
+      }
+    },
+  };
+  if (options.connectionTimeout !== undefined) config.connectionTimeout = options.connectionTimeout;
+  if (options.requestTimeout !== undefined) config.requestTimeout = options.requestTimeout;
+  if (options.retry !== undefined) config.retry = options.retry;
+  return new Kafka(config);
+}
+
+/**
+ * An idempotent producer (acks=all, one request in flight so the broker's sequence checks hold,
+ * retries without limit) with the Java client's murmur2 partitioner, so a key maps to the same
+ * partition from any client.
+ */
+export function createIdempotentProducer(kafka: Kafka, config: Omit<ProducerConfig, 'idempotent' | 'maxInFlightRequests'> = {}): Producer {
+  return kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    ...config,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
+}
+
+/**
+ * Creates the topics that do not exist yet and waits for their partition leaders. Topics that
+ * exist are left unchanged. Safe to race with another process creating the same topics.
+ *
+ * @param admin a connected admin client
+ */
+export async function ensureTopics(admin: Admin, topics: readonly TopicSpec[]): Promise<EnsureTopicsResult> {
+  const present = new Set(await admin.listTopics());
+  const missing = topics.filter((t) => !present.has(t.topic));
+  if (missing.length > 0) {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: missing.map((t) => ({
+        topic: t.topic,
+        numPartitions: t.numPartitions,
+        replicationFactor: t.replicationFactor ?? 1,
+        configEntries: Object.entries(t.config ?? {}).map(([name, value]) => ({ name, value })),
+      })),
+    });
+  }
+  return {
+    created: missing.map((t) => t.topic),
+    existing: topics.filter((t) => present.has(t.topic)).map((t) => t.topic),
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * A real Kafka broker for tests (docs/adr/0008-kafka-broker-for-dev-and-ci.md), chosen in order:
+ *
+ * 1. `KAFKA_BROKERS` (comma-separated `host:port`) when set: an existing broker, never stopped here;
+ * 2. testcontainers with the `apache/kafka` image when a Docker engine answers quickly;
+ * 3. `scripts/kafka.sh start` (Kafka jars from Maven Central, single-node KRaft on 127.0.0.1), on
+ *    `KAFKA_PORT` or 19092, stopped again by `stop()` unless it was already running.
+ */
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { ROOT } from './msgpipe.ts';
+
+const execFileAsync = promisify(execFile);
+
+/** The Kafka image testcontainers runs; the same version as tools/kafka/pom.xml. */
+export const KAFKA_IMAGE = 'apache/kafka:4.1.1';
+/** The port `scripts/kafka.sh` uses for tests unless `KAFKA_PORT` is set. */
+export const DEFAULT_TEST_PORT = 19092;
+
+/** A broker a test can use. */
+export interface TestBroker {
+  readonly brokers: string[];
+  /** How the broker was obtained. */
+  readonly source: 'env' | 'testcontainers' | 'script';
+  stop(): Promise<void>;
+}
+
+const SCRIPT = join(ROOT, 'scripts', 'kafka.sh');
+
+/** A topic name no other test (or earlier run) uses. */
+export function uniqueTopic(prefix = 'test'): string {
+  return `${prefix}-${Date.now().toString(36)}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Resolves to `undefined` when `promise` has not settled within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => {
+      resolve(undefined);
+    }, ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A free TCP port on the loopback interface. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address !== null && typeof address === 'object') resolve(address.port);
+        else reject(new Error('no port'));
+      });
+    });
+  });
+}
+
+/** The container runtime's host when a Docker engine answers within a few seconds. */
+async function dockerHost(): Promise<string | undefined> {
+  if (process.env['KAFKA_NO_DOCKER'] === '1') return undefined;
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    const client = await within(getContainerRuntimeClient(), 5_000);
+    return client?.info.containerRuntime.host;
+  } catch {
+    return undefined;
+  }
+}
+
+async function startContainer(host: string): Promise<TestBroker> {
+  const { GenericContainer, Wait } = await import('testcontainers');
+  // The advertised listener must be the address clients use, so the host port is fixed up front.
+  const port = await freePort();
+  const container = await new GenericContainer(KAFKA_IMAGE)
+    .withExposedPorts({ container: port, host: port })
+    .withEnvironment({
+      KAFKA_NODE_ID: '1',
+      KAFKA_PROCESS_ROLES: 'broker,controller',
+      KAFKA_LISTENERS: `PLAINTEXT://:${port},CONTROLLER://:9093`,
+      KAFKA_ADVERTISED_LISTENERS: `PLAINTEXT://${host}:${port}`,
+      KAFKA_CONTROLLER_LISTENER_NAMES: 'CONTROLLER',
+      KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+      KAFKA_CONTROLLER_QUORUM_VOTERS: '1@localhost:9093',
+      KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: '1',
+      KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS: '1',
+      KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: '1',
+      KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: '1',
+      KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR: '1',
+      KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR: '1',
+      KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS: '0',
+      KAFKA_AUTO_CREATE_TOPICS_ENABLE: 'false',
+      KAFKA_HEAP_OPTS: '-Xmx384m -Xms384m',
+    })
+    .withWaitStrategy(Wait.forLogMessage(/Kafka Server started/))
+    .withStartupTimeout(120_000)
+    .start();
+  return {
+    brokers: [`${host}:${port}`],
+    source: 'testcontainers',
+    async stop() {
+      await container.stop();
+    },
+  };
+}
+
+async function runScript(command: 'start' | 'stop' | 'status', env: NodeJS.ProcessEnv): Promise<boolean> {
+  try {
+    await execFileAsync('bash', [SCRIPT, command], { env, cwd: ROOT, timeout: 180_000 });
+    return true;
+  } catch (error) {
+    if (command === 'status') return false;
+    const { stderr } = error as { stderr?: string };
+    throw new Error(`scripts/kafka.sh ${command} failed${stderr ? `:\n${stderr}` : ''}`, { cause: error });
+  }
+}
+
+async function startScript(): Promise<TestBroker> {
+  const port = process.env['KAFKA_PORT'] ?? String(DEFAULT_TEST_PORT);
+  const env = { ...process.env, KAFKA_PORT: port };
+  // A broker someone else started (a developer's, or another test file's) is left running.
+  const wasRunning = await runScript('status', env);
+  if (!wasRunning) await runScript('start', env);
+  return {
+    brokers: [`127.0.0.1:${port}`],
+    source: 'script',
+    async stop() {
+      if (!wasRunning) await runScript('stop', env);
+    },
+  };
+}
+
+/** A running broker: from `KAFKA_BROKERS`, else testcontainers, else `scripts/kafka.sh`. */
+export async function getBroker(): Promise<TestBroker> {
+  const fromEnv = process.env['KAFKA_BROKERS']
+    ?.split(',')
+    .map((b) => b.trim())
+    .filter((b) => b !== '');
+  if (fromEnv !== undefined && fromEnv.length > 0) {
+    return { brokers: fromEnv, source: 'env', stop: () => Promise.resolve() };
+  }
+  const host = await dockerHost();
+  if (host !== undefined) return startContainer(host);
+  return startScript();
+}
