@@ -14,7 +14,8 @@ import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 
 import { itemSpans } from '../src/core/json.ts';
-import { startSimulator, type SimulatorAccountInput, type SimulatorHandle } from '../src/simulate/index.ts';
+import { FINDER_PROVIDERS } from '../src/ingest/registry.ts';
+import { simulatorSources, startSimulator, type SimulatorAccountInput, type SimulatorHandle } from '../src/simulate/index.ts';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -55,19 +56,17 @@ async function msgpipeSql(configFile: string, query: string): Promise<string> {
 }
 
 /** Pulls every page of every account once and writes the raw items as JSON lines. */
-async function dumpItems(sim: SimulatorHandle, file: string, list: SimulatorAccountInput[]): Promise<number> {
+async function dumpItems(sim: SimulatorHandle, file: string): Promise<number> {
   const lines: Buffer[] = [];
   const newline = Buffer.from('\n');
-  for (const a of list) {
-    const path = a.provider === 'gewe' ? '/gewe/v2/api/finder/syncPrivateLetterMsg' : a.provider === 'videosapi' ? '/finder/v2/api/finder/syncPrivateLetterMsg' : '/syncFinder';
-    const header = a.provider === 'gewe' ? 'X-GEWE-TOKEN' : a.provider === 'videosapi' ? 'VideosApi-token' : 'Authorization';
-    const account = a.provider === 'syncfinder' ? { wId: a.wId } : { appId: a.appId };
+  for (const account of sim.accounts()) {
+    const provider = FINDER_PROVIDERS[account.provider];
     let keyBuff = '';
     for (;;) {
-      const res = await fetch(`${sim.url}${path}`, {
+      const res = await fetch(account.endpoint, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', [header]: a.token },
-        body: JSON.stringify({ ...account, keyBuff }),
+        headers: { 'content-type': 'application/json', [provider.authHeader]: account.token },
+        body: JSON.stringify({ [provider.accountField]: account.login, keyBuff }),
       });
       const body = Buffer.from(await res.arrayBuffer());
       const spans = itemSpans(body, ['data', 'list']) ?? [];
@@ -101,15 +100,7 @@ export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
       configFile,
       stringify({
         tenants: [{ id: 'bench', secret: 'bench-secret' }],
-        sources: list.map((a) => ({
-          type: a.provider,
-          name: a.id,
-          tenant: 'bench',
-          baseUrl: sim.url,
-          token: a.token,
-          ...(a.provider === 'syncfinder' ? { wId: a.wId } : { appId: a.appId }),
-          pollIntervalMs: 50,
-        })),
+        sources: simulatorSources(list, sim.url).map((source) => ({ ...source, tenant: 'bench', pollIntervalMs: 50 })),
         clickhouse: { path: join(dir, 'ch') },
         // MSGPIPE_BENCH_SINK_MAX_BYTES tries other batch sizes.
         sink: { maxBytes: Number(process.env['MSGPIPE_BENCH_SINK_MAX_BYTES'] ?? 8 * 1024 * 1024) },
@@ -138,7 +129,7 @@ export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
     const events = Number((JSON.parse(await msgpipeSql(configFile, 'SELECT count() AS n FROM events')) as { n: string }).n);
     const messages = ids.reduce((n, id) => n + sim.summary(id).released, 0);
     const itemsFile = join(dir, 'items.jsonl');
-    const items = await dumpItems(sim, itemsFile, list);
+    const items = await dumpItems(sim, itemsFile);
     const baselineSeconds = await baseline(dir, itemsFile);
     return {
       messages,
