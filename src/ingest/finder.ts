@@ -80,7 +80,6 @@ class MalformedPage {
 }
 
 interface FetchedPage {
-  readonly body: Buffer;
   readonly keyBuff: string;
   readonly records: RawRecord[];
 }
@@ -286,6 +285,7 @@ export class FinderSource implements Source {
     }
     const { keyBuff, list } = data as Record<string, unknown>;
     if (typeof keyBuff !== 'string') throw new MalformedPageError('Provider page has no data.keyBuff string.');
+    // The byte scan finds `"list"` only as written; an escaped key (`"li\u0073t"`) shows up here.
     if (list !== undefined && list !== null && !Array.isArray(list)) {
       throw new MalformedPageError('Provider page data.list is not an array.');
     }
@@ -293,6 +293,6 @@ export class FinderSource implements Source {
     const records = spans.map(
       (span, index): RawRecord => ({ origin: this.origin, bytes: body.subarray(span.start, span.end), fetchedAt, cursor, index }),
     );
-    return { body, keyBuff, records };
+    return { keyBuff, records };
   }
 }
