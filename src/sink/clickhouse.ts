@@ -18,15 +18,21 @@
  * - chDB ignores the client's `database` option; the database is selected with `USE` once.
  * - libchdb binds one data directory per process: {@link Store.close} waits for the engine to
  *   let go (`drainPending`) so the next {@link openStore} may use another directory.
+ * - libchdb carries its own jemalloc, configured from the environment when the library loads;
+ *   `chdb` is therefore imported lazily, after {@link CHDB_MALLOC_CONF} is in place
+ *   (docs/adr/0011-embedded-sink-throughput-and-memory.md).
  */
+import { Readable } from 'node:stream';
+
 import {
   createClient,
   type ClickHouseClient,
   type ClickHouseClientConfigOptions,
   type ClickHouseSettings,
 } from '@clickhouse/client';
-import { drainPending } from 'chdb';
-import { createChdbConnection, type ChdbConnection } from 'chdb/connection';
+import type * as ChdbModule from 'chdb';
+import type * as ChdbConnectionModule from 'chdb/connection';
+import type { ChdbConnection } from 'chdb/connection';
 import type { Logger } from 'pino';
 
 import { MsgpipeError } from '../core/errors.ts';
@@ -79,6 +85,23 @@ export interface InsertOptions extends CallOptions {
   readonly dedupToken?: string;
 }
 
+/**
+ * Rows already encoded as JSONCompactEachRow (one JSON array per line, values in the order of
+ * {@link InsertOptions.columns}), e.g. by the sink writer as units arrive. Handed to
+ * {@link Store.insert} instead of row objects, the bytes go to ClickHouse as they are.
+ */
+export class JsonLines {
+  /** The newline-terminated lines. */
+  readonly body: Buffer;
+  /** How many rows (lines) `body` holds. */
+  readonly length: number;
+
+  constructor(body: Buffer, length: number) {
+    this.body = body;
+    this.length = length;
+  }
+}
+
 /** A small ClickHouse handle: everything msgpipe needs and nothing it does not. */
 export interface Store {
   /** `chdb` for the embedded engine, `server` for a ClickHouse server. */
@@ -88,8 +111,11 @@ export interface Store {
   query<T>(sql: string, params?: QueryParams, options?: CallOptions): Promise<T[]>;
   /** Runs a statement without a result (DDL, UPDATE, …). */
   command(sql: string, params?: QueryParams, options?: CallOptions): Promise<void>;
-  /** Inserts rows into `table` of the store's database as JSONEachRow, synchronously (`async_insert=0`). */
-  insert(table: string, rows: readonly object[], options?: InsertOptions): Promise<void>;
+  /**
+   * Inserts rows into `table` of the store's database as JSONEachRow, synchronously
+   * (`async_insert=0`); {@link JsonLines} (which needs `columns`) are sent as they are.
+   */
+  insert(table: string, rows: readonly object[] | JsonLines, options?: InsertOptions): Promise<void>;
   /** Closes the connection; for chDB also waits until the engine has released the data directory. */
   close(): Promise<void>;
 }
@@ -273,6 +299,33 @@ function jsonLines(rows: readonly unknown[]): Buffer {
   return Buffer.from(lines.join('\n'), 'utf8');
 }
 
+/**
+ * jemalloc options for chDB's engine, unless `JE_MALLOC_CONF` is already set: one arena instead
+ * of one per CPU (×4) and freed pages returned to the system within 200 ms instead of 10 s.
+ * Measured on 200 000 inserted rows: peak native memory −57 MB for +11 % insert CPU
+ * (docs/benchmarks.md).
+ */
+export const CHDB_MALLOC_CONF = 'narenas:1,dirty_decay_ms:200,muzzy_decay_ms:0';
+
+interface ChdbModules {
+  readonly chdb: typeof ChdbModule;
+  readonly connection: typeof ChdbConnectionModule;
+}
+
+let chdbModules: Promise<ChdbModules> | undefined;
+
+/** Loads libchdb once, with its allocator configured first (jemalloc reads it at load time only). */
+function loadChdb(): Promise<ChdbModules> {
+  if (chdbModules === undefined) {
+    process.env['JE_MALLOC_CONF'] ??= CHDB_MALLOC_CONF;
+    chdbModules = Promise.all([import('chdb'), import('chdb/connection')]).then(([chdb, connection]) => ({
+      chdb,
+      connection,
+    }));
+  }
+  return chdbModules;
+}
+
 class ClickHouseStore implements Store {
   readonly backend: 'chdb' | 'server';
   readonly database: string;
@@ -318,13 +371,15 @@ class ClickHouseStore implements Store {
     }
   }
 
-  async insert(table: string, rows: readonly object[], options?: InsertOptions): Promise<void> {
+  async insert(table: string, rows: readonly object[] | JsonLines, options?: InsertOptions): Promise<void> {
     if (rows.length === 0) return;
     assertIdentifier(table, 'Table name');
     const token = options?.dedupToken ?? '';
     const columns = options?.columns;
     if (columns !== undefined) for (const c of columns) assertIdentifier(c, 'Column name');
-    const values = columns === undefined ? rows : compactRows(rows, columns);
+    if (rows instanceof JsonLines && columns === undefined) {
+      throw new MsgpipeError('MSGPIPE_ERR_CONFIG', 'Encoded JSON lines need the column list.');
+    }
     const format = columns === undefined ? 'JSONEachRow' : 'JSONCompactEachRow';
     try {
       if (this.chdb !== undefined) {
@@ -333,7 +388,7 @@ class ClickHouseStore implements Store {
         // Its settings go in the INSERT's SETTINGS clause, so they do not stick to the session.
         await this.chdb.chdb.rawInsert({
           table,
-          values: jsonLines(values),
+          values: rows instanceof JsonLines ? rows.body : jsonLines(columns === undefined ? rows : compactRows(rows, columns)),
           format,
           ...(columns === undefined ? {} : { columns }),
           settings: {
@@ -347,7 +402,12 @@ class ClickHouseStore implements Store {
       }
       await this.client.insert({
         table,
-        values: values,
+        values:
+          rows instanceof JsonLines
+            ? Readable.from([rows.body])
+            : columns === undefined
+              ? rows
+              : compactRows(rows, columns),
         format,
         ...(columns === undefined ? {} : { columns: [...columns] as [string, ...string[]] }),
         clickhouse_settings: settingsFor(this.backend, options, { token }),
@@ -366,7 +426,7 @@ class ClickHouseStore implements Store {
     } finally {
       // An aborted chDB call keeps running inside the engine; the data directory is only free
       // (for a store at another path) once it and the deferred connection teardown are done.
-      if (this.backend === 'chdb') await drainPending();
+      if (this.backend === 'chdb') await (await loadChdb()).chdb.drainPending();
       this.log.debug('ClickHouse store closed.');
     }
   }
@@ -417,8 +477,9 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sto
   }
   let client: ClickHouseClient;
   let chdb: ChdbConnection;
+  const modules = await loadChdb();
   try {
-    chdb = createChdbConnection({ path: options.path });
+    chdb = modules.connection.createChdbConnection({ path: options.path });
     // chdb/connection implements the Connection of @clickhouse/client-common, which the client
     // bundles its own copy of; the shapes agree, only exactOptionalPropertyTypes tells them apart.
     const connection = chdb as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>;

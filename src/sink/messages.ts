@@ -150,6 +150,65 @@ export function estimateMessageBytes(row: MessageRow): number {
   return n;
 }
 
+/**
+ * The message as the start of its JSONCompactEachRow line: every {@link MESSAGE_COLUMNS} value up
+ * to `ingested_at`, without the recall state and the closing bracket, which
+ * {@link messageLineEnd} adds once the flush knows them. Encoded as the unit arrives, so a
+ * buffered batch holds bytes instead of row objects (docs/benchmarks.md). Only for rows that
+ * passed {@link invalidMessageReason}.
+ */
+export function encodeMessageLine(row: MessageRow): Buffer {
+  const json = JSON.stringify([
+    row.tenant,
+    row.source,
+    row.source_type,
+    row.staff_id,
+    row.msgid,
+    row.legacy_msgid,
+    row.session_id,
+    row.session_type,
+    row.room_id,
+    row.action,
+    row.from_id,
+    row.tolist,
+    row.peer_id,
+    row.is_sender,
+    row.msg_time,
+    row.seq,
+    row.msg_seq,
+    row.msg_type,
+    row.wx_msg_type,
+    row.app_type,
+    row.sys_type,
+    row.content_text,
+    row.content,
+    row.raw_content,
+    row.msg_source,
+    row.at_user_list,
+    row.pre_msgid,
+    row.sync_key_type,
+    row.item_type,
+    row.sub_type,
+    row.status,
+    row.img_status,
+    row.extinfo,
+    row.peer_name,
+    row.peer_avatar,
+    row.ingested_at,
+  ]);
+  return Buffer.from(json.slice(0, -1), 'utf8');
+}
+
+const NOT_RECALLED = Buffer.from(',0,null]\n', 'utf8');
+
+/** The end of a line begun by {@link encodeMessageLine}: `recalled`, `recall_time`, `]`, newline. */
+export function messageLineEnd(recallTime: number | undefined): Buffer {
+  return recallTime === undefined ? NOT_RECALLED : Buffer.from(`,1,${String(recallTime)}]\n`, 'utf8');
+}
+
+/** What the duplicate and recall lookups need of a message. */
+export type MessageIdentity = Pick<MessageRow, 'tenant' | 'staff_id' | 'msgid' | 'msg_time'>;
+
 /** The row to insert: the message as is, or with the recall applied when its revocation is known. */
 export function messageInsertRow(row: MessageRow, recallTime: number | undefined): object {
   return recallTime === undefined ? row : { ...row, recalled: 1, recall_time: recallTime };
@@ -176,7 +235,7 @@ function distinct<T>(values: Iterable<T>): T[] {
  */
 export async function findStoredMessages(
   store: Store,
-  rows: readonly MessageRow[],
+  rows: readonly MessageIdentity[],
   options: CallOptions = {},
 ): Promise<Set<string>> {
   if (rows.length === 0) return new Set();
@@ -204,7 +263,7 @@ export async function findStoredMessages(
  */
 export async function findStoredRecalls(
   store: Store,
-  rows: readonly MessageRow[],
+  rows: readonly MessageIdentity[],
   options: CallOptions = {},
 ): Promise<Map<string, number>> {
   if (rows.length === 0) return new Map();

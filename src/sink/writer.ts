@@ -3,8 +3,10 @@
  * the cursors those batches cover (DESIGN §1, docs/component-spec.md §Sink).
  *
  * Contract:
- * - `add` resolves once the unit is buffered; when the buffer is full it first waits for the
- *   flush in flight (backpressure), so at most two batches are in memory.
+ * - `add` resolves once the unit is buffered; when the buffer is full and two flushes are
+ *   already chained (one storing, one waiting with its lookups done), it first waits for the
+ *   older one (backpressure), so at most three batches are in memory. Messages are encoded
+ *   as they arrive (the batch holds their insert bytes, not row objects).
  * - A batch is flushed when it reaches `maxRows` rows, about `maxBytes` bytes of JSON, or is
  *   `maxAgeMs` old. Batches are stored strictly in order.
  * - A flush stores, in this order: messages, events, dead letters, recalls, and only then the
@@ -24,11 +26,12 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 
 import { MsgpipeError } from '../core/errors.ts';
-import type { CursorUpdate, SinkUnit, UnitSink } from '../core/pipeline.ts';
+import type { CursorUpdate, SinkObserver, SinkUnit, UnitSink } from '../core/pipeline.ts';
 import { retry, type RetryPolicy } from '../core/retry.ts';
-import type { DeadLetterRow, EventRow, MessageRow, RecallMark } from '../core/types.ts';
-import type { CallOptions, Store } from './clickhouse.ts';
+import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark } from '../core/types.ts';
+import { JsonLines, type CallOptions, type Store } from './clickhouse.ts';
 import { CursorStore } from './cursors.ts';
+import { estimateEditBytes, storeEdits } from './edits.ts';
 import {
   DEAD_LETTER_COLUMNS,
   DEAD_LETTERS_TABLE,
@@ -47,15 +50,16 @@ import {
 } from './events.ts';
 import {
   applyRecalls,
-  estimateMessageBytes,
+  encodeMessageLine,
   findStoredMessages,
   findStoredRecalls,
   invalidMessageReason,
   MESSAGE_COLUMNS,
-  messageInsertRow,
   messageKey,
+  messageLineEnd,
   MESSAGES_TABLE,
   recallTargetKey,
+  type MessageIdentity,
 } from './messages.ts';
 
 /** Batch bounds; the defaults match the `sink` section of the configuration. */
@@ -80,6 +84,8 @@ export interface SinkWriterOptions extends SinkBatchOptions {
   readonly cursors?: CursorStore;
   /** Unix ms, for `occurred_at` of sink dead letters. */
   readonly clock?: () => number;
+  /** Told about every stored batch (metrics); see {@link SinkObserver}. */
+  readonly observer?: SinkObserver;
 }
 
 export const SINK_DEFAULTS = { maxRows: 20_000, maxBytes: 16 * 1024 * 1024, maxAgeMs: 1000 } as const;
@@ -114,11 +120,32 @@ export interface SinkStats {
   bufferedRows: number;
 }
 
+/** A buffered message: its identity for the lookups and its line, encoded on arrival. */
+interface EncodedMessage extends MessageIdentity {
+  readonly key: string;
+  /** For a revocation: the key of the message it revokes (as {@link findStoredRecalls} reads it). */
+  readonly revokes: string | undefined;
+  /** {@link encodeMessageLine}: the row up to `ingested_at`. */
+  readonly line: Buffer;
+}
+
+/** A message ClickHouse would refuse, kept whole for its dead letter. */
+interface RefusedMessage {
+  readonly key: string;
+  readonly row: MessageRow;
+  readonly reason: string;
+}
+
 interface Batch {
-  readonly messages: MessageRow[];
+  /** Valid messages, encoded; and the refused ones, both in arrival order. */
+  readonly messages: EncodedMessage[];
+  readonly refused: RefusedMessage[];
   readonly events: EventRow[];
   readonly deadLetters: DeadLetterRow[];
   readonly recalls: RecallMark[];
+  /** Edits and edit history (Yunhu), stored after the messages by storeEdits. */
+  readonly edits: EditMark[];
+  readonly editHistory: MessageEditRow[];
   readonly cursors: Map<string, CursorUpdate>;
   rows: number;
   bytes: number;
@@ -127,20 +154,81 @@ interface Batch {
 
 /** A batch after the checks that do not need the store: deduplicated, validated, keyed. */
 interface Prepared {
-  readonly messages: readonly { key: string; row: MessageRow }[];
+  readonly messages: readonly EncodedMessage[];
   readonly events: readonly { key: string; row: EventRow }[];
   readonly deadLetters: readonly { id: string; row: DeadLetterRow }[];
   /** Target key → earliest recall time, and the marks themselves for the UPDATE. */
   readonly recallTimes: ReadonlyMap<string, number>;
   readonly recalls: readonly RecallMark[];
+  readonly edits: readonly EditMark[];
+  readonly editHistory: readonly MessageEditRow[];
   readonly cursors: readonly CursorUpdate[];
   readonly duplicates: TableCounts;
   readonly invalid: number;
   readonly rows: number;
 }
 
+/** What the lookups found already stored for a prepared batch. */
+interface Found {
+  readonly messages: ReadonlySet<string>;
+  /** Target key → earliest stored revocation time. */
+  readonly recalls: ReadonlyMap<string, number>;
+  readonly events: ReadonlySet<string>;
+  readonly deadLetters: ReadonlySet<string>;
+  readonly ms: number;
+}
+
+/**
+ * Everything a stored batch holds, keyed as {@link Found}: once the batch is stored, each of
+ * these is in ClickHouse (inserted by it or found there before).
+ */
+function storedBy(p: Prepared): Found {
+  const recalls = new Map<string, number>();
+  for (const m of p.messages) {
+    if (m.revokes === undefined) continue;
+    const prev = recalls.get(m.revokes);
+    if (prev === undefined || m.msg_time < prev) recalls.set(m.revokes, m.msg_time);
+  }
+  return {
+    messages: new Set(p.messages.map((m) => m.key)),
+    recalls,
+    events: new Set(p.events.map((e) => e.key)),
+    deadLetters: new Set(p.deadLetters.map((d) => d.id)),
+    ms: 0,
+  };
+}
+
+/** A lookup that may have missed the batch stored just before: adds what that batch holds. */
+function withStored(found: Found, stored: Found | undefined): Found {
+  if (stored === undefined) return found;
+  const recalls = new Map(found.recalls);
+  for (const [key, time] of stored.recalls) {
+    const prev = recalls.get(key);
+    if (prev === undefined || time < prev) recalls.set(key, time);
+  }
+  return {
+    messages: new Set([...found.messages, ...stored.messages]),
+    recalls,
+    events: new Set([...found.events, ...stored.events]),
+    deadLetters: new Set([...found.deadLetters, ...stored.deadLetters]),
+    ms: found.ms,
+  };
+}
+
 function emptyBatch(): Batch {
-  return { messages: [], events: [], deadLetters: [], recalls: [], cursors: new Map(), rows: 0, bytes: 0, units: 0 };
+  return {
+    messages: [],
+    refused: [],
+    events: [],
+    deadLetters: [],
+    recalls: [],
+    edits: [],
+    editHistory: [],
+    cursors: new Map(),
+    rows: 0,
+    bytes: 0,
+    units: 0,
+  };
 }
 
 /** sha256 of the sorted keys: the same rows give the same token whatever their order. */
@@ -170,12 +258,17 @@ export class SinkWriter implements UnitSink {
   private readonly signal: AbortSignal | undefined;
   private readonly clock: () => number;
   private readonly callOptions: CallOptions;
+  private readonly observer: SinkObserver | undefined;
 
   private current: Batch = emptyBatch();
   /** The last flush started; never rejects (failures land in `failure`). */
   private pending: Promise<void> = Promise.resolve();
   /** Flushes chained and not finished (the one in flight included). */
   private queued = 0;
+  /** Completions of those flushes, oldest first; none rejects. */
+  private readonly flights: Promise<void>[] = [];
+  /** What the last stored batch holds, for the lookup of the next one (see {@link startFlush}). */
+  private lastStored: Found | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failure: Error | undefined;
   private closed = false;
@@ -208,6 +301,7 @@ export class SinkWriter implements UnitSink {
     this.signal = options.signal;
     this.clock = options.clock ?? Date.now;
     this.callOptions = this.signal === undefined ? {} : { signal: this.signal };
+    this.observer = options.observer;
   }
 
   /**
@@ -217,14 +311,14 @@ export class SinkWriter implements UnitSink {
    * @throws the error that stopped the writer (a permanent flush failure), or when closed
    */
   async add(unit: SinkUnit): Promise<void> {
-    // Age-triggered flushes chain without waiting; when one is in flight and another already
-    // queued behind it (ClickHouse slower than maxAgeMs, or retrying), take no more units until
-    // they are done, so memory stays bounded at about three batches.
-    if (this.queued >= 2) await this.pending;
+    // One batch is stored while the next waits with its lookups done and a third fills; with
+    // two flushes chained, take no more units until the older one is done, so memory stays
+    // bounded at about three batches.
+    while (this.queued >= 2) await this.flights[0];
     this.assertUsable();
     this.append(unit);
     if (this.current.rows >= this.maxRows || this.current.bytes >= this.maxBytes) {
-      await this.pending;
+      while (this.queued >= 2) await this.flights[0];
       this.assertUsable();
       this.startFlush();
     } else if (this.current.units === 1) {
@@ -272,9 +366,30 @@ export class SinkWriter implements UnitSink {
     const batch = this.current;
     const { messages, events, deadLetters, recalls } = unit.output;
     let bytes = 0;
+    // Encoded now, so the batch holds bytes, not row objects that would live until the flush.
     for (const m of messages) {
-      batch.messages.push(m);
-      bytes += estimateMessageBytes(m);
+      const key = messageKey(m);
+      const reason = invalidMessageReason(m);
+      if (reason === undefined) {
+        const line = encodeMessageLine(m);
+        const revokes =
+          m.msg_type === 'revoke' && m.pre_msgid !== ''
+            ? messageKey({ tenant: m.tenant, staff_id: m.staff_id, msgid: m.pre_msgid })
+            : undefined;
+        batch.messages.push({
+          key,
+          revokes,
+          tenant: m.tenant,
+          staff_id: m.staff_id,
+          msgid: m.msgid,
+          msg_time: m.msg_time,
+          line,
+        });
+        bytes += line.length + 10;
+      } else {
+        batch.refused.push({ key, row: m, reason });
+        bytes += 1000;
+      }
     }
     for (const e of events) {
       batch.events.push(e);
@@ -286,20 +401,32 @@ export class SinkWriter implements UnitSink {
     }
     for (const r of recalls) batch.recalls.push(r);
     bytes += recalls.length * 200;
+    const edits = unit.output.edits ?? [];
+    const editHistory = unit.output.editHistory ?? [];
+    for (const e of edits) batch.edits.push(e);
+    for (const h of editHistory) batch.editHistory.push(h);
+    bytes += estimateEditBytes(edits, editHistory);
     if (unit.cursor !== undefined) {
       // Keep insertion order = order of the last update per stream.
       const key = `${unit.cursor.source}\u001f${unit.cursor.stream}`;
       batch.cursors.delete(key);
       batch.cursors.set(key, unit.cursor);
     }
-    const rows = messages.length + events.length + deadLetters.length + recalls.length;
+    const rows = messages.length + events.length + deadLetters.length + recalls.length + edits.length + editHistory.length;
     batch.rows += rows;
     batch.bytes += bytes;
     batch.units += 1;
     this.stats.bufferedRows += rows;
   }
 
-  /** Takes the current batch and chains its flush after the one in flight. */
+  /**
+   * Takes the current batch and chains its flush after the one in flight.
+   *
+   * Its duplicate lookups start early, as soon as every flush but the one just before it is
+   * done, so they run while that one is still inserting. Such a lookup may miss rows of that
+   * previous batch; the flush adds them from `lastStored` (what that batch holds, all stored by
+   * then, since a failed batch stops the line). Retries look up again, after everything before.
+   */
   private startFlush(): void {
     if (this.timer !== undefined) {
       clearTimeout(this.timer);
@@ -309,10 +436,15 @@ export class SinkWriter implements UnitSink {
     const batch = this.current;
     this.current = emptyBatch();
     this.queued += 1;
-    this.pending = this.pending
+    const prepared = this.prepare(batch);
+    const earlier = this.flights.slice(0, -1);
+    const early: Promise<Found | undefined> = Promise.all(earlier)
+      .then(async () => (this.failure === undefined ? this.lookup(prepared) : undefined))
+      .catch(() => undefined);
+    const done = this.pending
       .then(async () => {
         // A failed batch stops the line: storing a later one would let its cursor skip the failed rows.
-        if (this.failure === undefined) await this.flushBatch(batch);
+        if (this.failure === undefined) await this.flushBatch(prepared, early);
       })
       .catch((err: unknown) => {
         this.failure ??=
@@ -322,20 +454,32 @@ export class SinkWriter implements UnitSink {
       .finally(() => {
         this.queued -= 1;
         this.stats.bufferedRows -= batch.rows;
+        void this.flights.splice(this.flights.indexOf(done), 1);
       });
+    this.flights.push(done);
+    this.pending = done;
   }
 
-  private async flushBatch(batch: Batch): Promise<void> {
+  private async flushBatch(prepared: Prepared, early: Promise<Found | undefined>): Promise<void> {
     const started = performance.now();
-    const prepared = this.prepare(batch);
-    const outcome = await retry(async () => this.storeBatch(prepared), {
-      policy: this.retryPolicy,
-      ...(this.signal === undefined ? {} : { signal: this.signal }),
-      onRetry: (err, attempt, waitMs) => {
-        this.stats.retries += 1;
-        this.log.warn({ err, attempt, waitMs }, 'Sink flush failed; retrying.');
+    let first: Found | undefined = await early;
+    if (first !== undefined) first = withStored(first, this.lastStored);
+    const outcome = await retry(
+      async () => {
+        const found = first ?? (await this.lookup(prepared));
+        first = undefined;
+        return this.storeBatch(prepared, found);
       },
-    });
+      {
+        policy: this.retryPolicy,
+        ...(this.signal === undefined ? {} : { signal: this.signal }),
+        onRetry: (err, attempt, waitMs) => {
+          this.stats.retries += 1;
+          this.log.warn({ err, attempt, waitMs }, 'Sink flush failed; retrying.');
+        },
+      },
+    );
+    this.lastStored = storedBy(prepared);
     const s = this.stats;
     s.flushes += 1;
     s.written.messages += outcome.messages;
@@ -350,6 +494,12 @@ export class SinkWriter implements UnitSink {
     s.lastFlushMs = performance.now() - started;
     s.lastLookupMs = outcome.lookupMs;
     s.lastFlushRows = prepared.rows;
+    this.observer?.stored?.({
+      rows: prepared.rows,
+      durationMs: s.lastFlushMs,
+      deadLetters: prepared.deadLetters.map((d) => d.row),
+      cursors: prepared.cursors,
+    });
     this.log.debug(
       {
         messages: outcome.messages,
@@ -385,16 +535,14 @@ export class SinkWriter implements UnitSink {
       });
     };
 
-    const messages: { key: string; row: MessageRow }[] = [];
+    for (const { key, row, reason } of batch.refused) sinkDeadLetter(MESSAGES_TABLE, key, row, reason);
+    const messages: EncodedMessage[] = [];
     const seenMessages = new Set<string>();
-    for (const row of batch.messages) {
-      const key = messageKey(row);
-      const reason = invalidMessageReason(row);
-      if (reason !== undefined) sinkDeadLetter(MESSAGES_TABLE, key, row, reason);
-      else if (seenMessages.has(key)) duplicates.messages += 1;
+    for (const m of batch.messages) {
+      if (seenMessages.has(m.key)) duplicates.messages += 1;
       else {
-        seenMessages.add(key);
-        messages.push({ key, row });
+        seenMessages.add(m.key);
+        messages.push(m);
       }
     }
 
@@ -435,6 +583,8 @@ export class SinkWriter implements UnitSink {
       deadLetters: letters,
       recallTimes,
       recalls: batch.recalls,
+      edits: batch.edits,
+      editHistory: batch.editHistory,
       cursors: [...batch.cursors.values()],
       duplicates,
       invalid,
@@ -442,16 +592,13 @@ export class SinkWriter implements UnitSink {
     };
   }
 
-  /** One attempt at storing a prepared batch; safe to repeat after any failure. */
-  private async storeBatch(
-    p: Prepared,
-  ): Promise<{ messages: number; events: number; deadLetters: number; recalls: number; lookupMs: number }> {
+  /** The rows of a prepared batch already stored, and the revocations stored before their targets. */
+  private async lookup(p: Prepared): Promise<Found> {
     const opts = this.callOptions;
-    const messageRows = p.messages.map((m) => m.row);
-    const lookupStarted = performance.now();
-    const [storedMessages, lateRecalls, storedEvents, storedLetters] = await Promise.all([
-      findStoredMessages(this.store, messageRows, opts),
-      findStoredRecalls(this.store, messageRows, opts),
+    const started = performance.now();
+    const [messages, recalls, events, deadLetters] = await Promise.all([
+      findStoredMessages(this.store, p.messages, opts),
+      findStoredRecalls(this.store, p.messages, opts),
       findStoredEvents(
         this.store,
         p.events.map((e) => e.row),
@@ -463,19 +610,33 @@ export class SinkWriter implements UnitSink {
         opts,
       ),
     ]);
-    const lookupMs = performance.now() - lookupStarted;
+    return { messages, recalls, events, deadLetters, ms: performance.now() - started };
+  }
+
+  /**
+   * One attempt at storing a prepared batch, given what is already stored; safe to repeat after
+   * any failure (with a fresh lookup).
+   */
+  private async storeBatch(
+    p: Prepared,
+    found: Found,
+  ): Promise<{ messages: number; events: number; deadLetters: number; recalls: number; lookupMs: number }> {
+    const opts = this.callOptions;
+    const { messages: storedMessages, recalls: lateRecalls, events: storedEvents, deadLetters: storedLetters } = found;
+    const lookupMs = found.ms;
 
     // Messages, with the recalls of targets in this insert applied before they are written.
     const newMessages = p.messages.filter((m) => !storedMessages.has(m.key));
     const insertedKeys = new Set<string>();
-    const messageInsert = newMessages.map(({ key, row }) => {
+    const pieces: Buffer[] = [];
+    for (const { key, line } of newMessages) {
       insertedKeys.add(key);
       const batchTime = p.recallTimes.get(key);
       const lateTime = lateRecalls.get(key);
       const time = batchTime === undefined ? lateTime : lateTime === undefined ? batchTime : Math.min(batchTime, lateTime);
-      return messageInsertRow(row, time);
-    });
-    await this.store.insert(MESSAGES_TABLE, messageInsert, {
+      pieces.push(line, messageLineEnd(time));
+    }
+    await this.store.insert(MESSAGES_TABLE, new JsonLines(Buffer.concat(pieces), newMessages.length), {
       ...opts,
       columns: MESSAGE_COLUMNS,
       dedupToken: dedupToken(MESSAGES_TABLE, [...insertedKeys]),
@@ -498,6 +659,9 @@ export class SinkWriter implements UnitSink {
     // Recalls whose target was not part of this insert: a lightweight UPDATE of the stored row.
     const updates = p.recalls.filter((mark) => !insertedKeys.has(recallTargetKey(mark)));
     await applyRecalls(this.store, updates, opts);
+
+    // Edits (Yunhu): history rows not stored yet, then the latest content of edited messages.
+    await storeEdits(this.store, p.edits, p.editHistory, opts);
 
     // Only now, with every row of the batch stored, may the cursors move.
     await this.cursors.save(p.cursors, opts);

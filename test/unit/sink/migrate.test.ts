@@ -46,6 +46,7 @@ describe('migrate', () => {
       'cursors',
       'dead_letters',
       'events',
+      'message_edits',
       'messages',
       'schema_migrations',
       'sessions',

@@ -184,6 +184,30 @@ describe('SinkWriter', () => {
       expect(rows.filter((r) => r.msgid === target.msgid)).toEqual([{ ...target, recalled: 1, recall_time: t }]);
     });
 
+    it('sees duplicates and revocations of the batch still being stored when looking up the next one', async () => {
+      // The second batch's lookups run while the first is blocked before its insert, so they
+      // cannot find its rows in ClickHouse; the writer must add them from the first batch.
+      const t = target.msg_time + 30_000;
+      const faulty = new FaultyStore(temp.store);
+      let release: () => void = () => undefined;
+      faulty.gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const w = writer(faulty, { maxRows: 2 });
+      const other = message({ msgid: '1' });
+      await w.add(unit({ messages: [other, revoke(t)], recalls: [recall(target, t)] }, 'kb-1'));
+      await w.add(unit({ messages: [target, other] }, 'kb-2'));
+      // Give the second batch's lookups time to finish while the first insert is still held.
+      await new Promise((r) => setTimeout(r, 300));
+      release();
+      await w.close();
+      const rows = await storedMessages(temp.store);
+      expect(rows).toHaveLength(3);
+      expect(rows.filter((r) => r.msgid === '1')).toHaveLength(1);
+      expect(rows.find((r) => r.msgid === target.msgid)).toMatchObject({ recalled: 1, recall_time: t });
+      expect(w.stats.duplicates.messages).toBe(1);
+    });
+
     it('marks a target that arrives after its revocation was stored', async () => {
       const t = target.msg_time + 30_000;
       const w = writer(temp.store);
@@ -287,9 +311,12 @@ describe('SinkWriter', () => {
       await w.add(unit({ messages: rows.slice(2, 4) }, 'kb-2'));
       expect(w.stats.flushes).toBe(0);
       await w.add(unit({ messages: rows.slice(4, 6) }, 'kb-3'));
-      await vi.waitFor(() => {
-        expect(w.stats.flushes).toBe(1);
-      });
+      await vi.waitFor(
+        () => {
+          expect(w.stats.flushes).toBe(1);
+        },
+        { timeout: 20_000 },
+      );
       expect(await count(temp.store, 'messages')).toBe(6);
       expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-3');
       await w.close();
@@ -300,9 +327,12 @@ describe('SinkWriter', () => {
       await w.add(unit({ messages: [message({ msgid: '1', content_text: 'x'.repeat(10_000) })] }, 'kb-1'));
       expect(w.stats.flushes).toBe(0);
       await w.add(unit({ messages: [message({ msgid: '2', raw_content: '消'.repeat(20_000) })] }, 'kb-2'));
-      await vi.waitFor(() => {
-        expect(w.stats.flushes).toBe(1);
-      });
+      await vi.waitFor(
+        () => {
+          expect(w.stats.flushes).toBe(1);
+        },
+        { timeout: 20_000 },
+      );
       expect(await count(temp.store, 'messages')).toBe(2);
       await w.close();
     });
@@ -310,9 +340,12 @@ describe('SinkWriter', () => {
     it('flushes a batch when it is maxAgeMs old, cursor-only units included', async () => {
       const w = writer(temp.store, { maxAgeMs: 50 });
       await w.add(unit({ messages: [message()] }, 'kb-1'));
-      await vi.waitFor(() => {
-        expect(w.stats.flushes).toBe(1);
-      });
+      await vi.waitFor(
+        () => {
+          expect(w.stats.flushes).toBe(1);
+        },
+        { timeout: 20_000 },
+      );
       await w.add(unit({}, 'kb-2'));
       await vi.waitFor(() => {
         expect(w.stats.flushes).toBe(2);
@@ -321,7 +354,7 @@ describe('SinkWriter', () => {
       await w.close();
     });
 
-    it('applies backpressure: add waits for the flush in flight when the buffer is full', async () => {
+    it('applies backpressure: with one batch in flight and one queued, add waits when the next is full', async () => {
       const faulty = new FaultyStore(temp.store);
       let release: () => void = () => undefined;
       faulty.gate = new Promise<void>((resolve) => {
@@ -329,17 +362,21 @@ describe('SinkWriter', () => {
       });
       const w = writer(faulty, { maxRows: 2 });
       await w.add(unit({ messages: [message({ msgid: '1' }), message({ msgid: '2' })] }, 'kb-1'));
-      // The first batch is in flight and blocked; the second fills up: add must not resolve.
+      // The first batch is in flight and blocked; the second queues behind it (its lookups run).
+      await w.add(unit({ messages: [message({ msgid: '3' }), message({ msgid: '4' })] }, 'kb-2'));
+      // The third fills up: add must not resolve while two flushes are chained.
       let resolved = false;
-      const pending = w.add(unit({ messages: [message({ msgid: '3' }), message({ msgid: '4' })] }, 'kb-2')).then(() => {
+      const pending = w.add(unit({ messages: [message({ msgid: '5' }), message({ msgid: '6' })] }, 'kb-3')).then(() => {
         resolved = true;
       });
       await new Promise((r) => setTimeout(r, 100));
       expect(resolved).toBe(false);
+      expect(w.stats.flushes).toBe(0);
       release();
       await pending;
       await w.close();
-      expect(await count(temp.store, 'messages')).toBe(4);
+      expect(await count(temp.store, 'messages')).toBe(6);
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-3');
     });
   });
 
