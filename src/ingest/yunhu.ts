@@ -1,0 +1,520 @@
+/**
+ * The Yunhu (云湖) poller: one account token, many chats, one cursor per chat (DESIGN §2).
+ *
+ * Request: `POST {baseUrl}/v1/msg/list-message-by-seq`, header `token`, protobuf body
+ * `{msg_start, chat_type, chat_id}`; the answer lists the chat's messages after `msg_start`,
+ * oldest first. Each message is handed on as the exact bytes it had in the response.
+ *
+ * Cursor: per chat (stream `<chat_type>:<chat_id>`), the highest `msg_seq` stored, as a decimal
+ * string. A chat is read from its cursor until a page brings nothing new.
+ *
+ * Edits and recalls: messages change after they were read (`edit_time`, `recall_time`). After a
+ * chat has caught up, its latest `rereadWindow` messages are read again, and every message whose
+ * edit or recall time differs from what this process last handed on is emitted again (after a
+ * restart: every edited or recalled message of the window, once; the sink makes that
+ * idempotent). When a message's `edit_time` is new, its edit history is read from
+ * `list-message-edit-record` (JSON) and each history entry is emitted, as its exact bytes, in
+ * the same page right after the message.
+ *
+ * Chats: `chats` from the configuration, else the conversation list (`/v1/conversation/list`,
+ * protobuf), read again every `conversationRefreshMs`.
+ *
+ * Failures: network, timeouts, 408/425/429/5xx are retried with jittered backoff (Retry-After
+ * honoured) and the same request. `status.code` -101 (not logged in) or a token text, and HTTP
+ * 401/403, park the account (tried again every minute). Any other non-success status, and a body
+ * that is not the protobuf (or JSON) it should be, becomes a dead letter with the whole body
+ * (once per distinct body and position) and the same request is tried again after a backoff; no
+ * cursor moves past it.
+ */
+import { createHash } from 'node:crypto';
+
+import protobuf from 'protobufjs';
+
+import { AuthError, isProgrammerError, MsgpipeError } from '../core/errors.ts';
+import type { ErrorCode } from '../core/errors.ts';
+import { arraySpans, decodeUtf8Lenient, parseLossless, valueSpan } from '../core/json.ts';
+import { backoffMs, delay, retry, type RetryPolicy } from '../core/retry.ts';
+import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
+import { postBytes } from './http.ts';
+import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats } from './source.ts';
+import type { YunhuSourceConfig } from './yunhu-config.ts';
+import {
+  decodeYunhu,
+  encodeYunhu,
+  readConversationList,
+  readListResponse,
+  WireError,
+  type YunhuStatus,
+} from './yunhu-proto.ts';
+
+/** Paths below `baseUrl` (seeds/yunhu-msg-api.md). */
+export const YUNHU_PATHS = {
+  listBySeq: '/v1/msg/list-message-by-seq',
+  listMessage: '/v1/msg/list-message',
+  listByMidSeq: '/v1/msg/list-message-by-mid-seq',
+  editRecord: '/v1/msg/list-message-edit-record',
+  sendMessage: '/v1/msg/send-message',
+  editMessage: '/v1/msg/edit-message',
+  recallMsg: '/v1/msg/recall-msg',
+  recallMsgBatch: '/v1/msg/recall-msg-batch',
+  conversationList: '/v1/conversation/list',
+} as const;
+
+/** `status.code` / `code` of success. */
+export const YUNHU_OK = 1;
+/** `status.code` / `code` of a missing or invalid token ("未登录"). */
+export const YUNHU_NOT_LOGGED_IN = -101;
+
+const PROTOBUF = 'application/x-protobuf';
+/** Texts of an error status that mean "this token is no longer valid". */
+const AUTH_TEXT = /未登录|登录失效|重新登录|token|unauthori[sz]ed|expired/i;
+/** History entries asked for per edit-record page, and the most pages read per message. */
+const EDIT_PAGE_SIZE = 50;
+const MAX_EDIT_PAGES = 20;
+
+/** Backoff for transient failures: 0.5 s doubling to 60 s, forever (until stopped). */
+const TRANSIENT_RETRY: RetryPolicy = { attempts: Infinity, minMs: 500, maxMs: 60_000, factor: 2 };
+const PARK_RETRY_MS = 60_000;
+const MAX_IDLE_FACTOR = 10;
+
+/** A chat to poll. */
+export interface YunhuChat {
+  readonly chatId: string;
+  readonly chatType: number;
+}
+
+/** The cursor stream of a chat. */
+export function chatStream(chat: YunhuChat): string {
+  return `${chat.chatType}:${chat.chatId}`;
+}
+
+/** A body the poller cannot use: dead-lettered, then asked for again. */
+class BadBody {
+  readonly body: Uint8Array;
+  readonly code: ErrorCode;
+  readonly message: string;
+
+  constructor(body: Uint8Array, code: ErrorCode, message: string) {
+    this.body = body;
+    this.code = code;
+    this.message = message;
+  }
+}
+
+/** Ends a round at an unusable answer (already dead-lettered); not retried in place. */
+class BadPosition extends MsgpipeError {
+  readonly bad: BadBody;
+
+  constructor(bad: BadBody) {
+    super(bad.code, bad.message);
+    this.bad = bad;
+  }
+}
+
+/** What the poller needs to know of a listed message (the transform reads the rest). */
+interface Listed {
+  readonly bytes: Uint8Array;
+  /** Undefined when the message bytes do not decode (the transform dead-letters them). */
+  readonly msgId: string | undefined;
+  readonly seq: bigint | undefined;
+  /** `edit_time:recall_time`, what a re-read compares. */
+  readonly state: string;
+  readonly editTime: string;
+}
+
+/** Tuning knobs, mostly for tests. */
+export interface YunhuSourceOptions {
+  readonly retry?: RetryPolicy;
+  readonly parkRetryMs?: number;
+}
+
+function statusError(status: YunhuStatus): AuthError | undefined {
+  if (status.code === YUNHU_NOT_LOGGED_IN || AUTH_TEXT.test(status.msg)) {
+    return new AuthError('Yunhu refused the account token.', {
+      details: { provider: 'yunhu', providerCode: status.code, providerMessage: status.msg.slice(0, 200) },
+    });
+  }
+  return undefined;
+}
+
+function listed(bytes: Uint8Array): Listed {
+  try {
+    const msg = decodeYunhu('Msg', bytes);
+    const seq = String(msg['msg_seq']);
+    const editTime = String(msg['edit_time']);
+    return {
+      bytes,
+      msgId: String(msg['msg_id']),
+      seq: /^\d+$/.test(seq) ? BigInt(seq) : undefined,
+      state: `${editTime}:${String(msg['recall_time'])}`,
+      editTime,
+    };
+  } catch (err) {
+    if (!(err instanceof WireError)) throw err;
+    // Undecodable: the transform dead-letters it. Its msg_seq may still be readable (fields
+    // before the damage), so the cursor can pass it.
+    const seq = peekSeq(bytes);
+    return { bytes, msgId: undefined, seq, state: '', editTime: '0' };
+  }
+}
+
+/**
+ * The highest msg_seq of a page. A seq peeked from damaged bytes counts only when it is close to
+ * the readable ones (seqs are consecutive), so garbage cannot push the cursor past real messages.
+ */
+function highestSeq(page: readonly Listed[], floor: bigint): bigint {
+  let top = floor;
+  for (const m of page) if (m.msgId !== undefined && m.seq !== undefined && m.seq > top) top = m.seq;
+  const bound = top + BigInt(page.length);
+  for (const m of page) if (m.msgId === undefined && m.seq !== undefined && m.seq > top && m.seq <= bound) top = m.seq;
+  return top;
+}
+
+/** msg_seq (field 10) of damaged message bytes, when it stands before the damage. */
+function peekSeq(bytes: Uint8Array): bigint | undefined {
+  const reader = protobuf.Reader.create(bytes);
+  let seq: bigint | undefined;
+  try {
+    while (reader.pos < reader.len) {
+      const tag = reader.uint32();
+      if (tag >>> 3 === 10 && (tag & 7) === 0) {
+        const value: unknown = reader.uint64();
+        seq = BigInt(String(value));
+      } else reader.skipType(tag & 7);
+    }
+  } catch {
+    // the damage: keep what was read before it
+  }
+  return seq;
+}
+
+/** A running poller of one Yunhu account. */
+export class YunhuSource implements Source {
+  readonly name: string;
+  readonly origin: Origin;
+  readonly stats: SourceStats = newSourceStats();
+  private readonly config: YunhuSourceConfig;
+  private readonly retryPolicy: RetryPolicy;
+  private readonly parkRetryMs: number;
+  private readonly base: string;
+  /** Chat stream → stored high-water msg_seq (loaded once, then kept up to date). */
+  private readonly cursors = new Map<string, bigint>();
+  /** Chat stream → msg_id → [msg_seq, state] of messages handed on by this process. */
+  private readonly seen = new Map<string, Map<string, { seq: bigint; state: string; editTime: string }>>();
+  /** Hashes of bad bodies already dead-lettered, per position. */
+  private readonly reported = new Set<string>();
+  private chats: YunhuChat[];
+  private conversationMd5 = '';
+  private conversationsReadAt = -Infinity;
+
+  constructor(config: YunhuSourceConfig, options: YunhuSourceOptions = {}) {
+    this.config = config;
+    this.retryPolicy = options.retry ?? TRANSIENT_RETRY;
+    this.parkRetryMs = options.parkRetryMs ?? PARK_RETRY_MS;
+    this.name = config.name;
+    this.origin = Object.freeze({
+      source: config.name,
+      sourceType: 'yunhu',
+      tenant: config.tenant,
+      staffId: config.staffId ?? config.userId,
+    });
+    this.base = config.baseUrl.replace(/\/+$/, '');
+    this.chats = (config.chats ?? []).map((c) => ({ chatId: c.chatId, chatType: c.chatType }));
+  }
+
+  async run(ctx: SourceContext): Promise<void> {
+    const log = ctx.log.child({ component: 'ingest.poller', source: this.name, sourceType: 'yunhu' });
+    log.info({ chats: this.config.chats?.length ?? 'discovered' }, 'Source started.');
+    const stopped = (): boolean => ctx.signal.aborted;
+    let idle = 0;
+    let badInARow = 0;
+    while (!stopped()) {
+      let fresh: number;
+      try {
+        fresh = await this.round(ctx, log);
+      } catch (err) {
+        if (stopped()) break;
+        this.stats.errors++;
+        if (err instanceof BadPosition) {
+          badInARow++;
+          log.warn({ code: err.bad.code, reason: err.bad.message, attempt: badInARow }, 'Unusable answer kept as a dead letter; asking again.');
+          await this.idle(ctx, backoffMs(this.retryPolicy, badInARow));
+          continue;
+        }
+        if (err instanceof AuthError) {
+          if (!this.stats.parked) log.error({ err }, 'Account parked: Yunhu refused its token.');
+          this.stats.parked = true;
+          await this.idle(ctx, this.parkRetryMs);
+          continue;
+        }
+        if (isProgrammerError(err) || !(err instanceof MsgpipeError)) throw err;
+        log.error({ err }, 'Poll failed permanently; trying again later.');
+        await this.idle(ctx, this.parkRetryMs);
+        continue;
+      }
+      badInARow = 0;
+      if (this.stats.parked) log.info('Account unparked: Yunhu accepted its token again.');
+      this.stats.parked = false;
+      this.stats.lastSuccessAt = Date.now();
+      if (fresh > 0) {
+        idle = 0;
+        continue;
+      }
+      this.stats.emptyPolls++;
+      idle = idle === 0 ? this.config.pollIntervalMs : Math.min(idle * 2, this.config.pollIntervalMs * MAX_IDLE_FACTOR);
+      await this.idle(ctx, idle);
+    }
+    log.info('Source stopped.');
+  }
+
+  /** One pass over every chat; returns how many new messages it handed on. */
+  private async round(ctx: SourceContext, log: SourceContext['log']): Promise<number> {
+    if (this.config.chats === undefined && Date.now() - this.conversationsReadAt >= this.config.conversationRefreshMs) {
+      await this.refreshChats(ctx, log);
+    }
+    let fresh = 0;
+    for (const chat of this.chats) {
+      if (ctx.signal.aborted) break;
+      fresh += await this.pollChat(ctx, chat);
+    }
+    return fresh;
+  }
+
+  private async refreshChats(ctx: SourceContext, log: SourceContext['log']): Promise<void> {
+    const body = await this.request(ctx, YUNHU_PATHS.conversationList, encodeYunhu('ConversationListRequest', { md5: this.conversationMd5 }));
+    let list;
+    try {
+      list = readConversationList(body);
+    } catch (err) {
+      if (err instanceof WireError) return this.bad(ctx, 'conversations', new BadBody(body, 'MSGPIPE_ERR_PAGE_MALFORMED', err.message));
+      throw err;
+    }
+    await this.checkStatus(ctx, 'conversations', body, list.status);
+    this.conversationsReadAt = Date.now();
+    // An empty list with the md5 we sent means "unchanged".
+    if (list.chats.length === 0 && list.md5 !== '' && list.md5 === this.conversationMd5) return;
+    const chats = list.chats.filter((c) => c.chatId !== '' && c.chatType >= 1 && c.chatType <= 3);
+    this.conversationMd5 = list.md5;
+    const known = new Set(this.chats.map(chatStream));
+    const added = chats.filter((c) => !known.has(chatStream(c)));
+    // Chats that left the list are kept: their messages stay readable.
+    this.chats = [...this.chats, ...added.map((c) => ({ chatId: c.chatId, chatType: c.chatType }))];
+    if (added.length > 0) log.info({ added: added.length, chats: this.chats.length }, 'Conversation list read.');
+  }
+
+  private async cursorOf(ctx: SourceContext, stream: string): Promise<bigint> {
+    const known = this.cursors.get(stream);
+    if (known !== undefined) return known;
+    const stored = await retry(() => ctx.loadCursor(stream), { policy: this.retryPolicy, signal: ctx.signal });
+    const value = stored !== undefined && /^\d+$/.test(stored) ? BigInt(stored) : 0n;
+    this.cursors.set(stream, value);
+    return value;
+  }
+
+  /** Reads a chat from its cursor until nothing is new, then its re-read window. */
+  private async pollChat(ctx: SourceContext, chat: YunhuChat): Promise<number> {
+    const stream = chatStream(chat);
+    let cursor = await this.cursorOf(ctx, stream);
+    let fresh = 0;
+    while (!ctx.signal.aborted) {
+      const page = await this.listAfter(ctx, chat, cursor);
+      const newer = page.filter((m) => m.seq === undefined || m.seq > cursor);
+      const top = highestSeq(newer, cursor);
+      if (newer.length === 0) break;
+      await this.emitMessages(ctx, chat, cursor, top, newer);
+      fresh += newer.length;
+      // No readable seq moved us on (undecodable messages only): do not ask again this round.
+      if (top === cursor) break;
+      cursor = top;
+    }
+    if (this.config.rereadWindow > 0 && cursor > 0n && !ctx.signal.aborted) await this.reread(ctx, chat, cursor);
+    this.prune(stream, cursor);
+    return fresh;
+  }
+
+  /** Reads the latest `rereadWindow` messages again and hands on those that changed. */
+  private async reread(ctx: SourceContext, chat: YunhuChat, cursor: bigint): Promise<void> {
+    const stream = chatStream(chat);
+    const seen = this.seen.get(stream);
+    let start = cursor > BigInt(this.config.rereadWindow) ? cursor - BigInt(this.config.rereadWindow) : 0n;
+    let high = cursor;
+    while (start < high && !ctx.signal.aborted) {
+      const page = await this.listAfter(ctx, chat, start);
+      const readable = page.filter((m): m is Listed & { seq: bigint; msgId: string } => m.seq !== undefined && m.msgId !== undefined);
+      if (readable.length === 0) break;
+      const changed = readable.filter((m) => m.seq > high || seen?.get(m.msgId)?.state !== m.state);
+      // After a restart nothing is in `seen`: only edited or recalled messages need handing on again.
+      const worth = changed.filter((m) => m.seq > high || seen?.has(m.msgId) === true || m.state !== '0:0');
+      const top = readable.reduce((max, m) => (m.seq > max ? m.seq : max), start);
+      const newHigh = top > high ? top : high;
+      if (worth.length > 0) await this.emitMessages(ctx, chat, high, newHigh, worth);
+      else for (const m of changed) this.remember(stream, m);
+      high = newHigh;
+      if (top <= start) break;
+      start = top;
+    }
+  }
+
+  /** Fetches edit histories where needed and emits one page. */
+  private async emitMessages(ctx: SourceContext, chat: YunhuChat, before: bigint, after: bigint, messages: readonly Listed[]): Promise<void> {
+    const stream = chatStream(chat);
+    const seen = this.seen.get(stream);
+    const fetchedAt = Date.now();
+    const cursorBefore = before.toString();
+    const records: RawRecord[] = [];
+    const push = (bytes: Uint8Array): void => {
+      records.push({ origin: this.origin, bytes, fetchedAt, cursor: `${stream}@${cursorBefore}`, index: records.length });
+    };
+    for (const m of messages) {
+      push(m.bytes);
+      if (m.msgId !== undefined && m.msgId !== '' && m.editTime !== '0' && seen?.get(m.msgId)?.editTime !== m.editTime) {
+        for (const entry of await this.editHistory(ctx, stream, m.msgId)) push(entry);
+      }
+    }
+    this.stats.pages++;
+    this.stats.records += records.length;
+    await ctx.emit({ origin: this.origin, stream, cursorBefore, cursorAfter: after.toString(), records, deadLetters: [] } satisfies SourcePage);
+    this.cursors.set(stream, after);
+    for (const m of messages) this.remember(stream, m);
+  }
+
+  private remember(stream: string, m: Listed): void {
+    if (m.msgId === undefined || m.seq === undefined) return;
+    let seen = this.seen.get(stream);
+    if (seen === undefined) {
+      seen = new Map<string, { seq: bigint; state: string; editTime: string }>();
+      this.seen.set(stream, seen);
+    }
+    seen.set(m.msgId, { seq: m.seq, state: m.state, editTime: m.editTime });
+  }
+
+  /** Forgets messages that left the re-read window. */
+  private prune(stream: string, cursor: bigint): void {
+    const seen = this.seen.get(stream);
+    if (seen === undefined) return;
+    const floor = cursor - BigInt(this.config.rereadWindow);
+    for (const [id, entry] of seen) if (entry.seq <= floor) seen.delete(id);
+  }
+
+  /** One list-message-by-seq call: the messages after `start`. */
+  private async listAfter(ctx: SourceContext, chat: YunhuChat, start: bigint): Promise<Listed[]> {
+    const request = encodeYunhu('ListMessageBySeqRequest', { msg_start: start.toString(), chat_type: chat.chatType, chat_id: chat.chatId });
+    const position = `${chatStream(chat)}@${start}`;
+    const body = await this.request(ctx, YUNHU_PATHS.listBySeq, request);
+    let list;
+    try {
+      list = readListResponse(body);
+    } catch (err) {
+      if (err instanceof WireError) return this.bad(ctx, position, new BadBody(body, 'MSGPIPE_ERR_PAGE_MALFORMED', err.message));
+      throw err;
+    }
+    await this.checkStatus(ctx, position, body, list.status);
+    return list.spans.map((s) => listed(body.subarray(s.start, s.end)));
+  }
+
+  /** The edit history entries of a message, each as its exact JSON bytes. */
+  private async editHistory(ctx: SourceContext, stream: string, msgId: string): Promise<Uint8Array[]> {
+    const entries: Uint8Array[] = [];
+    for (let page = 1; page <= MAX_EDIT_PAGES; page++) {
+      const request = Buffer.from(JSON.stringify({ msgId, size: EDIT_PAGE_SIZE, page }));
+      const body = await this.request(ctx, YUNHU_PATHS.editRecord, request, 'application/json');
+      const position = `${stream}#edits:${msgId}:${page}`;
+      let spans;
+      let envelope: unknown;
+      try {
+        const list = valueSpan(body, ['data', 'list']);
+        spans = list === undefined ? [] : (arraySpans(body, list.start) ?? []);
+        envelope = parseLossless(decodeUtf8Lenient(body));
+      } catch (err) {
+        return this.bad(ctx, position, new BadBody(body, 'MSGPIPE_ERR_PAGE_MALFORMED', `Edit record is not JSON: ${(err as Error).message}`));
+      }
+      const fields = envelope !== null && typeof envelope === 'object' ? (envelope as Record<string, unknown>) : {};
+      const code = Number(fields['code']);
+      const message = typeof fields['msg'] === 'string' ? fields['msg'] : '';
+      await this.checkStatus(ctx, position, body, Number.isFinite(code) ? { requestId: '', code, msg: message } : undefined);
+      for (const s of spans) entries.push(body.subarray(s.start, s.end));
+      const data = fields['data'] as Record<string, unknown> | undefined;
+      const total = Number(data?.['total'] ?? 0);
+      if (spans.length < EDIT_PAGE_SIZE || entries.length >= total) break;
+    }
+    return entries;
+  }
+
+  /** Throws for a status that is not success: AuthError, or a dead letter of the body. */
+  private async checkStatus(ctx: SourceContext, position: string, body: Uint8Array, status: YunhuStatus | undefined): Promise<void> {
+    if (status === undefined) {
+      return this.bad(ctx, position, new BadBody(body, 'MSGPIPE_ERR_PAGE_MALFORMED', 'Answer has no status.'));
+    }
+    if (status.code === YUNHU_OK) return;
+    const auth = statusError(status);
+    if (auth !== undefined) throw auth;
+    return this.bad(ctx, position, new BadBody(body, 'MSGPIPE_ERR_PROVIDER', `Yunhu answered status ${status.code}: ${status.msg.slice(0, 200)}`));
+  }
+
+  /** Dead-letters an unusable body (once per distinct body and position), then abandons the round. */
+  private async bad(ctx: SourceContext, position: string, bad: BadBody): Promise<never> {
+    const hash = createHash('sha1').update(position).update('\n').update(bad.body).digest('hex');
+    if (!this.reported.has(hash)) {
+      const stream = position.split(/[@#]/)[0] ?? position;
+      const deadLetter: DeadLetterRow = {
+        tenant: this.origin.tenant,
+        source: this.origin.source,
+        source_type: this.origin.sourceType,
+        stage: 'ingest',
+        error_code: bad.code,
+        error_message: bad.message,
+        original_base64: Buffer.from(bad.body.buffer, bad.body.byteOffset, bad.body.byteLength).toString('base64'),
+        origin_key: `${this.name}:${position}#page`,
+        occurred_at: Date.now(),
+      };
+      // A chat's page keeps the chat's cursor; the conversation list's (stream `conversations`)
+      // keeps the list's md5, which nothing reads back.
+      const cursor = stream === 'conversations' ? this.conversationMd5 : (this.cursors.get(stream) ?? 0n).toString();
+      await ctx.emit({ origin: this.origin, stream, cursorBefore: cursor, cursorAfter: cursor, records: [], deadLetters: [deadLetter] });
+      if (this.reported.size > 10_000) this.reported.clear();
+      this.reported.add(hash);
+    }
+    throw new BadPosition(bad);
+  }
+
+  /** POSTs with retries of transient failures; returns the 2xx body. */
+  private async request(ctx: SourceContext, path: string, body: Uint8Array, contentType = PROTOBUF): Promise<Uint8Array> {
+    const url = `${this.base}${path}`;
+    const res = await retry(
+      () => {
+        this.stats.polls++;
+        return postBytes(
+          url,
+          { 'content-type': contentType, accept: contentType, token: this.config.token },
+          body,
+          { timeoutMs: this.config.requestTimeoutMs, signal: ctx.signal },
+        );
+      },
+      {
+        policy: this.retryPolicy,
+        signal: ctx.signal,
+        onRetry: (err, attempt, waitMs) => {
+          this.stats.errors++;
+          ctx.log.warn({ err, attempt, waitMs, source: this.name }, 'Yunhu request failed; retrying.');
+        },
+      },
+    );
+    return res.body;
+  }
+
+  /** Waits `ms`, or less when stopped or woken up. */
+  private async idle(ctx: SourceContext, ms: number): Promise<void> {
+    if (ctx.signal.aborted) return;
+    const done = new AbortController();
+    const onAbort = (): void => { done.abort(); };
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.race([delay(ms, done.signal), ctx.wakeup(done.signal)]);
+    } catch {
+      // aborted: fall through to the loop's check
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+      done.abort();
+    }
+  }
+}

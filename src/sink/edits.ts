@@ -1,0 +1,165 @@
+/**
+ * Edits of stored messages (Yunhu): the edit marks that replace a message's content, and the
+ * `message_edits` table of earlier versions (migrations/0009, 0010, docs/schema.md).
+ *
+ * Both are idempotent, so a re-delivered page (provider re-read, crash and restart, a retried
+ * flush) changes nothing: a mark updates a message only when its `edit_time` is later than the
+ * stored one, and a history row is inserted only when its (tenant, staff_id, msgid, edit_id) is
+ * not stored yet. The writer runs {@link storeEdits} after the messages of the batch are stored,
+ * so a mark whose target arrived in the same batch applies too.
+ */
+import { createHash } from 'node:crypto';
+
+import type { EditMark, MessageEditRow } from '../core/types.ts';
+import type { CallOptions, Store } from './clickhouse.ts';
+import { MESSAGES_TABLE } from './messages.ts';
+
+export const MESSAGE_EDITS_TABLE = 'message_edits';
+
+export const MESSAGE_EDIT_COLUMNS = [
+  'tenant',
+  'source',
+  'source_type',
+  'staff_id',
+  'session_id',
+  'msgid',
+  'edit_id',
+  'content_type',
+  'content_old',
+  'content_text_old',
+  'msg_time',
+  'edit_time',
+  'raw',
+  'ingested_at',
+] as const satisfies readonly (keyof MessageEditRow)[];
+
+const SEP = '\u001f';
+
+function editTargetKey(mark: EditMark): string {
+  return `${mark.tenant}${SEP}${mark.staff_id}${SEP}${mark.target_msgid}`;
+}
+
+function historyKey(row: { tenant: string; staff_id: string; msgid: string; edit_id: string }): string {
+  return `${row.tenant}${SEP}${row.staff_id}${SEP}${row.msgid}${SEP}${row.edit_id}`;
+}
+
+function distinct<T>(values: Iterable<T>): T[] {
+  return [...new Set(values)];
+}
+
+/** Approximate size of edit marks and history rows, for the batch byte bound. */
+export function estimateEditBytes(marks: readonly EditMark[], history: readonly MessageEditRow[]): number {
+  let n = 0;
+  for (const m of marks) n += 300 + Buffer.byteLength(m.content) + Buffer.byteLength(m.raw_content) + Buffer.byteLength(m.content_text);
+  for (const h of history) n += 300 + Buffer.byteLength(h.content_old) + Buffer.byteLength(h.raw) + Buffer.byteLength(h.content_text_old);
+  return n;
+}
+
+/** The latest mark per target: only the last edit matters, and it must win whatever the order. */
+function latestMarks(marks: readonly EditMark[]): EditMark[] {
+  const latest = new Map<string, EditMark>();
+  for (const mark of marks) {
+    const key = editTargetKey(mark);
+    const prev = latest.get(key);
+    if (prev === undefined || mark.edit_time > prev.edit_time) latest.set(key, mark);
+  }
+  return [...latest.values()];
+}
+
+/**
+ * Replaces the content of stored targets of `marks` in one lightweight UPDATE, where the stored
+ * edit time is older (or absent). Targets not stored are untouched: a Yunhu message always
+ * arrives with (or before) its marks, so the writer applies marks after inserting messages.
+ */
+export async function applyEdits(store: Store, marks: readonly EditMark[], options: CallOptions = {}): Promise<number> {
+  const latest = latestMarks(marks);
+  if (latest.length === 0) return 0;
+  const times: Record<string, number> = {};
+  const texts: Record<string, string> = {};
+  const contents: Record<string, string> = {};
+  const raws: Record<string, string> = {};
+  const types: Record<string, string> = {};
+  const wxTypes: Record<string, number> = {};
+  for (const m of latest) {
+    const key = editTargetKey(m);
+    times[key] = m.edit_time;
+    texts[key] = m.content_text;
+    contents[key] = m.content;
+    raws[key] = m.raw_content;
+    types[key] = m.msg_type;
+    wxTypes[key] = m.wx_msg_type;
+  }
+  const key = 'concat(tenant, {sep:String}, staff_id, {sep:String}, msgid)';
+  await store.command(
+    `UPDATE ${MESSAGES_TABLE}
+     SET content_text = {texts:Map(String, String)}[${key}],
+         content = {contents:Map(String, String)}[${key}],
+         raw_content = {raws:Map(String, String)}[${key}],
+         msg_type = {types:Map(String, String)}[${key}],
+         wx_msg_type = {wxTypes:Map(String, Int32)}[${key}],
+         edit_time = fromUnixTimestamp64Milli({times:Map(String, Int64)}[${key}], 'UTC')
+     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
+       AND msgid IN {ids:Array(String)}
+       AND mapContains({times:Map(String, Int64)}, ${key})
+       AND (edit_time IS NULL OR edit_time < fromUnixTimestamp64Milli({times:Map(String, Int64)}[${key}], 'UTC'))`,
+    {
+      times,
+      texts,
+      contents,
+      raws,
+      types,
+      wxTypes,
+      sep: SEP,
+      tenants: distinct(latest.map((m) => m.tenant)),
+      staffs: distinct(latest.map((m) => m.staff_id)),
+      ids: distinct(latest.map((m) => m.target_msgid)),
+    },
+    options,
+  );
+  return latest.length;
+}
+
+/** Keys of history rows already stored among `rows`. */
+async function findStoredHistory(store: Store, rows: readonly MessageEditRow[], options: CallOptions): Promise<Set<string>> {
+  if (rows.length === 0) return new Set();
+  const found = await store.query<{ tenant: string; staff_id: string; msgid: string; edit_id: string }>(
+    `SELECT tenant, staff_id, msgid, edit_id FROM ${MESSAGE_EDITS_TABLE}
+     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)} AND msgid IN {ids:Array(String)}`,
+    {
+      tenants: distinct(rows.map((r) => r.tenant)),
+      staffs: distinct(rows.map((r) => r.staff_id)),
+      ids: distinct(rows.map((r) => r.msgid)),
+    },
+    options,
+  );
+  return new Set(found.map(historyKey));
+}
+
+/**
+ * Stores the edit history rows not stored yet (each once, whatever the batch holds twice), then
+ * applies the edit marks. Safe to repeat after any failure.
+ *
+ * @returns how many history rows were inserted and how many targets were marked
+ */
+export async function storeEdits(
+  store: Store,
+  marks: readonly EditMark[],
+  history: readonly MessageEditRow[],
+  options: CallOptions = {},
+): Promise<{ history: number; edits: number }> {
+  const unique = new Map<string, MessageEditRow>();
+  for (const row of history) if (!unique.has(historyKey(row))) unique.set(historyKey(row), row);
+  const stored = await findStoredHistory(store, [...unique.values()], options);
+  const fresh = [...unique.entries()].filter(([key]) => !stored.has(key));
+  if (fresh.length > 0) {
+    const hash = createHash('sha256');
+    for (const key of fresh.map(([k]) => k).sort()) hash.update(key).update('\n');
+    await store.insert(
+      MESSAGE_EDITS_TABLE,
+      fresh.map(([, row]) => row),
+      { ...options, columns: MESSAGE_EDIT_COLUMNS, dedupToken: `${MESSAGE_EDITS_TABLE}:${hash.digest('hex')}` },
+    );
+  }
+  const edits = await applyEdits(store, marks, options);
+  return { history: fresh.length, edits };
+}

@@ -1,0 +1,145 @@
+/**
+ * Yunhu (云湖) message content by `content_type` → the DESIGN §6 `msg_type`, the searchable text
+ * and the typed payload. The payload's `kind` names the Yunhu type exactly (markdown, form,
+ * post, html, call … keep their own name there); `msg_type` stays in the DESIGN vocabulary:
+ *
+ * | content_type | kind | msg_type | content_text |
+ * |---|---|---|---|
+ * | 1 | text | text | text |
+ * | 2 | image (video when `video_url` is set) | image / video | '' |
+ * | 3 | markdown | text | text |
+ * | 4 | file | file | file name |
+ * | 5 | form | text | text, else the form's JSON text |
+ * | 6 | post | link | title + content |
+ * | 7 | sticker | emotion | '' |
+ * | 8 | html | text | text with tags removed |
+ * | 11 | voice | voice | '' |
+ * | 13 | call | system | status text, else room name |
+ * | other | unknown | unknown | text or tip |
+ *
+ * Pure; never throws for any decoded content.
+ */
+import type { MsgType } from '../core/types.ts';
+
+/** Decoded `MsgContent` (protobufjs plain object, 64-bit as decimal strings). */
+export type YunhuContent = Readonly<Record<string, unknown>>;
+
+export interface YunhuKind {
+  readonly kind: string;
+  readonly msgType: MsgType;
+  readonly text: string;
+  /** Kind-specific fields (the common ones are added by the caller). */
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+function str(content: YunhuContent, key: string): string {
+  const v = content[key];
+  return typeof v === 'string' ? v : '';
+}
+
+/** A 64-bit field as a decimal string ('0' when absent). */
+function u64(content: YunhuContent, key: string): string {
+  const v = content[key];
+  return typeof v === 'string' || typeof v === 'number' ? String(v) : '0';
+}
+
+/** A JSON text parsed when it is JSON, else kept as the string it is (forms, buttons). */
+export function jsonOrString(text: string): unknown {
+  if (text === '') return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+/** Text of an HTML fragment: tags dropped, the five XML entities and &nbsp; decoded, spaces folded. */
+function htmlText(html: string): string {
+  return html
+    .replace(/<(script|style)\b[^>]*>[\s\S]*?<\/\1\s*>/gi, ' ')
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/&nbsp;/g, ' ')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;|&apos;/g, "'")
+    .replace(/&amp;/g, '&')
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
+/** The kind of a message from its content type and content. */
+export function yunhuKind(contentType: number, c: YunhuContent): YunhuKind {
+  const text = str(c, 'text');
+  switch (contentType) {
+    case 1:
+      return { kind: 'text', msgType: 'text', text, fields: { text } };
+    case 2: {
+      const video = str(c, 'video_url');
+      const media = { width: u64(c, 'width'), height: u64(c, 'height'), file_size: u64(c, 'file_size') };
+      return video === ''
+        ? { kind: 'image', msgType: 'image', text: '', fields: { image_url: str(c, 'image_url'), ...media } }
+        : { kind: 'video', msgType: 'video', text: '', fields: { video_url: video, image_url: str(c, 'image_url'), ...media } };
+    }
+    case 3:
+      return { kind: 'markdown', msgType: 'text', text, fields: { text } };
+    case 4:
+      return {
+        kind: 'file',
+        msgType: 'file',
+        text: str(c, 'file_name'),
+        fields: { file_name: str(c, 'file_name'), file_url: str(c, 'file_url'), file_size: u64(c, 'file_size') },
+      };
+    case 5: {
+      const form = str(c, 'form');
+      return { kind: 'form', msgType: 'text', text: text === '' ? form : text, fields: { text, form: jsonOrString(form) } };
+    }
+    case 6: {
+      const title = str(c, 'post_title');
+      const body = str(c, 'post_content');
+      return {
+        kind: 'post',
+        msgType: 'link',
+        text: [title, body].filter((s) => s !== '').join('\n'),
+        fields: { post_id: str(c, 'post_id'), title, content: body, content_type: str(c, 'post_content_type') },
+      };
+    }
+    case 7:
+      return {
+        kind: 'sticker',
+        msgType: 'emotion',
+        text: '',
+        fields: {
+          image: str(c, 'image'),
+          expression_id: str(c, 'expression_id'),
+          sticker_item_id: u64(c, 'sticker_item_id'),
+          sticker_pack_id: u64(c, 'sticker_pack_id'),
+        },
+      };
+    case 8:
+      return { kind: 'html', msgType: 'text', text: htmlText(text), fields: { html: text } };
+    case 11:
+      return { kind: 'voice', msgType: 'voice', text: '', fields: { audio_url: str(c, 'audio_url'), audio_time: u64(c, 'audio_time') } };
+    case 13: {
+      const status = str(c, 'call_status_text');
+      const room = str(c, 'room_name');
+      return { kind: 'call', msgType: 'system', text: status === '' ? room : status, fields: { room_name: room, status_text: status } };
+    }
+    default: {
+      const tip = str(c, 'tip');
+      return { kind: 'unknown', msgType: 'unknown', text: text === '' ? tip : text, fields: { content_type: contentType } };
+    }
+  }
+}
+
+/** Searchable text of an old version from the edit record (`contentOld`, a JSON text). */
+export function oldContentText(contentType: number, contentOld: string): string {
+  const parsed = jsonOrString(contentOld);
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return typeof parsed === 'string' ? parsed : '';
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+    // The edit record speaks camelCase JSON; the content reader reads proto field names.
+    fields[k.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`)] = typeof v === 'number' ? String(v) : v;
+  }
+  return yunhuKind(contentType, fields).text;
+}

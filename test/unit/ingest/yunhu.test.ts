@@ -1,0 +1,140 @@
+/** The Yunhu source against the Yunhu simulator over real HTTP. */
+import { pino } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+import { sourceSchema } from '../../../src/core/config.ts';
+import { createSource } from '../../../src/ingest/registry.ts';
+import type { Source, SourceContext, SourcePage } from '../../../src/ingest/source.ts';
+import { decodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
+import { yunhuClient } from '../../../src/simulate/yunhu-client.ts';
+import { startYunhuSimulator, type YunhuSimulatorHandle, type YunhuSimAccountInput } from '../../../src/simulate/yunhu-server.ts';
+
+const WAIT = { timeout: 15_000, interval: 20 } as const;
+const FAST = { attempts: Infinity, minMs: 5, maxMs: 40, factor: 2 };
+let sims: YunhuSimulatorHandle[] = [];
+
+afterEach(async () => {
+  await Promise.all(sims.map((s) => s.close()));
+  sims = [];
+});
+
+const ACCOUNT: YunhuSimAccountInput = {
+  token: 'tok-yh',
+  userId: '7311890',
+  chats: [
+    { chatId: '51309476', chatType: 2, messages: 45 },
+    { chatId: '7356214', chatType: 1, messages: 12 },
+    { chatId: '82041957', chatType: 3, messages: 7 },
+  ],
+  pageSize: 10,
+};
+
+async function simulator(account: YunhuSimAccountInput = ACCOUNT): Promise<YunhuSimulatorHandle> {
+  const sim = await startYunhuSimulator({ accounts: [account] });
+  sims.push(sim);
+  return sim;
+}
+
+function build(sim: YunhuSimulatorHandle, extra: Record<string, unknown> = {}): Source {
+  const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: sim.url, token: 'tok-yh', userId: '7311890', pollIntervalMs: 50, rereadWindow: 20, ...extra });
+  return createSource(config, { retry: FAST, parkRetryMs: 100 });
+}
+
+function run(source: Source, cursors = new Map<string, string>()): { pages: SourcePage[]; cursors: Map<string, string>; stop: () => Promise<void> } {
+  const controller = new AbortController();
+  const pages: SourcePage[] = [];
+  const ctx: SourceContext = {
+    signal: controller.signal,
+    log: pino({ level: 'silent' }),
+    loadCursor: (stream) => Promise.resolve(cursors.get(stream)),
+    emit: (page) => {
+      pages.push(page);
+      cursors.set(page.stream, page.cursorAfter);
+      return Promise.resolve();
+    },
+    wakeup: (signal) => new Promise<void>((resolve) => { signal.addEventListener('abort', () => { resolve(); }, { once: true }); }),
+  };
+  const done = source.run(ctx);
+  return { pages, cursors, stop: async () => { controller.abort(); await done; } };
+}
+
+function msgIds(pages: readonly SourcePage[]): string[] {
+  return pages.flatMap((p) => p.records.filter((r) => r.bytes[0] !== 0x7b).map((r) => String(decodeYunhu('Msg', r.bytes)['msg_id'])));
+}
+
+describe('yunhu source', () => {
+  it('discovers the chats, reads each from its cursor with exact message bytes, and resumes per chat', async () => {
+    const sim = await simulator();
+    const first = run(build(sim));
+    const total = sim.expected('7311890').length;
+    await vi.waitFor(() => { expect(new Set(msgIds(first.pages)).size).toBe(total); }, WAIT);
+    await first.stop();
+    // Every record is the exact span of a list response the simulator sent.
+    const bodies = sim.received('7311890').flatMap((r) => (r.body === undefined ? [] : [Buffer.from(r.body)]));
+    for (const page of first.pages) for (const r of page.records) expect(bodies.some((b) => b.includes(Buffer.from(r.bytes)))).toBe(true);
+    expect(first.cursors).toEqual(new Map([['2:51309476', '45'], ['1:7356214', '12'], ['3:82041957', '7']]));
+    for (const page of first.pages) for (const r of page.records) expect(r.cursor).toBe(`${page.stream}@${page.cursorBefore}`);
+
+    // New messages arrive; a new source instance resumes each chat at its stored cursor.
+    sim.postAsPeer('7311890', 2, '51309476', 1);
+    sim.postAsPeer('7311890', 1, '7356214', 1);
+    const before = sim.received('7311890').length;
+    const second = run(build(sim), new Map(first.cursors));
+    await vi.waitFor(() => { expect(second.cursors.get('2:51309476')).toBe('46'); expect(second.cursors.get('1:7356214')).toBe('13'); }, WAIT);
+    await second.stop();
+    const starts = sim.received('7311890').slice(before).filter((r) => r.path.endsWith('by-seq')).map((r) => `${r.chat}@${r.msgStart}`);
+    expect(starts).toContain('2:51309476@45');
+    expect(starts).not.toContain('2:51309476@0');
+    const latest = sim.expected('7311890').filter((m) => m.seq === 46 || (m.chat === '1:7356214' && m.seq === 13)).map((m) => m.msgId);
+    expect(msgIds(second.pages).filter((id) => latest.includes(id)).sort()).toEqual(latest.sort());
+  });
+
+  it('picks up edits (with their history) and recalls made through the API within the re-read window', async () => {
+    const sim = await simulator();
+    const chat = { chatId: '7356214', chatType: 1 };
+    const client = yunhuClient(sim.url, 'tok-yh');
+    const a = await client.send(chat, { content: { text: 'v1' } });
+    const b = await client.send(chat, { content: { text: 'to recall' } });
+    const r = run(build(sim, { chats: [chat] }));
+    await vi.waitFor(() => { expect(msgIds(r.pages)).toContain(b); }, WAIT);
+    await client.edit(chat, a, 'v2');
+    await client.edit(chat, a, 'v3');
+    await client.recall(chat, b);
+    await vi.waitFor(() => {
+      const edited = r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] !== 0x7b).map((x) => decodeYunhu('Msg', x.bytes)).filter((m) => m['msg_id'] === a && m['edit_time'] !== '0');
+      expect(edited.some((m) => (m['content'] as { text: string }).text === 'v3')).toBe(true);
+      const recalled = r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] !== 0x7b).map((x) => decodeYunhu('Msg', x.bytes)).filter((m) => m['msg_id'] === b && m['recall_time'] !== '0');
+      expect(recalled.length).toBeGreaterThan(0);
+      const history = r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] === 0x7b).map((x) => JSON.parse(Buffer.from(x.bytes).toString()) as { contentOld: string });
+      expect(history.map((h) => h.contentOld)).toEqual(expect.arrayContaining(['{"text":"v1"}', '{"text":"v2"}']));
+    }, WAIT);
+    await r.stop();
+  });
+
+  it('parks on status -101 and dead-letters a negative status and a malformed body with the whole body, without moving the cursor', async () => {
+    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 25 }] });
+    const source = build(sim, { chats: [{ chatId: '7356214', chatType: 1 }] });
+    sim.setFaults('7311890', { errorStatusRate: 0.3, malformedRate: 0.3 });
+    const r = run(source);
+    await vi.waitFor(() => {
+      const codes = r.pages.flatMap((p) => p.deadLetters.map((d) => d.error_code));
+      expect(codes).toContain('MSGPIPE_ERR_PROVIDER');
+      expect(codes).toContain('MSGPIPE_ERR_PAGE_MALFORMED');
+    }, WAIT);
+    sim.clearFaults('7311890');
+    await vi.waitFor(() => { expect(r.cursors.get('1:7356214')).toBe('25'); }, WAIT);
+    const letters = r.pages.flatMap((p) => p.deadLetters);
+    expect(letters.every((d) => d.stage === 'ingest')).toBe(true);
+    const sent = sim.received('7311890').flatMap((x) => (x.outcome === 'malformed' || x.outcome === 'error_status') && x.body !== undefined ? [Buffer.from(x.body).toString('base64')] : []);
+    for (const d of letters) expect(sent).toContain(d.original_base64);
+    for (const p of r.pages.filter((x) => x.deadLetters.length > 0)) expect(p.cursorAfter).toBe(p.cursorBefore);
+    expect(new Set(msgIds(r.pages)).size).toBe(25);
+
+    sim.setFaults('7311890', { tokenExpiresAfter: 0 });
+    await vi.waitFor(() => { expect(source.stats.parked).toBe(true); }, WAIT);
+    sim.renewToken('7311890');
+    sim.clearFaults('7311890');
+    await vi.waitFor(() => { expect(source.stats.parked).toBe(false); }, WAIT);
+    await r.stop();
+  });
+});

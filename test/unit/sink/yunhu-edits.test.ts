@@ -1,0 +1,97 @@
+/** The writer's edit path on chDB: Yunhu transform outputs with edits, history and recalls, delivered again and again. */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import type { SinkUnit } from '../../../src/core/pipeline.ts';
+import type { Origin, RawRecord } from '../../../src/core/types.ts';
+import { encodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
+import { SinkWriter } from '../../../src/sink/writer.ts';
+import { transformYunhuRecord } from '../../../src/transform/yunhu.ts';
+import { openTempStore, silent, type TempStore } from './helpers.ts';
+
+const ORIGIN: Origin = { source: 'yh1', sourceType: 'yunhu', tenant: 'corp1', staffId: '7311890' };
+const NOW = 1_767_225_600_000;
+const SEND = 1_731_059_400_000;
+
+function msg(text: string, editTime: number, recallTime = 0, id = 'm1', seq = 1): Uint8Array {
+  return encodeYunhu('Msg', {
+    msg_id: id,
+    sender: { chat_id: '7356214', chat_type: 1, name: '小林', avatar_url: 'https://a/x.jpg' },
+    direction: 'left',
+    content_type: 1,
+    content: { text },
+    send_time: String(SEND + seq),
+    edit_time: String(editTime),
+    recall_time: String(recallTime),
+    msg_seq: String(seq),
+  });
+}
+
+function entry(id: number, old: string, at: number): Uint8Array {
+  return Buffer.from(JSON.stringify({ id, msgId: 'm1', contentType: 1, contentOld: JSON.stringify({ text: old }), createTime: SEND + 1, msgTime: at }));
+}
+
+function unit(records: Uint8Array[], cursor: string): SinkUnit {
+  const outs = records.map((bytes, index) => transformYunhuRecord({ origin: ORIGIN, bytes, fetchedAt: NOW, cursor: `1:7356214@${cursor}`, index } satisfies RawRecord, NOW));
+  return {
+    output: {
+      messages: outs.flatMap((o) => o.messages),
+      events: [],
+      deadLetters: outs.flatMap((o) => o.deadLetters),
+      recalls: outs.flatMap((o) => o.recalls),
+      edits: outs.flatMap((o) => o.edits ?? []),
+      editHistory: outs.flatMap((o) => o.editHistory ?? []),
+    },
+    cursor: { source: 'yh1', stream: '1:7356214', cursor },
+  };
+}
+
+describe('SinkWriter with Yunhu edits', () => {
+  let t: TempStore;
+  beforeEach(async () => {
+    t = await openTempStore();
+  });
+  afterEach(async () => {
+    await t.dispose();
+  });
+
+  it('shows the last edit, the history once and the recall, whatever is delivered again and in which batch', async () => {
+    const w = new SinkWriter(t.store, silent, { maxAgeMs: 60_000 });
+    // First read: original; second message later recalled.
+    await w.add(unit([msg('v1', 0), msg('hello', 0, 0, 'm2', 2)], '0'));
+    await w.flush();
+    // Re-read: edited twice (history of two), then the same page again (a crash re-read).
+    const edited = unit([msg('v3', SEND + 200), entry(11, 'v2', SEND + 200), entry(10, 'v1', SEND + 100)], '2');
+    await w.add(edited);
+    await w.add(edited);
+    await w.flush();
+    // An older re-read arriving late changes nothing; the recall lands.
+    await w.add(unit([msg('v2', SEND + 100), entry(10, 'v1', SEND + 100)], '2'));
+    await w.add(unit([msg('', 0, SEND + 300, 'm2', 2)], '2'));
+    await w.close();
+
+    const rows = await t.store.query<{ msgid: string; content_text: string; edit_time: string | null; recalled: number; peer_name: string }>(
+      "SELECT msgid, content_text, toString(toUnixTimestamp64Milli(edit_time)) AS edit_time, recalled, peer_name FROM messages ORDER BY msgid",
+    );
+    expect(rows).toEqual([
+      { msgid: 'm1', content_text: 'v3', edit_time: String(SEND + 200), recalled: 0, peer_name: '小林' },
+      { msgid: 'm2', content_text: 'hello', edit_time: null, recalled: 1, peer_name: '小林' },
+    ]);
+    const history = await t.store.query<{ edit_id: string; content_text_old: string }>(
+      'SELECT edit_id, content_text_old FROM message_edits ORDER BY edit_time',
+    );
+    expect(history).toEqual([
+      { edit_id: '10', content_text_old: 'v1' },
+      { edit_id: '11', content_text_old: 'v2' },
+    ]);
+  });
+
+  it('stores a message first seen already edited with its edit time, in one batch', async () => {
+    const w = new SinkWriter(t.store, silent);
+    await w.add(unit([msg('v2', SEND + 100), entry(10, 'v1', SEND + 100)], '0'));
+    await w.close();
+    const rows = await t.store.query<{ content_text: string; edit_time: string }>(
+      'SELECT content_text, toString(toUnixTimestamp64Milli(edit_time)) AS edit_time FROM messages',
+    );
+    expect(rows).toEqual([{ content_text: 'v2', edit_time: String(SEND + 100) }]);
+  });
+});

@@ -1,0 +1,187 @@
+/** The Yunhu transform on messages built from the seed's structures and encoded with the real protos. */
+import { describe, expect, it } from 'vitest';
+
+import type { Origin, RawRecord } from '../../../src/core/types.ts';
+import { encodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
+import { transformYunhuRecord } from '../../../src/transform/yunhu.ts';
+
+const ORIGIN: Origin = { source: 'yh1', sourceType: 'yunhu', tenant: 'corp1', staffId: '7311890' };
+const NOW = 1_767_225_600_000;
+
+function record(bytes: Uint8Array, cursor = '2:51309476@1820', index = 0): RawRecord {
+  return { origin: ORIGIN, bytes, fetchedAt: NOW, cursor, index };
+}
+
+const XIAOLIN = {
+  chat_id: '7356214',
+  chat_type: 1,
+  name: '小林🌙',
+  avatar_url: 'https://chat-img.jwznb.com/3f1e9a0c2b7d48e6a5c1d0f9e8b7a6c5.jpg',
+  tag_old: ['管理员'],
+  tag: [{ id: '61022', text: '管理员', color: '#FF3B82F6' }],
+};
+
+describe('transformYunhuRecord', () => {
+  it('maps a group text message with mentions, sender tags and exact 64-bit fields', () => {
+    const bytes = encodeYunhu('Msg', {
+      msg_id: '8f3c2a9e4b1d47c6a0e5f2d9c8b7a613',
+      sender: XIAOLIN,
+      direction: 'left',
+      content_type: 1,
+      content: { text: '@阿杰\u2068 明天的活动几点开始？', mentioned_id: ['7311890'] },
+      send_time: '1731059312457',
+      msg_seq: '18446744073709551615',
+    });
+    const out = transformYunhuRecord(record(bytes), NOW);
+    expect(out.deadLetters).toEqual([]);
+    expect(out.recalls).toEqual([]);
+    expect(out.edits).toBeUndefined();
+    const row = out.messages[0]!;
+    expect(row).toMatchObject({
+      msgid: '8f3c2a9e4b1d47c6a0e5f2d9c8b7a613',
+      session_id: '51309476',
+      session_type: 'group',
+      room_id: '51309476',
+      peer_id: '51309476',
+      from_id: '7356214',
+      is_sender: 0,
+      msg_time: 1_731_059_312_457,
+      seq: '18446744073709551615',
+      msg_seq: 0,
+      msg_type: 'text',
+      wx_msg_type: 1,
+      content_text: '@阿杰\u2068 明天的活动几点开始？',
+      at_user_list: ['7311890'],
+      peer_name: '',
+      source_type: 'yunhu',
+    });
+    const content = JSON.parse(row.content) as { kind: string; sender: { name: string; tag: { id: string }[]; tag_old: string[] } };
+    expect(content.kind).toBe('text');
+    expect(content.sender.name).toBe('小林🌙');
+    expect(content.sender.tag[0]!.id).toBe('61022');
+    expect(content.sender.tag_old).toEqual(['管理员']);
+  });
+
+  it('maps 1:1 and bot chats to external sessions with the peer name from the peer', () => {
+    const bytes = encodeYunhu('Msg', {
+      msg_id: 'a1',
+      sender: XIAOLIN,
+      direction: 'left',
+      content_type: 2,
+      content: { image_url: 'https://chat-img.jwznb.com/x.jpg', file_size: '482113', width: '1080', height: '1440', quote_msg_text: '阿杰: hi' },
+      quote_msg_id: 'q1',
+      send_time: '1731059377012',
+      msg_seq: '1822',
+    });
+    const row = transformYunhuRecord(record(bytes, '1:7356214@1821'), NOW).messages[0]!;
+    expect(row).toMatchObject({
+      session_type: 'external',
+      room_id: '',
+      peer_id: '7356214',
+      peer_name: '小林🌙',
+      peer_avatar: XIAOLIN.avatar_url,
+      tolist: ['7311890'],
+      msg_type: 'image',
+      pre_msgid: 'q1',
+      msg_seq: 1822,
+    });
+    expect(JSON.parse(row.content)).toMatchObject({ kind: 'image', width: '1080', file_size: '482113', quote: { msg_id: 'q1', text: '阿杰: hi' } });
+    const bot = encodeYunhu('Msg', { msg_id: 'b1', sender: { chat_id: '82041957', chat_type: 3, name: '天气助手' }, direction: 'right', content_type: 3, content: { text: '**x**' }, send_time: '1', msg_seq: '5' });
+    expect(transformYunhuRecord(record(bot, '3:82041957@4'), NOW).messages[0]).toMatchObject({ session_type: 'external', is_sender: 1, tolist: ['82041957'], msg_type: 'text' });
+  });
+
+  it('types every content type, unknown ones included', () => {
+    const cases: [number, Record<string, unknown>, string, string, string][] = [
+      [1, { text: 't' }, 'text', 'text', 't'],
+      [2, { image_url: 'i' }, 'image', 'image', ''],
+      [2, { video_url: 'v.mp4' }, 'video', 'video', ''],
+      [3, { text: '# md' }, 'markdown', 'text', '# md'],
+      [4, { file_name: 'a.pdf', file_url: 'u', file_size: '9' }, 'file', 'file', 'a.pdf'],
+      [5, { form: '{"a":1}' }, 'form', 'text', '{"a":1}'],
+      [6, { post_title: 'T', post_content: 'C', post_content_type: '2' }, 'post', 'link', 'T\nC'],
+      [7, { image: 'expression/abc.jpg', sticker_item_id: '12', sticker_pack_id: '3' }, 'sticker', 'emotion', ''],
+      [8, { text: '<b>Hi</b> &amp; <i>you</i>' }, 'html', 'text', 'Hi & you'],
+      [11, { audio_url: 'a.m4a', audio_time: '7' }, 'voice', 'voice', ''],
+      [13, { room_name: '语音通话', call_status_text: '通话时长 01:23' }, 'call', 'system', '通话时长 01:23'],
+      [14, { text: 'a2ui' }, 'unknown', 'unknown', 'a2ui'],
+    ];
+    for (const [contentType, content, kind, msgType, text] of cases) {
+      const bytes = encodeYunhu('Msg', { msg_id: `m${contentType}`, sender: XIAOLIN, content_type: contentType, content, send_time: '1731059312457', msg_seq: '9' });
+      const row = transformYunhuRecord(record(bytes), NOW).messages[0]!;
+      expect([row.msg_type, row.content_text, (JSON.parse(row.content) as { kind: string }).kind]).toEqual([msgType, text, kind]);
+      expect(row.wx_msg_type).toBe(contentType);
+    }
+  });
+
+  it('turns recall_time into a recall mark and edit_time into an edit mark with the latest content', () => {
+    const bytes = encodeYunhu('Msg', {
+      msg_id: 'e90a7b6c5d4e4f3a2b1c0d9e8f7a6b5c',
+      sender: { chat_id: '82041957', chat_type: 3, name: '天气助手' },
+      content_type: 3,
+      content: { text: '**今日天气** 晴 26℃', buttons: '[[{"text":"刷新","actionType":3,"value":"refresh"}]]' },
+      cmd: { cmd_id: '1043', name: '天气', type: '1' },
+      send_time: '1731059400999',
+      edit_time: '1731059460123',
+      recall_time: '1731059512345',
+      msg_seq: '1823',
+    });
+    const out = transformYunhuRecord(record(bytes), NOW);
+    expect(out.recalls).toEqual([{ tenant: 'corp1', staff_id: '7311890', session_id: '51309476', target_msgid: 'e90a7b6c5d4e4f3a2b1c0d9e8f7a6b5c', recall_time: 1_731_059_512_345 }]);
+    expect(out.edits).toHaveLength(1);
+    expect(out.edits![0]).toMatchObject({ target_msgid: 'e90a7b6c5d4e4f3a2b1c0d9e8f7a6b5c', edit_time: 1_731_059_460_123, content_text: '**今日天气** 晴 26℃', content: out.messages[0]!.content });
+    expect(JSON.parse(out.messages[0]!.content)).toMatchObject({ cmd: { cmd_id: '1043', name: '天气' }, buttons: [[{ text: '刷新' }]], edit_time: 1_731_059_460_123 });
+  });
+
+  it('reads an edit-history entry (the seed\'s JSON) into a history row', () => {
+    const entry = '{"id":1018702,"msgId":"e90a7b6c5d4e4f3a2b1c0d9e8f7a6b5c","contentType":3,"contentOld":"{\\"text\\":\\"**今日天气** 多云 24℃\\",\\"buttons\\":\\"\\"}","createTime":1731059400999,"msgTime":1731059460123}';
+    const out = transformYunhuRecord(record(Buffer.from(entry)), NOW);
+    expect(out.messages).toEqual([]);
+    expect(out.editHistory).toEqual([
+      {
+        tenant: 'corp1',
+        source: 'yh1',
+        source_type: 'yunhu',
+        staff_id: '7311890',
+        session_id: '51309476',
+        msgid: 'e90a7b6c5d4e4f3a2b1c0d9e8f7a6b5c',
+        edit_id: '1018702',
+        content_type: 3,
+        content_old: '{"text":"**今日天气** 多云 24℃","buttons":""}',
+        content_text_old: '**今日天气** 多云 24℃',
+        msg_time: 1_731_059_400_999,
+        edit_time: 1_731_059_460_123,
+        raw: entry,
+        ingested_at: NOW,
+      },
+    ]);
+  });
+
+  it('skips unknown fields from newer servers', () => {
+    const known = encodeYunhu('Msg', { msg_id: 'u1', content_type: 1, content: { text: 'x' }, send_time: '5', msg_seq: '2' });
+    // Field 36 (bot_llm_params) inside content would need re-encoding; append top-level field 40 (varint) and 41 (bytes).
+    const extra = Buffer.concat([Buffer.from(known), Buffer.from([0xc0, 0x02, 0x07, 0xca, 0x02, 0x02, 0x68, 0x69])]);
+    const out = transformYunhuRecord(record(extra), NOW);
+    expect(out.deadLetters).toEqual([]);
+    expect(out.messages[0]).toMatchObject({ msgid: 'u1', content_text: 'x' });
+  });
+
+  it('dead-letters malformed protobuf, a missing msg_id, an oversized record and a record without its chat, with the exact bytes', () => {
+    const good = encodeYunhu('Msg', { msg_id: 'ok', content_type: 1, content: { text: 'x' }, send_time: '5', msg_seq: '2' });
+    const cases: [RawRecord, string][] = [
+      [record(good.subarray(0, good.length - 1)), 'MSGPIPE_ERR_PROTOBUF'],
+      [record(Buffer.from([0x0a, 0x05, 0x61])), 'MSGPIPE_ERR_PROTOBUF'],
+      [record(encodeYunhu('Msg', { content_type: 1, send_time: '5' })), 'MSGPIPE_ERR_SHAPE'],
+      [record(encodeYunhu('Msg', { msg_id: 'big', content_type: 1, content: { text: 'x'.repeat(1024 * 1024 + 1) } })), 'MSGPIPE_ERR_TOO_LARGE'],
+      [record(good, 'not-a-chat'), 'MSGPIPE_ERR_SHAPE'],
+      [record(Buffer.from('{"id":"x"}')), 'MSGPIPE_ERR_SHAPE'],
+      [record(Buffer.from('{"id":1,')), 'MSGPIPE_ERR_JSON'],
+    ];
+    for (const [rec, code] of cases) {
+      const out = transformYunhuRecord(rec, NOW);
+      expect(out.messages).toEqual([]);
+      expect(out.deadLetters).toHaveLength(1);
+      expect(out.deadLetters[0]).toMatchObject({ error_code: code, stage: 'transform', origin_key: `yh1:${rec.cursor}#0` });
+      expect(Buffer.from(out.deadLetters[0]!.original_base64, 'base64').equals(Buffer.from(rec.bytes))).toBe(true);
+    }
+  });
+});
