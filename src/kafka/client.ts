@@ -146,3 +146,21 @@ export async function ensureTopics(admin: Admin, topics: readonly TopicSpec[]): 
     existing: topics.filter((t) => present.has(t.topic)).map((t) => t.topic),
   };
 }
+
+/**
+ * Runs `fn` again while it fails with an error kafkajs marks retriable (a partition leader not
+ * elected yet right after topic creation, a coordinator still loading after a broker restart),
+ * waiting `waitMs` between attempts. Other errors, and the last one, are thrown.
+ */
+export async function retryKafka<T>(fn: () => Promise<T>, log: Logger, attempts = 40, waitMs = 500): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const retriable = err instanceof Error && (err as { retriable?: unknown }).retriable === true;
+      if (!retriable || attempt >= attempts) throw err;
+      log.warn({ err, attempt }, 'Kafka request failed with a retriable error; trying again.');
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}

@@ -12,6 +12,9 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
+import { pino } from 'pino';
+
+import { createKafka, type Kafka } from '../../src/kafka/client.ts';
 import { ROOT } from './msgpipe.ts';
 
 const execFileAsync = promisify(execFile);
@@ -153,4 +156,71 @@ export async function getBroker(): Promise<TestBroker> {
   const host = await dockerHost();
   if (host !== undefined) return startContainer(host);
   return startScript();
+}
+
+/** A kafkajs client (through src/kafka/client.ts) for test assertions, logging errors only. */
+export function testKafka(brokers: readonly string[]): Kafka {
+  return createKafka({ brokers, clientId: `msgpipe-test-${process.pid}`, logger: pino({ level: 'error' }) });
+}
+
+/**
+ * Records a group has not committed yet over `topics` (end offset − committed offset, summed
+ * over partitions; a partition the group never committed counts from its low offset).
+ */
+export async function groupLag(kafka: Kafka, groupId: string, topics: readonly string[]): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    let lag = 0n;
+    const committed = await admin.fetchOffsets({ groupId, topics: [...topics] });
+    for (const topic of topics) {
+      const ends = await admin.fetchTopicOffsets(topic);
+      const group = committed.find((c) => c.topic === topic)?.partitions ?? [];
+      for (const end of ends) {
+        const at = group.find((p) => p.partition === end.partition)?.offset ?? '-1';
+        const from = at === '-1' ? BigInt(end.low) : BigInt(at);
+        lag += BigInt(end.high) - from;
+      }
+    }
+    return Number(lag);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Every record now on `topic` (all partitions, up to their current end offsets). */
+export async function readTopic(kafka: Kafka, topic: string): Promise<{ partition: number; offset: string; key: string; value: Buffer }[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = new Map((await admin.fetchTopicOffsets(topic)).filter((p) => BigInt(p.high) > BigInt(p.low)).map((p) => [p.partition, BigInt(p.high)]));
+  const out: { partition: number; offset: string; key: string; value: Buffer }[] = [];
+  if (ends.size === 0) {
+    await admin.disconnect();
+    return out;
+  }
+  const groupId = uniqueTopic('reader');
+  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await new Promise<void>((resolve, reject) => {
+    consumer
+      .run({
+        autoCommit: false,
+        eachBatch: ({ batch }) => {
+          for (const m of batch.messages) {
+            out.push({ partition: batch.partition, offset: m.offset, key: m.key?.toString('utf8') ?? '', value: m.value ?? Buffer.alloc(0) });
+          }
+          const end = ends.get(batch.partition);
+          if (end !== undefined && BigInt(batch.lastOffset()) + 1n >= end) ends.delete(batch.partition);
+          if (ends.size === 0) resolve();
+          return Promise.resolve();
+        },
+      })
+      .catch(reject);
+  });
+  await consumer.disconnect();
+  await admin.deleteGroups([groupId]).catch(() => undefined);
+  await admin.disconnect();
+  out.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
+  return out;
 }

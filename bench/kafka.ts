@@ -1,0 +1,126 @@
+/**
+ * End-to-end benchmark of the distributed mode: simulator pages → ingest process → Kafka →
+ * transform process → sink process (embedded chDB), on the broker of `KAFKA_BROKERS`
+ * (e.g. `scripts/kafka.sh start` on this machine). Reports messages/s from the first request to
+ * every consumer group committed, and the peak RSS of each process.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+
+import { createKafka } from '../src/kafka/client.ts';
+import { fetchLag } from '../src/kafka/metrics.ts';
+import { topicNames } from '../src/kafka/topics.ts';
+import { transformedTypes } from '../src/kafka/transform.ts';
+import { simulatorSources, startSimulator, type SimulatorAccountInput } from '../src/simulate/index.ts';
+
+const execFileAsync = promisify(execFile);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'msgpipe.js');
+
+export interface KafkaBenchResult {
+  readonly messages: number;
+  readonly seconds: number;
+  readonly messagesPerSec: number;
+  readonly storedMessages: number;
+  readonly peakRssMb: Readonly<Record<'ingest' | 'transform' | 'sink', number>>;
+}
+
+function accounts(perAccount: number): SimulatorAccountInput[] {
+  const common = { messages: perAccount, sessions: 2000, pageSize: 500, pageSizeVariation: 0, duplicateRate: 0.01 };
+  return [
+    { provider: 'gewe', id: 'g1', token: 'tg', appId: 'wx_g1', seed: 'bench-g1', ...common },
+    { provider: 'videosapi', id: 'v1', token: 'tv', appId: 'wx_v1', seed: 'bench-v1', ...common },
+    { provider: 'syncfinder', id: 's1', token: 'ts', wId: 'w-s1', seed: 'bench-s1', ...common },
+  ] as SimulatorAccountInput[];
+}
+
+async function peakRssMb(pid: number | undefined): Promise<number> {
+  const status = await readFile(`/proc/${String(pid)}/status`, 'utf8').catch(() => '');
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
+  return hwm ? Number(hwm[1]) / 1024 : 0;
+}
+
+/** Runs the distributed benchmark with `total` messages over three accounts. */
+export async function runKafkaBench(total = 1_000_000): Promise<KafkaBenchResult> {
+  const brokers = (process.env['KAFKA_BROKERS'] ?? '').split(',').filter((b) => b !== '');
+  if (brokers.length === 0) throw new Error('set KAFKA_BROKERS (e.g. after scripts/kafka.sh start: KAFKA_BROKERS=127.0.0.1:9092)');
+  const dir = await mkdtemp(join(tmpdir(), 'msgpipe-bench-kafka-'));
+  const list = accounts(Math.ceil(total / 3));
+  const sim = await startSimulator({ accounts: list });
+  const prefix = `bench-${randomUUID().slice(0, 8)}`;
+  const kafka = createKafka({ brokers, clientId: 'msgpipe-bench', logger: pino({ level: 'silent' }) });
+  const admin = kafka.admin();
+  const children: ChildProcess[] = [];
+  try {
+    const configFile = join(dir, 'msgpipe.yaml');
+    await writeFile(
+      configFile,
+      stringify({
+        tenants: [{ id: 'bench', secret: 'bench-secret' }],
+        sources: simulatorSources(list, sim.url).map((source) => ({ ...source, tenant: 'bench', pollIntervalMs: 50 })),
+        clickhouse: { path: join(dir, 'ch') },
+        kafka: { brokers, topicPrefix: prefix, partitions: Number(process.env['MSGPIPE_BENCH_PARTITIONS'] ?? 6) },
+        metrics: { enabled: false },
+        log: { level: 'warn' },
+      }),
+    );
+    await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile], { cwd: ROOT });
+    await admin.connect();
+    const topics = topicNames(prefix);
+    const groups = [
+      { groupId: `${prefix}.transform`, topics: transformedTypes().map((t) => topics.raw(t)) },
+      { groupId: `${prefix}.sink`, topics: [topics.messages, topics.events, topics.dlq] },
+    ];
+    const roles = ['sink', 'transform', 'ingest'] as const;
+    const started = performance.now();
+    for (const role of roles) {
+      children.push(spawn(process.execPath, [BIN, 'run', '--config', configFile, '--role', role], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
+    }
+    const peak = { sink: 0, transform: 0, ingest: 0 };
+    const sample = async (): Promise<void> => {
+      for (const [i, role] of roles.entries()) peak[role] = Math.max(peak[role], await peakRssMb(children[i]?.pid));
+    };
+    const ids = list.map((a) => a.id ?? '');
+    let lastLagCheck = 0;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 100));
+      await sample();
+      if (!ids.every((id) => sim.received(id).at(-1)?.outcome === 'caught_up')) continue;
+      if (performance.now() - lastLagCheck < 500) continue;
+      lastLagCheck = performance.now();
+      let lag = 0;
+      for (const g of groups) for (const p of await fetchLag(admin, g).catch(() => [{ lag: 1 }])) lag += p.lag;
+      if (lag === 0) break;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    await sample();
+    const exits = children.map((c) => new Promise<void>((resolve) => c.on('exit', () => { resolve(); })));
+    for (const c of children) c.kill('SIGTERM');
+    await Promise.all(exits);
+    const { stdout } = await execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, '--format', 'jsonl', 'SELECT count() AS n FROM messages'], {
+      cwd: ROOT,
+      env: { ...process.env, MSGPIPE_LOG_LEVEL: 'warn' },
+    });
+    const messages = ids.reduce((n, id) => n + sim.summary(id).released, 0);
+    return {
+      messages,
+      seconds,
+      messagesPerSec: messages / seconds,
+      storedMessages: Number((JSON.parse(stdout) as { n: string }).n),
+      peakRssMb: peak,
+    };
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await admin.disconnect().catch(() => undefined);
+    await sim.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * The consumer loop shared by the transform and sink roles: a consumer group on eachBatch with
+ * manual offsets. A handler gets one partition's batch of contiguous records and resolves once
+ * the next hop accepted them; only then is the offset after its last record committed. A
+ * handler that throws leaves the offset where it was, and the records come again (to this or
+ * another member of the group).
+ *
+ * kafkajs waits for the running batch before it leaves the group on `disconnect()` and before
+ * it rejoins on a rebalance, so partitions are handed over only after their in-flight batch
+ * was stored and committed.
+ */
+import type { Logger } from 'pino';
+
+import type { Consumer, EachBatchPayload, Kafka } from './client.ts';
+
+/** One partition's records, in offset order, as a handler sees them. */
+export interface PartitionBatch {
+  readonly topic: string;
+  readonly partition: number;
+  readonly messages: EachBatchPayload['batch']['messages'];
+  /** The offset of the first and of the last record, decimal. */
+  readonly firstOffset: string;
+  readonly lastOffset: string;
+  /** Keeps the group membership alive during long work (the loop also heartbeats on a timer). */
+  heartbeat(): Promise<void>;
+  /**
+   * Aborts when this member lost (or is about to lose) the partition: it was evicted from the
+   * group, the generation moved on, or a rebalance waited too long for this batch. A handler
+   * stops retrying then; its offsets are not committed and the new owner takes the records.
+   */
+  readonly signal: AbortSignal;
+}
+
+/** kafkajs error types that mean this member no longer owns its partitions. */
+const LOST = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
+
+function errorType(err: unknown): string | undefined {
+  const type = (err as { type?: unknown } | null)?.type;
+  return typeof type === 'string' ? type : undefined;
+}
+
+export interface ConsumerLoopOptions {
+  readonly kafka: Kafka;
+  readonly groupId: string;
+  readonly topics: readonly string[];
+  readonly log: Logger;
+  /** Most records handed to one handler call. */
+  readonly maxRecords: number;
+  /** Bytes a fetch takes from one partition. */
+  readonly maxBytesPerPartition?: number;
+  /** Group session timeout, ms (heartbeats every third of it). */
+  readonly sessionTimeoutMs: number;
+  readonly handle: (batch: PartitionBatch) => Promise<void>;
+  /** Called after an offset was committed, with the records it covered. */
+  readonly onCommitted?: (topic: string, partition: number, offset: string, records: number) => void;
+}
+
+/** A started consumer; `stop()` drains the batch in flight, commits it and leaves the group. */
+export interface ConsumerLoop {
+  readonly consumer: Consumer;
+  /** Rejects when the consumer crashed without restarting itself. */
+  readonly crashed: Promise<never>;
+  stop(): Promise<void>;
+}
+
+/** Joins the group and starts handling batches. */
+export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<ConsumerLoop> {
+  const { kafka, log } = options;
+  const heartbeatInterval = Math.floor(options.sessionTimeoutMs / 3);
+  const rebalanceTimeout = 60_000;
+  const consumer = kafka.consumer({
+    groupId: options.groupId,
+    allowAutoTopicCreation: false,
+    maxBytesPerPartition: options.maxBytesPerPartition ?? 4 * 1024 * 1024,
+    maxBytes: 16 * 1024 * 1024,
+    maxWaitTimeInMs: 250,
+    sessionTimeout: options.sessionTimeoutMs,
+    rebalanceTimeout,
+    heartbeatInterval,
+  });
+  let rejectCrash: (err: Error) => void = () => undefined;
+  const crashed = new Promise<never>((_resolve, reject) => {
+    rejectCrash = reject;
+  });
+  crashed.catch(() => undefined);
+  consumer.on(consumer.events.CRASH, (event) => {
+    const { error, restart } = event.payload;
+    if (restart) log.warn({ err: error }, 'Consumer failed; kafkajs restarts it.');
+    else {
+      log.error({ err: error }, 'Consumer crashed and will not restart.');
+      rejectCrash(error);
+    }
+  });
+  await consumer.connect();
+  for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    eachBatch: async (payload) => {
+      const { batch } = payload;
+      const heartbeat = (): Promise<void> => payload.heartbeat();
+      const all = batch.messages;
+      for (let start = 0; start < all.length; start += options.maxRecords) {
+        if (!payload.isRunning() || payload.isStale()) return;
+        const messages = all.slice(start, start + options.maxRecords);
+        const first = messages[0];
+        const last = messages.at(-1);
+        if (first === undefined || last === undefined) return;
+        const lost = new AbortController();
+        // kafkajs heartbeats only between batches: a handler storing for longer than the
+        // session timeout would be evicted and its partition handed over mid-batch.
+        let rebalancingSince: number | undefined;
+        const beat = async (): Promise<void> => {
+          try {
+            await heartbeat();
+            rebalancingSince = undefined;
+          } catch (err) {
+            const type = errorType(err);
+            if (type !== undefined && LOST.has(type)) lost.abort(err);
+            else if (type === 'REBALANCE_IN_PROGRESS') {
+              // The group waits up to the rebalance timeout for this member to rejoin, which it
+              // does once this batch returns; past half of it, give the partition up.
+              rebalancingSince ??= Date.now();
+              if (Date.now() - rebalancingSince > rebalanceTimeout / 2) lost.abort(err);
+            } else log.warn({ err }, 'Heartbeat during a batch failed.');
+          }
+        };
+        const timer = setInterval(() => { void beat(); }, heartbeatInterval);
+        try {
+          await options.handle({
+            topic: batch.topic,
+            partition: batch.partition,
+            messages,
+            firstOffset: first.offset,
+            lastOffset: last.offset,
+            heartbeat,
+            signal: lost.signal,
+          });
+        } catch (err) {
+          if (!lost.signal.aborted) throw err;
+        } finally {
+          clearInterval(timer);
+        }
+        // Another member owns the partition now (or will): it takes these records again.
+        if (lost.signal.aborted || payload.isStale()) {
+          log.warn({ topic: batch.topic, partition: batch.partition, firstOffset: first.offset }, 'Partition lost during a batch; its offsets are left to the new owner.');
+          return;
+        }
+        const next = (BigInt(last.offset) + 1n).toString();
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+        payload.resolveOffset(last.offset);
+        options.onCommitted?.(batch.topic, batch.partition, next, messages.length);
+        await heartbeat();
+      }
+    },
+  });
+  return {
+    consumer,
+    crashed,
+    stop: () => consumer.disconnect(),
+  };
+}

@@ -1,0 +1,80 @@
+/**
+ * The control topic `<p>.control` (key tenant, value `msgpipe.v1.SyncRequest`): how
+ * `POST /api/v1/chat-msg/sync` on a query process wakes the sources of that tenant in every
+ * ingest process.
+ *
+ * The publisher resolves once the broker acknowledged the request. Each ingest process listens
+ * with a consumer group of its own (every process sees every request) starting at the end of
+ * the topic: a request is a nudge to poll now, not work to replay after a restart.
+ */
+import { randomUUID } from 'node:crypto';
+
+import type { Logger } from 'pino';
+
+import type { Wakeups } from '../core/pipeline.ts';
+import type { Kafka, Producer } from './client.ts';
+import { createIdempotentProducer } from './client.ts';
+import { decodeSyncRequest, encodeSyncRequest } from './codec.ts';
+import type { Topics } from './topics.ts';
+
+/** Publishes sync requests; the shape the query API's `SyncTrigger` expects. */
+export interface SyncPublisher {
+  /** Publishes a sync request for `tenant`; resolves once the broker acknowledged it. */
+  trigger(tenant: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A connected {@link SyncPublisher} on the control topic. */
+export async function createSyncPublisher(kafka: Kafka, topics: Topics, clock: () => number = Date.now): Promise<SyncPublisher> {
+  const producer: Producer = createIdempotentProducer(kafka);
+  await producer.connect();
+  return {
+    async trigger(tenant) {
+      await producer.send({
+        topic: topics.control,
+        acks: -1,
+        messages: [{ key: tenant, value: Buffer.from(encodeSyncRequest({ tenant, requested_at: clock() })) }],
+      });
+    },
+    close: () => producer.disconnect(),
+  };
+}
+
+/** A running listener; `stop()` leaves its group. */
+export interface SyncListener {
+  /** Requests seen so far. */
+  readonly received: () => number;
+  stop(): Promise<void>;
+}
+
+/** Wakes `wakeups` for every sync request published from now on. */
+export async function startSyncListener(kafka: Kafka, topics: Topics, wakeups: Wakeups, log: Logger): Promise<SyncListener> {
+  const groupId = `${topics.control}.ingest.${randomUUID()}`;
+  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 250 });
+  let received = 0;
+  await consumer.connect();
+  await consumer.subscribe({ topic: topics.control, fromBeginning: false });
+  await consumer.run({
+    eachMessage: ({ message }) => {
+      received += 1;
+      try {
+        const request = decodeSyncRequest(message.value ?? Buffer.alloc(0));
+        const woken = wakeups.trigger(request.tenant);
+        log.info({ tenant: request.tenant, woken }, 'Sync request: polling the tenant now.');
+      } catch (err) {
+        log.warn({ err, offset: message.offset }, 'Control record is not a msgpipe.v1.SyncRequest; ignored.');
+      }
+      return Promise.resolve();
+    },
+  });
+  return {
+    received: () => received,
+    async stop() {
+      await consumer.disconnect();
+      const admin = kafka.admin();
+      await admin.connect();
+      await admin.deleteGroups([groupId]).catch(() => undefined);
+      await admin.disconnect();
+    },
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * The ingest role of the distributed mode: runs the configured sources and puts each fetched
+ * item, as its exact upstream bytes, on `<p>.raw.<source type>` (key `<source>:<session>`,
+ * headers per {@link RAW_HEADERS}), page dead letters on `<p>.dlq`, and then the page's cursor
+ * on `<p>.cursors`.
+ *
+ * Order per page: the raw records and dead letters are sent with the idempotent producer and
+ * acknowledged by the broker (acks=all) before `emit` resolves; only then is the cursor queued
+ * for the cursors topic. A crash before the cursor write re-fetches the page on restart, and
+ * the sink stores the repeated records once (ADR 0010).
+ */
+import type { Logger } from 'pino';
+
+import type { CursorUpdate, Wakeups } from '../core/pipeline.ts';
+import type { Source, SourceContext, SourcePage } from '../ingest/source.ts';
+import type { Kafka, Message } from './client.ts';
+import { createIdempotentProducer, retryKafka } from './client.ts';
+import { encodeDeadLetter } from './codec.ts';
+import { CursorCommitter, readCursors, TopicCursorReader } from './cursors.ts';
+import { RAW_HEADERS, rawSession, type Topics } from './topics.ts';
+
+export interface KafkaIngestOptions {
+  readonly kafka: Kafka;
+  readonly topics: Topics;
+  readonly sources: readonly Source[];
+  /** The upstream account (appId / wId) of each source name, for the `account` header. */
+  readonly accounts: ReadonlyMap<string, string>;
+  readonly wakeups: Wakeups;
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** Called after records were produced and acknowledged. */
+  readonly onProduced?: (topic: string, records: number) => void;
+  /** Called after cursors were written to the cursors topic. */
+  readonly onCursors?: (cursors: readonly CursorUpdate[]) => void;
+}
+
+/** The counters the metrics read. */
+export interface IngestStats {
+  records: number;
+  pages: number;
+  deadLetters: number;
+  cursorsCommitted: number;
+}
+
+/** The raw topic records of a page. */
+export function rawMessages(page: SourcePage, account: string): Message[] {
+  const { origin } = page;
+  return page.records.map((record) => ({
+    key: `${origin.source}:${rawSession(record.bytes)}`,
+    value: Buffer.from(record.bytes.buffer, record.bytes.byteOffset, record.bytes.byteLength),
+    headers: {
+      [RAW_HEADERS.source]: origin.source,
+      [RAW_HEADERS.account]: account,
+      [RAW_HEADERS.fetchedAt]: String(record.fetchedAt),
+      [RAW_HEADERS.cursor]: record.cursor,
+      [RAW_HEADERS.tenant]: origin.tenant,
+      [RAW_HEADERS.staffId]: origin.staffId,
+      [RAW_HEADERS.index]: String(record.index),
+    },
+  }));
+}
+
+/**
+ * Runs every source until `signal` aborts (or one fails), then waits for the cursors of every
+ * acknowledged page to be written.
+ *
+ * @throws the first fatal error of a source, of a send, or of a cursor write
+ */
+export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestStats): Promise<void> {
+  const { kafka, topics, log } = options;
+  const cursors = await retryKafka(() => readCursors(kafka, topics.cursors, log), log);
+  log.info({ cursors: cursors.size }, 'Cursors read from the cursors topic.');
+  const reader = new TopicCursorReader(cursors);
+  const producer = createIdempotentProducer(kafka);
+  await producer.connect();
+  const committer = new CursorCommitter(producer, topics.cursors, log, cursors, (written) => {
+    options.onProduced?.(topics.cursors, written.length);
+    options.onCursors?.(written);
+  });
+
+  const stop = new AbortController();
+  const onAbort = (): void => { stop.abort(options.signal.reason); };
+  options.signal.addEventListener('abort', onAbort, { once: true });
+  if (options.signal.aborted) stop.abort(options.signal.reason);
+
+  let fatal: unknown;
+  const runs = options.sources.map(async (source) => {
+    const account = options.accounts.get(source.name) ?? source.name;
+    const ctx: SourceContext = {
+      signal: stop.signal,
+      log,
+      loadCursor: (stream) => reader.load(source.name, stream),
+      wakeup: (signal) => options.wakeups.wait(source.origin.tenant, signal),
+      emit: async (page) => {
+        const topicMessages = [];
+        if (page.records.length > 0) topicMessages.push({ topic: topics.raw(page.origin.sourceType), messages: rawMessages(page, account) });
+        if (page.deadLetters.length > 0) {
+          topicMessages.push({
+            topic: topics.dlq,
+            messages: page.deadLetters.map((d) => ({ key: d.origin_key, value: Buffer.from(encodeDeadLetter(d)) })),
+          });
+        }
+        if (topicMessages.length > 0) {
+          await producer.sendBatch({ topicMessages, acks: -1 });
+          for (const t of topicMessages) options.onProduced?.(t.topic, t.messages.length);
+        }
+        stats.records += page.records.length;
+        stats.deadLetters += page.deadLetters.length;
+        stats.pages += 1;
+        // Every record of the page is acknowledged: the cursor may move.
+        committer.commit({ source: source.name, stream: page.stream, cursor: page.cursorAfter });
+        stats.cursorsCommitted += 1;
+      },
+    };
+    try {
+      await source.run(ctx);
+    } catch (err) {
+      fatal ??= err;
+      log.error({ err, source: source.name }, 'Source failed; stopping ingest.');
+      stop.abort(err);
+    }
+  });
+  await Promise.all(runs);
+  options.signal.removeEventListener('abort', onAbort);
+  try {
+    await committer.flush();
+  } catch (err) {
+    fatal ??= err;
+  }
+  await producer.disconnect();
+  if (fatal !== undefined) throw fatal instanceof Error ? fatal : new Error('Ingest failed.', { cause: fatal });
+}

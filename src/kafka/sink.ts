@@ -1,0 +1,187 @@
+/**
+ * The sink role of the distributed mode: consumer group `<p>.sink` on `<p>.messages`,
+ * `<p>.events` and `<p>.dlq`. Each handler call is one partition's batch of contiguous offsets;
+ * it is decoded and stored by the same {@link SinkWriter} as the embedded mode (lookups of rows
+ * already stored, recalls, sink dead letters), and the offset after the batch is committed only
+ * once the inserts returned.
+ *
+ * Every insert of a batch carries `insert_deduplication_token`
+ * `<topic>-<partition>-<first>-<last>:<writer token>`: the offset range, as in Kafka Connect's
+ * ClickHouse sink, followed by the writer's own token for the table and the row keys it inserts
+ * (the writer skips rows already stored, so a replayed range may insert a smaller remainder;
+ * the key hash keeps that remainder from being mistaken for the first attempt). A record that
+ * is not a valid protobuf value of its topic becomes a dead letter (stage `sink`) with its
+ * original bytes, and the partition moves on.
+ */
+import type { Logger } from 'pino';
+
+import type { SinkObserver } from '../core/pipeline.ts';
+import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark, TransformOutput } from '../core/types.ts';
+import type { Store } from '../sink/clickhouse.ts';
+import { type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
+import type { Kafka } from './client.ts';
+import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
+import { type ConsumerLoop, type PartitionBatch, startConsumerLoop } from './consume.ts';
+import type { Topics } from './topics.ts';
+
+export interface KafkaSinkOptions {
+  readonly kafka: Kafka;
+  readonly topics: Topics;
+  readonly store: Store;
+  readonly consumers: number;
+  readonly sessionTimeoutMs: number;
+  readonly log: Logger;
+  readonly clock?: () => number;
+  readonly onCommitted?: (topic: string, partition: number, offset: string, records: number) => void;
+  /** Told about every stored batch (metrics). */
+  readonly observer?: SinkObserver;
+  /** The writers' counters summed over every batch (metrics read it at scrape time). */
+  readonly writerStats?: WriterStats;
+}
+
+/** Adds the counters of `from` to `into`; `last*` fields take the newer value, the queue depth is left alone. */
+export function addWriterStats(into: WriterStats, from: WriterStats): void {
+  const add = (a: Record<string, unknown>, b: Record<string, unknown>): void => {
+    for (const [key, value] of Object.entries(b)) {
+      if (key === 'bufferedRows') continue;
+      if (typeof value === 'number') a[key] = key.startsWith('last') ? value : (typeof a[key] === 'number' ? a[key] : 0) + value;
+      else if (value !== null && typeof value === 'object' && typeof a[key] === 'object' && a[key] !== null) {
+        add(a[key] as Record<string, unknown>, value as Record<string, unknown>);
+      }
+    }
+  };
+  add(into as unknown as Record<string, unknown>, from as unknown as Record<string, unknown>);
+}
+
+/** The store as the writer of one batch sees it: every insert token is scoped to the offset range. */
+export function rangeScopedStore(store: Store, range: string): Store {
+  return {
+    backend: store.backend,
+    database: store.database,
+    query: (sql, params, options) => store.query(sql, params, options),
+    command: (sql, params, options) => store.command(sql, params, options),
+    insert: (table, rows, options = {}) =>
+      store.insert(table, rows, { ...options, dedupToken: `${range}:${options.dedupToken ?? table}` }),
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Decodes one partition batch into rows; undecodable records become sink dead letters. */
+export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number): TransformOutput {
+  const messages: MessageRow[] = [];
+  const events: EventRow[] = [];
+  const deadLetters: DeadLetterRow[] = [];
+  const recalls: RecallMark[] = [];
+  const edits: EditMark[] = [];
+  const editHistory: MessageEditRow[] = [];
+  for (const record of batch.messages) {
+    const value = record.value ?? Buffer.alloc(0);
+    try {
+      // An empty protobuf value decodes as an all-default row: never a row worth storing.
+      if (value.length === 0) throw new Error('the value is empty (null or zero bytes)');
+      if (batch.topic === topics.messages) {
+        const decoded = decodeMessageRecord(value);
+        if (decoded.row !== undefined) messages.push(decoded.row);
+        for (const r of decoded.recalls) recalls.push(r);
+        for (const e of decoded.edits) edits.push(e);
+        for (const h of decoded.editHistory) editHistory.push(h);
+      } else if (batch.topic === topics.events) events.push(decodeEvent(value));
+      else deadLetters.push(decodeDeadLetter(value));
+    } catch (err) {
+      const key = record.key?.toString('utf8') ?? '';
+      deadLetters.push({
+        tenant: key.split(':')[0] ?? '',
+        source: '',
+        source_type: '' as DeadLetterRow['source_type'],
+        stage: 'sink',
+        error_code: 'MSGPIPE_ERR_SHAPE',
+        error_message: `Record ${batch.topic}-${batch.partition}@${record.offset} is not a protobuf value of its topic: ${err instanceof Error ? err.message : String(err)}`,
+        original_base64: value.toString('base64'),
+        origin_key: `kafka:${batch.topic}-${batch.partition}@${record.offset}`,
+        occurred_at: now,
+      });
+    }
+  }
+  return { messages, events, deadLetters, recalls, edits, editHistory };
+}
+
+/** The counters the metrics read. */
+export interface SinkStats {
+  batches: number;
+  records: number;
+  messages: number;
+  events: number;
+  deadLetters: number;
+}
+
+/** A running sink role. */
+export interface KafkaSink {
+  readonly stats: SinkStats;
+  readonly crashed: Promise<never>;
+  /** Drains the batches in flight (stored and committed), then leaves the group. */
+  stop(): Promise<void>;
+}
+
+export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSink> {
+  const { kafka, topics, log, store } = options;
+  const clock = options.clock ?? Date.now;
+  const stats: SinkStats = { batches: 0, records: 0, messages: 0, events: 0, deadLetters: 0 };
+
+  const handle = async (batch: PartitionBatch): Promise<void> => {
+    const output = decodeBatch(topics, batch, clock());
+    const range = `${batch.topic}-${batch.partition}-${batch.firstOffset}-${batch.lastOffset}`;
+    // One writer per batch: its inserts hold exactly this offset range.
+    const writer = new SinkWriter(rangeScopedStore(store, range), log, {
+      maxRows: Number.MAX_SAFE_INTEGER,
+      maxBytes: Number.MAX_SAFE_INTEGER,
+      maxAgeMs: 60_000,
+      clock,
+      // Stop retrying once another member owns the partition: it stores these records itself.
+      signal: batch.signal,
+      ...(options.observer === undefined ? {} : { observer: options.observer }),
+    });
+    try {
+      await writer.add({ output });
+      await writer.close();
+    } finally {
+      if (options.writerStats !== undefined) addWriterStats(options.writerStats, writer.stats);
+    }
+    stats.batches += 1;
+    stats.records += batch.messages.length;
+    stats.messages += output.messages.length;
+    stats.events += output.events.length;
+    stats.deadLetters += output.deadLetters.length;
+  };
+
+  const loops: ConsumerLoop[] = [];
+  try {
+    for (let i = 0; i < options.consumers; i++) {
+      loops.push(
+        await startConsumerLoop({
+          kafka,
+          groupId: `${topics.prefix}.sink`,
+          topics: [topics.messages, topics.events, topics.dlq],
+          log: log.child({ consumer: i }),
+          maxRecords: 20_000,
+          sessionTimeoutMs: options.sessionTimeoutMs,
+          maxBytesPerPartition: 8 * 1024 * 1024,
+          handle,
+          ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.allSettled(loops.map((l) => l.stop()));
+    throw err;
+  }
+  const crashed = Promise.race(loops.map((l) => l.crashed));
+  // Awaited later (by the roles), possibly after a crash: never an unhandled rejection.
+  crashed.catch(() => undefined);
+  return {
+    stats,
+    crashed,
+    stop: async () => {
+      await Promise.all(loops.map((l) => l.stop()));
+    },
+  };
+}

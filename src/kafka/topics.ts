@@ -1,0 +1,97 @@
+/**
+ * Topic names, keys and headers of the distributed mode (DESIGN §4, docs/kafka.md).
+ *
+ * | topic | key | value |
+ * |---|---|---|
+ * | `<p>.raw.<source type>` | `<source name>:<session>` | exact upstream item bytes; headers below |
+ * | `<p>.messages` | `<tenant>:<staff_id>:<session_id>` | `msgpipe.v1.Message` |
+ * | `<p>.events` | `<tenant>:<staff_id>:<session_id>` | `msgpipe.v1.Event` |
+ * | `<p>.dlq` | origin key | `msgpipe.v1.DeadLetter` |
+ * | `<p>.cursors` (compacted) | `<source name>:<stream>` | `msgpipe.v1.Cursor` |
+ * | `<p>.control` | tenant | `msgpipe.v1.SyncRequest` |
+ */
+import { SOURCE_TYPES, type SourceType } from '../core/types.ts';
+import type { TopicSpec } from './client.ts';
+
+/** The topic names under one prefix. */
+export interface Topics {
+  readonly prefix: string;
+  raw(type: SourceType): string;
+  readonly messages: string;
+  readonly events: string;
+  readonly dlq: string;
+  readonly cursors: string;
+  readonly control: string;
+}
+
+export function topicNames(prefix: string): Topics {
+  return {
+    prefix,
+    raw: (type) => `${prefix}.raw.${type}`,
+    messages: `${prefix}.messages`,
+    events: `${prefix}.events`,
+    dlq: `${prefix}.dlq`,
+    cursors: `${prefix}.cursors`,
+    control: `${prefix}.control`,
+  };
+}
+
+/** The source type of a raw topic name, or undefined when `topic` is not one. */
+export function rawTopicType(topics: Topics, topic: string): SourceType | undefined {
+  const head = `${topics.prefix}.raw.`;
+  if (!topic.startsWith(head)) return undefined;
+  const type = topic.slice(head.length);
+  return (SOURCE_TYPES as readonly string[]).includes(type) ? (type as SourceType) : undefined;
+}
+
+/** `max.message.bytes` of the data topics msgpipe creates: the largest record batch the broker takes. */
+export const MAX_RECORD_BATCH_BYTES = 8 * 1024 * 1024;
+
+/** Every topic msgpipe uses, as {@link ensureTopics} creates them. */
+export function topicSpecs(topics: Topics, partitions: number): TopicSpec[] {
+  // Room for a large upstream item (a long chat record, a big appmsg) and its dead letter.
+  const data = { 'max.message.bytes': String(MAX_RECORD_BATCH_BYTES) };
+  return [
+    ...SOURCE_TYPES.map((type) => ({ topic: topics.raw(type), numPartitions: partitions, config: data })),
+    { topic: topics.messages, numPartitions: partitions, config: data },
+    { topic: topics.events, numPartitions: partitions, config: data },
+    { topic: topics.dlq, numPartitions: partitions, config: data },
+    // Compacted: the latest cursor per key is all that must survive.
+    { topic: topics.cursors, numPartitions: 1, config: { 'cleanup.policy': 'compact' } },
+    { topic: topics.control, numPartitions: 1 },
+  ];
+}
+
+/** Headers of a raw record (all UTF-8 text). */
+export const RAW_HEADERS = {
+  /** The configured source name. */
+  source: 'source',
+  /** The upstream account: appId (gewe, videosapi) or wId (syncfinder). */
+  account: 'account',
+  /** When the page was fetched, unix ms as decimal text. */
+  fetchedAt: 'fetched-at',
+  /** The cursor (keyBuff) the page was requested with. */
+  cursor: 'cursor',
+  /** The tenant (`ext_corp_id`) of the source. */
+  tenant: 'tenant',
+  /** The staff identity (`ext_staff_id`). */
+  staffId: 'staff-id',
+  /** Position of the item in its page, from 0. */
+  index: 'index',
+} as const;
+
+/** The key of a message or event record: one session's rows stay in order on one partition. */
+export function sessionKey(row: { tenant: string; staff_id: string; session_id: string }): string {
+  return `${row.tenant}:${row.staff_id}:${row.session_id}`;
+}
+
+/**
+ * The session of a raw finder item, read without parsing the item: the top-level
+ * `"msgSessionId":"…"`. Inside `content` (an escaped JSON string) the name is written `\"msgSessionId\"`,
+ * which this does not match. '' when absent (the item still goes to one stable partition).
+ */
+export function rawSession(bytes: Uint8Array): string {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  const match = /"msgSessionId"\s*:\s*"([^"\\]*)"/.exec(text);
+  return match?.[1] ?? '';
+}

@@ -1,0 +1,307 @@
+/**
+ * The transform role of the distributed mode: consumer group `<p>.transform` on the raw topics
+ * of every source type that has a transform (src/transform/registry.ts). Each record is
+ * transformed exactly as in the embedded mode and the outputs go to `<p>.messages`,
+ * `<p>.events` and `<p>.dlq` with the idempotent producer; the raw offsets are committed only
+ * after the broker acknowledged every produced record.
+ *
+ * A raw record without the msgpipe headers, or one a transform throws on, becomes a dead letter
+ * with its original bytes; the partition moves on.
+ */
+import type { Logger } from 'pino';
+
+import { MsgpipeError } from '../core/errors.ts';
+import type { RecordTransform } from '../core/pipeline.ts';
+import {
+  SOURCE_TYPES,
+  type DeadLetterRow,
+  type EditMark,
+  type MessageEditRow,
+  type RawRecord,
+  type SourceType,
+  type TransformOutput,
+} from '../core/types.ts';
+import { transformForSource } from '../transform/registry.ts';
+import type { Kafka, Message } from './client.ts';
+import { createIdempotentProducer } from './client.ts';
+import { type EditCarrier, encodeDeadLetter, encodeEditCarrier, encodeEvent, encodeMessage } from './codec.ts';
+import { type ConsumerLoop, type PartitionBatch, startConsumerLoop } from './consume.ts';
+import { RAW_HEADERS, rawTopicType, sessionKey, type Topics } from './topics.ts';
+
+export interface KafkaTransformOptions {
+  readonly kafka: Kafka;
+  readonly topics: Topics;
+  /** Consumers of the group in this process. */
+  readonly consumers: number;
+  readonly sessionTimeoutMs: number;
+  readonly log: Logger;
+  readonly clock?: () => number;
+  readonly onCommitted?: (topic: string, partition: number, offset: string, records: number) => void;
+  /** Called after records were produced and acknowledged. */
+  readonly onProduced?: (topic: string, records: number) => void;
+}
+
+/** About how many bytes of records go into one produce request. */
+const SEND_CHUNK_BYTES = 512 * 1024;
+
+/** The source types whose raw topics the transform role reads. */
+export function transformedTypes(): SourceType[] {
+  return SOURCE_TYPES.filter((t) => transformForSource(t) !== undefined);
+}
+
+type Headers = NonNullable<PartitionBatch['messages'][number]['headers']>;
+
+function header(headers: Headers | undefined, name: string): string | undefined {
+  const v = headers?.[name];
+  const one = Array.isArray(v) ? v[0] : v;
+  if (one === undefined) return undefined;
+  return typeof one === 'string' ? one : one.toString('utf8');
+}
+
+function deadLetter(
+  type: SourceType,
+  source: string,
+  tenant: string,
+  code: string,
+  message: string,
+  bytes: Buffer | null,
+  originKey: string,
+  now: number,
+): DeadLetterRow {
+  return {
+    tenant,
+    source,
+    source_type: type,
+    stage: 'transform',
+    error_code: code,
+    error_message: message,
+    original_base64: (bytes ?? Buffer.alloc(0)).toString('base64'),
+    origin_key: originKey,
+    occurred_at: now,
+  };
+}
+
+/**
+ * Transforms one raw topic record. Never throws: a record without headers, or a transform
+ * failure, is a dead letter.
+ */
+export function transformRawMessage(
+  type: SourceType,
+  transform: RecordTransform,
+  topic: string,
+  partition: number,
+  message: PartitionBatch['messages'][number],
+  now: number,
+): TransformOutput {
+  const { headers } = message;
+  const source = header(headers, RAW_HEADERS.source);
+  const tenant = header(headers, RAW_HEADERS.tenant);
+  const staffId = header(headers, RAW_HEADERS.staffId);
+  const cursor = header(headers, RAW_HEADERS.cursor) ?? '';
+  const index = Number(header(headers, RAW_HEADERS.index) ?? '0');
+  const fetchedAt = Number(header(headers, RAW_HEADERS.fetchedAt) ?? '0');
+  const where = `${topic}-${partition}@${message.offset}`;
+  if (source === undefined || tenant === undefined || staffId === undefined) {
+    const keySource = message.key?.toString('utf8').split(':')[0] ?? '';
+    return {
+      messages: [],
+      events: [],
+      deadLetters: [
+        deadLetter(type, keySource, tenant ?? '', 'MSGPIPE_ERR_SHAPE', `Raw record ${where} lacks the source, tenant or staff-id header.`, message.value, `kafka:${where}`, now),
+      ],
+      recalls: [],
+    };
+  }
+  const record: RawRecord = {
+    origin: { source, sourceType: type, tenant, staffId },
+    bytes: message.value ?? new Uint8Array(0),
+    fetchedAt: Number.isFinite(fetchedAt) ? fetchedAt : 0,
+    cursor,
+    index: Number.isInteger(index) ? index : 0,
+  };
+  try {
+    return transform(record, now);
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    const code = err instanceof MsgpipeError ? err.code : 'MSGPIPE_ERR_SHAPE';
+    return {
+      messages: [],
+      events: [],
+      deadLetters: [deadLetter(type, source, tenant, code, `Transform failed: ${text}`, message.value, `${source}:${cursor}#${index}`, now)],
+      recalls: [],
+    };
+  }
+}
+
+/** One carrier record (empty `msgid`) per session of `marks` and `rows`, in order of first appearance. */
+function carriers(marks: readonly EditMark[], rows: readonly MessageEditRow[]): Message[] {
+  const bySession = new Map<string, { carrier: EditCarrier; marks: EditMark[]; rows: MessageEditRow[] }>();
+  const entry = (carrier: EditCarrier): { carrier: EditCarrier; marks: EditMark[]; rows: MessageEditRow[] } => {
+    const key = sessionKey(carrier);
+    let e = bySession.get(key);
+    if (e === undefined) bySession.set(key, (e = { carrier, marks: [], rows: [] }));
+    return e;
+  };
+  for (const mark of marks) entry({ tenant: mark.tenant, source: '', source_type: '' as SourceType, staff_id: mark.staff_id, session_id: mark.session_id }).marks.push(mark);
+  for (const row of rows) entry(row).rows.push(row);
+  return [...bySession].map(([key, e]) => ({ key, value: Buffer.from(encodeEditCarrier(e.carrier, e.marks, e.rows)) }));
+}
+
+/**
+ * The typed topic records of one output. Recall and edit marks ride on the message they belong
+ * to (the revoke row; the edited row), edit history rows on the message they are a version of
+ * when the output holds it; without a message to ride on they go on one carrier record per
+ * session (empty `msgid`), keyed like that session's messages so they keep its order.
+ */
+export function outputMessages(topics: Topics, output: TransformOutput): { topic: string; messages: Message[] }[] {
+  const out: { topic: string; messages: Message[] }[] = [];
+  const edits = output.edits ?? [];
+  const history = output.editHistory ?? [];
+  const records: Message[] = [];
+  if (output.messages.length > 0) {
+    const recallsOf = new Map<number, typeof output.recalls>();
+    for (const mark of output.recalls) {
+      let i = output.messages.findIndex((m) => m.msg_type === 'revoke' && m.pre_msgid === mark.target_msgid);
+      if (i < 0) i = 0;
+      recallsOf.set(i, [...(recallsOf.get(i) ?? []), mark]);
+    }
+    const editsOf = new Map<number, EditMark[]>();
+    for (const mark of edits) {
+      let i = output.messages.findIndex((m) => m.msgid === mark.target_msgid);
+      if (i < 0) i = 0;
+      editsOf.set(i, [...(editsOf.get(i) ?? []), mark]);
+    }
+    const historyOf = new Map<number, MessageEditRow[]>();
+    const carried: MessageEditRow[] = [];
+    for (const row of history) {
+      const i = output.messages.findIndex((m) => m.msgid === row.msgid && sessionKey(m) === sessionKey(row));
+      if (i < 0) carried.push(row);
+      else historyOf.set(i, [...(historyOf.get(i) ?? []), row]);
+    }
+    output.messages.forEach((row, i) => {
+      records.push({ key: sessionKey(row), value: Buffer.from(encodeMessage(row, recallsOf.get(i) ?? [], editsOf.get(i) ?? [], historyOf.get(i) ?? [])) });
+    });
+    records.push(...carriers([], carried));
+  } else {
+    records.push(...carriers(edits, history));
+  }
+  if (records.length > 0) out.push({ topic: topics.messages, messages: records });
+  if (output.events.length > 0) {
+    out.push({ topic: topics.events, messages: output.events.map((row) => ({ key: sessionKey(row), value: Buffer.from(encodeEvent(row)) })) });
+  }
+  if (output.deadLetters.length > 0) {
+    out.push({ topic: topics.dlq, messages: output.deadLetters.map((row) => ({ key: row.origin_key, value: Buffer.from(encodeDeadLetter(row)) })) });
+  }
+  return out;
+}
+
+/** The counters the metrics read. */
+export interface TransformStats {
+  records: number;
+  messages: number;
+  events: number;
+  deadLetters: number;
+}
+
+/** A running transform role. */
+export interface KafkaTransform {
+  readonly stats: TransformStats;
+  readonly crashed: Promise<never>;
+  /** Drains the batches in flight, commits them and leaves the group. */
+  stop(): Promise<void>;
+}
+
+export async function startKafkaTransform(options: KafkaTransformOptions): Promise<KafkaTransform> {
+  const { kafka, topics, log } = options;
+  const clock = options.clock ?? Date.now;
+  const stats: TransformStats = { records: 0, messages: 0, events: 0, deadLetters: 0 };
+  const types = transformedTypes();
+  const producer = createIdempotentProducer(kafka);
+  await producer.connect();
+
+  const handle = async (batch: PartitionBatch): Promise<void> => {
+    const type = rawTopicType(topics, batch.topic);
+    const transform = type === undefined ? undefined : transformForSource(type);
+    if (type === undefined || transform === undefined) throw new Error(`No transform for topic ${batch.topic}.`);
+    const now = clock();
+    const byTopic = new Map<string, Message[]>();
+    let messages = 0;
+    let events = 0;
+    let letters = 0;
+    for (const message of batch.messages) {
+      const output = transformRawMessage(type, transform, batch.topic, batch.partition, message, now);
+      messages += output.messages.length;
+      events += output.events.length;
+      letters += output.deadLetters.length;
+      for (const t of outputMessages(topics, output)) {
+        const list = byTopic.get(t.topic);
+        if (list === undefined) byTopic.set(t.topic, t.messages);
+        else for (const m of t.messages) list.push(m);
+      }
+    }
+    // kafkajs sends a partition's records as one record batch, which the broker refuses above
+    // the topic's max.message.bytes: send in requests of about SEND_CHUNK_BYTES, one after another.
+    let chunk: { topic: string; messages: Message[] }[] = [];
+    let chunkBytes = 0;
+    const send = async (): Promise<void> => {
+      if (chunk.length > 0) {
+        await producer.sendBatch({ acks: -1, topicMessages: chunk });
+        for (const t of chunk) options.onProduced?.(t.topic, t.messages.length);
+      }
+      chunk = [];
+      chunkBytes = 0;
+    };
+    for (const [topic, list] of byTopic) {
+      let current: Message[] = [];
+      chunk.push({ topic, messages: current });
+      for (const m of list) {
+        const size = (m.value as Buffer).length + 64;
+        if (chunkBytes + size > SEND_CHUNK_BYTES && chunkBytes > 0) {
+          await send();
+          current = [];
+          chunk.push({ topic, messages: current });
+        }
+        current.push(m);
+        chunkBytes += size;
+      }
+    }
+    await send();
+    stats.records += batch.messages.length;
+    stats.messages += messages;
+    stats.events += events;
+    stats.deadLetters += letters;
+  };
+
+  const loops: ConsumerLoop[] = [];
+  try {
+    for (let i = 0; i < options.consumers; i++) {
+      loops.push(
+        await startConsumerLoop({
+          kafka,
+          groupId: `${topics.prefix}.transform`,
+          topics: types.map((t) => topics.raw(t)),
+          log: log.child({ consumer: i }),
+          maxRecords: 2000,
+          sessionTimeoutMs: options.sessionTimeoutMs,
+          handle,
+          ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.allSettled(loops.map((l) => l.stop()));
+    await producer.disconnect();
+    throw err;
+  }
+  const crashed = Promise.race(loops.map((l) => l.crashed));
+  // Awaited later (by the roles), possibly after a crash: never an unhandled rejection.
+  crashed.catch(() => undefined);
+  return {
+    stats,
+    crashed,
+    async stop() {
+      await Promise.all(loops.map((l) => l.stop()));
+      await producer.disconnect();
+    },
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * The consumer loop of the transform and sink roles keeps its group membership while a handler
+ * works for longer than the session timeout (a sink insert retrying): the partition is not
+ * handed to another member mid-batch, so its records are handled once.
+ */
+import { randomUUID } from 'node:crypto';
+
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
+import { type ConsumerLoop, startConsumerLoop } from '../../../src/kafka/consume.ts';
+import { getBroker, groupLag, type TestBroker, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
+import { waitFor } from '../../helpers/msgpipe.ts';
+
+let broker: TestBroker;
+let kafka: Kafka;
+
+beforeAll(async () => {
+  broker = await getBroker();
+  kafka = testKafka(broker.brokers);
+});
+
+afterAll(async () => {
+  await broker.stop();
+});
+
+describe('consumer loop', () => {
+  it('heartbeats during a batch longer than the session timeout, so no other member takes its records', async () => {
+    const topic = uniqueTopic('hb');
+    const groupId = `hb-${randomUUID()}`;
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopics(admin, [{ topic, numPartitions: 1 }]);
+    } finally {
+      await admin.disconnect();
+    }
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic, acks: -1, messages: [{ key: 'k', value: 'v0' }] });
+    await producer.disconnect();
+
+    const handled: string[] = [];
+    let slowStarted = false;
+    const log = pino({ level: 'error' });
+    const loop = (name: string, holdMs: number): Promise<ConsumerLoop> =>
+      startConsumerLoop({
+        kafka,
+        groupId,
+        topics: [topic],
+        log,
+        maxRecords: 100,
+        sessionTimeoutMs: 6000,
+        handle: async (batch) => {
+          for (const m of batch.messages) handled.push(`${name}@${m.offset}`);
+          slowStarted = true;
+          // Three session timeouts without returning to kafkajs.
+          await new Promise((r) => setTimeout(r, holdMs));
+        },
+      });
+    const a = await loop('a', 20_000);
+    let b: ConsumerLoop | undefined;
+    try {
+      await waitFor(() => slowStarted, 60_000, 'the first member to start its batch');
+      // A second member joins while the first one is inside its long batch.
+      b = await loop('b', 0);
+      await waitFor(async () => (await groupLag(kafka, groupId, [topic])) === 0, 120_000, 'the record to be committed');
+      // Long enough for a member evicted at 6 s to have lost the partition to the other one.
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(handled).toEqual(['a@0']);
+    } finally {
+      await b?.stop();
+      await a.stop();
+    }
+  });
+});

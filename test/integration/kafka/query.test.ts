@@ -1,0 +1,63 @@
+/**
+ * The query role in the distributed mode: `msgpipe run --role query` with `kafka.brokers`
+ * serves the API over the store and answers `POST /sync` by publishing a SyncRequest for the
+ * tenant to `<prefix>.control`, over a real socket and a real broker.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import type { Kafka } from '../../../src/kafka/client.ts';
+import { decodeSyncRequest } from '../../../src/kafka/codec.ts';
+import { topicNames } from '../../../src/kafka/topics.ts';
+import { sign, signUrl } from '../../../src/query/signature.ts';
+import { getBroker, readTopic, type TestBroker, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
+import { startMsgpipe, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
+import { kafkaConfig, TENANT } from './support.ts';
+
+let broker: TestBroker;
+let kafka: Kafka;
+
+beforeAll(async () => {
+  broker = await getBroker();
+  kafka = testKafka(broker.brokers);
+});
+
+afterAll(async () => {
+  await broker.stop();
+});
+
+describe('distributed query role', () => {
+  it('serves signed queries and publishes POST /sync to the control topic', async () => {
+    await withTempDir('kafka-query', async (dir) => {
+      const prefix = uniqueTopic('mpq');
+      const config = { ...(kafkaConfig(dir, 'http://127.0.0.1:9', broker.brokers, prefix) as object), query: { port: 0 }, metrics: { port: 0 } };
+      const proc = startMsgpipe(['run', '--config', await writeConfig(dir, config), '--role', 'query']);
+      try {
+        await waitFor(() => proc.stderr().includes('Query API listening.'), 90_000, 'the query API to listen');
+        const line = proc.stderr().split('\n').find((l) => l.includes('Query API listening.'))!;
+        const url = (JSON.parse(line) as { url: string }).url;
+
+        const sessions = await fetch(`${url}${signUrl('/api/v1/chat-msg/sessions?ext_staff_id=s1&session_type=external', 'test-secret', { tenant: TENANT })}`);
+        expect(await sessions.json()).toMatchObject({ code: 0, data: { total: 0, items: [] } });
+
+        const forged = await fetch(`${url}/api/v1/chat-msg/sync`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ ext_corp_id: TENANT, signature: sign({ ext_corp_id: TENANT }, 'wrong') }),
+        });
+        expect(forged.status).toBe(401);
+        const res = await fetch(`${url}/api/v1/chat-msg/sync`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ ext_corp_id: TENANT, signature: sign({ ext_corp_id: TENANT }, 'test-secret') }),
+        });
+        expect(await res.json()).toEqual({ code: 0, message: '同步任务已启动', data: null });
+        // Exactly the one signed request reached the control topic.
+        const records = await readTopic(kafka, topicNames(prefix).control);
+        expect(records.map((r) => [r.key, decodeSyncRequest(r.value).tenant])).toEqual([[TENANT, TENANT]]);
+      } finally {
+        proc.child.kill('SIGTERM');
+        expect(await proc.exited).toBe(0);
+      }
+    });
+  });
+});
