@@ -1,0 +1,242 @@
+/**
+ * The query service: a fastify app serving the msg-server compatible API (DESIGN §6) over a
+ * {@link Store}, and {@link startQueryService} which both modes use to run it.
+ *
+ * Every `/api/v1/chat-msg/*` request passes, in order:
+ * 1. parameter collection (query string, or the JSON body of `POST /sync`); a repeated or
+ *    non-scalar parameter is a 400, because its signed form would be ambiguous;
+ * 2. the signature check with the tenant's own secret (401 for an unknown tenant, a missing,
+ *    empty or wrong signature, all with the same message); in strict mode, or whenever a
+ *    request carries them, `timestamp` (±300 s) and a single-use `nonce` are checked too;
+ * 3. the tenant's rate limit (`query.rateLimit` requests per second; HTTP 429, code 429);
+ * 4. the endpoint's zod schema (the seed's codes 1001–1006, else 400), then the handler.
+ *
+ * Internal failures answer `{code: 500, message: "internal server error"}`: no SQL, no stack.
+ * Logs carry neither secrets nor signatures: request lines are logged without the query string.
+ */
+import { randomBytes } from 'node:crypto';
+
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+
+import type { Config } from '../core/config.ts';
+import type { CallOptions, QueryParams, Store } from '../sink/clickhouse.ts';
+import type { QueryContext } from './context.ts';
+import { API_CODES, API_MESSAGES, ApiError, httpStatusOf, serializeEnvelope, type ApiCode } from './envelope.ts';
+import { openApiDocument } from './openapi.ts';
+import { parseParams, searchSchema, sessionMsgsSchema, sessionsSchema, syncSchema } from './params.ts';
+import { searchMessages } from './search.ts';
+import { listSessionMessages } from './session-msgs.ts';
+import { listSessions } from './sessions.ts';
+import { NonceCache, type Params, verifySignature } from './signature.ts';
+import { type SyncTrigger, triggerSync } from './sync.ts';
+
+/** Accepted distance between a strict-mode `timestamp` and the server clock. */
+export const TIMESTAMP_WINDOW_S = 300;
+
+export const API_PREFIX = '/api/v1/chat-msg';
+
+export interface QueryServiceOptions {
+  readonly store: Store;
+  /** Reads `tenants`, `sources` (source types) and `query`. */
+  readonly config: Pick<Config, 'tenants' | 'sources' | 'query'>;
+  readonly log: Logger;
+  /** Wakes a tenant's sources for `POST /sync`. */
+  readonly sync: SyncTrigger;
+  /** Unix ms; tests move it. */
+  readonly clock?: () => number;
+}
+
+function send(reply: FastifyReply, code: ApiCode, message: string, data: unknown = null): FastifyReply {
+  return reply
+    .code(httpStatusOf(code))
+    .type('application/json; charset=utf-8')
+    .send(serializeEnvelope({ code, message, data }));
+}
+
+/** One string per parameter name, or a 400. */
+function collectParams(request: FastifyRequest): Params {
+  const source: unknown = request.method === 'POST' ? request.body : request.query;
+  if (source === undefined || source === null) return {};
+  if (typeof source !== 'object' || Array.isArray(source)) throw new ApiError(API_CODES.BAD_REQUEST);
+  const params: Record<string, string> = {};
+  for (const [key, value] of Object.entries(source)) {
+    if (typeof value === 'string') params[key] = value;
+    else if (typeof value === 'number' && Number.isFinite(value)) params[key] = String(value);
+    else throw new ApiError(API_CODES.BAD_REQUEST, `parameter ${key} must be given once, as a string`);
+  }
+  return params;
+}
+
+const NONCE = /^[A-Za-z0-9_-]{8,64}$/;
+const TIMESTAMP = /^\d{1,12}$/;
+
+/** Builds the app (not listening). */
+export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
+  const { store, config } = options;
+  const log = options.log;
+  const clock = options.clock ?? Date.now;
+  const secrets = new Map(config.tenants.map((t) => [t.id, t.secret]));
+  const sourceTypes = new Map<string, string>(config.sources.map((s) => [s.name, s.type]));
+  // Store calls in flight: closing the app waits for them, so the caller may close the store
+  // right after (a client that hung up leaves its handler still reading).
+  const inFlight = new Set<Promise<unknown>>();
+  const tracked: Store = {
+    backend: store.backend,
+    database: store.database,
+    query: <T>(sql: string, params?: QueryParams, options?: CallOptions): Promise<T[]> => {
+      const call = store.query<T>(sql, params, options);
+      inFlight.add(call);
+      const forget = (): void => { inFlight.delete(call); };
+      call.then(forget, forget);
+      return call;
+    },
+    command: (sql, params, options) => store.command(sql, params, options),
+    insert: (table, rows, options) => store.insert(table, rows, options),
+    close: () => store.close(),
+  };
+  const ctx: QueryContext = { store: tracked, timezone: config.query.timezone, sourceType: (name) => sourceTypes.get(name) ?? '' };
+  const nonces = new NonceCache(2 * TIMESTAMP_WINDOW_S * 1000);
+  // Unknown tenants are checked against a random secret, so they take as long as known ones.
+  const decoy = randomBytes(32).toString('hex');
+  const verified = new WeakMap<FastifyRequest, { tenant: string; params: Params }>();
+
+  const baseLog: FastifyBaseLogger = log;
+  const app = Fastify({
+    loggerInstance: baseLog,
+    // fastify's request lines carry the URL, whose query string holds the signature; the
+    // onResponse hook below logs the path alone.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 64 * 1024,
+  });
+
+  app.addHook('onResponse', (request, reply, done) => {
+    request.log.debug(
+      { method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'Query request.',
+    );
+    done();
+  });
+
+  app.setErrorHandler((err: unknown, request, reply) => {
+    if (err instanceof ApiError) return send(reply, err.apiCode, err.message);
+    const status = (err as { statusCode?: unknown }).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      // fastify's own refusals: unparseable JSON, wrong content type, body too large.
+      return send(reply, API_CODES.BAD_REQUEST, API_MESSAGES[API_CODES.BAD_REQUEST]);
+    }
+    request.log.error({ err, path: request.url.split('?')[0] }, 'Query failed.');
+    return send(reply, API_CODES.INTERNAL, API_MESSAGES[API_CODES.INTERNAL]);
+  });
+
+  app.addHook('onClose', async () => {
+    await Promise.allSettled([...inFlight]);
+  });
+
+  app.setNotFoundHandler((_request, reply) => send(reply, API_CODES.NOT_FOUND, API_MESSAGES[API_CODES.NOT_FOUND]));
+
+  app.get('/openapi.json', (_request, reply) => reply.type('application/json; charset=utf-8').send(JSON.stringify(openApiDocument())));
+
+  const authenticate = (request: FastifyRequest): void => {
+    const params = collectParams(request);
+    const tenant = params['ext_corp_id'] ?? '';
+    if (tenant === '') throw new ApiError(API_CODES.INVALID_CORP);
+    const secret = secrets.get(tenant);
+    const good = verifySignature(params, secret ?? decoy) && secret !== undefined;
+    if (!good) throw new ApiError(API_CODES.UNAUTHORIZED);
+    const timestamp = params['timestamp'];
+    const nonce = params['nonce'];
+    if (config.query.strict || timestamp !== undefined || nonce !== undefined) {
+      const now = clock();
+      if (timestamp === undefined || !TIMESTAMP.test(timestamp) || Math.abs(now / 1000 - Number(timestamp)) > TIMESTAMP_WINDOW_S) {
+        throw new ApiError(API_CODES.UNAUTHORIZED);
+      }
+      if (nonce === undefined || !NONCE.test(nonce) || !nonces.use(tenant, nonce, now)) throw new ApiError(API_CODES.UNAUTHORIZED);
+    }
+    verified.set(request, { tenant, params });
+  };
+
+  const paramsOf = (request: FastifyRequest): Params => {
+    const auth = verified.get(request);
+    // The preValidation hook ran for every route of this scope; this is a programming error.
+    if (auth === undefined) throw new Error('request reached a handler without authentication');
+    return auth.params;
+  };
+
+  void app.register(
+    async (api) => {
+      api.addHook('preValidation', (request, _reply, done) => {
+        try {
+          authenticate(request);
+          done();
+        } catch (err) {
+          done(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+      await api.register(rateLimit, {
+        global: true,
+        hook: 'preHandler',
+        max: config.query.rateLimit,
+        timeWindow: 1000,
+        keyGenerator: (request) => verified.get(request)?.tenant ?? request.ip,
+        errorResponseBuilder: () => new ApiError(API_CODES.TOO_MANY_REQUESTS),
+      });
+
+      api.post('/sync', async (request, reply) => {
+        const q = parseParams(syncSchema, paramsOf(request));
+        await triggerSync(options.sync, q.ext_corp_id);
+        request.log.info({ tenant: q.ext_corp_id }, 'Sync requested.');
+        return send(reply, API_CODES.OK, '同步任务已启动');
+      });
+
+      api.get('/sessions', async (request, reply) => {
+        const q = parseParams(sessionsSchema, paramsOf(request));
+        return send(reply, API_CODES.OK, 'success', await listSessions(ctx, q));
+      });
+
+      api.get('/session-msgs', async (request, reply) => {
+        const q = parseParams(sessionMsgsSchema, paramsOf(request));
+        return send(reply, API_CODES.OK, 'success', await listSessionMessages(ctx, q));
+      });
+
+      api.get('/search', async (request, reply) => {
+        const q = parseParams(searchSchema, paramsOf(request));
+        return send(reply, API_CODES.OK, 'success', await searchMessages(ctx, q));
+      });
+    },
+    { prefix: API_PREFIX },
+  );
+
+  return app;
+}
+
+/** A listening query service. */
+export interface QueryService {
+  readonly app: FastifyInstance;
+  /** `http://host:port` it listens on (the real port when `query.port` is 0). */
+  readonly url: string;
+  /** Stops accepting requests and waits for those in flight. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the query service on `query.host`:`query.port` over `store`. The caller keeps owning
+ * the store and closes it after {@link QueryService.close}.
+ */
+export async function startQueryService(options: QueryServiceOptions): Promise<QueryService> {
+  const app = buildQueryApp(options);
+  const { host, port } = options.config.query;
+  await app.listen({ host, port });
+  const address = app.server.address();
+  const bound = typeof address === 'object' && address !== null ? address.port : port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
+  options.log.info({ url, tenants: options.config.tenants.length, strict: options.config.query.strict }, 'Query API listening.');
+  return {
+    app,
+    url,
+    close: async () => {
+      await app.close();
+    },
+  };
+}
