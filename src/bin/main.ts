@@ -1,15 +1,18 @@
 /**
- * The `msgpipe` command line (DESIGN §7): run, migrate, demo, simulate, sql.
+ * The `msgpipe` command line (DESIGN §7): run, migrate, demo, simulate, sign, sql.
  *
  * Exit codes: 0 done; 1 failed at run time; 2 bad usage or configuration (every problem is
  * listed); 70 the drain deadline passed after a stop signal.
  */
+import { randomBytes } from 'node:crypto';
+
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
 import { type Config, loadConfig, parseConfig } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
+import { signUrl } from '../query/index.ts';
 import { runDemo } from './demo.ts';
 import { openConfiguredStore, runPipelineCommand } from './run.ts';
 import { runSimulateCommand } from './simulate.ts';
@@ -65,13 +68,12 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
 
   program
     .command('run')
-    .description('run the pipeline (ingest, transform and sink by default)')
+    .description('run the pipeline and the query API (all roles by default)')
     .addOption(configOption())
     .addOption(new Option('--role <roles>', `comma list of ${ROLES.join(', ')}`).argParser(parseRoles))
     .action(async (opts: { config?: string; role?: Role[] }) => {
       const config = await resolveConfig(opts.config, true);
-      // The query role joins the default once the query API exists (issue 4).
-      exitCode = await runPipelineCommand(config, logger(config), opts.role ?? ['ingest', 'transform', 'sink']);
+      exitCode = await runPipelineCommand(config, logger(config), opts.role ?? [...ROLES]);
     });
 
   program
@@ -86,12 +88,13 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
 
   program
     .command('demo')
-    .description('start the simulators and the pipeline on an embedded store and show what arrives')
+    .description('start the simulators, the pipeline and the query API on an embedded store; print signed example requests')
     .addOption(new Option('--data <dir>', 'data directory of the demo store').default('./data/demo'))
     .addOption(new Option('--port <n>', 'simulator port (0 = any free port)').argParser(parsePort).default(0))
     .addOption(new Option('--messages <n>', 'messages per simulated account').argParser(parsePositive).default(2000))
     .addOption(new Option('--duration <seconds>', 'stop by itself after this many seconds').argParser(parsePositive))
-    .action(async (opts: { data: string; port: number; messages: number; duration?: number }) => {
+    .addOption(new Option('--query-port <n>', 'query API port (0 = any free port)').argParser(parsePort).default(9002))
+    .action(async (opts: { data: string; port: number; messages: number; duration?: number; queryPort: number }) => {
       const demoLog = createLogger(process.env['MSGPIPE_LOG_LEVEL'] ?? 'warn');
       log = demoLog;
       exitCode = await runDemo({ ...opts, log: demoLog, out });
@@ -112,6 +115,19 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
       } finally {
         lifecycle.dispose();
       }
+    });
+
+  program
+    .command('sign')
+    .description('print a signed query API URL (HMAC-SHA256 over the sorted parameters)')
+    .argument('<url>', 'path and query, e.g. "/api/v1/chat-msg/sessions?ext_staff_id=s1&session_type=external"')
+    .requiredOption('--tenant <id>', 'tenant (ext_corp_id); added to the parameters unless present')
+    .requiredOption('--secret <secret>', "the tenant's secret")
+    .addOption(new Option('--strict', 'add timestamp (now) and a random nonce, for query.strict servers'))
+    .action((url: string, opts: { tenant: string; secret: string; strict?: boolean }) => {
+      if (opts.secret === '') throw new ConfigError(['--secret: an empty secret cannot sign']);
+      const fresh = opts.strict === true ? { timestamp: Math.floor(Date.now() / 1000), nonce: randomBytes(12).toString('hex') } : {};
+      out.write(`${signUrl(url, opts.secret, { tenant: opts.tenant, ...fresh })}\n`);
     });
 
   program

@@ -8,11 +8,14 @@ import { ConfigError } from '../core/errors.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
 import { runEmbeddedPipeline, Wakeups } from '../core/pipeline.ts';
 import { createSource } from '../ingest/registry.ts';
+import { type OpsDeps, startOps } from '../ops/server.ts';
+import { type QueryService, startQueryService } from '../query/index.ts';
 import { openStore, type Store } from '../sink/clickhouse.ts';
 import { CursorStore } from '../sink/cursors.ts';
 import { migrate } from '../sink/migrate.ts';
 import { SinkWriter } from '../sink/writer.ts';
-import { transformFinderItem } from '../transform/finder.ts';
+import { type DistributedRole, startDistributed } from '../kafka/roles.ts';
+import { transformForSource } from '../transform/registry.ts';
 
 /** Opens the configured ClickHouse (server or embedded chDB), applying migrations if asked. */
 export async function openConfiguredStore(config: Config, log: Logger, options: { migrate: boolean }): Promise<Store> {
@@ -41,55 +44,134 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
 export interface EmbeddedRun {
   readonly store: Store;
   readonly wakeups: Wakeups;
+  /** The query API, when started (`query` option). */
+  readonly query: QueryService | undefined;
   /** Settles when the pipeline has drained and the store is closed. */
   readonly done: Promise<void>;
 }
 
-/** Opens the store, migrates it and starts every configured source; stops when `signal` aborts. */
-export async function startEmbedded(config: Config, log: Logger, signal: AbortSignal): Promise<EmbeddedRun> {
+/**
+ * Opens the store, migrates it and starts every configured source (and with `query`, the query
+ * API over the same store, its `POST /sync` waking the sources); stops when `signal` aborts.
+ * The query API keeps answering while the pipeline drains and closes before the store.
+ * With `ops`, the stages report to its metrics and its readiness learns `store` and `sources`.
+ */
+export async function startEmbedded(
+  config: Config,
+  log: Logger,
+  signal: AbortSignal,
+  ops?: OpsDeps,
+  options: { query?: boolean } = {},
+): Promise<EmbeddedRun> {
+  ops?.readiness.require('store', 'sources');
   const store = await openConfiguredStore(config, log, { migrate: true });
+  ops?.readiness.met('store');
   const wakeups = new Wakeups();
-  const sink = new SinkWriter(store, log.child({ component: 'sink.writer' }), config.sink);
+  let query: QueryService | undefined;
+  try {
+    if (options.query === true) {
+      query = await startQueryService({ store, config, log: log.child({ component: 'query' }), sync: wakeups });
+    }
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const sink = new SinkWriter(store, log.child({ component: 'sink.writer' }), {
+    ...config.sink,
+    ...(ops === undefined ? {} : { observer: ops.metrics.sinkObserver }),
+  });
+  const sources = config.sources.map((s) => createSource(s));
+  ops?.metrics.watchSources(sources);
+  ops?.metrics.watchSink(sink.stats);
   const done = (async () => {
     try {
       await runEmbeddedPipeline({
-        sources: config.sources.map((s) => createSource(s)),
-        // Every source so far delivers WeChat Channels items.
-        transformFor: () => transformFinderItem,
+        sources,
+        transformFor: (source) => {
+          const transform = transformForSource(source.origin.sourceType);
+          if (transform === undefined) throw new ConfigError([`sources: no transform for source type "${source.origin.sourceType}"`]);
+          return transform;
+        },
         sink,
         cursors: new CursorStore(store),
         signal,
         log,
         wakeups,
+        ...(ops === undefined ? {} : { observer: ops.metrics.pipelineObserver }),
       });
     } finally {
-      await store.close();
+      try {
+        await query?.close();
+      } finally {
+        await store.close();
+      }
     }
   })();
-  return { store, wakeups, done };
+  // runEmbeddedPipeline started every source before its first await.
+  ops?.readiness.met('sources');
+  return { store, wakeups, query, done };
 }
 
 /** `msgpipe run`: the whole pipeline in this process until SIGTERM/SIGINT. */
 export async function runPipelineCommand(config: Config, log: Logger, roles: readonly string[]): Promise<number> {
-  if (config.kafka !== undefined) {
-    throw new ConfigError(['kafka: the distributed mode is not available in this version; remove the kafka section to run embedded']);
-  }
-  if (roles.includes('query')) {
-    throw new ConfigError(['--role: the query API is not available in this version; run ingest,transform,sink']);
-  }
+  if (config.kafka !== undefined) return runDistributedCommand(config, log, roles as readonly DistributedRole[]);
   const missing = ['ingest', 'transform', 'sink'].filter((r) => !roles.includes(r));
   if (missing.length > 0) {
     throw new ConfigError([`--role: without kafka.brokers every stage runs in one process; ${missing.join(', ')} cannot be left out`]);
   }
   if (config.sources.length === 0) log.warn('No sources configured: nothing to poll.');
   const lifecycle = installLifecycle({ log });
+  const ops = await startOps(config.metrics, log);
+  lifecycle.signal.addEventListener('abort', () => { ops.readiness.drain(); }, { once: true });
+  if (lifecycle.signal.aborted) ops.readiness.drain();
   try {
     log.info({ sources: config.sources.length, roles }, 'Pipeline starting.');
-    const run = await startEmbedded(config, log, lifecycle.signal);
+    let query = roles.includes('query');
+    if (query && config.tenants.length === 0) {
+      log.warn('No tenants configured: the query API is not started.');
+      query = false;
+    }
+    const run = await startEmbedded(config, log, lifecycle.signal, ops, { query });
     await run.done;
     log.info('Pipeline stopped; everything fetched is stored.');
     return 0;
   } finally {
+    await ops.server.close();
+    lifecycle.dispose();
+  }
+}
+
+/**
+ * `msgpipe run` with `kafka.brokers`: the given roles in this process, joined to the others
+ * through the Kafka topics, until SIGTERM/SIGINT; each role drains before the process exits.
+ */
+async function runDistributedCommand(config: Config, log: Logger, allRoles: readonly DistributedRole[]): Promise<number> {
+  let roles = allRoles;
+  if (roles.includes('query') && config.tenants.length === 0) {
+    log.warn('No tenants configured: the query API is not started.');
+    roles = roles.filter((r) => r !== 'query');
+  }
+  const lifecycle = installLifecycle({ log });
+  const ops = await startOps(config.metrics, log);
+  lifecycle.signal.addEventListener('abort', () => { ops.readiness.drain(); }, { once: true });
+  if (lifecycle.signal.aborted) ops.readiness.drain();
+  try {
+    log.info({ roles, brokers: config.kafka?.brokers, sources: config.sources.length }, 'Distributed pipeline starting.');
+    const run = await startDistributed({
+      config,
+      roles,
+      log,
+      signal: lifecycle.signal,
+      openStore: () => openConfiguredStore(config, log, { migrate: true }),
+      ops,
+      // The query role: the API over the store, `POST /sync` publishing to the control topic.
+      startQuery: (store, sync) => startQueryService({ store, config, log: log.child({ component: 'query' }), sync }),
+    });
+    await run.done;
+    log.info({ roles }, 'Stopped; every batch in flight was handed on and committed.');
+    return 0;
+  } finally {
+    await ops.server.close();
     lifecycle.dispose();
   }
 }

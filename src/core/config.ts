@@ -12,7 +12,18 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 
 import { geweSourceSchema, syncfinderSourceSchema, videosapiSourceSchema } from '../ingest/finder-config.ts';
+import { yunhuSourceSchema } from '../ingest/yunhu-config.ts';
+import { metricsConfigSchema } from '../ops/config.ts';
 import { ConfigError } from './errors.ts';
+
+function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const tenantSchema = z.strictObject({
   id: z.string().min(1).describe('The tenant id, used as `ext_corp_id` in the query API.'),
@@ -23,7 +34,7 @@ const tenantSchema = z.strictObject({
     .describe('HMAC secret of the tenant for the query API.'),
 });
 
-export const sourceSchema = z.discriminatedUnion('type', [geweSourceSchema, videosapiSourceSchema, syncfinderSourceSchema]);
+export const sourceSchema = z.discriminatedUnion('type', [geweSourceSchema, videosapiSourceSchema, syncfinderSourceSchema, yunhuSourceSchema]);
 export type SourceConfig = z.infer<typeof sourceSchema>;
 
 const clickhouseSchema = z
@@ -44,6 +55,26 @@ const kafkaSchema = z
   .strictObject({
     brokers: z.array(z.string().min(1)).min(1).describe('Kafka bootstrap brokers; absent = embedded in-process queues.'),
     topicPrefix: z.string().min(1).default('msgpipe').describe('Prefix of every topic name.'),
+    partitions: z
+      .number()
+      .int()
+      .min(1)
+      .default(6)
+      .describe('Partitions of the raw, messages, events and dlq topics when msgpipe creates them (the most consumers of a role that get work).'),
+    consumers: z
+      .number()
+      .int()
+      .min(1)
+      .max(16)
+      .default(1)
+      .describe('Consumers of the transform and sink groups in each process running that role.'),
+    sessionTimeoutMs: z
+      .number()
+      .int()
+      .min(6000)
+      .max(300_000)
+      .default(30_000)
+      .describe('Consumer group session timeout: how long the partitions of a process that died without leaving wait before another member takes them.'),
   })
   .describe('Distributed mode.');
 
@@ -51,8 +82,19 @@ const querySchema = z
   .strictObject({
     host: z.string().min(1).default('127.0.0.1').describe('Address the query API listens on.'),
     port: z.number().int().min(0).max(65_535).default(9002).describe('Port of the query API.'),
-    timezone: z.string().min(1).default('Asia/Shanghai').describe('Time zone of `send_at_*` dates.'),
+    timezone: z
+      .string()
+      .min(1)
+      .refine(isTimeZone, 'not a time zone name (use an IANA name such as Asia/Shanghai)')
+      .default('Asia/Shanghai')
+      .describe('Time zone of `send_at_*` dates.'),
     strict: z.boolean().default(false).describe('Require `timestamp` and `nonce` on signed requests.'),
+    rateLimit: z
+      .number()
+      .int()
+      .min(1)
+      .default(100)
+      .describe('Requests per second each tenant may make; more are answered with HTTP 429.'),
   })
   .describe('The msg-server compatible query API.');
 
@@ -84,6 +126,7 @@ export const configSchema = z
     query: querySchema.prefault({}),
     sink: sinkSchema.prefault({}),
     log: logSchema.prefault({}),
+    metrics: metricsConfigSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     const tenants = new Set<string>();

@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   MSGPIPE_ERR_PAGE_MALFORMED: 'A provider page is not the JSON shape of its API.',
   MSGPIPE_ERR_JSON: 'A record is not valid JSON.',
   MSGPIPE_ERR_UTF8: 'A record is not valid UTF-8.',
+  MSGPIPE_ERR_PROTOBUF: 'A record is not the protobuf message of its API (truncated, bad wire type).',
   MSGPIPE_ERR_SHAPE: 'A record is valid JSON but a field has the wrong type or is missing.',
   MSGPIPE_ERR_XML: 'Message XML is malformed.',
   MSGPIPE_ERR_XML_DTD: 'Message XML carries a DTD or a non-predefined entity reference.',

@@ -7,10 +7,12 @@
  * never runs ahead of the stored data (DESIGN §1). The Kafka mode keeps these stages and
  * replaces the hand-offs with topics.
  */
+import { performance } from 'node:perf_hooks';
+
 import type { Logger } from 'pino';
 
 import type { Source, SourceContext, SourcePage } from '../ingest/source.ts';
-import type { DeadLetterRow, EventRow, MessageRow, RawRecord, RecallMark, TransformOutput } from './types.ts';
+import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RawRecord, RecallMark, TransformOutput } from './types.ts';
 
 /** The cursor a unit covers: saved once the unit's rows are stored. */
 export interface CursorUpdate {
@@ -31,6 +33,29 @@ export interface UnitSink {
   add(unit: SinkUnit): Promise<void>;
   /** Stores everything buffered, then the covered cursors. */
   close(): Promise<void>;
+}
+
+/** A batch the sink has stored, cursors saved, as reported to a {@link SinkObserver}. */
+export interface StoredBatch {
+  /** Rows of the batch as added (messages, events, dead letters, recalls). */
+  readonly rows: number;
+  /** Time to store it: lookups, inserts and cursor save, retries included. */
+  readonly durationMs: number;
+  /** Its dead letters (any stage); a batch replayed after a crash reports them again. */
+  readonly deadLetters: readonly DeadLetterRow[];
+  /** The cursors saved with it. */
+  readonly cursors: readonly CursorUpdate[];
+}
+
+/** Optional hooks a sink calls for metrics (src/ops/metrics.ts). Called synchronously; must not throw. */
+export interface SinkObserver {
+  stored?(batch: StoredBatch): void;
+}
+
+/** Optional hooks the pipeline calls for metrics (src/ops/metrics.ts). Called synchronously; must not throw. */
+export interface PipelineObserver {
+  /** A page was transformed (in `ms`) and is about to go to the sink. */
+  transformed?(source: Source, page: SourcePage, output: TransformOutput, ms: number): void;
 }
 
 /** Where sources read their resume position. */
@@ -76,14 +101,18 @@ export function transformPage(page: SourcePage, transform: RecordTransform, now:
   const events: EventRow[] = [];
   const deadLetters: DeadLetterRow[] = [...page.deadLetters];
   const recalls: RecallMark[] = [];
+  const edits: EditMark[] = [];
+  const editHistory: MessageEditRow[] = [];
   for (const record of page.records) {
     const out = transform(record, now);
     for (const m of out.messages) messages.push(m);
     for (const e of out.events) events.push(e);
     for (const d of out.deadLetters) deadLetters.push(d);
     for (const r of out.recalls) recalls.push(r);
+    if (out.edits) for (const e of out.edits) edits.push(e);
+    if (out.editHistory) for (const h of out.editHistory) editHistory.push(h);
   }
-  return { messages, events, deadLetters, recalls };
+  return { messages, events, deadLetters, recalls, ...(edits.length > 0 ? { edits } : {}), ...(editHistory.length > 0 ? { editHistory } : {}) };
 }
 
 export interface EmbeddedPipelineOptions {
@@ -95,6 +124,7 @@ export interface EmbeddedPipelineOptions {
   readonly log: Logger;
   readonly wakeups?: Wakeups;
   readonly clock?: () => number;
+  readonly observer?: PipelineObserver;
 }
 
 /**
@@ -122,7 +152,9 @@ export async function runEmbeddedPipeline(options: EmbeddedPipelineOptions): Pro
       loadCursor: (stream) => options.cursors.load(source.name, stream),
       wakeup: (signal) => wakeups.wait(source.origin.tenant, signal),
       emit: async (page) => {
+        const started = performance.now();
         const output = transformPage(page, transform, clock());
+        options.observer?.transformed?.(source, page, output, performance.now() - started);
         await sink.add({ output, cursor: { source: source.name, stream: page.stream, cursor: page.cursorAfter } });
       },
     };

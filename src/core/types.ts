@@ -169,10 +169,58 @@ export interface RecallMark {
   readonly recall_time: number;
 }
 
+/**
+ * An edit to apply to an already stored message (Yunhu): its content becomes the edited one.
+ * Applied only when `edit_time` is later than the stored one, so re-delivery changes nothing.
+ */
+export interface EditMark {
+  readonly tenant: string;
+  readonly staff_id: string;
+  readonly session_id: string;
+  /** The edited message's msgid. */
+  readonly target_msgid: string;
+  /** When the message was last edited, unix ms. */
+  readonly edit_time: number;
+  readonly msg_type: MsgType;
+  readonly wx_msg_type: number;
+  readonly content_text: string;
+  readonly content: string;
+  readonly raw_content: string;
+}
+
+/** One earlier version of an edited message (table `message_edits`). */
+export interface MessageEditRow {
+  readonly tenant: string;
+  readonly source: string;
+  readonly source_type: SourceType;
+  readonly staff_id: string;
+  readonly session_id: string;
+  readonly msgid: string;
+  /** The provider's id of this edit, exact decimal. */
+  readonly edit_id: string;
+  /** Provider content type of the old version. */
+  readonly content_type: number;
+  /** The old content as the provider sent it (a JSON text for Yunhu). */
+  readonly content_old: string;
+  /** The searchable text of the old content. */
+  readonly content_text_old: string;
+  /** When the message was sent, unix ms. */
+  readonly msg_time: number;
+  /** When this edit replaced `content_old`, unix ms. */
+  readonly edit_time: number;
+  /** The history entry exactly as received. */
+  readonly raw: string;
+  readonly ingested_at: number;
+}
+
 /** What a transform makes of one raw record. Empty arrays when it yields nothing of a kind. */
 export interface TransformOutput {
   readonly messages: MessageRow[];
   readonly events: EventRow[];
   readonly deadLetters: DeadLetterRow[];
   readonly recalls: RecallMark[];
+  /** Edits of stored messages (sources whose messages change after they were read). */
+  readonly edits?: EditMark[];
+  /** Earlier versions of edited messages. */
+  readonly editHistory?: MessageEditRow[];
 }

@@ -44,13 +44,26 @@ export async function postJson(
   body: unknown,
   options: { timeoutMs: number; signal?: AbortSignal },
 ): Promise<HttpResponse> {
+  return postBytes(url, { 'content-type': 'application/json', accept: 'application/json', ...headers }, JSON.stringify(body), options);
+}
+
+/**
+ * POSTs a body as is (protobuf, say; set `content-type` in `headers`) and returns the raw
+ * response bytes of a 2xx answer. Errors as {@link postJson}.
+ */
+export async function postBytes(
+  url: string,
+  headers: Record<string, string>,
+  body: string | Uint8Array,
+  options: { timeoutMs: number; signal?: AbortSignal },
+): Promise<HttpResponse> {
   let res;
   try {
     res = await request(url, {
       method: 'POST',
       dispatcher: agent,
-      headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
-      body: JSON.stringify(body),
+      headers,
+      body,
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
       ...(options.signal ? { signal: options.signal } : {}),

@@ -55,16 +55,43 @@ function checkDeadLetters(record: RawRecord, out: TransformOutput, now: number):
 }
 
 /** Every identifier-like column is an exact decimal string (never a float or an exponent). */
-function checkIdColumns(out: TransformOutput): void {
+function checkIdColumns(out: TransformOutput, options: TransformSuiteOptions = {}): void {
+  const msgid = options.msgidPattern;
   for (const m of out.messages) {
-    expect(m.msgid).toMatch(/^\d{1,20}$/);
-    expect(BigInt(m.msgid) < 2n ** 64n).toBe(true);
+    if (msgid === undefined) {
+      expect(m.msgid).toMatch(/^\d{1,20}$/);
+      expect(BigInt(m.msgid) < 2n ** 64n).toBe(true);
+      expect(m.pre_msgid).toMatch(/^(\d{1,20})?$/);
+    } else {
+      expect(m.msgid).toMatch(msgid);
+      if (m.pre_msgid !== '') expect(m.pre_msgid).toMatch(msgid);
+    }
     expect(m.seq).toMatch(/^\d{1,20}$/);
+    expect(BigInt(m.seq) < 2n ** 64n).toBe(true);
     expect(m.legacy_msgid).toMatch(/^(-?\d{1,20})?$/);
-    expect(m.pre_msgid).toMatch(/^(\d{1,20})?$/);
   }
   for (const e of out.events) expect(e.event_id).toMatch(/^[0-9A-Za-z_:-]{1,128}$/);
-  for (const r of out.recalls) expect(r.target_msgid).toMatch(/^\d{1,20}$/);
+  for (const r of out.recalls) expect(r.target_msgid).toMatch(msgid ?? /^\d{1,20}$/);
+  for (const e of out.edits ?? []) expect(e.target_msgid).toMatch(msgid ?? /^\d{1,20}$/);
+  for (const h of out.editHistory ?? []) expect(h.edit_id).toMatch(/^\d{1,20}$/);
+}
+
+/**
+ * What differs between transforms. The defaults fit the WeChat Channels items: decimal
+ * NewMsgIds that stand as bare integers in the JSON text.
+ */
+export interface TransformSuiteOptions {
+  /** Shape of msgid / pre_msgid / recall targets (default: up to 20 decimal digits). */
+  readonly msgidPattern?: RegExp;
+  /**
+   * How 64-bit exactness is checked: `rewrite` puts `value` into a sample (undefined when the
+   * sample carries no such field) and `read` takes it back from the output. Default: replace the
+   * msgid / event_id digits in the JSON text.
+   */
+  readonly exact?: {
+    rewrite(record: RawRecord, value: bigint): RawRecord | undefined;
+    read(out: TransformOutput): string | undefined;
+  };
 }
 
 function withBytes(record: RawRecord, bytes: Uint8Array): RawRecord {
@@ -83,7 +110,7 @@ function bigIntegers(text: string): Set<string> {
  * @param transform the transform under test
  * @param samples realistic records (valid and malformed) to mutate and check; keep a few hundred at most
  */
-export function transformConformance(name: string, transform: RecordTransform, samples: readonly RawRecord[]): void {
+export function transformConformance(name: string, transform: RecordTransform, samples: readonly RawRecord[], options: TransformSuiteOptions = {}): void {
   describe(`transform conformance: ${name}`, () => {
     afterEach(() => {
       vi.useRealTimers();
@@ -137,7 +164,7 @@ export function transformConformance(name: string, transform: RecordTransform, s
             const out = transform(record, NOW);
             checkShape(out);
             checkDeadLetters(record, out, NOW);
-            checkIdColumns(out);
+            checkIdColumns(out, options);
           },
         ),
         { numRuns: 3000 },
@@ -180,7 +207,21 @@ export function transformConformance(name: string, transform: RecordTransform, s
 
     it('keeps 64-bit identifiers exact', () => {
       const outs = samples.map((r) => transform(r, NOW));
-      outs.forEach(checkIdColumns);
+      for (const out of outs) checkIdColumns(out, options);
+      const { exact } = options;
+      if (exact !== undefined) {
+        const carriers = samples.filter((r) => exact.rewrite(r, 2n ** 63n) !== undefined);
+        expect(carriers.length).toBeGreaterThan(0);
+        fc.assert(
+          fc.property(fc.nat(carriers.length - 1), fc.bigInt({ min: 2n ** 53n + 1n, max: 2n ** 64n - 1n }), (n, value) => {
+            const next = exact.rewrite(carriers[n]!, value);
+            expect(next).toBeDefined();
+            expect(exact.read(transform(next!, NOW))).toBe(value.toString());
+          }),
+          { numRuns: 1000 },
+        );
+        return;
+      }
 
       // Ids taken from the input: swap each for random 64-bit values; they must come out exact.
       const carriers = samples

@@ -37,6 +37,7 @@ describe('hostile input', () => {
           sources: [{ type: 'gewe', name: 'g1', tenant: 'corp1', baseUrl: sim.url, token: 'tok', appId: 'wx_g1', pollIntervalMs: 100 }],
           clickhouse: { path: `${dir}/ch` },
           sink: { maxAgeMs: 200 },
+          query: { port: 0 },
         });
         const proc = startMsgpipe(['run', '--config', configFile]);
         await waitFor(() => sim.received('g1').at(-1)?.outcome === 'caught_up', 60_000, 'the pipeline to catch up');

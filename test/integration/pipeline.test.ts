@@ -28,6 +28,8 @@ function pipelineConfig(dir: string, baseUrl: string): unknown {
     ],
     clickhouse: { path: `${dir}/ch`, database: 'msgpipe' },
     sink: { maxAgeMs: 200 },
+    // `run` starts the query API too; any free port, so parallel runs never collide.
+    query: { port: 0 },
     log: { level: 'info' },
   };
 }

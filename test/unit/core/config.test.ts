@@ -21,9 +21,13 @@ describe('parseConfig', () => {
   it('applies the defaults of DESIGN §7', () => {
     const config = parseConfig({});
     expect(config.clickhouse).toEqual({ path: './data/clickhouse', database: 'msgpipe' });
-    expect(config.query).toEqual({ host: '127.0.0.1', port: 9002, timezone: 'Asia/Shanghai', strict: false });
+    expect(config.query).toEqual({ host: '127.0.0.1', port: 9002, rateLimit: 100, timezone: 'Asia/Shanghai', strict: false });
     expect(config.kafka).toBeUndefined();
     expect(Object.isFrozen(config.query)).toBe(true);
+  });
+
+  it('refuses an unknown query time zone', () => {
+    expect(() => parseConfig({ query: { timezone: 'Mars/Olympus' } })).toThrow(/query\.timezone: not a time zone name/);
   });
 
   it('interpolates ${ENV} and keeps $${X} literal', () => {
