@@ -131,8 +131,10 @@ export async function ensureTopics(admin: Admin, topics: readonly TopicSpec[]): 
   const present = new Set(await admin.listTopics());
   const missing = topics.filter((t) => !present.has(t.topic));
   if (missing.length > 0) {
+    // kafkajs's own waitForLeaders retries only LEADER_NOT_AVAILABLE, while a KRaft broker also
+    // answers UNKNOWN_TOPIC_OR_PARTITION for a moment after the creation: wait in awaitLeaders.
     await admin.createTopics({
-      waitForLeaders: true,
+      waitForLeaders: false,
       topics: missing.map((t) => ({
         topic: t.topic,
         numPartitions: t.numPartitions,
@@ -141,10 +143,38 @@ export async function ensureTopics(admin: Admin, topics: readonly TopicSpec[]): 
       })),
     });
   }
+  await awaitLeaders(admin, topics);
   return {
     created: missing.map((t) => t.topic),
     existing: topics.filter((t) => present.has(t.topic)).map((t) => t.topic),
   };
+}
+
+/** How long {@link ensureTopics} waits for the partition leaders of the topics it creates. */
+const LEADER_WAIT_MS = 30_000;
+
+/**
+ * Waits until every partition of `topics` has a leader, retrying the retriable metadata errors
+ * a broker gives while it is still creating them.
+ */
+async function awaitLeaders(admin: Admin, topics: readonly TopicSpec[]): Promise<void> {
+  const deadline = Date.now() + LEADER_WAIT_MS;
+  const names = topics.map((t) => t.topic);
+  for (;;) {
+    let waitingFor: string;
+    try {
+      const { topics: found } = await admin.fetchTopicMetadata({ topics: names });
+      const unled = found.filter((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0));
+      if (unled.length === 0) return;
+      waitingFor = `no leader yet for ${unled.map((t) => t.name).join(', ')}`;
+    } catch (err) {
+      const retriable = err instanceof Error && (err as { retriable?: unknown }).retriable === true;
+      if (!retriable) throw err;
+      waitingFor = err.message;
+    }
+    if (Date.now() > deadline) throw new Error(`Kafka topics ${names.join(', ')} have no partition leaders after ${LEADER_WAIT_MS} ms: ${waitingFor}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /**
