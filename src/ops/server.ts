@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { MetricsConfig } from './config.ts';
 import { Readiness } from './health.ts';
 import { Metrics } from './metrics.ts';
+import { closeServer } from '../core/close-server.ts';
 
 export interface OpsDeps {
   readonly metrics: Metrics;
@@ -63,7 +64,7 @@ export async function startOpsServer(config: MetricsConfig, deps: OpsDeps, log: 
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${String(port)}`;
   log.info({ url }, 'Operations listener started.');
-  return { url, close: () => app.close() };
+  return { url, close: () => closeServer(app) };
 }
 
 /** Everything a command needs for operations: metrics, readiness and the listener serving them. */

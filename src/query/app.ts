@@ -31,6 +31,7 @@ import { listSessionMessages } from './session-msgs.ts';
 import { listSessions } from './sessions.ts';
 import { NonceCache, type Params, verifySignature } from './signature.ts';
 import { type SyncTrigger, triggerSync } from './sync.ts';
+import { closeServer } from '../core/close-server.ts';
 
 /** Accepted distance between a strict-mode `timestamp` and the server clock. */
 export const TIMESTAMP_WINDOW_S = 300;
@@ -235,8 +236,6 @@ export async function startQueryService(options: QueryServiceOptions): Promise<Q
   return {
     app,
     url,
-    close: async () => {
-      await app.close();
-    },
+    close: () => closeServer(app),
   };
 }

@@ -13,6 +13,7 @@ import type { SimulatorAccount, SimulatorFaults, SimulatorOptionsInput } from '.
 import { buildServer, PROVIDER_PATHS } from './server.ts';
 import type { SimulatorState } from './server.ts';
 import type { ExpectedMessage, SimProvider } from './stream.ts';
+import { closeServer } from '../core/close-server.ts';
 
 /** A simulated account as a client must address it. */
 export interface SimulatedAccountInfo {
@@ -149,7 +150,7 @@ export async function startSimulator(options: StartSimulatorOptions = {}): Promi
         endpoint: `${url}${PROVIDER_PATHS[a.provider]}`,
       })),
     close: () => {
-      closing ??= app.close().then(() => {
+      closing ??= closeServer(app).then(() => {
         log?.info({ url }, 'simulator closed');
       });
       return closing;

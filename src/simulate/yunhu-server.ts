@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import { decodeYunhu, encodeYunhu, WireError } from '../ingest/yunhu-proto.ts';
 import { hashString, Rng } from './random.ts';
 import { key, type YunhuChatInput, YunhuSimAccount, type YunhuSimChat, type YunhuSimContent, type YunhuSimMessage } from './yunhu-state.ts';
+import { closeServer } from '../core/close-server.ts';
 
 export interface YunhuSimFaults {
   readonly errorRate?: number;
@@ -420,7 +421,7 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
         userId: s.account.userId,
         chats: [...s.account.chats.values()].map((c) => ({ chatId: c.chatId, chatType: c.chatType })),
       })),
-    close: () => (closing ??= app.close()),
+    close: () => (closing ??= closeServer(app)),
     received: (id) => [...get(id).log],
     expected: (id) =>
       [...get(id).account.chats.values()].flatMap((chat) =>
