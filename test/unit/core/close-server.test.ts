@@ -21,7 +21,7 @@ describe('closeServer', () => {
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : 0;
 
-    const answer = fetch(`http://127.0.0.1:${String(port)}/slow`).then(async (r) => ({ status: r.status, body: (await r.json()) as unknown }));
+    const answer = fetch(`http://127.0.0.1:${String(port)}/slow`).then(async (r) => ({ status: r.status, body: await r.json() }));
     await started;
     let closed = false;
     const closing = closeServer(app).then(() => {
