@@ -77,6 +77,15 @@ describe('operations listener of msgpipe run', () => {
           expect(await (await fetch(`${url}/readyz`)).json()).toEqual({ status: 'ready', waiting: [] });
 
           await waitFor(() => caughtUp(sim), 120_000, 'the pipeline to catch up');
+          // The sources keep polling after they caught up, and a malformed answer would add a dead
+          // letter after the scrape below: heal g1 and wait for a clean answer after the heal.
+          sim.clearFaults('g1');
+          const healedAfter = sim.received('g1').at(-1)?.sequence ?? -1;
+          await waitFor(
+            () => sim.received('g1').some((r) => r.sequence > healedAfter && r.outcome === 'caught_up'),
+            60_000,
+            'a clean poll of g1 after the heal',
+          );
           // Everything served is read; wait until the sink has stored it all (queue empty, no cursor pending).
           let samples: Sample[] = [];
           await waitFor(
