@@ -186,7 +186,9 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
 
       api.post('/sync', async (request, reply) => {
         const q = parseParams(syncSchema, paramsOf(request));
-        await triggerSync(options.sync, q.ext_corp_id);
+        await triggerSync(options.sync, q.ext_corp_id, (err: unknown) => {
+          request.log.warn({ err, tenant: q.ext_corp_id }, 'A sync request that timed out failed later.');
+        });
         request.log.info({ tenant: q.ext_corp_id }, 'Sync requested.');
         return send(reply, API_CODES.OK, '同步任务已启动');
       });
