@@ -99,7 +99,14 @@ export interface YunhuSimulatorHandle {
   readonly port: number;
   accounts(): { id: string; token: string; userId: string; chats: { chatId: string; chatType: number }[] }[];
   close(): Promise<void>;
+  /** Every request the account answered, oldest first (logged when the answer is sent). */
   received(account: string): YunhuReceived[];
+  /**
+   * Read requests (list, conversation list, edit record) with the account's token that reached
+   * the simulator, answered or not: one held by `latencyMs` counts at once, while received()
+   * lists it only once its answer is sent.
+   */
+  arrivals(account: string): number;
   expected(account: string): YunhuExpected[];
   setFaults(account: string, faults: YunhuSimFaults): void;
   clearFaults(account: string): void;
@@ -114,6 +121,7 @@ interface AccountState {
   readonly account: YunhuSimAccount;
   faults: YunhuSimFaults | undefined;
   accepted: number;
+  arrivals: number;
   expired: boolean;
   readonly log: YunhuReceived[];
 }
@@ -183,7 +191,7 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
   for (const input of options.accounts) {
     const account = new YunhuSimAccount({ ...input, id: input.id ?? input.userId, startTime });
     if (states.has(account.id)) throw new RangeError(`duplicate yunhu simulator account "${account.id}"`);
-    states.set(account.id, { account, faults: input.faults, accepted: 0, expired: false, log: [] });
+    states.set(account.id, { account, faults: input.faults, accepted: 0, arrivals: 0, expired: false, log: [] });
   }
   let global = options.faults;
   const dice = new Rng(options.faultSeed ?? 1);
@@ -219,6 +227,7 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
         ? reply.code(200).type('application/json').send('{"code":-101,"msg":"未登录"}')
         : reply.code(200).type(PROTOBUF).send(Buffer.from(statusOnly(-101, '未登录')));
     if (s === undefined) return refuse();
+    s.arrivals++;
     const f = faultsOf(s);
     if ((f.latencyMs ?? 0) > 0) await sleep(f.latencyMs ?? 0);
     if (s.expired || (f.tokenExpiresAfter !== undefined && f.tokenExpiresAfter !== null && s.accepted >= f.tokenExpiresAfter)) {
@@ -423,6 +432,7 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
       })),
     close: () => (closing ??= closeServer(app)),
     received: (id) => [...get(id).log],
+    arrivals: (id) => get(id).arrivals,
     expected: (id) =>
       [...get(id).account.chats.values()].flatMap((chat) =>
         chat.messages.map((m) => ({

@@ -1,30 +1,9 @@
-/** Every source type runs the source conformance suite against its simulator. */
-import { sourceSchema } from '../../src/core/config.ts';
-import { createSource } from '../../src/ingest/registry.ts';
-import type { SimProvider } from '../../src/simulate/index.ts';
-import { sourceConformance, type SourceFactory } from './source-suite.ts';
+/** Every source type runs the source conformance suite against its simulator over HTTP. */
+import { finderHarness } from './finder-source-harness.ts';
+import { sourceConformance } from './source-suite.ts';
+import { yunhuHarness } from './yunhu-source-harness.ts';
 
-/** The embedded-mode factory: the registry's source for the simulated account. */
-function embedded(provider: SimProvider): SourceFactory {
-  return {
-    provider,
-    create: ({ account, baseUrl, name, tenant, tuning }) => {
-      const login = provider === 'syncfinder' ? { wId: account.login } : { appId: account.login };
-      const config = sourceSchema.parse({
-        type: provider,
-        name,
-        tenant,
-        baseUrl,
-        token: account.token,
-        pollIntervalMs: tuning.pollIntervalMs,
-        requestTimeoutMs: 10_000,
-        ...login,
-      });
-      return createSource(config, { retry: tuning.retry, parkRetryMs: tuning.parkRetryMs });
-    },
-  };
-}
-
-sourceConformance('gewe', embedded('gewe'));
-sourceConformance('videosapi', embedded('videosapi'));
-sourceConformance('syncfinder', embedded('syncfinder'));
+sourceConformance('gewe', finderHarness('gewe'));
+sourceConformance('videosapi', finderHarness('videosapi'));
+sourceConformance('syncfinder', finderHarness('syncfinder'));
+sourceConformance('yunhu', yunhuHarness());
