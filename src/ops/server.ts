@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { MetricsConfig } from './config.ts';
 import { Readiness } from './health.ts';
 import { Metrics } from './metrics.ts';
-import { closeServer } from '../core/close-server.ts';
+import { closeServer, trackConnections } from '../core/close-server.ts';
 
 export interface OpsDeps {
   readonly metrics: Metrics;
@@ -51,6 +51,7 @@ export interface OpsServer {
 export async function startOpsServer(config: MetricsConfig, deps: OpsDeps, log: Logger): Promise<OpsServer> {
   if (!config.enabled) return NO_SERVER;
   const app = fastify({ logger: false });
+  trackConnections(app);
   registerOpsRoutes(app, deps);
   try {
     await app.listen({ host: config.host, port: config.port });

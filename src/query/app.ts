@@ -31,7 +31,7 @@ import { listSessionMessages } from './session-msgs.ts';
 import { listSessions } from './sessions.ts';
 import { NonceCache, type Params, verifySignature } from './signature.ts';
 import { type SyncTrigger, triggerSync } from './sync.ts';
-import { closeServer } from '../core/close-server.ts';
+import { closeServer, trackConnections } from '../core/close-server.ts';
 
 /** Accepted distance between a strict-mode `timestamp` and the server clock. */
 export const TIMESTAMP_WINDOW_S = 300;
@@ -111,6 +111,7 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
   });
+  trackConnections(app);
 
   app.addHook('onResponse', (request, reply, done) => {
     request.log.debug(

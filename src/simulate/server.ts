@@ -15,6 +15,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 
+import { trackConnections } from '../core/close-server.ts';
 import type { SimAccount } from './account.ts';
 import { HOSTILE_KINDS } from './hostile.ts';
 import { simulatorFaultsSchema } from './options.ts';
@@ -95,6 +96,7 @@ const releaseSchema = z.strictObject({ count: z.int().min(0) });
 /** Builds the fastify app. The caller listens and closes. */
 export function buildServer(state: SimulatorState, options: { adminToken?: string; logger?: Logger }): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  trackConnections(app);
   const log = options.logger;
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => {

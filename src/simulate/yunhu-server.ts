@@ -23,7 +23,7 @@ import type { Logger } from 'pino';
 import { decodeYunhu, encodeYunhu, WireError } from '../ingest/yunhu-proto.ts';
 import { hashString, Rng } from './random.ts';
 import { key, type YunhuChatInput, YunhuSimAccount, type YunhuSimChat, type YunhuSimContent, type YunhuSimMessage } from './yunhu-state.ts';
-import { closeServer } from '../core/close-server.ts';
+import { closeServer, trackConnections } from '../core/close-server.ts';
 
 export interface YunhuSimFaults {
   readonly errorRate?: number;
@@ -208,6 +208,7 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
   const faultsOf = (s: AccountState): YunhuSimFaults => ({ ...global, ...s.faults });
 
   const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024 });
+  trackConnections(app);
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => {
     done(null, body);

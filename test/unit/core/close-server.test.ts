@@ -1,7 +1,9 @@
+import { connect } from 'node:net';
+
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 
-import { closeServer } from '../../../src/core/close-server.ts';
+import { closeServer, trackConnections } from '../../../src/core/close-server.ts';
 
 describe('closeServer', () => {
   it('lets a request in flight finish, then closes its keep-alive connection instead of waiting out the timeout', async () => {
@@ -42,5 +44,40 @@ describe('closeServer', () => {
     }).then((count) => {
       expect(count).toBe(0);
     });
+  }, 10_000);
+
+  it('closes a tracked connection that never sent a request, while a request in flight still finishes', async () => {
+    // Node counts a fresh connection as busy until its headers timeout; the test's timeout is far shorter.
+    const app = Fastify({ keepAliveTimeout: 120_000 });
+    trackConnections(app);
+    let release: () => void = () => undefined;
+    const started = new Promise<void>((resolveStarted) => {
+      app.get('/slow', async () => {
+        resolveStarted();
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        return { done: true };
+      });
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+
+    // A client that opened a connection and never wrote to it (an aborted request's pooled socket).
+    const silent = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => silent.once('connect', () => { resolve(); }));
+    const silentClosed = new Promise<void>((resolve) => silent.once('close', () => { resolve(); }));
+    silent.on('error', () => undefined);
+    const answer = fetch(`http://127.0.0.1:${String(port)}/slow`).then(async (r) => ({ status: r.status, body: (await r.json()) }));
+    await started;
+
+    const closing = closeServer(app);
+    // The silent connection is closed by the server while the request is still being served.
+    await silentClosed;
+    release();
+    await expect(answer).resolves.toEqual({ status: 200, body: { done: true } });
+    await closing;
+    expect(app.server.listening).toBe(false);
   }, 10_000);
 });
