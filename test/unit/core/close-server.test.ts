@@ -69,7 +69,7 @@ describe('closeServer', () => {
     await new Promise<void>((resolve) => silent.once('connect', () => { resolve(); }));
     const silentClosed = new Promise<void>((resolve) => silent.once('close', () => { resolve(); }));
     silent.on('error', () => undefined);
-    const answer = fetch(`http://127.0.0.1:${String(port)}/slow`).then(async (r) => ({ status: r.status, body: (await r.json()) }));
+    const answer = fetch(`http://127.0.0.1:${String(port)}/slow`).then(async (r) => ({ status: r.status, body: await r.json() }));
     await started;
 
     const closing = closeServer(app);
