@@ -22,9 +22,9 @@
  * Failures: network, timeouts, 408/425/429/5xx are retried with jittered backoff (Retry-After
  * honoured) and the same request. `status.code` -101 (not logged in) or a token text, and HTTP
  * 401/403, park the account (tried again every minute). Any other non-success status, and a body
- * that is not the protobuf (or JSON) it should be, becomes a dead letter with the whole body
- * (once per distinct body and position) and the same request is tried again after a backoff; no
- * cursor moves past it.
+ * that is not the protobuf (or JSON) it should be, becomes a dead letter with the whole body (once
+ * per position and distinct body, or distinct status code and text) and the same request is
+ * tried again after a backoff; no cursor moves past it.
  */
 import { createHash } from 'node:crypto';
 
@@ -93,11 +93,18 @@ class BadBody {
   readonly body: Uint8Array;
   readonly code: ErrorCode;
   readonly message: string;
+  /**
+   * What makes two bad answers at one position the same failure, for the once-only dead letter:
+   * the body by default; the status code and text for an error status, whose body also carries
+   * a fresh `request_id` on every answer.
+   */
+  readonly identity: Uint8Array | string;
 
-  constructor(body: Uint8Array, code: ErrorCode, message: string) {
+  constructor(body: Uint8Array, code: ErrorCode, message: string, identity: Uint8Array | string = body) {
     this.body = body;
     this.code = code;
     this.message = message;
+    this.identity = identity;
   }
 }
 
@@ -448,12 +455,13 @@ export class YunhuSource implements Source {
     if (status.code === YUNHU_OK) return;
     const auth = statusError(status);
     if (auth !== undefined) throw auth;
-    return this.bad(ctx, position, new BadBody(body, 'MSGPIPE_ERR_PROVIDER', `Yunhu answered status ${status.code}: ${status.msg.slice(0, 200)}`));
+    const message = `Yunhu answered status ${status.code}: ${status.msg.slice(0, 200)}`;
+    return this.bad(ctx, position, new BadBody(body, 'MSGPIPE_ERR_PROVIDER', message, `status ${status.code}\n${status.msg}`));
   }
 
   /** Dead-letters an unusable body (once per distinct body and position), then abandons the round. */
   private async bad(ctx: SourceContext, position: string, bad: BadBody): Promise<never> {
-    const hash = createHash('sha1').update(position).update('\n').update(bad.body).digest('hex');
+    const hash = createHash('sha1').update(position).update('\n').update(bad.identity).digest('hex');
     if (!this.reported.has(hash)) {
       const stream = position.split(/[@#]/)[0] ?? position;
       const deadLetter: DeadLetterRow = {

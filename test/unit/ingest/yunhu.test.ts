@@ -111,6 +111,23 @@ describe('yunhu source', () => {
     await r.stop();
   });
 
+  it('dead-letters a persistent error status once per position, although every answer carries a fresh request_id', async () => {
+    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 5 }] });
+    const source = build(sim, { chats: [{ chatId: '7356214', chatType: 1 }] });
+    sim.setFaults('7311890', { errorStatusRate: 1 });
+    const r = run(source);
+    const errorAnswers = (): Uint8Array[] => sim.received('7311890').flatMap((x) => (x.outcome === 'error_status' && x.body !== undefined ? [x.body] : []));
+    await vi.waitFor(() => { expect(errorAnswers().length).toBeGreaterThanOrEqual(4); }, WAIT);
+    // The answers differ (their request_id), the failure does not.
+    expect(new Set(errorAnswers().map((b) => Buffer.from(b).toString('base64'))).size).toBeGreaterThan(1);
+    const letters = r.pages.flatMap((p) => p.deadLetters);
+    expect(letters.map((d) => d.error_code)).toEqual(['MSGPIPE_ERR_PROVIDER']);
+    sim.clearFaults('7311890');
+    await vi.waitFor(() => { expect(r.cursors.get('1:7356214')).toBe('5'); }, WAIT);
+    expect(r.pages.flatMap((p) => p.deadLetters)).toHaveLength(1);
+    await r.stop();
+  });
+
   it('parks on status -101 and dead-letters a negative status and a malformed body with the whole body, without moving the cursor', async () => {
     const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 25 }] });
     const source = build(sim, { chats: [{ chatId: '7356214', chatType: 1 }] });
