@@ -14,6 +14,9 @@ import type { EditMark, MessageEditRow } from '../core/types.ts';
 import type { CallOptions, Store } from './clickhouse.ts';
 import { MESSAGES_TABLE } from './messages.ts';
 
+/** The aggregate behind the `sessions` view (migrations/0002). */
+const SESSIONS_AGG_TABLE = 'sessions_agg';
+
 export const MESSAGE_EDITS_TABLE = 'message_edits';
 
 export const MESSAGE_EDIT_COLUMNS = [
@@ -116,7 +119,42 @@ export async function applyEdits(store: Store, marks: readonly EditMark[], optio
     },
     options,
   );
+  await refreshSessions(store, latest, options);
   return latest.length;
+}
+
+/**
+ * Brings the session list up to date with edited messages. `sessions_mv` sees only inserts,
+ * so an edit UPDATE leaves the session's latest message with its first text; this adds, for
+ * each edited target, an aggregate state read back from `messages` (the same expression as
+ * migrations/0003) whose argMax key sorts after the message's own and after its earlier edits:
+ * `(msg_time, msgid)` becomes `(msg_time, msgid + '\x01' + edit time in ms)`. It adds no
+ * counts, so repeating it (a retried flush, a re-read edit) changes nothing, and it changes the
+ * session's latest message only when the edited message is that one.
+ */
+async function refreshSessions(store: Store, latest: readonly EditMark[], options: CallOptions): Promise<void> {
+  await store.command(
+    `INSERT INTO ${SESSIONS_AGG_TABLE}
+     SELECT tenant, staff_id, session_type, session_id,
+       argMaxState(
+         CAST(
+           (msgid, toString(action), from_id, tolist, room_id, peer_id, toString(msg_type), content_text, seq, toString(source)),
+           'Tuple(msgid String, action String, from_id String, tolist Array(String), room_id String, peer_id String, msg_type String, content_text String, seq UInt64, source String)'),
+         (msg_time, concat(msgid, '\x01', leftPad(toString(toUnixTimestamp64Milli(assumeNotNull(edit_time))), 15, '0')))),
+       argMaxState(peer_name, (toUInt8(peer_name != ''), msg_time)),
+       argMaxState(peer_avatar, (toUInt8(peer_avatar != ''), msg_time)),
+       min(msg_time), max(msg_time), toUInt64(0), toUInt64(0)
+     FROM ${MESSAGES_TABLE}
+     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)} AND msgid IN {ids:Array(String)}
+       AND edit_time IS NOT NULL
+     GROUP BY tenant, staff_id, session_type, session_id, msgid`,
+    {
+      tenants: distinct(latest.map((m) => m.tenant)),
+      staffs: distinct(latest.map((m) => m.staff_id)),
+      ids: distinct(latest.map((m) => m.target_msgid)),
+    },
+    options,
+  );
 }
 
 /** Keys of history rows already stored among `rows`. */

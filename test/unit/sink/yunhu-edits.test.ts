@@ -85,6 +85,34 @@ describe('SinkWriter with Yunhu edits', () => {
     ]);
   });
 
+  it('shows the edited text as the session\'s latest message, counting nothing twice', async () => {
+    const w = new SinkWriter(t.store, silent, { maxAgeMs: 60_000 });
+    await w.add(unit([msg('first', 0), msg('hello', 0, 0, 'm2', 2)], '0'));
+    await w.flush();
+    const latest = async (): Promise<unknown> =>
+      (await t.store.query('SELECT last_msgid, last_content_text, toString(msg_count) AS msg_count FROM sessions'))[0];
+    expect(await latest()).toEqual({ last_msgid: 'm2', last_content_text: 'hello', msg_count: '2' });
+
+    // The latest message is edited twice; the second edit is delivered again, the first late.
+    const second = unit([msg('hello v3', SEND + 300, 0, 'm2', 2)], '2');
+    await w.add(unit([msg('hello v2', SEND + 200, 0, 'm2', 2)], '2'));
+    await w.flush();
+    expect(await latest()).toEqual({ last_msgid: 'm2', last_content_text: 'hello v2', msg_count: '2' });
+    await w.add(second);
+    await w.flush();
+    await w.add(second);
+    await w.add(unit([msg('hello v2', SEND + 200, 0, 'm2', 2)], '2'));
+    await w.flush();
+    expect(await latest()).toEqual({ last_msgid: 'm2', last_content_text: 'hello v3', msg_count: '2' });
+
+    // An edit of an older message leaves the session's latest message as it is.
+    await w.add(unit([msg('first, edited', SEND + 400)], '2'));
+    await w.close();
+    expect(await latest()).toEqual({ last_msgid: 'm2', last_content_text: 'hello v3', msg_count: '2' });
+    const [m1] = await t.store.query<{ content_text: string }>("SELECT content_text FROM messages WHERE msgid = 'm1'");
+    expect(m1?.content_text).toBe('first, edited');
+  });
+
   it('stores a message first seen already edited with its edit time, in one batch', async () => {
     const w = new SinkWriter(t.store, silent);
     await w.add(unit([msg('v2', SEND + 100), entry(10, 'v1', SEND + 100)], '0'));
