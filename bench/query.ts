@@ -19,7 +19,7 @@ import { pino } from 'pino';
 
 import { parseConfig } from '../src/core/config.ts';
 import { signUrl, startQueryService } from '../src/query/index.ts';
-import { openStore } from '../src/sink/clickhouse.ts';
+import { openStore, type Store } from '../src/sink/clickhouse.ts';
 import { migrate } from '../src/sink/migrate.ts';
 
 const execFileAsync = promisify(execFile);
@@ -63,7 +63,38 @@ export interface QueryBenchResult {
   readonly parts: number;
   readonly connections: number;
   readonly seconds: number;
+  /** The engine's floor: what `SELECT 1` costs alone and when `connections` of them arrive at once. */
+  readonly floor: EngineFloor;
   readonly results: readonly LoadResult[];
+}
+
+export interface EngineFloor {
+  /** Median of 200 `SELECT 1` one after another, ms. */
+  readonly select1Ms: number;
+  /** p95 latency of `connections` `SELECT 1` sent at once (chDB runs them one after another), ms. */
+  readonly select1ConcurrentP95Ms: number;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
+}
+
+/** Measures the per-query floor of `store` (see {@link EngineFloor}). */
+async function engineFloor(store: Store, connections: number): Promise<EngineFloor> {
+  const serial: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const t = performance.now();
+    await store.query('SELECT 1 AS one');
+    serial.push(performance.now() - t);
+  }
+  const concurrent: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const t = performance.now();
+    await Promise.all(Array.from({ length: connections }, () => store.query('SELECT 1 AS one').then(() => { concurrent.push(performance.now() - t); })));
+  }
+  serial.sort((a, b) => a - b);
+  concurrent.sort((a, b) => a - b);
+  return { select1Ms: percentile(serial, 50), select1ConcurrentP95Ms: percentile(concurrent, 95) };
 }
 
 function pick<T>(items: readonly T[]): T {
@@ -131,6 +162,9 @@ export async function runQueryBench(): Promise<QueryBenchResult> {
     const mergeSeconds = (Date.now() - merging) / 1000;
     const [parts] = await store.query<{ parts: string }>("SELECT count() AS parts FROM system.parts WHERE active AND table = 'messages'");
 
+    const floor = await engineFloor(store, connections);
+    process.stderr.write(`query bench: engine floor ${JSON.stringify(floor)}\n`);
+
     const config = parseConfig({ tenants: [{ id: 'bench', secret: SECRET }], query: { port: 0, rateLimit: 1_000_000 } });
     const service = await startQueryService({ store, config, log, sync: { trigger: () => 0 } });
     const results: LoadResult[] = [];
@@ -149,7 +183,7 @@ export async function runQueryBench(): Promise<QueryBenchResult> {
     } finally {
       await service.close();
     }
-    return { messages: total, sessions, generateSeconds, mergeSeconds, parts: Number(parts?.parts ?? 0), connections, seconds, results };
+    return { messages: total, sessions, generateSeconds, mergeSeconds, parts: Number(parts?.parts ?? 0), connections, seconds, floor, results };
   } finally {
     await store.close();
     await rm(dir, { recursive: true, force: true });
