@@ -121,6 +121,8 @@ export async function runPipelineCommand(config: Config, log: Logger, roles: rea
   }
   if (config.sources.length === 0) log.warn('No sources configured: nothing to poll.');
   const lifecycle = installLifecycle({ log });
+  // The exit code main() returns for a failure (it logs the error) until the run ended cleanly.
+  let code = 1;
   const ops = await startOps(config.metrics, log);
   lifecycle.signal.addEventListener('abort', () => { ops.readiness.drain(); }, { once: true });
   if (lifecycle.signal.aborted) ops.readiness.drain();
@@ -134,10 +136,11 @@ export async function runPipelineCommand(config: Config, log: Logger, roles: rea
     const run = await startEmbedded(config, log, lifecycle.signal, ops, { query });
     await run.done;
     log.info('Pipeline stopped; everything fetched is stored.');
-    return 0;
+    code = 0;
+    return code;
   } finally {
     await ops.server.close();
-    lifecycle.dispose();
+    lifecycle.finish(code);
   }
 }
 
@@ -152,6 +155,8 @@ async function runDistributedCommand(config: Config, log: Logger, allRoles: read
     roles = roles.filter((r) => r !== 'query');
   }
   const lifecycle = installLifecycle({ log });
+  // The exit code main() returns for a failure (it logs the error) until the run ended cleanly.
+  let code = 1;
   const ops = await startOps(config.metrics, log);
   lifecycle.signal.addEventListener('abort', () => { ops.readiness.drain(); }, { once: true });
   if (lifecycle.signal.aborted) ops.readiness.drain();
@@ -169,9 +174,11 @@ async function runDistributedCommand(config: Config, log: Logger, allRoles: read
     });
     await run.done;
     log.info({ roles }, 'Stopped; every batch in flight was handed on and committed.');
-    return 0;
+    code = 0;
+    return code;
   } finally {
     await ops.server.close();
-    lifecycle.dispose();
+    // kafkajs may leave a broker connection open after a broker restart: end the process anyway.
+    lifecycle.finish(code);
   }
 }

@@ -5,6 +5,11 @@
  * more, so a second or third signal is normal: it is logged and ignored, never allowed to cut
  * a drain short. Only the drain deadline (30 s by default) ends the process early, with exit
  * code 70, because a stuck drain must not hang a deploy forever.
+ *
+ * After the drain, {@link Lifecycle.finish} makes sure the process really ends: a handle a
+ * library leaves open (kafkajs 2.2.4 can keep a broker connection and its timers after a
+ * consumer that rode out a broker restart disconnected) would otherwise keep a drained process
+ * alive for ever, and a supervisor waiting for it would hang.
  */
 import type { Logger } from 'pino';
 
@@ -17,6 +22,12 @@ export interface Lifecycle {
   stop(reason: string): void;
   /** Removes the signal handlers and the deadline timer. */
   dispose(): void;
+  /**
+   * {@link Lifecycle.dispose}, for a command whose work is over, and then ends the process with
+   * `code` if something still holds it after `lingerMs`, logging the resources left open. A
+   * process whose event loop empties ends by itself first (the timer does not hold it).
+   */
+  finish(code: number): void;
 }
 
 export interface LifecycleOptions {
@@ -25,6 +36,8 @@ export interface LifecycleOptions {
   readonly drainTimeoutMs?: number;
   /** How the deadline ends the process; tests replace it. */
   readonly exit?: (code: number) => void;
+  /** How long {@link Lifecycle.finish} lets the event loop empty by itself (5 s by default). */
+  readonly lingerMs?: number;
 }
 
 /** Installs the stop-signal handlers for a long-running command. */
@@ -52,12 +65,24 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
     process.on(sig, handler);
     return [sig, handler] as const;
   });
+  const dispose = (): void => {
+    for (const [sig, handler] of handlers) process.off(sig, handler);
+    if (deadline) clearTimeout(deadline);
+  };
   return {
     signal: controller.signal,
     stop,
-    dispose: () => {
-      for (const [sig, handler] of handlers) process.off(sig, handler);
-      if (deadline) clearTimeout(deadline);
+    dispose,
+    finish: (code) => {
+      dispose();
+      const linger = setTimeout(() => {
+        options.log.warn(
+          { resources: process.getActiveResourcesInfo(), lingerMs: options.lingerMs ?? 5000, code },
+          'Work is over but open handles keep the process alive; exiting.',
+        );
+        exit(code);
+      }, options.lingerMs ?? 5000);
+      linger.unref();
     },
   };
 }
