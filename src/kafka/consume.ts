@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 
-import type { Consumer, EachBatchPayload, Kafka } from './client.ts';
+import { type Consumer, type EachBatchPayload, type Kafka, retryKafka } from './client.ts';
 
 /** One partition's records, in offset order, as a handler sees them. */
 export interface PartitionBatch {
@@ -92,7 +92,9 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
     }
   });
   await consumer.connect();
-  for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: true });
+  // kafkajs retries a metadata request that meets a leader election but gives up at once on a
+  // broker that closes the connection: a process starting while the broker restarts would exit.
+  await retryKafka(() => consumer.subscribe({ topics: [...options.topics], fromBeginning: true }), log);
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 
 import type { Wakeups } from '../core/pipeline.ts';
 import type { Kafka, Producer } from './client.ts';
-import { createIdempotentProducer } from './client.ts';
+import { createIdempotentProducer, retryKafka } from './client.ts';
 import { decodeSyncRequest, encodeSyncRequest } from './codec.ts';
 import type { Topics } from './topics.ts';
 
@@ -53,7 +53,8 @@ export async function startSyncListener(kafka: Kafka, topics: Topics, wakeups: W
   const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 250 });
   let received = 0;
   await consumer.connect();
-  await consumer.subscribe({ topic: topics.control, fromBeginning: false });
+  // Retried like the consumer loops' subscribe (consume.ts): the broker may be restarting.
+  await retryKafka(() => consumer.subscribe({ topic: topics.control, fromBeginning: false }), log);
   await consumer.run({
     eachMessage: ({ message }) => {
       received += 1;
