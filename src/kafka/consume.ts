@@ -46,8 +46,10 @@ export interface ConsumerLoopOptions {
   readonly log: Logger;
   /** Most records handed to one handler call. */
   readonly maxRecords: number;
-  /** Bytes a fetch takes from one partition. */
+  /** Bytes a fetch takes from one partition (default 4 MiB). */
   readonly maxBytesPerPartition?: number;
+  /** Bytes a fetch takes over all partitions (default 16 MiB). */
+  readonly maxBytes?: number;
   /** Group session timeout, ms (heartbeats every third of it). */
   readonly sessionTimeoutMs: number;
   readonly handle: (batch: PartitionBatch) => Promise<void>;
@@ -72,7 +74,7 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
     groupId: options.groupId,
     allowAutoTopicCreation: false,
     maxBytesPerPartition: options.maxBytesPerPartition ?? 4 * 1024 * 1024,
-    maxBytes: 16 * 1024 * 1024,
+    maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
     maxWaitTimeInMs: 250,
     sessionTimeout: options.sessionTimeoutMs,
     rebalanceTimeout,

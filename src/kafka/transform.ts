@@ -282,6 +282,11 @@ export async function startKafkaTransform(options: KafkaTransformOptions): Promi
           topics: types.map((t) => topics.raw(t)),
           log: log.child({ consumer: i }),
           maxRecords: 2000,
+          // Smaller fetches than the sink's: a transform holds each record decoded and encoded
+          // again, and 1 MiB / 4 MiB kept its peak RSS at 256 MB against 328 MB with 4 / 16 MiB
+          // (300k-message bench, docs/benchmarks.md).
+          maxBytesPerPartition: 1024 * 1024,
+          maxBytes: 4 * 1024 * 1024,
           sessionTimeoutMs: options.sessionTimeoutMs,
           handle,
           ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
