@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 
+import { signUrl } from '../../src/query/index.ts';
 import { yunhuClient } from '../../src/simulate/yunhu-client.ts';
 import { startYunhuSimulator, type YunhuExpected, type YunhuSimulatorHandle } from '../../src/simulate/yunhu-server.ts';
 import { type MsgpipeProcess, sql, startMsgpipe, waitFor, withTempDir, writeConfig } from '../helpers/msgpipe.ts';
@@ -21,8 +22,24 @@ function config(dir: string, baseUrl: string): unknown {
     ],
     clickhouse: { path: `${dir}/ch`, database: 'msgpipe' },
     sink: { maxAgeMs: 200 },
+    query: { port: 0 },
     log: { level: 'info' },
   };
+}
+
+interface Envelope {
+  code: number;
+  data: { items: Record<string, unknown>[]; total: number } | null;
+}
+
+/** GETs a signed query API path from the running process (its URL is in the startup log). */
+async function api(proc: MsgpipeProcess, path: string): Promise<Envelope> {
+  const line = proc.stderr().split('\n').find((l) => l.includes('Query API listening.'));
+  if (line === undefined) throw new Error('the query API has not said where it listens');
+  const { url } = JSON.parse(line) as { url: string };
+  const res = await fetch(`${url}${signUrl(path, 'test-secret', { tenant: 'corp1' })}`);
+  expect(res.status, path).toBe(200);
+  return (await res.json()) as Envelope;
 }
 
 async function stopGracefully(proc: MsgpipeProcess): Promise<void> {
@@ -117,11 +134,36 @@ describe('yunhu pipeline', () => {
         sim.injectHostile(ACCOUNT, 2, GROUP.chatId, 'malformed');
         sim.injectHostile(ACCOUNT, 1, USER.chatId, 'oversized');
         await client.send(GROUP, { content: { text: '坏消息之后' } });
-        sim.setFaults(ACCOUNT, { errorStatusRate: 0.3, malformedRate: 0.2 });
-        await waitFor(() => sim.received(ACCOUNT).some((r) => r.outcome === 'error_status') && sim.received(ACCOUNT).some((r) => r.outcome === 'malformed'), 30_000, 'faults');
+        // One fault after the other, each on every answer until seen: with both at a partial rate
+        // a run of bad answers stretches the source's backoff, and 30 s could see only one kind.
+        sim.setFaults(ACCOUNT, { errorStatusRate: 1 });
+        await waitFor(() => sim.received(ACCOUNT).some((r) => r.outcome === 'error_status'), 30_000, 'an error status to be served');
+        sim.setFaults(ACCOUNT, { errorStatusRate: 0, malformedRate: 1 });
+        await waitFor(() => sim.received(ACCOUNT).some((r) => r.outcome === 'malformed'), 60_000, 'a malformed answer to be served');
         sim.clearFaults(ACCOUNT);
         const changed = Date.now();
         await waitFor(() => settled(sim, changed), 60_000, 'the changes to be read');
+
+        // The query API (DESIGN §6): groups are `group` sessions with room_id, users and bots
+        // `external` ones; the edited message reads as its last edit, the recalled one as recalled.
+        const groups = await api(proc, `/api/v1/chat-msg/sessions?ext_staff_id=${ACCOUNT}&session_type=group`);
+        expect(groups.data!.items.map((i) => [i['session_id'], i['room_id'], i['session_type']])).toEqual([[GROUP.chatId, GROUP.chatId, 'group']]);
+        const external = await api(proc, `/api/v1/chat-msg/sessions?ext_staff_id=${ACCOUNT}&session_type=external`);
+        expect(external.data!.items.map((i) => i['peer_ext_id']).sort()).toEqual([USER.chatId, BOT.chatId].sort());
+        for (const item of external.data!.items) expect(item['room_id']).toBe('');
+        // What the sources read is stored within the sink's batch age, not at once: wait for it.
+        let byMsgid = new Map<unknown, Record<string, unknown>>();
+        await waitFor(
+          async () => {
+            const conversation = await api(proc, `/api/v1/chat-msg/session-msgs?ext_staff_id=${ACCOUNT}&receiver_id=${USER.chatId}&page_size=100`);
+            byMsgid = new Map(conversation.data!.items.map((i) => [i['msgid'], i]));
+            return byMsgid.get(a)?.['content_text'] === '**第三版**';
+          },
+          30_000,
+          'the last edit to be served by the query API',
+        );
+        expect(byMsgid.get(a)).toMatchObject({ content_text: '**第三版**', msg_type: 'text' });
+        expect(byMsgid.has(b)).toBe(true);
         await stopGracefully(proc);
 
         await expectExact(configFile, sim);
