@@ -28,21 +28,35 @@ export function trackConnections(app: FastifyInstance): void {
 }
 
 /**
+ * How long {@link closeServer} waits for requests in flight before it cuts every connection left:
+ * a client that sent half a request and went silent would hold the close for ever (Node stops
+ * enforcing its headers timeout once the server closes), and a drain has 30 s in all.
+ */
+export const CLOSE_GRACE_MS = 10_000;
+
+/**
  * Stops listening, lets the requests in flight finish, and closes every connection once it is
  * idle. `app.close()` alone closes only the connections idle at the moment it is called: one that
  * is serving a request then stays open for the keep-alive timeout (72 s in fastify) after its
  * answer, which would hold a drain far past its 30 s. With {@link trackConnections}, connections
- * that never sent a byte are closed too (nothing of theirs is in flight).
+ * that never sent a byte are closed too (nothing of theirs is in flight). After `graceMs`, every
+ * connection still open is closed, whatever it is doing.
  */
-export async function closeServer(app: FastifyInstance): Promise<void> {
+export async function closeServer(app: FastifyInstance, graceMs: number = CLOSE_GRACE_MS): Promise<void> {
   const open = connections.get(app.server);
   const sweep = setInterval(() => {
     app.server.closeIdleConnections();
     for (const socket of open ?? []) if (socket.bytesRead === 0) socket.destroy();
   }, SWEEP_MS);
+  sweep.unref();
+  const cut = setTimeout(() => {
+    app.server.closeAllConnections();
+  }, graceMs);
+  cut.unref();
   try {
     await app.close();
   } finally {
     clearInterval(sweep);
+    clearTimeout(cut);
   }
 }

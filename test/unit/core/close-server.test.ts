@@ -80,4 +80,30 @@ describe('closeServer', () => {
     await closing;
     expect(app.server.listening).toBe(false);
   }, 10_000);
+
+  it('cuts a connection that sent half a request and went silent once the grace period is over', async () => {
+    const app = Fastify();
+    trackConnections(app);
+    app.get('/', () => ({ ok: true }));
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    const cut = new Promise<void>((resolve) => socket.once('close', () => { resolve(); }));
+    socket.on('error', () => undefined);
+    // Headers begun, never finished: neither idle nor silent for the sweep.
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    let closed = false;
+    const closing = closeServer(app, 500).then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    // Within the grace period it is still waited for.
+    expect(closed).toBe(false);
+    await closing;
+    await cut;
+    expect(app.server.listening).toBe(false);
+  }, 10_000);
 });
