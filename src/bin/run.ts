@@ -138,9 +138,16 @@ export async function runPipelineCommand(config: Config, log: Logger, roles: rea
     log.info('Pipeline stopped; everything fetched is stored.');
     code = 0;
     return code;
+  } catch (err) {
+    // main() answers a configuration problem found while starting with 2, anything else with 1.
+    code = err instanceof ConfigError ? 2 : 1;
+    throw err;
   } finally {
-    await ops.server.close();
-    lifecycle.finish(code);
+    try {
+      await ops.server.close();
+    } finally {
+      lifecycle.finish(code);
+    }
   }
 }
 
@@ -176,9 +183,16 @@ async function runDistributedCommand(config: Config, log: Logger, allRoles: read
     log.info({ roles }, 'Stopped; every batch in flight was handed on and committed.');
     code = 0;
     return code;
+  } catch (err) {
+    // main() answers a configuration problem found while starting with 2, anything else with 1.
+    code = err instanceof ConfigError ? 2 : 1;
+    throw err;
   } finally {
-    await ops.server.close();
-    // kafkajs may leave a broker connection open after a broker restart: end the process anyway.
-    lifecycle.finish(code);
+    try {
+      await ops.server.close();
+    } finally {
+      // kafkajs may leave a broker connection open after a broker restart: end the process anyway.
+      lifecycle.finish(code);
+    }
   }
 }

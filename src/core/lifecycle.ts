@@ -25,7 +25,8 @@ export interface Lifecycle {
   /**
    * {@link Lifecycle.dispose}, for a command whose work is over, and then ends the process with
    * `code` if something still holds it after `lingerMs`, logging the resources left open. A
-   * process whose event loop empties ends by itself first (the timer does not hold it).
+   * process whose event loop empties ends by itself first (the timer does not hold it). Stop
+   * signals in the meantime are logged and change nothing.
    */
   finish(code: number): void;
 }
@@ -75,11 +76,19 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
     dispose,
     finish: (code) => {
       dispose();
+      // A signal repeated while the process winds down (npx forwarding it, a second Ctrl-C) must
+      // not turn a finished run into a killed one: keep handlers that only log it.
+      const quiet = SIGNALS.map((sig) => {
+        const handler = (): void => { options.log.info({ reason: sig, code }, 'Already finished; exiting.'); };
+        process.on(sig, handler);
+        return [sig, handler] as const;
+      });
       const linger = setTimeout(() => {
         options.log.warn(
           { resources: process.getActiveResourcesInfo(), lingerMs: options.lingerMs ?? 5000, code },
           'Work is over but open handles keep the process alive; exiting.',
         );
+        for (const [sig, handler] of quiet) process.off(sig, handler);
         exit(code);
       }, options.lingerMs ?? 5000);
       linger.unref();
