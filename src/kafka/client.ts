@@ -143,7 +143,7 @@ export async function ensureTopics(admin: Admin, topics: readonly TopicSpec[]): 
       })),
     });
   }
-  await awaitLeaders(admin, topics);
+  if (missing.length > 0) await awaitLeaders(admin, missing);
   return {
     created: missing.map((t) => t.topic),
     existing: topics.filter((t) => present.has(t.topic)).map((t) => t.topic),

@@ -94,9 +94,15 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
     }
   });
   await consumer.connect();
-  // kafkajs retries a metadata request that meets a leader election but gives up at once on a
-  // broker that closes the connection: a process starting while the broker restarts would exit.
-  await retryKafka(() => consumer.subscribe({ topics: [...options.topics], fromBeginning: true }), log);
+  try {
+    // kafkajs retries a metadata request that meets a leader election but gives up at once on a
+    // broker that closes the connection: a process starting while the broker restarts would
+    // exit. 120 × 500 ms covers a broker restart (scripts/kafka.sh allows 60 s for a start).
+    await retryKafka(() => consumer.subscribe({ topics: [...options.topics], fromBeginning: true }), log, 120);
+  } catch (err) {
+    await consumer.disconnect().catch(() => undefined);
+    throw err;
+  }
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,

@@ -54,7 +54,12 @@ export async function startSyncListener(kafka: Kafka, topics: Topics, wakeups: W
   let received = 0;
   await consumer.connect();
   // Retried like the consumer loops' subscribe (consume.ts): the broker may be restarting.
-  await retryKafka(() => consumer.subscribe({ topic: topics.control, fromBeginning: false }), log);
+  try {
+    await retryKafka(() => consumer.subscribe({ topic: topics.control, fromBeginning: false }), log, 120);
+  } catch (err) {
+    await consumer.disconnect().catch(() => undefined);
+    throw err;
+  }
   await consumer.run({
     eachMessage: ({ message }) => {
       received += 1;
