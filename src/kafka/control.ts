@@ -28,13 +28,24 @@ export interface SyncPublisher {
 export async function createSyncPublisher(kafka: Kafka, topics: Topics, clock: () => number = Date.now): Promise<SyncPublisher> {
   const producer: Producer = createIdempotentProducer(kafka);
   await producer.connect();
+  // One publish per tenant at a time: while the broker is down a send retries for minutes, and
+  // clients repeating POST /sync would otherwise pile up sends that all burst out on its return.
+  // A request made while one is pending is the same nudge.
+  const pending = new Map<string, Promise<void>>();
   return {
-    async trigger(tenant) {
-      await producer.send({
-        topic: topics.control,
-        acks: -1,
-        messages: [{ key: tenant, value: Buffer.from(encodeSyncRequest({ tenant, requested_at: clock() })) }],
-      });
+    trigger(tenant) {
+      const inFlight = pending.get(tenant);
+      if (inFlight !== undefined) return inFlight;
+      const sent = producer
+        .send({
+          topic: topics.control,
+          acks: -1,
+          messages: [{ key: tenant, value: Buffer.from(encodeSyncRequest({ tenant, requested_at: clock() })) }],
+        })
+        .then(() => undefined)
+        .finally(() => pending.delete(tenant));
+      pending.set(tenant, sent);
+      return sent;
     },
     close: () => producer.disconnect(),
   };

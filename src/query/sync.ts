@@ -17,6 +17,9 @@ export interface SyncTrigger {
  */
 export const SYNC_ACK_TIMEOUT_MS = 3000;
 
+/** What the race in {@link triggerSync} settles with when the trigger took too long. */
+const TIMED_OUT = Symbol('timed out');
+
 /**
  * Triggers `tenant`; waits only for the trigger itself (a publish ack), never for the poll, and
  * for at most `timeoutMs`: then it answers 500 with a message saying the request was not
@@ -31,14 +34,14 @@ export async function triggerSync(
 ): Promise<void> {
   const pending = Promise.resolve(trigger.trigger(tenant));
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => {
+  const timedOut = new Promise<typeof TIMED_OUT>((resolve) => {
     timer = setTimeout(() => {
-      resolve('timeout');
+      resolve(TIMED_OUT);
     }, timeoutMs);
   });
   try {
     const outcome = await Promise.race([pending, timedOut]);
-    if (outcome === 'timeout') {
+    if (outcome === TIMED_OUT) {
       pending.catch(onLateFailure);
       throw new ApiError(
         API_CODES.INTERNAL,
