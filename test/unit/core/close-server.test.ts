@@ -1,27 +1,37 @@
 import { connect } from 'node:net';
 
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { describe, expect, it } from 'vitest';
 
 import { closeServer, trackConnections } from '../../../src/core/close-server.ts';
 
+/**
+ * A listening server with a 120 s keep-alive whose `GET /slow` answers only once `release()` is
+ * called; `started` settles when that request arrives.
+ */
+async function slowServer(track: boolean): Promise<{ app: FastifyInstance; port: number; started: Promise<void>; release: () => void }> {
+  const app = Fastify({ keepAliveTimeout: 120_000 });
+  if (track) trackConnections(app);
+  let releaseRequest: () => void = () => undefined;
+  const started = new Promise<void>((resolveStarted) => {
+    app.get('/slow', async () => {
+      resolveStarted();
+      await new Promise<void>((resolve) => {
+        releaseRequest = resolve;
+      });
+      return { done: true };
+    });
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  return { app, port, started, release: () => { releaseRequest(); } };
+}
+
 describe('closeServer', () => {
   it('lets a request in flight finish, then closes its keep-alive connection instead of waiting out the timeout', async () => {
     // A keep-alive timeout far longer than the test's: app.close() alone would wait for it.
-    const app = Fastify({ keepAliveTimeout: 120_000 });
-    let release: () => void = () => undefined;
-    const started = new Promise<void>((resolveStarted) => {
-      app.get('/slow', async () => {
-        resolveStarted();
-        await new Promise<void>((resolve) => {
-          release = resolve;
-        });
-        return { done: true };
-      });
-    });
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const address = app.server.address();
-    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    const { app, port, started, release } = await slowServer(false);
 
     const answer = fetch(`http://127.0.0.1:${String(port)}/slow`).then(async (r) => ({ status: r.status, body: await r.json() }));
     await started;
@@ -48,21 +58,7 @@ describe('closeServer', () => {
 
   it('closes a tracked connection that never sent a request, while a request in flight still finishes', async () => {
     // Node counts a fresh connection as busy until its headers timeout; the test's timeout is far shorter.
-    const app = Fastify({ keepAliveTimeout: 120_000 });
-    trackConnections(app);
-    let release: () => void = () => undefined;
-    const started = new Promise<void>((resolveStarted) => {
-      app.get('/slow', async () => {
-        resolveStarted();
-        await new Promise<void>((resolve) => {
-          release = resolve;
-        });
-        return { done: true };
-      });
-    });
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const address = app.server.address();
-    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    const { app, port, started, release } = await slowServer(true);
 
     // A client that opened a connection and never wrote to it (an aborted request's pooled socket).
     const silent = connect(port, '127.0.0.1');
