@@ -168,27 +168,37 @@ async function awaitLeaders(admin: Admin, topics: readonly TopicSpec[]): Promise
       if (unled.length === 0) return;
       waitingFor = `no leader yet for ${unled.map((t) => t.name).join(', ')}`;
     } catch (err) {
-      const retriable = err instanceof Error && (err as { retriable?: unknown }).retriable === true;
-      if (!retriable) throw err;
-      waitingFor = err.message;
+      if (!isRetriableKafkaError(err)) throw err;
+      waitingFor = (err as Error).message;
     }
     if (Date.now() > deadline) throw new Error(`Kafka topics ${names.join(', ')} have no partition leaders after ${LEADER_WAIT_MS} ms: ${waitingFor}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
+/** Whether kafkajs marks `err` retriable. */
+export function isRetriableKafkaError(err: unknown): boolean {
+  return err instanceof Error && (err as { retriable?: unknown }).retriable === true;
+}
+
 /**
  * Runs `fn` again while it fails with an error kafkajs marks retriable (a partition leader not
  * elected yet right after topic creation, a coordinator still loading after a broker restart),
- * waiting `waitMs` between attempts. Other errors, and the last one, are thrown.
+ * waiting `waitMs` between attempts. Other errors, and the last one, are thrown. `retriable`
+ * widens that for idempotent steps.
  */
-export async function retryKafka<T>(fn: () => Promise<T>, log: Logger, attempts = 40, waitMs = 500): Promise<T> {
+export async function retryKafka<T>(
+  fn: () => Promise<T>,
+  log: Logger,
+  attempts = 40,
+  waitMs = 500,
+  retriable: (err: unknown) => boolean = isRetriableKafkaError,
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
-      const retriable = err instanceof Error && (err as { retriable?: unknown }).retriable === true;
-      if (!retriable || attempt >= attempts) throw err;
+      if (!retriable(err) || attempt >= attempts) throw err;
       log.warn({ err, attempt }, 'Kafka request failed with a retriable error; trying again.');
       await new Promise((resolve) => setTimeout(resolve, waitMs));
     }

@@ -108,7 +108,10 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const { created } = await retryKafka(() => ensureTopics(admin, topicSpecs(topics, kafkaConfig.partitions)), log);
+    // Any failure is tried again for 60 s: creating topics is idempotent, and while the broker
+    // restarts kafkajs 2.2.4 can fail with its own TypeError (listTopics reading the metadata
+    // of a request the dropped connection answered with nothing), not a retriable error.
+    const { created } = await retryKafka(() => ensureTopics(admin, topicSpecs(topics, kafkaConfig.partitions)), log, 120, 500, () => true);
     if (created.length > 0) log.info({ created }, 'Kafka topics created.');
   } finally {
     await admin.disconnect();
