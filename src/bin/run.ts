@@ -8,7 +8,7 @@ import { ConfigError } from '../core/errors.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
 import { runEmbeddedPipeline, Wakeups } from '../core/pipeline.ts';
 import { createSource } from '../ingest/registry.ts';
-import { type OpsDeps, startOps } from '../ops/server.ts';
+import { type Ops, type OpsDeps, startOps } from '../ops/server.ts';
 import { type QueryService, startQueryService } from '../query/index.ts';
 import { openStore, type Store } from '../sink/clickhouse.ts';
 import { CursorStore } from '../sink/cursors.ts';
@@ -120,26 +120,37 @@ export async function runPipelineCommand(config: Config, log: Logger, roles: rea
     throw new ConfigError([`--role: without kafka.brokers every stage runs in one process; ${missing.join(', ')} cannot be left out`]);
   }
   if (config.sources.length === 0) log.warn('No sources configured: nothing to poll.');
-  const lifecycle = installLifecycle({ log });
-  // The exit code main() returns for a failure (it logs the error) until the run ended cleanly.
-  let code = 1;
-  const ops = await startOps(config.metrics, log);
-  lifecycle.signal.addEventListener('abort', () => { ops.readiness.drain(); }, { once: true });
-  if (lifecycle.signal.aborted) ops.readiness.drain();
-  try {
+  return supervise(config, log, async (signal, ops) => {
     log.info({ sources: config.sources.length, roles }, 'Pipeline starting.');
     let query = roles.includes('query');
     if (query && config.tenants.length === 0) {
       log.warn('No tenants configured: the query API is not started.');
       query = false;
     }
-    const run = await startEmbedded(config, log, lifecycle.signal, ops, { query });
+    const run = await startEmbedded(config, log, signal, ops, { query });
     await run.done;
     log.info('Pipeline stopped; everything fetched is stored.');
+  });
+}
+
+/**
+ * Runs `work` under the stop signals with the operations listener, which says "not ready" from
+ * the first signal on, and returns the exit code: 0 when `work` ends, else it rethrows for
+ * main() (2 for a configuration problem found while starting, 1 otherwise). Either way the
+ * listener closes and the lifecycle's `finish` ends the process even if a library left a handle
+ * open (kafkajs can keep a broker connection after a broker restart).
+ */
+async function supervise(config: Config, log: Logger, work: (signal: AbortSignal, ops: Ops) => Promise<void>): Promise<number> {
+  const lifecycle = installLifecycle({ log });
+  let code = 1;
+  const ops = await startOps(config.metrics, log);
+  lifecycle.signal.addEventListener('abort', () => { ops.readiness.drain(); }, { once: true });
+  if (lifecycle.signal.aborted) ops.readiness.drain();
+  try {
+    await work(lifecycle.signal, ops);
     code = 0;
     return code;
   } catch (err) {
-    // main() answers a configuration problem found while starting with 2, anything else with 1.
     code = err instanceof ConfigError ? 2 : 1;
     throw err;
   } finally {
@@ -161,19 +172,13 @@ async function runDistributedCommand(config: Config, log: Logger, allRoles: read
     log.warn('No tenants configured: the query API is not started.');
     roles = roles.filter((r) => r !== 'query');
   }
-  const lifecycle = installLifecycle({ log });
-  // The exit code main() returns for a failure (it logs the error) until the run ended cleanly.
-  let code = 1;
-  const ops = await startOps(config.metrics, log);
-  lifecycle.signal.addEventListener('abort', () => { ops.readiness.drain(); }, { once: true });
-  if (lifecycle.signal.aborted) ops.readiness.drain();
-  try {
+  return supervise(config, log, async (signal, ops) => {
     log.info({ roles, brokers: config.kafka?.brokers, sources: config.sources.length }, 'Distributed pipeline starting.');
     const run = await startDistributed({
       config,
       roles,
       log,
-      signal: lifecycle.signal,
+      signal,
       openStore: () => openConfiguredStore(config, log, { migrate: true }),
       ops,
       // The query role: the API over the store, `POST /sync` publishing to the control topic.
@@ -181,18 +186,5 @@ async function runDistributedCommand(config: Config, log: Logger, allRoles: read
     });
     await run.done;
     log.info({ roles }, 'Stopped; every batch in flight was handed on and committed.');
-    code = 0;
-    return code;
-  } catch (err) {
-    // main() answers a configuration problem found while starting with 2, anything else with 1.
-    code = err instanceof ConfigError ? 2 : 1;
-    throw err;
-  } finally {
-    try {
-      await ops.server.close();
-    } finally {
-      // kafkajs may leave a broker connection open after a broker restart: end the process anyway.
-      lifecycle.finish(code);
-    }
-  }
+  });
 }
