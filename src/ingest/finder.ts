@@ -18,11 +18,11 @@ import { createHash } from 'node:crypto';
 
 import { AuthError, isProgrammerError, MsgpipeError, TransientError } from '../core/errors.ts';
 import { arraySpans, decodeUtf8Lenient, parseLossless, type Span, valueSpan } from '../core/json.ts';
-import { backoffMs, delay, retry, type RetryPolicy } from '../core/retry.ts';
+import { backoffMs, retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
 import { finderAccount, type FinderSourceConfig } from './finder-config.ts';
 import { postJson } from './http.ts';
-import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats } from './source.ts';
+import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats, waitBetweenPolls } from './source.ts';
 
 /** What distinguishes one finder provider from another. */
 export interface FinderProvider {
@@ -152,14 +152,14 @@ export class FinderSource implements Source {
           this.stats.errors++;
           if (!this.stats.parked) log.error({ err }, 'Account parked: the provider refused its token.');
           this.stats.parked = true;
-          await this.idle(ctx, this.parkRetryMs);
+          await waitBetweenPolls(ctx, this.parkRetryMs);
           continue;
         }
         if (isProgrammerError(err) || !(err instanceof MsgpipeError)) throw err;
         // A permanent HTTP status: keep the account alive at the slowest pace.
         this.stats.errors++;
         log.error({ err }, 'Poll failed permanently; trying again later.');
-        await this.idle(ctx, this.parkRetryMs);
+        await waitBetweenPolls(ctx, this.parkRetryMs);
         continue;
       }
       if (page instanceof MalformedPage) {
@@ -169,7 +169,7 @@ export class FinderSource implements Source {
         malformedInARow++;
         log.warn({ err: page.error, attempt: malformedInARow }, 'Malformed page; asking again.');
         await this.reportMalformed(ctx, cursor, page);
-        await this.idle(ctx, backoffMs(this.retryPolicy, malformedInARow));
+        await waitBetweenPolls(ctx, backoffMs(this.retryPolicy, malformedInARow));
         continue;
       }
       malformedInARow = 0;
@@ -189,29 +189,13 @@ export class FinderSource implements Source {
       }
       this.stats.emptyPolls++;
       idle = idle === 0 ? this.config.pollIntervalMs : Math.min(idle * 2, this.config.pollIntervalMs * MAX_IDLE_FACTOR);
-      await this.idle(ctx, idle);
+      await waitBetweenPolls(ctx, idle);
     }
     log.info('Source stopped.');
   }
 
   private page(cursorBefore: string, cursorAfter: string, records: RawRecord[], deadLetters: DeadLetterRow[]): SourcePage {
     return { origin: this.origin, stream: this.account, cursorBefore, cursorAfter, records, deadLetters };
-  }
-
-  /** Waits `ms`, or less when stopped or woken up. */
-  private async idle(ctx: SourceContext, ms: number): Promise<void> {
-    if (ctx.signal.aborted) return;
-    const done = new AbortController();
-    const onAbort = (): void => { done.abort(); };
-    ctx.signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      await Promise.race([delay(ms, done.signal), ctx.wakeup(done.signal)]);
-    } catch {
-      // aborted: fall through to the loop's check
-    } finally {
-      ctx.signal.removeEventListener('abort', onAbort);
-      done.abort();
-    }
   }
 
   private async fetchPage(cursor: string, ctx: SourceContext): Promise<FetchedPage | MalformedPage> {

@@ -10,6 +10,7 @@
  */
 import type { Logger } from 'pino';
 
+import { delay } from '../core/retry.ts';
 import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
 
 /** One fetched page, ready for the next stage. */
@@ -65,4 +66,23 @@ export interface Source {
 /** Fresh zeroed stats. */
 export function newSourceStats(): SourceStats {
   return { polls: 0, pages: 0, records: 0, errors: 0, emptyPolls: 0, parked: false, lastSuccessAt: undefined };
+}
+
+/**
+ * Waits `ms` between polls, or less: until the source is stopped or woken up (`POST /sync`).
+ * Never throws; the caller's loop checks `ctx.signal` afterwards.
+ */
+export async function waitBetweenPolls(ctx: SourceContext, ms: number): Promise<void> {
+  if (ctx.signal.aborted) return;
+  const done = new AbortController();
+  const onAbort = (): void => { done.abort(); };
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.race([delay(ms, done.signal), ctx.wakeup(done.signal)]);
+  } catch {
+    // aborted: fall through to the loop's check
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+    done.abort();
+  }
 }

@@ -33,10 +33,10 @@ import protobuf from 'protobufjs';
 import { AuthError, isProgrammerError, MsgpipeError } from '../core/errors.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { arraySpans, decodeUtf8Lenient, parseLossless, valueSpan } from '../core/json.ts';
-import { backoffMs, delay, retry, type RetryPolicy } from '../core/retry.ts';
+import { backoffMs, retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
 import { postBytes } from './http.ts';
-import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats } from './source.ts';
+import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats, waitBetweenPolls } from './source.ts';
 import type { YunhuSourceConfig } from './yunhu-config.ts';
 import {
   decodeYunhu,
@@ -245,18 +245,18 @@ export class YunhuSource implements Source {
         if (err instanceof BadPosition) {
           badInARow++;
           log.warn({ code: err.bad.code, reason: err.bad.message, attempt: badInARow }, 'Unusable answer kept as a dead letter; asking again.');
-          await this.idle(ctx, backoffMs(this.retryPolicy, badInARow));
+          await waitBetweenPolls(ctx, backoffMs(this.retryPolicy, badInARow));
           continue;
         }
         if (err instanceof AuthError) {
           if (!this.stats.parked) log.error({ err }, 'Account parked: Yunhu refused its token.');
           this.stats.parked = true;
-          await this.idle(ctx, this.parkRetryMs);
+          await waitBetweenPolls(ctx, this.parkRetryMs);
           continue;
         }
         if (isProgrammerError(err) || !(err instanceof MsgpipeError)) throw err;
         log.error({ err }, 'Poll failed permanently; trying again later.');
-        await this.idle(ctx, this.parkRetryMs);
+        await waitBetweenPolls(ctx, this.parkRetryMs);
         continue;
       }
       badInARow = 0;
@@ -269,7 +269,7 @@ export class YunhuSource implements Source {
       }
       this.stats.emptyPolls++;
       idle = idle === 0 ? this.config.pollIntervalMs : Math.min(idle * 2, this.config.pollIntervalMs * MAX_IDLE_FACTOR);
-      await this.idle(ctx, idle);
+      await waitBetweenPolls(ctx, idle);
     }
     log.info('Source stopped.');
   }
@@ -508,21 +508,5 @@ export class YunhuSource implements Source {
       },
     );
     return res.body;
-  }
-
-  /** Waits `ms`, or less when stopped or woken up. */
-  private async idle(ctx: SourceContext, ms: number): Promise<void> {
-    if (ctx.signal.aborted) return;
-    const done = new AbortController();
-    const onAbort = (): void => { done.abort(); };
-    ctx.signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      await Promise.race([delay(ms, done.signal), ctx.wakeup(done.signal)]);
-    } catch {
-      // aborted: fall through to the loop's check
-    } finally {
-      ctx.signal.removeEventListener('abort', onAbort);
-      done.abort();
-    }
   }
 }
