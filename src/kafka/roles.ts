@@ -14,7 +14,7 @@ import { type CursorUpdate, Wakeups } from '../core/pipeline.ts';
 import { createSource } from '../ingest/registry.ts';
 import type { OpsDeps } from '../ops/server.ts';
 import type { Store } from '../sink/clickhouse.ts';
-import type { SinkStats as WriterStats } from '../sink/writer.ts';
+import { newSinkStats } from '../sink/writer.ts';
 import { createKafka, ensureTopics, type Kafka, retryKafka } from './client.ts';
 import { createSyncPublisher, startSyncListener, type SyncPublisher } from './control.ts';
 import { type IngestStats, runKafkaIngest } from './ingest.ts';
@@ -47,20 +47,6 @@ const NO_METRICS: KafkaMetrics = {
   watchGroup: () => undefined,
   close: () => Promise.resolve(),
 };
-
-function zeroWriterStats(): WriterStats {
-  return {
-    flushes: 0,
-    retries: 0,
-    written: { messages: 0, events: 0, dead_letters: 0, recalls: 0, cursors: 0 },
-    duplicates: { messages: 0, events: 0, dead_letters: 0 },
-    invalid: 0,
-    lastFlushMs: 0,
-    lastLookupMs: 0,
-    lastFlushRows: 0,
-    bufferedRows: 0,
-  };
-}
 
 /** A running distributed process. */
 export interface DistributedRun {
@@ -140,7 +126,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     }
     if (roles.includes('sink') && store !== undefined) {
       const group = `${topics.prefix}.sink`;
-      const writerStats = zeroWriterStats();
+      const writerStats = newSinkStats();
       ops?.metrics.watchSink(writerStats);
       metrics.watchGroup({ groupId: group, topics: [topics.messages, topics.events, topics.dlq] });
       const running = await startKafkaSink({

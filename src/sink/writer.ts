@@ -120,6 +120,21 @@ export interface SinkStats {
   bufferedRows: number;
 }
 
+/** Zeroed {@link SinkStats}. */
+export function newSinkStats(): SinkStats {
+  return {
+    flushes: 0,
+    retries: 0,
+    written: { messages: 0, events: 0, dead_letters: 0, recalls: 0, cursors: 0 },
+    duplicates: { messages: 0, events: 0, dead_letters: 0 },
+    invalid: 0,
+    lastFlushMs: 0,
+    lastLookupMs: 0,
+    lastFlushRows: 0,
+    bufferedRows: 0,
+  };
+}
+
 /** A buffered message: its identity for the lookups and its line, encoded on arrival. */
 interface EncodedMessage extends MessageIdentity {
   readonly key: string;
@@ -274,17 +289,7 @@ export class SinkWriter implements UnitSink {
   private closed = false;
 
   /** Live counters; see {@link SinkStats}. */
-  readonly stats: SinkStats = {
-    flushes: 0,
-    retries: 0,
-    written: { messages: 0, events: 0, dead_letters: 0, recalls: 0, cursors: 0 },
-    duplicates: { messages: 0, events: 0, dead_letters: 0 },
-    invalid: 0,
-    lastFlushMs: 0,
-    lastLookupMs: 0,
-    lastFlushRows: 0,
-    bufferedRows: 0,
-  };
+  readonly stats: SinkStats = newSinkStats();
 
   /**
    * @param store the ClickHouse store (the writer does not close it)
