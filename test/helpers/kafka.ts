@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { pino } from 'pino';
+import { afterAll, beforeAll } from 'vitest';
 
 import { createKafka, type Kafka } from '../../src/kafka/client.ts';
 import { ROOT } from './msgpipe.ts';
@@ -156,6 +157,21 @@ export async function getBroker(): Promise<TestBroker> {
   const host = await dockerHost();
   if (host !== undefined) return startContainer(host);
   return startScript();
+}
+
+/**
+ * Gets a broker (see {@link getBroker}) before the file's tests and a client for it, hands both
+ * to `ready`, and stops the broker after them (a broker from `KAFKA_BROKERS` keeps running).
+ */
+export function useTestBroker(ready: (broker: TestBroker, kafka: Kafka) => void): void {
+  let broker: TestBroker | undefined;
+  beforeAll(async () => {
+    broker = await getBroker();
+    ready(broker, testKafka(broker.brokers));
+  });
+  afterAll(async () => {
+    await broker?.stop();
+  });
 }
 
 /** A kafkajs client (through src/kafka/client.ts) for test assertions, logging errors only. */

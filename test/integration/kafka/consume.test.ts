@@ -6,23 +6,16 @@
 import { randomUUID } from 'node:crypto';
 
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
 import { type ConsumerLoop, startConsumerLoop } from '../../../src/kafka/consume.ts';
-import { getBroker, groupLag, type TestBroker, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
+import { groupLag, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { waitFor } from '../../helpers/msgpipe.ts';
 
-let broker: TestBroker;
 let kafka: Kafka;
-
-beforeAll(async () => {
-  broker = await getBroker();
-  kafka = testKafka(broker.brokers);
-});
-
-afterAll(async () => {
-  await broker.stop();
+useTestBroker((_broker, k) => {
+  kafka = k;
 });
 
 describe('consumer loop', () => {

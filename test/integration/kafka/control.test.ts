@@ -2,27 +2,22 @@
  * The control topic: a sync request published for a tenant wakes that tenant's sleeping
  * sources in an ingest process at once.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { createSyncPublisher } from '../../../src/kafka/control.ts';
 import type { Kafka } from '../../../src/kafka/client.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { sign } from '../../../src/query/index.ts';
 import { startSimulator } from '../../../src/simulate/index.ts';
-import { getBroker, type TestBroker, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
+import { type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import { accounts, caughtUp, IDS, kafkaConfig, requestCounts, startRole, stopGracefully, TENANT, waitReady } from './support.ts';
 
 let broker: TestBroker;
 let kafka: Kafka;
-
-beforeAll(async () => {
-  broker = await getBroker();
-  kafka = testKafka(broker.brokers);
-});
-
-afterAll(async () => {
-  await broker.stop();
+useTestBroker((b, k) => {
+  broker = b;
+  kafka = k;
 });
 
 describe('control topic', () => {

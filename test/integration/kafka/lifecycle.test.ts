@@ -4,25 +4,20 @@
  * fails stops the whole process with a non-zero exit, its query API closed, instead of leaving
  * it hanging.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import type { Kafka } from '../../../src/kafka/client.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { startSimulator } from '../../../src/simulate/index.ts';
-import { getBroker, type TestBroker, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
+import { type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { startMsgpipe, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import { accounts, kafkaConfig, waitReady } from './support.ts';
 
 let broker: TestBroker;
 let kafka: Kafka;
-
-beforeAll(async () => {
-  broker = await getBroker();
-  kafka = testKafka(broker.brokers);
-});
-
-afterAll(async () => {
-  await broker.stop();
+useTestBroker((b, k) => {
+  broker = b;
+  kafka = k;
 });
 
 const running = Symbol('running');

@@ -3,24 +3,19 @@
  * committed offsets, and the throughput counters count what they are told.
  */
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { createIdempotentProducer, ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
 import { registerKafkaMetrics } from '../../../src/kafka/metrics.ts';
 import { Metrics } from '../../../src/ops/metrics.ts';
-import { getBroker, type TestBroker, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
+import { type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { parseMetrics, sampleValue, sumSamples } from '../../helpers/metrics.ts';
 
 let broker: TestBroker;
 let kafka: Kafka;
-
-beforeAll(async () => {
-  broker = await getBroker();
-  kafka = testKafka(broker.brokers);
-});
-
-afterAll(async () => {
-  await broker.stop();
+useTestBroker((b, k) => {
+  broker = b;
+  kafka = k;
 });
 
 describe('kafka metrics', () => {

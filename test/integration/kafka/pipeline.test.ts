@@ -6,13 +6,13 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { decodeDeadLetter } from '../../../src/kafka/codec.ts';
 import { createIdempotentProducer, ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
 import { topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
 import { type ExpectedMessage, startSimulator } from '../../../src/simulate/index.ts';
-import { getBroker, readTopic, type TestBroker, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
+import { readTopic, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { parseMetrics, type Sample, sumSamples } from '../../helpers/metrics.ts';
 import { type MsgpipeProcess, ROOT, sql, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import {
@@ -34,14 +34,9 @@ const execFileAsync = promisify(execFile);
 
 let broker: TestBroker;
 let kafka: Kafka;
-
-beforeAll(async () => {
-  broker = await getBroker();
-  kafka = testKafka(broker.brokers);
-});
-
-afterAll(async () => {
-  await broker.stop();
+useTestBroker((b, k) => {
+  broker = b;
+  kafka = k;
 });
 
 describe('distributed pipeline', () => {

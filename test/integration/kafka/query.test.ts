@@ -3,26 +3,21 @@
  * serves the API over the store and answers `POST /sync` by publishing a SyncRequest for the
  * tenant to `<prefix>.control`, over a real socket and a real broker.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import type { Kafka } from '../../../src/kafka/client.ts';
 import { decodeSyncRequest } from '../../../src/kafka/codec.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { sign, signUrl } from '../../../src/query/signature.ts';
-import { getBroker, readTopic, type TestBroker, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
+import { readTopic, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { startMsgpipe, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import { kafkaConfig, TENANT } from './support.ts';
 
 let broker: TestBroker;
 let kafka: Kafka;
-
-beforeAll(async () => {
-  broker = await getBroker();
-  kafka = testKafka(broker.brokers);
-});
-
-afterAll(async () => {
-  await broker.stop();
+useTestBroker((b, k) => {
+  broker = b;
+  kafka = k;
 });
 
 describe('distributed query role', () => {

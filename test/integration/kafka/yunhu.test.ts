@@ -4,13 +4,13 @@
  * API: the edit mark (on the re-read message) and both history rows (on edit carriers) must
  * reach the store, exactly as in the embedded mode.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import type { Kafka } from '../../../src/kafka/client.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { yunhuClient } from '../../../src/simulate/yunhu-client.ts';
 import { startYunhuSimulator } from '../../../src/simulate/yunhu-server.ts';
-import { getBroker, groupLag, type TestBroker, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
+import { groupLag, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { sql, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import { kafkaConfig, startRole, stopGracefully, waitReady } from './support.ts';
 
@@ -19,14 +19,9 @@ const USER = { chatId: '7356214', chatType: 1 } as const;
 
 let broker: TestBroker;
 let kafka: Kafka;
-
-beforeAll(async () => {
-  broker = await getBroker();
-  kafka = testKafka(broker.brokers);
-});
-
-afterAll(async () => {
-  await broker.stop();
+useTestBroker((b, k) => {
+  broker = b;
+  kafka = k;
 });
 
 describe('distributed yunhu edits', () => {
