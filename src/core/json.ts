@@ -201,8 +201,11 @@ export interface Span {
   readonly end: number;
 }
 
-/** The span of the member `key` of the object whose `{` is at `objStart`, if present. */
-function findMember(buf: Uint8Array, objStart: number, key: string): Span | undefined {
+/**
+ * Where the value of the member `key` starts, in the object whose `{` is at `objStart`; undefined
+ * when the object has no such member. Only the members before it are scanned.
+ */
+function findMember(buf: Uint8Array, objStart: number, key: string): number | undefined {
   if (buf[objStart] !== OPEN_BRACE) return undefined;
   const keyBytes = Buffer.from(JSON.stringify(key));
   let i = skipSpace(buf, objStart + 1);
@@ -214,9 +217,8 @@ function findMember(buf: Uint8Array, objStart: number, key: string): Span | unde
     i = skipSpace(buf, keyEnd);
     if (buf[i] !== COLON) throw new JsonSyntaxError('Expected a colon', i);
     const valueStart = skipSpace(buf, i + 1);
-    const valueEnd = skipValue(buf, valueStart);
-    if (matches) return { start: valueStart, end: valueEnd };
-    i = skipSpace(buf, valueEnd);
+    if (matches) return valueStart;
+    i = skipSpace(buf, skipValue(buf, valueStart));
     if (buf[i] === CLOSE_BRACE) return undefined;
     if (buf[i] !== COMMA) throw new JsonSyntaxError('Expected a comma', i);
     i = skipSpace(buf, i + 1);
@@ -224,20 +226,56 @@ function findMember(buf: Uint8Array, objStart: number, key: string): Span | unde
 }
 
 /**
- * The span of the value found at `path` in a JSON document, or `undefined` when a member on the
- * way is absent or not an object.
+ * Where the value found at `path` in a JSON document starts, or `undefined` when a member on the
+ * way is absent or not an object. The value itself is not scanned, so finding a page's item list
+ * and then splitting it reads the page once.
  *
  * @throws {JsonSyntaxError} when the bytes on the way are not JSON.
  */
-export function valueSpan(buf: Uint8Array, path: readonly string[]): Span | undefined {
-  const start = skipSpace(buf, 0);
-  let span: Span = { start, end: start };
+export function valueStart(buf: Uint8Array, path: readonly string[]): number | undefined {
+  let at = skipSpace(buf, 0);
   for (const key of path) {
-    const member = findMember(buf, span.start, key);
+    const member = findMember(buf, at, key);
     if (member === undefined) return undefined;
-    span = member;
+    at = member;
   }
-  return path.length === 0 ? { start, end: skipValue(buf, start) } : span;
+  return at;
+}
+
+const NULL_BYTES = Buffer.from('null');
+
+/** True when the value starting at `at` is the literal `null`. */
+export function isNullAt(buf: Uint8Array, at: number): boolean {
+  if (Buffer.compare(NULL_BYTES, buf.subarray(at, at + NULL_BYTES.length)) !== 0) return false;
+  const next = buf[at + NULL_BYTES.length];
+  return next === undefined || next === COMMA || next === CLOSE_BRACE || next === CLOSE_BRACKET || isSpace(next);
+}
+
+/** An array's elements as exact byte spans, and the index just past its `]`. */
+export interface ArrayScan {
+  readonly items: Span[];
+  readonly end: number;
+}
+
+/**
+ * The exact byte spans of the elements of the array whose `[` is at `at`, and where the array
+ * ends; `undefined` when the value there is not an array (`null`, say).
+ *
+ * @throws {JsonSyntaxError} when the array is not JSON (truncated, say).
+ */
+export function scanArray(buf: Uint8Array, at: number): ArrayScan | undefined {
+  if (buf[at] !== OPEN_BRACKET) return undefined;
+  const items: Span[] = [];
+  let i = skipSpace(buf, at + 1);
+  if (buf[i] === CLOSE_BRACKET) return { items, end: i + 1 };
+  for (;;) {
+    const end = skipValue(buf, i);
+    items.push({ start: i, end });
+    i = skipSpace(buf, end);
+    if (buf[i] === CLOSE_BRACKET) return { items, end: i + 1 };
+    if (buf[i] !== COMMA) throw new JsonSyntaxError('Expected a comma', i);
+    i = skipSpace(buf, i + 1);
+  }
 }
 
 /**
@@ -247,18 +285,7 @@ export function valueSpan(buf: Uint8Array, path: readonly string[]): Span | unde
  * @throws {JsonSyntaxError} when the array is not JSON (truncated, say).
  */
 export function arraySpans(buf: Uint8Array, at: number): Span[] | undefined {
-  if (buf[at] !== OPEN_BRACKET) return undefined;
-  const spans: Span[] = [];
-  let i = skipSpace(buf, at + 1);
-  if (buf[i] === CLOSE_BRACKET) return spans;
-  for (;;) {
-    const end = skipValue(buf, i);
-    spans.push({ start: i, end });
-    i = skipSpace(buf, end);
-    if (buf[i] === CLOSE_BRACKET) return spans;
-    if (buf[i] !== COMMA) throw new JsonSyntaxError('Expected a comma', i);
-    i = skipSpace(buf, i + 1);
-  }
+  return scanArray(buf, at)?.items;
 }
 
 /**
@@ -269,6 +296,6 @@ export function arraySpans(buf: Uint8Array, at: number): Span[] | undefined {
  * throws {@link JsonSyntaxError} when the bytes on the way are not JSON.
  */
 export function itemSpans(buf: Uint8Array, path: readonly string[]): Span[] | undefined {
-  const span = valueSpan(buf, path);
-  return span === undefined ? undefined : arraySpans(buf, span.start);
+  const start = valueStart(buf, path);
+  return start === undefined ? undefined : arraySpans(buf, start);
 }

@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 
 import { AuthError, isProgrammerError, MsgpipeError, TransientError } from '../core/errors.ts';
-import { arraySpans, decodeUtf8Lenient, parseLossless, type Span, valueSpan } from '../core/json.ts';
+import { decodeUtf8Lenient, isNullAt, parseLossless, scanArray, type Span, valueStart } from '../core/json.ts';
 import { backoffMs, retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
 import { finderAccount, type FinderSourceConfig } from './finder-config.ts';
@@ -244,15 +244,16 @@ export class FinderSource implements Source {
     let envelope: unknown;
     let spans: Span[];
     try {
-      const list = valueSpan(body, ['data', 'list']);
-      const items = list && arraySpans(body, list.start);
+      // One pass over the page: find where the list starts, then split it into items.
+      const listAt = valueStart(body, ['data', 'list']);
+      const list = listAt === undefined ? undefined : scanArray(body, listAt);
       // `"list": {"0": …}` or a string: not a page we understand, and its items must not be
       // skipped as if the page were empty. `null` is an empty page.
-      if (list && items === undefined && body.subarray(list.start, list.end).toString() !== 'null') {
+      if (listAt !== undefined && list === undefined && !isNullAt(body, listAt)) {
         throw new MalformedPageError('Provider page data.list is not an array.');
       }
-      spans = items ?? [];
-      const rest = list && items ? Buffer.concat([body.subarray(0, list.start), EMPTY_LIST, body.subarray(list.end)]) : body;
+      spans = list?.items ?? [];
+      const rest = listAt !== undefined && list ? Buffer.concat([body.subarray(0, listAt), EMPTY_LIST, body.subarray(list.end)]) : body;
       envelope = parseLossless(decodeUtf8Lenient(rest));
     } catch (err) {
       if (err instanceof MalformedPageError) throw err;

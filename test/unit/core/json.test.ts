@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { decodeUtf8, itemSpans, parseLossless, toDecimal } from '../../../src/core/json.ts';
+import { decodeUtf8, isNullAt, itemSpans, parseLossless, scanArray, toDecimal, valueStart } from '../../../src/core/json.ts';
 
 describe('parseLossless', () => {
   it('keeps 64-bit ids exact as decimal strings', () => {
@@ -76,5 +76,32 @@ describe('itemSpans', () => {
 
   it('throws on truncated pages', () => {
     expect(() => itemSpans(Buffer.from('{"data":{"list":[{"a":1},{"b":'), ['data', 'list'])).toThrow();
+  });
+});
+
+describe('valueStart and scanArray', () => {
+  const body = Buffer.from('{"ret":200, "data": {"list" : [ {"a":"]"} , 2 ] , "keyBuff":"k"}, "z":null}');
+
+  it('find a value by path and the exact end of an array', () => {
+    const at = valueStart(body, ['data', 'list'])!;
+    expect(body[at]).toBe(0x5b);
+    const scan = scanArray(body, at)!;
+    expect(scan.items.map((s) => body.subarray(s.start, s.end).toString())).toEqual(['{"a":"]"}', '2']);
+    expect(body.subarray(scan.end).toString()).toBe(' , "keyBuff":"k"}, "z":null}');
+    expect(scanArray(Buffer.from('[ ]x'), 0)).toEqual({ items: [], end: 3 });
+  });
+
+  it('give undefined for a missing path or a value that is not an array', () => {
+    expect(valueStart(body, ['data', 'nope'])).toBeUndefined();
+    expect(valueStart(body, ['ret', 'list'])).toBeUndefined();
+    expect(scanArray(body, valueStart(body, ['ret'])!)).toBeUndefined();
+  });
+
+  it('tells the literal null from values that only start like it', () => {
+    expect(isNullAt(body, valueStart(body, ['z'])!)).toBe(true);
+    expect(isNullAt(Buffer.from('null'), 0)).toBe(true);
+    expect(isNullAt(Buffer.from('nullx'), 0)).toBe(false);
+    expect(isNullAt(Buffer.from('"null"'), 0)).toBe(false);
+    expect(isNullAt(Buffer.from('nul'), 0)).toBe(false);
   });
 });
