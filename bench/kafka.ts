@@ -20,6 +20,7 @@ import { fetchLag } from '../src/kafka/metrics.ts';
 import { topicNames } from '../src/kafka/topics.ts';
 import { transformedTypes } from '../src/kafka/transform.ts';
 import { simulatorSources, startSimulator, type SimulatorAccountInput } from '../src/simulate/index.ts';
+import { prerender } from './e2e.ts';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -55,6 +56,7 @@ export async function runKafkaBench(total = 1_000_000): Promise<KafkaBenchResult
   const dir = await mkdtemp(join(tmpdir(), 'msgpipe-bench-kafka-'));
   const list = accounts(Math.ceil(total / 3));
   const sim = await startSimulator({ accounts: list });
+  prerender(sim, list);
   const prefix = `bench-${randomUUID().slice(0, 8)}`;
   const kafka = createKafka({ brokers, clientId: 'msgpipe-bench', logger: pino({ level: 'silent' }) });
   const admin = kafka.admin();

@@ -175,4 +175,24 @@ describe('simulator paging', () => {
     expect(res.envelope['ret']).toBe(500);
     expect(sim.received('g').at(-1)?.outcome).toBe('bad_keybuff');
   });
+
+  it('serves the same bytes page for page after prerender', async () => {
+    const other = await startSimulator({
+      accounts: [{ provider: 'gewe', id: 'g', token: 'tok-g', appId: 'wx_g', messages: 300, duplicateRate: 0.1, seed: 1 }],
+    });
+    try {
+      other.prerender('g');
+      let keyBuff = '';
+      for (let n = 0; n < 100; n++) {
+        const [a, b] = await Promise.all([sync(sim, 'g', keyBuff), sync(other, 'g', keyBuff)]);
+        expect(b.bytes.equals(a.bytes)).toBe(true);
+        const page = parsePage(a.text);
+        if (page.items.length === 0) break;
+        keyBuff = page.keyBuff ?? '';
+      }
+      expect(other.summary('g').requests).toBeGreaterThan(3);
+    } finally {
+      await other.close();
+    }
+  });
 });
