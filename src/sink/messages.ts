@@ -228,23 +228,36 @@ function distinct<T>(values: Iterable<T>): T[] {
   return [...new Set(values)];
 }
 
+/** What {@link findStored} found for a batch of messages. */
+export interface StoredMessages {
+  /** Keys ({@link messageKey}) of the batch's messages already stored. */
+  readonly messages: Set<string>;
+  /**
+   * Revocations already stored whose target is in the batch (the revoke arrived first): target
+   * key → earliest recall time.
+   */
+  readonly recalls: Map<string, number>;
+}
+
 /**
- * The keys of `rows` already stored. Narrowed by msgid (bloom filter index), by the batch's
- * time range (partition pruning: msg_time is immutable per message) and by tenant/staff (sort key
- * prefix); the exact identity is compared here.
+ * The messages of `rows` already stored, and the stored revocations that target them, in one
+ * read of the messages table (two queries before: each paid for parsing the same id list).
+ *
+ * Narrowed by tenant/staff (sort key prefix), by time (partition pruning: msg_time is immutable
+ * per message, and a revocation is never older than its target, hence `msg_time >= lo` for
+ * both), and by the msgid and pre_msgid bloom filter indexes. The exact identity is compared
+ * here, so a tenant of one row paired with the staff of another matches nothing.
  */
-export async function findStoredMessages(
-  store: Store,
-  rows: readonly MessageIdentity[],
-  options: CallOptions = {},
-): Promise<Set<string>> {
-  if (rows.length === 0) return new Set();
+export async function findStored(store: Store, rows: readonly MessageIdentity[], options: CallOptions = {}): Promise<StoredMessages> {
+  if (rows.length === 0) return { messages: new Set(), recalls: new Map() };
   const { lo, hi } = timeBounds(rows.map((r) => r.msg_time));
-  const found = await store.query<{ tenant: string; staff_id: string; msgid: string }>(
-    `SELECT tenant, staff_id, msgid FROM ${MESSAGES_TABLE}
+  const found = await store.query<{ tenant: string; staff_id: string; msgid: string; pre_msgid: string; revoke: number; t: string }>(
+    `SELECT tenant, staff_id, msgid, pre_msgid, msg_type = 'revoke' AS revoke, toString(toUnixTimestamp64Milli(msg_time)) AS t
+     FROM ${MESSAGES_TABLE}
      WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
-       AND msg_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND msg_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')
-       AND msgid IN {ids:Array(String)}`,
+       AND msg_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')
+       AND ((msg_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') AND msgid IN {ids:Array(String)})
+         OR (msg_type = 'revoke' AND pre_msgid IN {ids:Array(String)}))`,
     {
       tenants: distinct(rows.map((r) => r.tenant)),
       staffs: distinct(rows.map((r) => r.staff_id)),
@@ -254,36 +267,20 @@ export async function findStoredMessages(
     },
     options,
   );
-  return new Set(found.map(messageKey));
-}
-
-/**
- * Revocations already stored whose target is among `rows` (the revoke arrived first): target key
- * → recall time. A revocation is never older than its target, hence `msg_time >= lo`.
- */
-export async function findStoredRecalls(
-  store: Store,
-  rows: readonly MessageIdentity[],
-  options: CallOptions = {},
-): Promise<Map<string, number>> {
-  if (rows.length === 0) return new Map();
-  const { lo } = timeBounds(rows.map((r) => r.msg_time));
-  const found = await store.query<{ tenant: string; staff_id: string; msgid: string; recall_time: string }>(
-    `SELECT tenant, staff_id, pre_msgid AS msgid, toString(min(toUnixTimestamp64Milli(msg_time))) AS recall_time
-     FROM ${MESSAGES_TABLE}
-     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
-       AND msg_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')
-       AND msg_type = 'revoke' AND pre_msgid IN {ids:Array(String)}
-     GROUP BY tenant, staff_id, pre_msgid`,
-    {
-      tenants: distinct(rows.map((r) => r.tenant)),
-      staffs: distinct(rows.map((r) => r.staff_id)),
-      lo,
-      ids: distinct(rows.map((r) => r.msgid)),
-    },
-    options,
-  );
-  return new Map(found.map((r) => [messageKey(r), Number(r.recall_time)]));
+  const wanted = new Set(rows.map(messageKey));
+  const messages = new Set<string>();
+  const recalls = new Map<string, number>();
+  for (const r of found) {
+    const key = messageKey(r);
+    if (wanted.has(key)) messages.add(key);
+    if (r.revoke !== 1) continue;
+    const target = messageKey({ tenant: r.tenant, staff_id: r.staff_id, msgid: r.pre_msgid });
+    if (!wanted.has(target)) continue;
+    const time = Number(r.t);
+    const prev = recalls.get(target);
+    if (prev === undefined || time < prev) recalls.set(target, time);
+  }
+  return { messages, recalls };
 }
 
 /**

@@ -51,8 +51,7 @@ import {
 import {
   applyRecalls,
   encodeMessageLine,
-  findStoredMessages,
-  findStoredRecalls,
+  findStored,
   invalidMessageReason,
   MESSAGE_COLUMNS,
   messageKey,
@@ -138,7 +137,7 @@ export function newSinkStats(): SinkStats {
 /** A buffered message: its identity for the lookups and its line, encoded on arrival. */
 interface EncodedMessage extends MessageIdentity {
   readonly key: string;
-  /** For a revocation: the key of the message it revokes (as {@link findStoredRecalls} reads it). */
+  /** For a revocation: the key of the message it revokes (as {@link findStored} reads it). */
   readonly revokes: string | undefined;
   /** {@link encodeMessageLine}: the row up to `ingested_at`. */
   readonly line: Buffer;
@@ -601,9 +600,8 @@ export class SinkWriter implements UnitSink {
   private async lookup(p: Prepared): Promise<Found> {
     const opts = this.callOptions;
     const started = performance.now();
-    const [messages, recalls, events, deadLetters] = await Promise.all([
-      findStoredMessages(this.store, p.messages, opts),
-      findStoredRecalls(this.store, p.messages, opts),
+    const [{ messages, recalls }, events, deadLetters] = await Promise.all([
+      findStored(this.store, p.messages, opts),
       findStoredEvents(
         this.store,
         p.events.map((e) => e.row),

@@ -7,7 +7,7 @@ import type { DeadLetterRow, EventRow, MessageRow, RecallMark } from '../../../s
 import { CursorStore } from '../../../src/sink/cursors.ts';
 import { DEAD_LETTER_SELECT } from '../../../src/sink/dead-letters.ts';
 import { EVENT_SELECT } from '../../../src/sink/events.ts';
-import { MESSAGE_SELECT } from '../../../src/sink/messages.ts';
+import { findStored, MESSAGE_SELECT, messageKey } from '../../../src/sink/messages.ts';
 import { SinkWriter, type SinkWriterOptions } from '../../../src/sink/writer.ts';
 import {
   deadLetter,
@@ -206,6 +206,24 @@ describe('SinkWriter', () => {
       expect(rows.filter((r) => r.msgid === '1')).toHaveLength(1);
       expect(rows.find((r) => r.msgid === target.msgid)).toMatchObject({ recalled: 1, recall_time: t });
       expect(w.stats.duplicates.messages).toBe(1);
+    });
+
+    it('looks up stored messages and revocations by exact identity in one query', async () => {
+      const t = target.msg_time + 30_000;
+      const w = writer(temp.store);
+      await w.add(unit({ messages: [target, revoke(t)], recalls: [recall(target, t)] }, 'kb-1'));
+      await w.close();
+      const asked = [
+        target,
+        { ...target, staff_id: 'other-staff' },
+        { ...target, tenant: 'other-tenant' },
+        message({ msgid: '42', msg_time: target.msg_time }),
+      ];
+      const found = await findStored(temp.store, asked);
+      expect([...found.messages]).toEqual([messageKey(target)]);
+      expect([...found.recalls]).toEqual([[messageKey(target), t]]);
+      const none = await findStored(temp.store, [{ ...target, staff_id: 'other-staff' }]);
+      expect(none.messages.size + none.recalls.size).toBe(0);
     });
 
     it('marks a target that arrives after its revocation was stored', async () => {
