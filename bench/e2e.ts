@@ -52,7 +52,7 @@ async function peakRssMb(pid: number): Promise<number> {
 }
 
 /** utime + stime of a process in seconds (its threads included), from /proc/<pid>/stat. */
-async function cpuSeconds(pid: number): Promise<number> {
+export async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // Fields 14 and 15 of stat(5); the slice starts at field 3. Clock ticks are 100 per second on Linux.

@@ -20,7 +20,7 @@ import { fetchLag } from '../src/kafka/metrics.ts';
 import { topicNames } from '../src/kafka/topics.ts';
 import { transformedTypes } from '../src/kafka/transform.ts';
 import { simulatorSources, startSimulator, type SimulatorAccountInput } from '../src/simulate/index.ts';
-import { prerender } from './e2e.ts';
+import { cpuSeconds, prerender } from './e2e.ts';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -32,6 +32,8 @@ export interface KafkaBenchResult {
   readonly messagesPerSec: number;
   readonly storedMessages: number;
   readonly peakRssMb: Readonly<Record<'ingest' | 'transform' | 'sink', number>>;
+  /** CPU seconds (user + system, all threads) of each role's process until the clock stopped. */
+  readonly cpuSeconds: Readonly<Record<'ingest' | 'transform' | 'sink', number>>;
 }
 
 function accounts(perAccount: number): SimulatorAccountInput[] {
@@ -82,13 +84,22 @@ export async function runKafkaBench(total = 1_000_000): Promise<KafkaBenchResult
       { groupId: `${prefix}.sink`, topics: [topics.messages, topics.events, topics.dlq] },
     ];
     const roles = ['sink', 'transform', 'ingest'] as const;
+    // MSGPIPE_BENCH_PROFILE=<dir> writes a V8 CPU profile of each role's process there.
+    const profile = process.env['MSGPIPE_BENCH_PROFILE'];
+    const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : [];
     const started = performance.now();
     for (const role of roles) {
-      children.push(spawn(process.execPath, [BIN, 'run', '--config', configFile, '--role', role], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
+      children.push(
+        spawn(process.execPath, [...nodeArgs, BIN, 'run', '--config', configFile, '--role', role], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }),
+      );
     }
     const peak = { sink: 0, transform: 0, ingest: 0 };
+    const cpu = { sink: 0, transform: 0, ingest: 0 };
     const sample = async (): Promise<void> => {
-      for (const [i, role] of roles.entries()) peak[role] = Math.max(peak[role], await peakRssMb(children[i]?.pid));
+      for (const [i, role] of roles.entries()) {
+        peak[role] = Math.max(peak[role], await peakRssMb(children[i]?.pid));
+        cpu[role] = Math.max(cpu[role], await cpuSeconds(children[i]?.pid ?? 0));
+      }
     };
     const ids = list.map((a) => a.id ?? '');
     let lastLagCheck = 0;
@@ -118,6 +129,7 @@ export async function runKafkaBench(total = 1_000_000): Promise<KafkaBenchResult
       messagesPerSec: messages / seconds,
       storedMessages: Number((JSON.parse(stdout) as { n: string }).n),
       peakRssMb: peak,
+      cpuSeconds: cpu,
     };
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');

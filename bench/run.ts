@@ -30,6 +30,7 @@ if (only === 'kafka') {
   const total = Number(process.env['MSGPIPE_BENCH_MESSAGES'] ?? 1_000_000);
   const kafka = await runKafkaBench(total);
   process.stdout.write(`${JSON.stringify({ kafka })}\n`);
+  if (process.env['MSGPIPE_BENCH_EMBEDDED'] === '0') process.exit(0);
   const embedded = await runE2eBench(total);
   process.stdout.write(`${JSON.stringify({ e2e: embedded, kafkaToEmbedded: kafka.messagesPerSec / embedded.messagesPerSec })}\n`);
 }

@@ -2,8 +2,8 @@
  * The Kafka client: the only module that imports kafkajs (DESIGN.md §4). Everything else gets
  * Kafka objects and their types from here, so the client library can be swapped in one place.
  */
-import { Kafka, Partitioners, logLevel } from 'kafkajs';
-import type { Admin, KafkaConfig, LogEntry, Producer, ProducerConfig, RetryOptions } from 'kafkajs';
+import { Kafka, logLevel } from 'kafkajs';
+import type { Admin, ICustomPartitioner, KafkaConfig, LogEntry, Producer, ProducerConfig, RetryOptions } from 'kafkajs';
 import type { Logger } from 'pino';
 
 export type {
@@ -108,13 +108,66 @@ export function createKafka(options: KafkaClientOptions): Kafka {
 }
 
 /**
+ * The Java client's murmur2 hash of a key (Kafka's `Utils.murmur2`), in 32-bit integer
+ * arithmetic. kafkajs's own copy computes the same values through 64-bit `Long` objects, a few
+ * allocations per key byte; in the transform role it cost more CPU than the protobuf encoding.
+ */
+export function murmur2(key: Uint8Array): number {
+  const m = 0x5bd1e995;
+  const length = key.length;
+  let h = (0x9747b28c ^ length) | 0;
+  const blocks = length & ~3;
+  for (let i = 0; i < blocks; i += 4) {
+    let k = (key[i] ?? 0) | ((key[i + 1] ?? 0) << 8) | ((key[i + 2] ?? 0) << 16) | ((key[i + 3] ?? 0) << 24);
+    k = Math.imul(k, m);
+    k ^= k >>> 24;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m) ^ k;
+  }
+  // The last 1–3 bytes (the Java code's fall-through switch).
+  const tail = length & 3;
+  if (tail === 3) h ^= (key[blocks + 2] ?? 0) << 16;
+  if (tail >= 2) h ^= (key[blocks + 1] ?? 0) << 8;
+  if (tail >= 1) {
+    h ^= key[blocks] ?? 0;
+    h = Math.imul(h, m);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return h;
+}
+
+/**
+ * The Java client's default partitioning (and kafkajs's `DefaultPartitioner`): a keyed record
+ * goes to `(murmur2(key) & 0x7fffffff) % partitions`, so a key maps to the same partition from
+ * any client; a record without a key goes round robin over the partitions that have a leader.
+ */
+export const javaCompatiblePartitioner: ICustomPartitioner = () => {
+  const counters = new Map<string, number>();
+  return ({ topic, partitionMetadata, message }) => {
+    if (message.partition !== undefined) return message.partition;
+    const { key } = message;
+    if (key !== undefined && key !== null) {
+      const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+      return (murmur2(bytes) & 0x7fffffff) % partitionMetadata.length;
+    }
+    const counter = (counters.get(topic) ?? Math.floor(Math.random() * 0x7fffffff)) + 1;
+    counters.set(topic, counter);
+    const available = partitionMetadata.filter((p) => p.leader >= 0);
+    const pool = available.length > 0 ? available : partitionMetadata;
+    return pool[(counter & 0x7fffffff) % pool.length]?.partitionId ?? 0;
+  };
+};
+
+/**
  * An idempotent producer (acks=all, one request in flight so the broker's sequence checks hold,
  * retries without limit) with the Java client's murmur2 partitioner, so a key maps to the same
  * partition from any client.
  */
 export function createIdempotentProducer(kafka: Kafka, config: Omit<ProducerConfig, 'idempotent' | 'maxInFlightRequests'> = {}): Producer {
   return kafka.producer({
-    createPartitioner: Partitioners.DefaultPartitioner,
+    createPartitioner: javaCompatiblePartitioner,
     ...config,
     idempotent: true,
     maxInFlightRequests: 1,

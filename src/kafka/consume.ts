@@ -50,6 +50,16 @@ export interface ConsumerLoopOptions {
   readonly maxBytesPerPartition?: number;
   /** Bytes a fetch takes over all partitions (default 16 MiB). */
   readonly maxBytes?: number;
+  /**
+   * Partition batches handled at once (kafkajs `partitionsConsumedConcurrently`, default 1).
+   * Batches of one partition still come one after another.
+   */
+  readonly concurrency?: number;
+  /**
+   * Bytes the broker waits for before it answers a fetch (at most 250 ms; default 1): larger
+   * batches per fetch for a handler whose cost is mostly per call.
+   */
+  readonly minBytes?: number;
   /** Group session timeout, ms (heartbeats every third of it). */
   readonly sessionTimeoutMs: number;
   readonly handle: (batch: PartitionBatch) => Promise<void>;
@@ -76,6 +86,7 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
     maxBytesPerPartition: options.maxBytesPerPartition ?? 4 * 1024 * 1024,
     maxBytes: options.maxBytes ?? 16 * 1024 * 1024,
     maxWaitTimeInMs: 250,
+    minBytes: options.minBytes ?? 1,
     sessionTimeout: options.sessionTimeoutMs,
     rebalanceTimeout,
     heartbeatInterval,
@@ -106,6 +117,7 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: options.concurrency ?? 1,
     eachBatch: async (payload) => {
       const { batch } = payload;
       const heartbeat = (): Promise<void> => payload.heartbeat();

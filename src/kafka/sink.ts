@@ -105,6 +105,83 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number):
   return { messages, events, deadLetters, recalls, edits, editHistory };
 }
 
+/** `<topic>-<partition>-<first>-<last>`: the offset range of a partition batch. */
+function batchRange(batch: PartitionBatch): string {
+  return `${batch.topic}-${String(batch.partition)}-${batch.firstOffset}-${batch.lastOffset}`;
+}
+
+/**
+ * Partition batches a consumer handles at once; they are stored together. Each partition's
+ * batches still come in order, one at a time.
+ */
+const SINK_CONCURRENCY = 16;
+/** A fetch waits (at most 250 ms) for this much data, so each partition brings more records. */
+const SINK_FETCH_MIN_BYTES = 1024 * 1024;
+/** Rows past which a group is stored without waiting for more batches. */
+const SINK_GROUP_MAX_ROWS = 20_000;
+/** How long a group waits for the batches of the same fetch before it is stored. */
+const SINK_GROUP_LINGER_MS = 20;
+
+/** A partition batch, decoded, waiting in a group. */
+interface Joined {
+  readonly batch: PartitionBatch;
+  readonly output: TransformOutput;
+}
+
+/**
+ * Gathers the partition batches handled at the same time into one group and stores the group
+ * once: when it holds `maxBatches` batches or `maxRows` rows, or `lingerMs` after its first
+ * batch. Every member's `join` settles with the group's store, so each partition commits its
+ * offsets only after the rows of its batch are stored. A store that fails rejects every member
+ * (their offsets stay; the records come again).
+ *
+ * Per partition in the Kafka sink, each batch was stored on its own: ~600 rows per insert at
+ * 6 partitions, each insert paying the lookups and part writes of a full batch
+ * (docs/benchmarks.md).
+ */
+export class BatchCoalescer<T extends Joined> {
+  private readonly storeGroup: (group: readonly T[]) => Promise<void>;
+  private readonly limits: { readonly maxRows: number; readonly maxBatches: number; readonly lingerMs: number };
+  private open: { members: T[]; rows: number; done: Promise<void>; start: () => void } | undefined;
+
+  constructor(
+    storeGroup: (group: readonly T[]) => Promise<void>,
+    limits: { readonly maxRows: number; readonly maxBatches: number; readonly lingerMs: number },
+  ) {
+    this.storeGroup = storeGroup;
+    this.limits = limits;
+  }
+
+  /** Adds a batch to the open group and resolves once that group is stored. */
+  join(member: T): Promise<void> {
+    const group = this.open ?? this.openGroup();
+    group.members.push(member);
+    group.rows += member.batch.messages.length;
+    const { done } = group;
+    if (group.members.length >= this.limits.maxBatches || group.rows >= this.limits.maxRows) group.start();
+    return done;
+  }
+
+  private openGroup(): NonNullable<BatchCoalescer<T>['open']> {
+    let start: () => void = () => undefined;
+    const members: T[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      start = () => {
+        if (timer === undefined) return;
+        clearTimeout(timer);
+        timer = undefined;
+        if (this.open?.members === members) this.open = undefined;
+        this.storeGroup(members).then(resolve, reject);
+      };
+      timer = setTimeout(() => { start(); }, this.limits.lingerMs);
+    });
+    const group = { members, rows: 0, done, start: () => { start(); } };
+    this.open = group;
+    return group;
+  }
+}
+
 /** The counters the metrics read. */
 export interface SinkStats {
   batches: number;
@@ -127,25 +204,36 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
   const clock = options.clock ?? Date.now;
   const stats: SinkStats = { batches: 0, records: 0, messages: 0, events: 0, deadLetters: 0 };
 
-  const handle = async (batch: PartitionBatch): Promise<void> => {
-    const output = decodeBatch(topics, batch, clock());
-    const range = `${batch.topic}-${batch.partition}-${batch.firstOffset}-${batch.lastOffset}`;
-    // One writer per batch: its inserts hold exactly this offset range.
-    const writer = new SinkWriter(rangeScopedStore(store, range), log, {
+  const storeGroup = async (group: readonly Joined[]): Promise<void> => {
+    // One writer for the group: one lookup and one insert per table for all its batches, each
+    // insert's token holding every offset range it covers.
+    const ranges = group.map((j) => batchRange(j.batch)).sort();
+    const writer = new SinkWriter(rangeScopedStore(store, ranges.join(',')), log, {
       maxRows: Number.MAX_SAFE_INTEGER,
       maxBytes: Number.MAX_SAFE_INTEGER,
       maxAgeMs: 60_000,
       clock,
-      // Stop retrying once another member owns the partition: it stores these records itself.
-      signal: batch.signal,
+      // Stop retrying once another member owns a partition of the group: it stores those
+      // records itself. (Losing one partition means the member lost its generation: all go.)
+      signal: AbortSignal.any(group.map((j) => j.batch.signal)),
       ...(options.observer === undefined ? {} : { observer: options.observer }),
     });
     try {
-      await writer.add({ output });
+      for (const j of group) await writer.add({ output: j.output });
       await writer.close();
     } finally {
       if (options.writerStats !== undefined) addWriterStats(options.writerStats, writer.stats);
     }
+  };
+  const coalescer = new BatchCoalescer(storeGroup, {
+    maxRows: SINK_GROUP_MAX_ROWS,
+    maxBatches: SINK_CONCURRENCY * options.consumers,
+    lingerMs: SINK_GROUP_LINGER_MS,
+  });
+
+  const handle = async (batch: PartitionBatch): Promise<void> => {
+    const output = decodeBatch(topics, batch, clock());
+    await coalescer.join({ batch, output });
     stats.batches += 1;
     stats.records += batch.messages.length;
     stats.messages += output.messages.length;
@@ -165,6 +253,8 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
           maxRecords: 20_000,
           sessionTimeoutMs: options.sessionTimeoutMs,
           maxBytesPerPartition: 8 * 1024 * 1024,
+          concurrency: SINK_CONCURRENCY,
+          minBytes: SINK_FETCH_MIN_BYTES,
           handle,
           ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
         }),
