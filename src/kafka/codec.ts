@@ -111,6 +111,9 @@ export function encodeMessage(
   edits: readonly EditMark[] = [],
   editHistory: readonly MessageEditRow[] = [],
 ): Uint8Array {
+  // Most rows carry nothing: encode the row object itself. A copy with the extra fields spread
+  // in made the generated encoder three times slower (about 16 against 5 µs per row).
+  if (recalls.length === 0 && edits.length === 0 && editHistory.length === 0) return MessageType.encode(row).finish();
   return MessageType.encode({
     ...row,
     recalls: recalls.map((r) => ({ session_id: r.session_id, target_msgid: r.target_msgid, recall_time: r.recall_time })),
