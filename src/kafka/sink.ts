@@ -1,17 +1,18 @@
 /**
  * The sink role of the distributed mode: consumer group `<p>.sink` on `<p>.messages`,
- * `<p>.events` and `<p>.dlq`. Each handler call is one partition's batch of contiguous offsets;
- * it is decoded and stored by the same {@link SinkWriter} as the embedded mode (lookups of rows
- * already stored, recalls, sink dead letters), and the offset after the batch is committed only
- * once the inserts returned.
+ * `<p>.events` and `<p>.dlq`. Each handler call is one partition's batch of contiguous offsets.
+ * The batches a consumer handles at the same time (up to {@link SINK_CONCURRENCY}, one per
+ * partition) are decoded and stored together by one {@link SinkWriter}, the same as the embedded
+ * mode's (lookups of rows already stored, recalls, sink dead letters), and each partition's
+ * offset after its batch is committed only once the group's inserts returned.
  *
- * Every insert of a batch carries `insert_deduplication_token`
- * `<topic>-<partition>-<first>-<last>:<writer token>`: the offset range, as in Kafka Connect's
- * ClickHouse sink, followed by the writer's own token for the table and the row keys it inserts
- * (the writer skips rows already stored, so a replayed range may insert a smaller remainder;
- * the key hash keeps that remainder from being mistaken for the first attempt). A record that
- * is not a valid protobuf value of its topic becomes a dead letter (stage `sink`) with its
- * original bytes, and the partition moves on.
+ * Every insert of a group carries `insert_deduplication_token`
+ * `<range>,<range>,…:<writer token>`, each range `<topic>-<partition>-<first>-<last>` as in
+ * Kafka Connect's ClickHouse sink (sorted), followed by the writer's own token for the table
+ * and the row keys it inserts (the writer skips rows already stored, so a replay may insert a
+ * smaller remainder; the key hash keeps that remainder from being mistaken for the first
+ * attempt). A record that is not a valid protobuf value of its topic becomes a dead letter
+ * (stage `sink`) with its original bytes, and the partition moves on.
  */
 import type { Logger } from 'pino';
 
