@@ -146,7 +146,9 @@ export function murmur2(key: Uint8Array): number {
 export const javaCompatiblePartitioner: ICustomPartitioner = () => {
   const counters = new Map<string, number>();
   return ({ topic, partitionMetadata, message }) => {
-    if (message.partition !== undefined) return message.partition;
+    // JavaScript callers may pass null as well as leave it out, as kafkajs's partitioner allows.
+    const partition = message.partition as number | null | undefined;
+    if (partition !== undefined && partition !== null) return partition;
     const { key } = message;
     if (key !== undefined && key !== null) {
       const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;

@@ -31,6 +31,21 @@ export interface PartitionBatch {
   readonly signal: AbortSignal;
 }
 
+/**
+ * Thrown by a handler for a batch it did not store because work it was shared with was given up
+ * (another partition of the same group was lost): the batch is not committed and its records
+ * come again with the next fetch. Not a failure of the consumer.
+ */
+export class BatchAbandonedError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'BatchAbandonedError';
+  }
+}
+
+/** How long `stop()` waits for the batches in flight to be handled and committed. */
+const DRAIN_MS = 20_000;
+
 /** kafkajs error types that mean this member no longer owns its partitions. */
 const LOST = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
 
@@ -67,7 +82,10 @@ export interface ConsumerLoopOptions {
   readonly onCommitted?: (topic: string, partition: number, offset: string, records: number) => void;
 }
 
-/** A started consumer; `stop()` drains the batch in flight, commits it and leaves the group. */
+/**
+ * A started consumer; `stop()` lets the batches in flight finish and commit (for at most 20 s),
+ * then leaves the group.
+ */
 export interface ConsumerLoop {
   readonly consumer: Consumer;
   /** Rejects when the consumer crashed without restarting itself. */
@@ -114,71 +132,112 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
     await consumer.disconnect().catch(() => undefined);
     throw err;
   }
+  let stopping = false;
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
     partitionsConsumedConcurrently: options.concurrency ?? 1,
     eachBatch: async (payload) => {
-      const { batch } = payload;
-      const heartbeat = (): Promise<void> => payload.heartbeat();
-      const all = batch.messages;
-      for (let start = 0; start < all.length; start += options.maxRecords) {
-        if (!payload.isRunning() || payload.isStale()) return;
-        const messages = all.slice(start, start + options.maxRecords);
-        const first = messages[0];
-        const last = messages.at(-1);
-        if (first === undefined || last === undefined) return;
-        const lost = new AbortController();
-        // kafkajs heartbeats only between batches: a handler storing for longer than the
-        // session timeout would be evicted and its partition handed over mid-batch.
-        let rebalancingSince: number | undefined;
-        const beat = async (): Promise<void> => {
-          try {
-            await heartbeat();
-            rebalancingSince = undefined;
-          } catch (err) {
-            const type = errorType(err);
-            if (type !== undefined && LOST.has(type)) lost.abort(err);
-            else if (type === 'REBALANCE_IN_PROGRESS') {
-              // The group waits up to the rebalance timeout for this member to rejoin, which it
-              // does once this batch returns; past half of it, give the partition up.
-              rebalancingSince ??= Date.now();
-              if (Date.now() - rebalancingSince > rebalanceTimeout / 2) lost.abort(err);
-            } else log.warn({ err }, 'Heartbeat during a batch failed.');
-          }
-        };
-        const timer = setInterval(() => { void beat(); }, heartbeatInterval);
-        try {
-          await options.handle({
-            topic: batch.topic,
-            partition: batch.partition,
-            messages,
-            firstOffset: first.offset,
-            lastOffset: last.offset,
-            heartbeat,
-            signal: lost.signal,
-          });
-        } catch (err) {
-          if (!lost.signal.aborted) throw err;
-        } finally {
-          clearInterval(timer);
-        }
-        // Another member owns the partition now (or will): it takes these records again.
-        if (lost.signal.aborted || payload.isStale()) {
-          log.warn({ topic: batch.topic, partition: batch.partition, firstOffset: first.offset }, 'Partition lost during a batch; its offsets are left to the new owner.');
-          return;
-        }
-        const next = (BigInt(last.offset) + 1n).toString();
-        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
-        payload.resolveOffset(last.offset);
-        options.onCommitted?.(batch.topic, batch.partition, next, messages.length);
-        await heartbeat();
+      if (stopping) return;
+      inFlight += 1;
+      try {
+        await handleFetched(payload);
+      } finally {
+        inFlight -= 1;
+        if (inFlight === 0) drained?.();
       }
     },
   });
+
+  async function handleFetched(payload: EachBatchPayload): Promise<void> {
+    const { batch } = payload;
+    const heartbeat = (): Promise<void> => payload.heartbeat();
+    const all = batch.messages;
+    for (let start = 0; start < all.length; start += options.maxRecords) {
+      if (!payload.isRunning() || payload.isStale() || (stopping && start > 0)) return;
+      const messages = all.slice(start, start + options.maxRecords);
+      const first = messages[0];
+      const last = messages.at(-1);
+      if (first === undefined || last === undefined) return;
+      const lost = new AbortController();
+      // kafkajs heartbeats only between batches: a handler storing for longer than the
+      // session timeout would be evicted and its partition handed over mid-batch.
+      let rebalancingSince: number | undefined;
+      const beat = async (): Promise<void> => {
+        try {
+          await heartbeat();
+          rebalancingSince = undefined;
+        } catch (err) {
+          const type = errorType(err);
+          if (type !== undefined && LOST.has(type)) lost.abort(err);
+          else if (type === 'REBALANCE_IN_PROGRESS') {
+            // The group waits up to the rebalance timeout for this member to rejoin, which it
+            // does once this batch returns; past half of it, give the partition up.
+            rebalancingSince ??= Date.now();
+            if (Date.now() - rebalancingSince > rebalanceTimeout / 2) lost.abort(err);
+          } else log.warn({ err }, 'Heartbeat during a batch failed.');
+        }
+      };
+      const timer = setInterval(() => { void beat(); }, heartbeatInterval);
+      let abandoned = false;
+      try {
+        await options.handle({
+          topic: batch.topic,
+          partition: batch.partition,
+          messages,
+          firstOffset: first.offset,
+          lastOffset: last.offset,
+          heartbeat,
+          signal: lost.signal,
+        });
+      } catch (err) {
+        abandoned = err instanceof BatchAbandonedError;
+        if (!lost.signal.aborted && !abandoned) throw err;
+      } finally {
+        clearInterval(timer);
+      }
+      if (abandoned && !lost.signal.aborted && !payload.isStale()) {
+        // Not stored, not committed, not resolved: the next fetch brings these records again.
+        log.warn({ topic: batch.topic, partition: batch.partition, firstOffset: first.offset }, 'Batch given up with its group; fetching it again.');
+        return;
+      }
+      // Another member owns the partition now (or will): it takes these records again.
+      if (lost.signal.aborted || payload.isStale()) {
+        log.warn({ topic: batch.topic, partition: batch.partition, firstOffset: first.offset }, 'Partition lost during a batch; its offsets are left to the new owner.');
+        return;
+      }
+      const next = (BigInt(last.offset) + 1n).toString();
+      await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+      payload.resolveOffset(last.offset);
+      options.onCommitted?.(batch.topic, batch.partition, next, messages.length);
+      await heartbeat();
+    }
+  }
+
   return {
     consumer,
     crashed,
-    stop: () => consumer.disconnect(),
+    stop: async () => {
+      stopping = true;
+      // kafkajs's disconnect marks the consumer stopped before it waits for the batches in
+      // flight, and a stopped consumer drops their commits: pause fetching, let the batches
+      // finish and commit, then leave the group.
+      consumer.pause(options.topics.map((topic) => ({ topic })));
+      if (inFlight > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            drained = resolve;
+          }),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, DRAIN_MS);
+          }),
+        ]);
+        clearTimeout(timer);
+      }
+      await consumer.disconnect();
+    },
   };
 }

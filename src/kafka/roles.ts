@@ -134,6 +134,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
         topics,
         store,
         consumers: kafkaConfig.consumers,
+        partitions: kafkaConfig.partitions,
         sessionTimeoutMs: kafkaConfig.sessionTimeoutMs,
         log: log.child({ component: 'kafka.sink' }),
         writerStats,

@@ -22,7 +22,7 @@ import type { Store } from '../sink/clickhouse.ts';
 import { type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
 import type { Kafka } from './client.ts';
 import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
-import { type ConsumerLoop, type PartitionBatch, startConsumerLoop } from './consume.ts';
+import { BatchAbandonedError, type ConsumerLoop, type PartitionBatch, startConsumerLoop } from './consume.ts';
 import type { Topics } from './topics.ts';
 
 export interface KafkaSinkOptions {
@@ -30,6 +30,8 @@ export interface KafkaSinkOptions {
   readonly topics: Topics;
   readonly store: Store;
   readonly consumers: number;
+  /** Partitions of each sink topic (`kafka.partitions`): the sink handles one batch of each at once. */
+  readonly partitions?: number;
   readonly sessionTimeoutMs: number;
   readonly log: Logger;
   readonly clock?: () => number;
@@ -112,7 +114,8 @@ function batchRange(batch: PartitionBatch): string {
 }
 
 /**
- * Partition batches a consumer handles at once; they are stored together. Each partition's
+ * Partition batches a consumer handles at once, at least: one per partition of its three topics
+ * (`kafka.partitions` each) when that is more. They are stored together; each partition's
  * batches still come in order, one at a time.
  */
 const SINK_CONCURRENCY = 16;
@@ -129,26 +132,40 @@ interface Joined {
   readonly output: TransformOutput;
 }
 
+/** What {@link BatchCoalescer} waits for before it stores a group. */
+export interface CoalescerLimits {
+  readonly maxRows: number;
+  readonly maxBatches: number;
+  readonly lingerMs: number;
+}
+
+interface OpenGroup<T> {
+  readonly members: T[];
+  rows: number;
+  readonly done: Promise<void>;
+  readonly start: () => void;
+}
+
 /**
- * Gathers the partition batches handled at the same time into one group and stores the group
- * once: when it holds `maxBatches` batches or `maxRows` rows, or `lingerMs` after its first
- * batch. Every member's `join` settles with the group's store, so each partition commits its
- * offsets only after the rows of its batch are stored. A store that fails rejects every member
- * (their offsets stay; the records come again).
+ * Gathers the partition batches one consumer handles at the same time into one group and
+ * stores the group once: when it holds `maxBatches` batches or `maxRows` records, or `lingerMs`
+ * after its first batch. Every member's `join` settles with the group's store, so each
+ * partition commits its offsets only after the rows of its batch are stored. A store that fails
+ * rejects every member (their offsets stay; the records come again). The store gets the
+ * members' partition-loss signals as one; when it fails after one of them aborted, every member
+ * is rejected with {@link BatchAbandonedError}, so the members that still own their partitions
+ * fetch their records again instead of failing the consumer.
  *
  * Per partition in the Kafka sink, each batch was stored on its own: ~600 rows per insert at
  * 6 partitions, each insert paying the lookups and part writes of a full batch
  * (docs/benchmarks.md).
  */
 export class BatchCoalescer<T extends Joined> {
-  private readonly storeGroup: (group: readonly T[]) => Promise<void>;
-  private readonly limits: { readonly maxRows: number; readonly maxBatches: number; readonly lingerMs: number };
-  private open: { members: T[]; rows: number; done: Promise<void>; start: () => void } | undefined;
+  private readonly storeGroup: (group: readonly T[], signal: AbortSignal) => Promise<void>;
+  private readonly limits: CoalescerLimits;
+  private open: OpenGroup<T> | undefined;
 
-  constructor(
-    storeGroup: (group: readonly T[]) => Promise<void>,
-    limits: { readonly maxRows: number; readonly maxBatches: number; readonly lingerMs: number },
-  ) {
+  constructor(storeGroup: (group: readonly T[], signal: AbortSignal) => Promise<void>, limits: CoalescerLimits) {
     this.storeGroup = storeGroup;
     this.limits = limits;
   }
@@ -163,21 +180,27 @@ export class BatchCoalescer<T extends Joined> {
     return done;
   }
 
-  private openGroup(): NonNullable<BatchCoalescer<T>['open']> {
-    let start: () => void = () => undefined;
+  private openGroup(): OpenGroup<T> {
     const members: T[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    let start: () => void = () => undefined;
     const done = new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
       start = () => {
         if (timer === undefined) return;
         clearTimeout(timer);
         timer = undefined;
         if (this.open?.members === members) this.open = undefined;
-        this.storeGroup(members).then(resolve, reject);
+        const signal = AbortSignal.any(members.map((m) => m.batch.signal));
+        Promise.resolve()
+          .then(() => this.storeGroup(members, signal))
+          .then(resolve, (err: unknown) => {
+            const failure = err instanceof Error ? err : new Error(String(err));
+            reject(signal.aborted ? new BatchAbandonedError('A partition of the batch group was lost; the group was not stored.', { cause: failure }) : failure);
+          });
       };
       timer = setTimeout(() => { start(); }, this.limits.lingerMs);
     });
-    const group = { members, rows: 0, done, start: () => { start(); } };
+    const group: OpenGroup<T> = { members, rows: 0, done, start: () => { start(); } };
     this.open = group;
     return group;
   }
@@ -205,7 +228,7 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
   const clock = options.clock ?? Date.now;
   const stats: SinkStats = { batches: 0, records: 0, messages: 0, events: 0, deadLetters: 0 };
 
-  const storeGroup = async (group: readonly Joined[]): Promise<void> => {
+  const storeGroup = async (group: readonly Joined[], signal: AbortSignal): Promise<void> => {
     // One writer for the group: one lookup and one insert per table for all its batches, each
     // insert's token holding every offset range it covers.
     const ranges = group.map((j) => batchRange(j.batch)).sort();
@@ -215,8 +238,8 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
       maxAgeMs: 60_000,
       clock,
       // Stop retrying once another member owns a partition of the group: it stores those
-      // records itself. (Losing one partition means the member lost its generation: all go.)
-      signal: AbortSignal.any(group.map((j) => j.batch.signal)),
+      // records itself, and the other batches of the group are fetched again.
+      signal,
       ...(options.observer === undefined ? {} : { observer: options.observer }),
     });
     try {
@@ -226,20 +249,20 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
       if (options.writerStats !== undefined) addWriterStats(options.writerStats, writer.stats);
     }
   };
-  const coalescer = new BatchCoalescer(storeGroup, {
-    maxRows: SINK_GROUP_MAX_ROWS,
-    maxBatches: SINK_CONCURRENCY * options.consumers,
-    lingerMs: SINK_GROUP_LINGER_MS,
-  });
-
-  const handle = async (batch: PartitionBatch): Promise<void> => {
-    const output = decodeBatch(topics, batch, clock());
-    await coalescer.join({ batch, output });
-    stats.batches += 1;
-    stats.records += batch.messages.length;
-    stats.messages += output.messages.length;
-    stats.events += output.events.length;
-    stats.deadLetters += output.deadLetters.length;
+  const concurrency = Math.max(SINK_CONCURRENCY, 3 * (options.partitions ?? 0));
+  // One coalescer per consumer: a group holds the batches of one member of the consumer group,
+  // which lose their partitions together.
+  const handler = (): ((batch: PartitionBatch) => Promise<void>) => {
+    const coalescer = new BatchCoalescer(storeGroup, { maxRows: SINK_GROUP_MAX_ROWS, maxBatches: concurrency, lingerMs: SINK_GROUP_LINGER_MS });
+    return async (batch) => {
+      const output = decodeBatch(topics, batch, clock());
+      await coalescer.join({ batch, output });
+      stats.batches += 1;
+      stats.records += batch.messages.length;
+      stats.messages += output.messages.length;
+      stats.events += output.events.length;
+      stats.deadLetters += output.deadLetters.length;
+    };
   };
 
   const loops: ConsumerLoop[] = [];
@@ -254,9 +277,9 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
           maxRecords: 20_000,
           sessionTimeoutMs: options.sessionTimeoutMs,
           maxBytesPerPartition: 8 * 1024 * 1024,
-          concurrency: SINK_CONCURRENCY,
+          concurrency,
           minBytes: SINK_FETCH_MIN_BYTES,
-          handle,
+          handle: handler(),
           ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
         }),
       );

@@ -251,13 +251,15 @@ export interface StoredMessages {
 export async function findStored(store: Store, rows: readonly MessageIdentity[], options: CallOptions = {}): Promise<StoredMessages> {
   if (rows.length === 0) return { messages: new Set(), recalls: new Map() };
   const { lo, hi } = timeBounds(rows.map((r) => r.msg_time));
-  const found = await store.query<{ tenant: string; staff_id: string; msgid: string; pre_msgid: string; revoke: number; t: string }>(
-    `SELECT tenant, staff_id, msgid, pre_msgid, msg_type = 'revoke' AS revoke, toString(toUnixTimestamp64Milli(msg_time)) AS t
+  const found = await store.query<{ tenant: string; staff_id: string; msgid: string; pre_msgid: string; stored: number; revoke: number; t: string }>(
+    `SELECT tenant, staff_id, msgid, pre_msgid,
+       msg_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') AND msgid IN {ids:Array(String)} AS stored,
+       msg_type = 'revoke' AND pre_msgid IN {ids:Array(String)} AS revoke,
+       toString(toUnixTimestamp64Milli(msg_time)) AS t
      FROM ${MESSAGES_TABLE}
      WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
        AND msg_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')
-       AND ((msg_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') AND msgid IN {ids:Array(String)})
-         OR (msg_type = 'revoke' AND pre_msgid IN {ids:Array(String)}))`,
+       AND (stored OR revoke)`,
     {
       tenants: distinct(rows.map((r) => r.tenant)),
       staffs: distinct(rows.map((r) => r.staff_id)),
@@ -272,7 +274,7 @@ export async function findStored(store: Store, rows: readonly MessageIdentity[],
   const recalls = new Map<string, number>();
   for (const r of found) {
     const key = messageKey(r);
-    if (wanted.has(key)) messages.add(key);
+    if (r.stored === 1 && wanted.has(key)) messages.add(key);
     if (r.revoke !== 1) continue;
     const target = messageKey({ tenant: r.tenant, staff_id: r.staff_id, msgid: r.pre_msgid });
     if (!wanted.has(target)) continue;
@@ -286,7 +288,7 @@ export async function findStored(store: Store, rows: readonly MessageIdentity[],
 /**
  * Marks stored targets of `marks` as recalled, in one lightweight UPDATE (a patch part, no
  * rewrite). Idempotent: rows already recalled are left alone, so the first recall time stays.
- * Targets not stored (yet) are untouched; {@link findStoredRecalls} catches them on arrival.
+ * Targets not stored (yet) are untouched; {@link findStored} catches them on arrival.
  */
 export async function applyRecalls(store: Store, marks: readonly RecallMark[], options: CallOptions = {}): Promise<void> {
   if (marks.length === 0) return;

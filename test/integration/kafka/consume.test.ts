@@ -67,4 +67,42 @@ describe('consumer loop', () => {
       await a.stop();
     }
   });
+
+  it('commits the batches in flight when it stops (kafkajs alone drops those commits)', async () => {
+    const topic = uniqueTopic('drain');
+    const groupId = `drain-${randomUUID()}`;
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopics(admin, [{ topic, numPartitions: 3 }]);
+    } finally {
+      await admin.disconnect();
+    }
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic, acks: -1, messages: Array.from({ length: 30 }, (_, i) => ({ key: `k${String(i)}`, value: `v${String(i)}` })) });
+    await producer.disconnect();
+
+    let started = 0;
+    let finished = 0;
+    const loop = await startConsumerLoop({
+      kafka,
+      groupId,
+      topics: [topic],
+      log: pino({ level: 'error' }),
+      maxRecords: 100,
+      sessionTimeoutMs: 10_000,
+      concurrency: 3,
+      handle: async () => {
+        started++;
+        await new Promise((r) => setTimeout(r, 1500));
+        finished++;
+      },
+    });
+    await waitFor(() => started > 0, 60_000, 'a batch to start');
+    await loop.stop();
+    expect(finished).toBe(started);
+    // Every batch that was handled is committed: the group has nothing left to read.
+    expect(await groupLag(kafka, groupId, [topic])).toBe(0);
+  });
 });

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
 
-import type { PartitionBatch } from '../../../src/kafka/consume.ts';
+import { BatchAbandonedError, type PartitionBatch } from '../../../src/kafka/consume.ts';
 import { BatchCoalescer } from '../../../src/kafka/sink.ts';
 
-function member(partition: number, records: number): { batch: PartitionBatch; output: { messages: []; events: []; deadLetters: []; recalls: [] } } {
+function member(
+  partition: number,
+  records: number,
+  lost = new AbortController(),
+): { batch: PartitionBatch; output: { messages: []; events: []; deadLetters: []; recalls: [] } } {
   const batch = {
     topic: 't',
     partition,
@@ -11,7 +15,7 @@ function member(partition: number, records: number): { batch: PartitionBatch; ou
     firstOffset: '0',
     lastOffset: String(records - 1),
     heartbeat: () => Promise.resolve(),
-    signal: new AbortController().signal,
+    signal: lost.signal,
   } as unknown as PartitionBatch;
   return { batch, output: { messages: [], events: [], deadLetters: [], recalls: [] } };
 }
@@ -60,5 +64,53 @@ describe('BatchCoalescer', () => {
     expect(results.map((x) => x.status)).toEqual(['rejected', 'rejected']);
     await expect(c.join(member(2, 1))).rejects.toThrow('insert failed');
     expect(failing.groups).toEqual([[0, 1], [2]]);
+  });
+
+  it('puts a batch that arrives while a group is being stored into the next group', async () => {
+    const groups: number[][] = [];
+    let release: () => void = () => undefined;
+    const c = new BatchCoalescer(
+      async (g) => {
+        groups.push(g.map((m) => m.batch.partition));
+        if (groups.length === 1) await new Promise<void>((r) => { release = r; });
+      },
+      { maxRows: 1000, maxBatches: 2, lingerMs: 10 },
+    );
+    const first = [c.join(member(0, 1)), c.join(member(1, 1))];
+    const late = c.join(member(2, 1));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(groups).toEqual([[0, 1], [2]]);
+    release();
+    await Promise.all([...first, late]);
+  });
+
+  it('gives every member a BatchAbandonedError when a partition of the group is lost during the store', async () => {
+    const lost = new AbortController();
+    let seen: AbortSignal | undefined;
+    const c = new BatchCoalescer(
+      async (_g, signal) => {
+        seen = signal;
+        lost.abort(new Error('evicted'));
+        await Promise.resolve();
+        throw new Error('insert aborted');
+      },
+      { maxRows: 1000, maxBatches: 2, lingerMs: 10 },
+    );
+    const results = await Promise.allSettled([c.join(member(0, 1, lost)), c.join(member(1, 1))]);
+    expect(seen?.aborted).toBe(true);
+    for (const r of results) {
+      expect(r.status).toBe('rejected');
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(BatchAbandonedError);
+    }
+  });
+
+  it('rejects (never hangs) when the store throws before returning a promise', async () => {
+    const c = new BatchCoalescer(
+      () => {
+        throw new Error('sync failure');
+      },
+      { maxRows: 1000, maxBatches: 1, lingerMs: 10 },
+    );
+    await expect(c.join(member(0, 1))).rejects.toThrow('sync failure');
   });
 });

@@ -211,7 +211,10 @@ describe('SinkWriter', () => {
     it('looks up stored messages and revocations by exact identity in one query', async () => {
       const t = target.msg_time + 30_000;
       const w = writer(temp.store);
-      await w.add(unit({ messages: [target, revoke(t)], recalls: [recall(target, t)] }, 'kb-1'));
+      const later = { ...revoke(t + 5000), msgid: '3876235366388270001' };
+      // msgid 42 is stored for another staff only: the tenant/staff lists of the query cover it.
+      const otherStaff = message({ msgid: '42', staff_id: 'other-staff', msg_time: target.msg_time });
+      await w.add(unit({ messages: [target, revoke(t), later, otherStaff], recalls: [recall(target, t), recall(target, t + 5000)] }, 'kb-1'));
       await w.close();
       const asked = [
         target,
@@ -221,9 +224,12 @@ describe('SinkWriter', () => {
       ];
       const found = await findStored(temp.store, asked);
       expect([...found.messages]).toEqual([messageKey(target)]);
+      // The earliest of the two stored revocations.
       expect([...found.recalls]).toEqual([[messageKey(target), t]]);
-      const none = await findStored(temp.store, [{ ...target, staff_id: 'other-staff' }]);
-      expect(none.messages.size + none.recalls.size).toBe(0);
+      // A stored message outside the batch's time range is not the batch's message.
+      const shifted = await findStored(temp.store, [{ ...target, msg_time: target.msg_time - 3_600_000 }]);
+      expect(shifted.messages.size).toBe(0);
+      expect([...shifted.recalls]).toEqual([[messageKey(target), t]]);
     });
 
     it('marks a target that arrives after its revocation was stored', async () => {
