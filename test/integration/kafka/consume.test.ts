@@ -18,21 +18,27 @@ useTestBroker((_broker, k) => {
   kafka = k;
 });
 
+/** A new topic with `partitions` partitions holding `records` keyed records (`k0`/`v0`, …). */
+async function topicHolding(name: string, partitions: number, records: number): Promise<string> {
+  const topic = uniqueTopic(name);
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await ensureTopics(admin, [{ topic, numPartitions: partitions }]);
+  } finally {
+    await admin.disconnect();
+  }
+  const producer = kafka.producer();
+  await producer.connect();
+  await producer.send({ topic, acks: -1, messages: Array.from({ length: records }, (_, i) => ({ key: `k${String(i)}`, value: `v${String(i)}` })) });
+  await producer.disconnect();
+  return topic;
+}
+
 describe('consumer loop', () => {
   it('heartbeats during a batch longer than the session timeout, so no other member takes its records', async () => {
-    const topic = uniqueTopic('hb');
+    const topic = await topicHolding('hb', 1, 1);
     const groupId = `hb-${randomUUID()}`;
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopics(admin, [{ topic, numPartitions: 1 }]);
-    } finally {
-      await admin.disconnect();
-    }
-    const producer = kafka.producer();
-    await producer.connect();
-    await producer.send({ topic, acks: -1, messages: [{ key: 'k', value: 'v0' }] });
-    await producer.disconnect();
 
     const handled: string[] = [];
     let slowStarted = false;
@@ -69,19 +75,8 @@ describe('consumer loop', () => {
   });
 
   it('commits the batches in flight when it stops (kafkajs alone drops those commits)', async () => {
-    const topic = uniqueTopic('drain');
+    const topic = await topicHolding('drain', 3, 30);
     const groupId = `drain-${randomUUID()}`;
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopics(admin, [{ topic, numPartitions: 3 }]);
-    } finally {
-      await admin.disconnect();
-    }
-    const producer = kafka.producer();
-    await producer.connect();
-    await producer.send({ topic, acks: -1, messages: Array.from({ length: 30 }, (_, i) => ({ key: `k${String(i)}`, value: `v${String(i)}` })) });
-    await producer.disconnect();
 
     let started = 0;
     let finished = 0;
