@@ -210,20 +210,23 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
       }
       const next = (BigInt(last.offset) + 1n).toString();
       await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+      // A consumer stopped meanwhile (a drain past its time) returns without committing.
+      if (!payload.isRunning()) return;
       payload.resolveOffset(last.offset);
       options.onCommitted?.(batch.topic, batch.partition, next, messages.length);
       await heartbeat();
     }
   }
 
-  return {
-    consumer,
-    crashed,
-    stop: async () => {
-      stopping = true;
-      // kafkajs's disconnect marks the consumer stopped before it waits for the batches in
-      // flight, and a stopped consumer drops their commits: pause fetching, let the batches
-      // finish and commit, then leave the group.
+  /**
+   * kafkajs's disconnect marks the consumer stopped before it waits for the batches in flight,
+   * and a stopped consumer drops their commits: pause fetching, let the batches finish and
+   * commit, then leave the group. Always leaves, also after a crash (pausing a crashed
+   * consumer throws) or when the drain runs out of time.
+   */
+  async function drainAndLeave(): Promise<void> {
+    stopping = true;
+    try {
       consumer.pause(options.topics.map((topic) => ({ topic })));
       if (inFlight > 0) {
         let timer: NodeJS.Timeout | undefined;
@@ -237,7 +240,17 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
         ]);
         clearTimeout(timer);
       }
+    } catch (err) {
+      log.debug({ err }, 'Consumer not running at stop; leaving the group.');
+    } finally {
       await consumer.disconnect();
-    },
+    }
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    consumer,
+    crashed,
+    stop: () => (stopped ??= drainAndLeave()),
   };
 }

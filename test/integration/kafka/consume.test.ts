@@ -100,4 +100,23 @@ describe('consumer loop', () => {
     // Every batch that was handled is committed: the group has nothing left to read.
     expect(await groupLag(kafka, groupId, [topic])).toBe(0);
   });
+
+  it('stops cleanly when the consumer is already down (a crash), and once when asked twice', async () => {
+    const topic = await topicHolding('down', 1, 1);
+    const loop = await startConsumerLoop({
+      kafka,
+      groupId: `down-${randomUUID()}`,
+      topics: [topic],
+      log: pino({ level: 'error' }),
+      maxRecords: 100,
+      sessionTimeoutMs: 10_000,
+      handle: () => Promise.resolve(),
+    });
+    // What kafkajs does to a consumer that crashed: it disconnects it, and pausing it then throws.
+    await loop.consumer.disconnect();
+    expect(() => { loop.consumer.pause([{ topic }]); }).toThrow();
+    const first = loop.stop();
+    expect(loop.stop()).toBe(first);
+    await expect(first).resolves.toBeUndefined();
+  });
 });
