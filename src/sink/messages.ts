@@ -224,6 +224,12 @@ function timeBounds(times: Iterable<number>): { lo: number; hi: number } {
   return { lo, hi };
 }
 
+/** Sets `key` to `time` unless the map already holds an earlier time for it. */
+export function keepEarliest(times: Map<string, number>, key: string, time: number): void {
+  const prev = times.get(key);
+  if (prev === undefined || time < prev) times.set(key, time);
+}
+
 function distinct<T>(values: Iterable<T>): T[] {
   return [...new Set(values)];
 }
@@ -278,9 +284,7 @@ export async function findStored(store: Store, rows: readonly MessageIdentity[],
     if (r.revoke !== 1) continue;
     const target = messageKey({ tenant: r.tenant, staff_id: r.staff_id, msgid: r.pre_msgid });
     if (!wanted.has(target)) continue;
-    const time = Number(r.t);
-    const prev = recalls.get(target);
-    if (prev === undefined || time < prev) recalls.set(target, time);
+    keepEarliest(recalls, target, Number(r.t));
   }
   return { messages, recalls };
 }

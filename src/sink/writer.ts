@@ -53,6 +53,7 @@ import {
   encodeMessageLine,
   findStored,
   invalidMessageReason,
+  keepEarliest,
   MESSAGE_COLUMNS,
   messageKey,
   messageLineEnd,
@@ -200,8 +201,7 @@ function storedBy(p: Prepared): Found {
   const recalls = new Map<string, number>();
   for (const m of p.messages) {
     if (m.revokes === undefined) continue;
-    const prev = recalls.get(m.revokes);
-    if (prev === undefined || m.msg_time < prev) recalls.set(m.revokes, m.msg_time);
+    keepEarliest(recalls, m.revokes, m.msg_time);
   }
   return {
     messages: new Set(p.messages.map((m) => m.key)),
@@ -216,10 +216,7 @@ function storedBy(p: Prepared): Found {
 function withStored(found: Found, stored: Found | undefined): Found {
   if (stored === undefined) return found;
   const recalls = new Map(found.recalls);
-  for (const [key, time] of stored.recalls) {
-    const prev = recalls.get(key);
-    if (prev === undefined || time < prev) recalls.set(key, time);
-  }
+  for (const [key, time] of stored.recalls) keepEarliest(recalls, key, time);
   return {
     messages: new Set([...found.messages, ...stored.messages]),
     recalls,
@@ -575,11 +572,7 @@ export class SinkWriter implements UnitSink {
     }
 
     const recallTimes = new Map<string, number>();
-    for (const mark of batch.recalls) {
-      const key = recallTargetKey(mark);
-      const prev = recallTimes.get(key);
-      if (prev === undefined || mark.recall_time < prev) recallTimes.set(key, mark.recall_time);
-    }
+    for (const mark of batch.recalls) keepEarliest(recallTimes, recallTargetKey(mark), mark.recall_time);
 
     return {
       messages,
