@@ -32,7 +32,7 @@ import protobuf from 'protobufjs';
 
 import { AuthError, isProgrammerError, MsgpipeError } from '../core/errors.ts';
 import type { ErrorCode } from '../core/errors.ts';
-import { arraySpans, decodeUtf8Lenient, parseLossless, valueStart } from '../core/json.ts';
+import { decodeUtf8Lenient, itemSpans, parseLossless } from '../core/json.ts';
 import { backoffMs, retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
 import { postBytes } from './http.ts';
@@ -429,8 +429,7 @@ export class YunhuSource implements Source {
       let spans;
       let envelope: unknown;
       try {
-        const listAt = valueStart(body, ['data', 'list']);
-        spans = listAt === undefined ? [] : (arraySpans(body, listAt) ?? []);
+        spans = itemSpans(body, ['data', 'list']) ?? [];
         envelope = parseLossless(decodeUtf8Lenient(body));
       } catch (err) {
         return this.bad(ctx, position, new BadBody(body, 'MSGPIPE_ERR_PAGE_MALFORMED', `Edit record is not JSON: ${(err as Error).message}`));
