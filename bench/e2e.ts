@@ -67,6 +67,12 @@ async function msgpipeSql(configFile: string, query: string): Promise<string> {
   return stdout;
 }
 
+/** Node flags for a benchmarked child: `MSGPIPE_BENCH_PROFILE=<dir>` writes its V8 CPU profile there. */
+export function profileArgs(): string[] {
+  const dir = process.env['MSGPIPE_BENCH_PROFILE'];
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
+}
+
 /**
  * Serializes the simulated traffic before the clock starts (`MSGPIPE_BENCH_PRERENDER=0` keeps
  * the old way, generating each page as it is asked for). A real provider makes its pages on its
@@ -138,10 +144,7 @@ export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
     const ids = list.map((a) => a.id ?? '');
     const started = performance.now();
     const simulatorCpuStart = process.cpuUsage();
-    // MSGPIPE_BENCH_PROFILE=<dir> writes a V8 CPU profile of the pipeline process there.
-    const profile = process.env['MSGPIPE_BENCH_PROFILE'];
-    const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : [];
-    const child = spawn(process.execPath, [...nodeArgs, BIN, 'run', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(process.execPath, [...profileArgs(), BIN, 'run', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
     const exited = new Promise<void>((resolve) => child.on('exit', () => { resolve(); }));
     let peak = 0;
     // Sampled until the child exits (its /proc entry goes with it): off by at most one interval.
