@@ -300,12 +300,16 @@ function jsonLines(rows: readonly unknown[]): Buffer {
 }
 
 /**
- * jemalloc options for chDB's engine, unless `JE_MALLOC_CONF` is already set: one arena instead
- * of one per CPU (×4) and freed pages returned to the system within 200 ms instead of 10 s.
- * Measured on 200 000 inserted rows: peak native memory −57 MB for +11 % insert CPU
- * (docs/benchmarks.md).
+ * jemalloc options for chDB's engine, unless `JE_MALLOC_CONF` is already set:
+ * - one arena instead of one per CPU: libchdb is built with `percpu_arena:percpu`, which
+ *   overrides `narenas` unless it is disabled too;
+ * - freed pages returned to the system within 200 ms instead of 5 s;
+ * - heap profiling off: libchdb is built with `prof_active:true`, which takes a stack trace
+ *   every 512 KiB allocated.
+ * Measured: one arena and the 200 ms decay, peak native memory −57 MB for +11 % insert CPU; then
+ * without profiling and per-CPU arenas, insert time −6 to −10 % (docs/benchmarks.md).
  */
-export const CHDB_MALLOC_CONF = 'narenas:1,dirty_decay_ms:200,muzzy_decay_ms:0';
+export const CHDB_MALLOC_CONF = 'percpu_arena:disabled,narenas:1,dirty_decay_ms:200,muzzy_decay_ms:0,prof_active:false';
 
 interface ChdbModules {
   readonly chdb: typeof ChdbModule;

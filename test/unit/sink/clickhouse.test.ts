@@ -1,7 +1,7 @@
 import { MsgpipeError } from '../../../src/core/errors.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { openStore, toStoreError } from '../../../src/sink/clickhouse.ts';
+import { CHDB_MALLOC_CONF, openStore, toStoreError } from '../../../src/sink/clickhouse.ts';
 import { openTempStore, silent, type TempStore } from './helpers.ts';
 
 describe('openStore on chDB', () => {
@@ -19,6 +19,22 @@ describe('openStore on chDB', () => {
     );
     expect(row).toEqual({ db: 'msgpipe_test', big: '18446744073709551615', small: 7 });
     expect(temp.store.backend).toBe('chdb');
+  });
+
+  it('configures the engine’s allocator before libchdb loads', async () => {
+    temp = await openTempStore({ migrate: false });
+    const [row] = await temp.store.query<{ stats: string }>('SELECT stats FROM system.jemalloc_stats');
+    const stats = row?.stats ?? '';
+    const conf = process.env['JE_MALLOC_CONF'];
+    // Our options unless whoever runs the tests set their own; either way the engine read them.
+    expect(conf).toBeDefined();
+    expect(stats).toContain(`MALLOC_CONF: "${conf ?? ''}"`);
+    if (conf === CHDB_MALLOC_CONF) {
+      expect(stats).toMatch(/opt\.narenas: 1\n/);
+      expect(stats).toMatch(/opt\.percpu_arena: "disabled"/);
+      expect(stats).toMatch(/opt\.prof_active: false/);
+      expect(stats).toMatch(/opt\.dirty_decay_ms: 200 /);
+    }
   });
 
   it('does not let one insert’s dedup token leak into the next insert', async () => {
