@@ -1,6 +1,7 @@
 /**
- * The distributed mode survives kill -9 of any role process at random moments and a broker
- * restart while 50k messages flow: at the end nothing is missing and nothing is doubled.
+ * The distributed mode survives kill -9 of any role process at random moments, graceful stops
+ * by a repeated SIGTERM, and a broker restart while 50k messages flow: at the end nothing is
+ * missing and nothing is doubled.
  *
  * The test runs a broker of its own (scripts/kafka.sh on a free port, fresh state) so it can
  * restart it; the shared development broker is never touched.
@@ -29,6 +30,10 @@ const execFileAsync = promisify(execFile);
 const SCRIPT = join(ROOT, 'scripts', 'kafka.sh');
 const PER_ACCOUNT = 16_700;
 const KILLS = 10;
+/** Graceful stops (a repeated SIGTERM) while messages flow, besides the kills. */
+const STOPS = 3;
+/** How long a stopped role may take: its drain deadline is 30 s (src/core/lifecycle.ts). */
+const STOP_DEADLINE_MS = 35_000;
 /** The broker restarts after this many kills. */
 const RESTART_AFTER_KILLS = 3;
 
@@ -127,13 +132,22 @@ async function until(what: string, timeoutMs: number, slots: readonly Slot[], ch
   return Date.now() - started;
 }
 
-/** SIGTERM, then the exit code; a process still running after `timeoutMs` is killed and reported. */
-async function stopWithin(slot: Slot, timeoutMs: number): Promise<void> {
+/**
+ * SIGTERM, then the exit code; a process still running after `timeoutMs` is killed and reported.
+ * `repeated`: a SIGINT and another SIGTERM follow at once, as when a terminal, systemd or docker
+ * signals the whole process group and npx forwards the signal once more; the drain must go on.
+ */
+async function stopWithin(slot: Slot, timeoutMs: number, repeated = false): Promise<void> {
   const { proc } = slot;
   if (!alive(proc)) {
     throw new Error(`The ${slot.role} process had already exited (${String(proc.child.exitCode ?? proc.child.signalCode)}) before the stop.\n${proc.stderr().slice(-4000)}`);
   }
   proc.child.kill('SIGTERM');
+  if (repeated) {
+    await sleep(50);
+    proc.child.kill('SIGINT');
+    proc.child.kill('SIGTERM');
+  }
   const code = await Promise.race([proc.exited, sleep(timeoutMs).then(() => 'still running' as const)]);
   if (code === 'still running') {
     proc.child.kill('SIGKILL');
@@ -143,14 +157,15 @@ async function stopWithin(slot: Slot, timeoutMs: number): Promise<void> {
 }
 
 describe('distributed pipeline under failures', () => {
-  it('survives kill -9 of ingest, transform and sink processes and a broker restart with exact contents', async () => {
+  it('survives kill -9 of ingest, transform and sink processes, graceful stops and a broker restart with exact contents', async () => {
     await withTempDir('kafka-crash', async (dir) => {
       const brokers = [`127.0.0.1:${port}`];
       const kafka: Kafka = testKafka(brokers);
       const prefix = uniqueTopic('crash');
-      // Messages are released over ~60 s so the kills land while they flow: the kill phase
-      // takes ~25 s on a quiet machine and ~35 s on a loaded one (the broker restart included).
-      const sim = await startSimulator({ accounts: accounts(PER_ACCOUNT, { sessions: 200, ratePerSec: 280, backlog: 500 }) });
+      // Messages are released over ~75 s so the kills and stops land while they flow: the kill
+      // phase takes ~35 s on a quiet machine and ~50 s on a loaded one (the broker restart and
+      // the graceful stops included).
+      const sim = await startSimulator({ accounts: accounts(PER_ACCOUNT, { sessions: 200, ratePerSec: 225, backlog: 500 }) });
       const slots: Slot[] = [];
       try {
         const configFile = await writeConfig(dir, kafkaConfig(dir, sim.url, brokers, prefix, { sessionTimeoutMs: 6000, consumers: 1 }));
@@ -159,10 +174,12 @@ describe('distributed pipeline under failures', () => {
         const started = Date.now();
         const phases: Record<string, number> = {};
         const killed: Record<Role, number> = { ingest: 0, transform: 0, sink: 0 };
+        const stopped: Record<Role, number> = { ingest: 0, transform: 0, sink: 0 };
         let kills = 0;
+        let stops = 0;
         let brokerRestarted = false;
         try {
-          while (kills < KILLS || !brokerRestarted) {
+          while (kills < KILLS || stops < STOPS || !brokerRestarted) {
             await sleep(1000 + Math.floor(Math.random() * 1500));
             if (kills === RESTART_AFTER_KILLS && !brokerRestarted) {
               const b0 = Date.now();
@@ -178,6 +195,18 @@ describe('distributed pipeline under failures', () => {
             // Every kill must land while messages still flow.
             expect(released(sim), 'the simulator released every message before the last kill').toBe(false);
             const slot = slots[Math.floor(Math.random() * slots.length)]!;
+            // After the 2nd, 5th and 8th kill, a graceful stop instead: the role drains what it
+            // fetched (offsets committed, cursor saved) and exits 0 within its deadline.
+            if (stops < STOPS && kills % 3 === 2 && kills > 3 * stops) {
+              const t0 = Date.now();
+              await stopWithin(slot, STOP_DEADLINE_MS, true);
+              phases['longestStopMs'] = Math.max(phases['longestStopMs'] ?? 0, Date.now() - t0);
+              slot.history = slot.proc.stderr().slice(-1000);
+              stopped[slot.role] += 1;
+              stops++;
+              slot.proc = startRole(configFile, slot.role);
+              continue;
+            }
             slot.proc.child.kill('SIGKILL');
             await slot.proc.exited;
             slot.history = slot.proc.stderr().slice(-1000);
@@ -200,6 +229,7 @@ describe('distributed pipeline under failures', () => {
         phases['stopMs'] = Date.now() - s0;
 
         expect(kills).toBeGreaterThanOrEqual(KILLS);
+        expect(stops).toBe(STOPS);
         expect(Object.values(killed).filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
         const [totals] = await sql<{ n: string; distinct: string }>(configFile, 'SELECT count() AS n, uniqExact(source, msgid) AS distinct FROM messages');
         const upstream = IDS.reduce((n, id) => n + sim.expected(id).filter((m) => m.destination === 'messages').length, 0);
@@ -208,7 +238,7 @@ describe('distributed pipeline under failures', () => {
         expect(Number(totals!.distinct)).toBe(upstream);
         await expectExactContents(configFile, sim);
         phases['totalMs'] = Date.now() - started;
-        if (timing) console.log({ ...phases, killed });
+        if (timing) console.log({ ...phases, killed, stopped });
       } finally {
         for (const s of slots) if (alive(s.proc)) s.proc.child.kill('SIGKILL');
         await sim.close();
