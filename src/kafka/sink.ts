@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import type { SinkObserver } from '../core/pipeline.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark, TransformOutput } from '../core/types.ts';
 import type { Store } from '../sink/clickhouse.ts';
-import { type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
+import { EncodedUnit, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
 import type { Kafka } from './client.ts';
 import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
 import { BatchAbandonedError, type ConsumerLoop, type PartitionBatch, startConsumerLoop } from './consume.ts';
@@ -126,10 +126,19 @@ const SINK_GROUP_MAX_ROWS = 20_000;
 /** How long a group waits for the batches of the same fetch before it is stored. */
 const SINK_GROUP_LINGER_MS = 20;
 
-/** A partition batch, decoded, waiting in a group. */
-interface Joined {
+/** A partition batch waiting in a group. */
+interface Member {
   readonly batch: PartitionBatch;
-  readonly output: TransformOutput;
+}
+
+/**
+ * A partition batch of the sink, its messages already encoded as the writer stores them: its
+ * row objects die young instead of living while the group lingers and the one before it is
+ * stored (they made the sink's old generation, and its garbage collector, the largest cost of
+ * its JavaScript thread).
+ */
+interface Joined extends Member {
+  readonly unit: EncodedUnit;
 }
 
 /** What {@link BatchCoalescer} waits for before it stores a group. */
@@ -160,7 +169,7 @@ interface OpenGroup<T> {
  * 6 partitions, each insert paying the lookups and part writes of a full batch
  * (docs/benchmarks.md).
  */
-export class BatchCoalescer<T extends Joined> {
+export class BatchCoalescer<T extends Member> {
   private readonly storeGroup: (group: readonly T[], signal: AbortSignal) => Promise<void>;
   private readonly limits: CoalescerLimits;
   private open: OpenGroup<T> | undefined;
@@ -243,11 +252,15 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
       ...(options.observer === undefined ? {} : { observer: options.observer }),
     });
     try {
-      for (const j of group) await writer.add({ output: j.output });
+      for (const j of group) await writer.add(j.unit);
       await writer.close();
     } finally {
       if (options.writerStats !== undefined) addWriterStats(options.writerStats, writer.stats);
     }
+  };
+  const encodeBatch = (batch: PartitionBatch): { unit: EncodedUnit; messages: number; events: number; deadLetters: number } => {
+    const output = decodeBatch(topics, batch, clock());
+    return { unit: EncodedUnit.of({ output }), messages: output.messages.length, events: output.events.length, deadLetters: output.deadLetters.length };
   };
   const concurrency = Math.max(SINK_CONCURRENCY, 3 * (options.partitions ?? 0));
   // One coalescer per consumer: a group holds the batches of one member of the consumer group,
@@ -255,13 +268,14 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
   const handler = (): ((batch: PartitionBatch) => Promise<void>) => {
     const coalescer = new BatchCoalescer(storeGroup, { maxRows: SINK_GROUP_MAX_ROWS, maxBatches: concurrency, lingerMs: SINK_GROUP_LINGER_MS });
     return async (batch) => {
-      const output = decodeBatch(topics, batch, clock());
-      await coalescer.join({ batch, output });
+      // No row object outlives this call: the group holds the encoded unit only.
+      const { unit, messages, events, deadLetters } = encodeBatch(batch);
+      await coalescer.join({ batch, unit });
       stats.batches += 1;
       stats.records += batch.messages.length;
-      stats.messages += output.messages.length;
-      stats.events += output.events.length;
-      stats.deadLetters += output.deadLetters.length;
+      stats.messages += messages;
+      stats.events += events;
+      stats.deadLetters += deadLetters;
     };
   };
 

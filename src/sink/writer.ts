@@ -242,6 +242,67 @@ function emptyBatch(): Batch {
   };
 }
 
+/**
+ * A unit as a batch holds it: each valid message encoded ({@link encodeMessageLine}) and kept as
+ * its identity and line, the refused ones whole, the rest as they came. Made on arrival, so row
+ * objects die young; {@link EncodedUnit.of} makes one, {@link SinkWriter.add} takes either form.
+ */
+export class EncodedUnit {
+  readonly messages: readonly EncodedMessage[];
+  readonly refused: readonly RefusedMessage[];
+  readonly events: readonly EventRow[];
+  readonly deadLetters: readonly DeadLetterRow[];
+  readonly recalls: readonly RecallMark[];
+  readonly edits: readonly EditMark[];
+  readonly editHistory: readonly MessageEditRow[];
+  readonly cursor: CursorUpdate | undefined;
+  /** Rows of every table the unit brings. */
+  readonly rows: number;
+  /** Approximate bytes, for the batch bound. */
+  readonly bytes: number;
+
+  private constructor(unit: SinkUnit, messages: EncodedMessage[], refused: RefusedMessage[], messageBytes: number) {
+    const { events, deadLetters, recalls } = unit.output;
+    this.messages = messages;
+    this.refused = refused;
+    this.events = events;
+    this.deadLetters = deadLetters;
+    this.recalls = recalls;
+    this.edits = unit.output.edits ?? [];
+    this.editHistory = unit.output.editHistory ?? [];
+    this.cursor = unit.cursor;
+    this.rows = unit.output.messages.length + events.length + deadLetters.length + recalls.length + this.edits.length + this.editHistory.length;
+    let bytes = messageBytes + recalls.length * 200 + estimateEditBytes(this.edits, this.editHistory);
+    for (const e of events) bytes += estimateEventBytes(e);
+    for (const d of deadLetters) bytes += estimateDeadLetterBytes(d);
+    this.bytes = bytes;
+  }
+
+  /** Encodes the unit's messages now. */
+  static of(unit: SinkUnit): EncodedUnit {
+    const messages: EncodedMessage[] = [];
+    const refused: RefusedMessage[] = [];
+    let bytes = 0;
+    for (const m of unit.output.messages) {
+      const key = messageKey(m);
+      const reason = invalidMessageReason(m);
+      if (reason === undefined) {
+        const line = encodeMessageLine(m);
+        const revokes =
+          m.msg_type === 'revoke' && m.pre_msgid !== ''
+            ? messageKey({ tenant: m.tenant, staff_id: m.staff_id, msgid: m.pre_msgid })
+            : undefined;
+        messages.push({ key, revokes, tenant: m.tenant, staff_id: m.staff_id, msgid: m.msgid, msg_time: m.msg_time, line });
+        bytes += line.length + 10;
+      } else {
+        refused.push({ key, row: m, reason });
+        bytes += 1000;
+      }
+    }
+    return new EncodedUnit(unit, messages, refused, bytes);
+  }
+}
+
 /** sha256 of the sorted keys: the same rows give the same token whatever their order. */
 function dedupToken(table: string, keys: string[]): string {
   const hash = createHash('sha256');
@@ -311,7 +372,7 @@ export class SinkWriter implements UnitSink {
    *
    * @throws the error that stopped the writer (a permanent flush failure), or when closed
    */
-  async add(unit: SinkUnit): Promise<void> {
+  async add(unit: SinkUnit | EncodedUnit): Promise<void> {
     // One batch is stored while the next waits with its lookups done and a third fills; with
     // two flushes chained, take no more units until the older one is done, so memory stays
     // bounded at about three batches.
@@ -363,61 +424,26 @@ export class SinkWriter implements UnitSink {
     if (this.closed) throw new MsgpipeError('MSGPIPE_ERR_SHUTDOWN', 'The sink writer is closed.');
   }
 
-  private append(unit: SinkUnit): void {
+  private append(unit: SinkUnit | EncodedUnit): void {
+    const encoded = unit instanceof EncodedUnit ? unit : EncodedUnit.of(unit);
     const batch = this.current;
-    const { messages, events, deadLetters, recalls } = unit.output;
-    let bytes = 0;
-    // Encoded now, so the batch holds bytes, not row objects that would live until the flush.
-    for (const m of messages) {
-      const key = messageKey(m);
-      const reason = invalidMessageReason(m);
-      if (reason === undefined) {
-        const line = encodeMessageLine(m);
-        const revokes =
-          m.msg_type === 'revoke' && m.pre_msgid !== ''
-            ? messageKey({ tenant: m.tenant, staff_id: m.staff_id, msgid: m.pre_msgid })
-            : undefined;
-        batch.messages.push({
-          key,
-          revokes,
-          tenant: m.tenant,
-          staff_id: m.staff_id,
-          msgid: m.msgid,
-          msg_time: m.msg_time,
-          line,
-        });
-        bytes += line.length + 10;
-      } else {
-        batch.refused.push({ key, row: m, reason });
-        bytes += 1000;
-      }
-    }
-    for (const e of events) {
-      batch.events.push(e);
-      bytes += estimateEventBytes(e);
-    }
-    for (const d of deadLetters) {
-      batch.deadLetters.push(d);
-      bytes += estimateDeadLetterBytes(d);
-    }
-    for (const r of recalls) batch.recalls.push(r);
-    bytes += recalls.length * 200;
-    const edits = unit.output.edits ?? [];
-    const editHistory = unit.output.editHistory ?? [];
-    for (const e of edits) batch.edits.push(e);
-    for (const h of editHistory) batch.editHistory.push(h);
-    bytes += estimateEditBytes(edits, editHistory);
-    if (unit.cursor !== undefined) {
+    for (const m of encoded.messages) batch.messages.push(m);
+    for (const r of encoded.refused) batch.refused.push(r);
+    for (const e of encoded.events) batch.events.push(e);
+    for (const d of encoded.deadLetters) batch.deadLetters.push(d);
+    for (const r of encoded.recalls) batch.recalls.push(r);
+    for (const e of encoded.edits) batch.edits.push(e);
+    for (const h of encoded.editHistory) batch.editHistory.push(h);
+    if (encoded.cursor !== undefined) {
       // Keep insertion order = order of the last update per stream.
-      const key = `${unit.cursor.source}\u001f${unit.cursor.stream}`;
+      const key = `${encoded.cursor.source}\u001f${encoded.cursor.stream}`;
       batch.cursors.delete(key);
-      batch.cursors.set(key, unit.cursor);
+      batch.cursors.set(key, encoded.cursor);
     }
-    const rows = messages.length + events.length + deadLetters.length + recalls.length + edits.length + editHistory.length;
-    batch.rows += rows;
-    batch.bytes += bytes;
+    batch.rows += encoded.rows;
+    batch.bytes += encoded.bytes;
     batch.units += 1;
-    this.stats.bufferedRows += rows;
+    this.stats.bufferedRows += encoded.rows;
   }
 
   /**
