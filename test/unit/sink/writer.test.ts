@@ -8,7 +8,7 @@ import { CursorStore } from '../../../src/sink/cursors.ts';
 import { DEAD_LETTER_SELECT } from '../../../src/sink/dead-letters.ts';
 import { EVENT_SELECT } from '../../../src/sink/events.ts';
 import { findStored, MESSAGE_SELECT, messageKey } from '../../../src/sink/messages.ts';
-import { SinkWriter, type SinkWriterOptions } from '../../../src/sink/writer.ts';
+import { EncodedUnit, SinkWriter, type SinkWriterOptions } from '../../../src/sink/writer.ts';
 import {
   deadLetter,
   event,
@@ -88,6 +88,30 @@ describe('SinkWriter', () => {
       "SELECT msgid, seq, toString(msg_time) AS t FROM messages WHERE msgid = '3876235366388279544'",
     );
     expect(raw).toEqual([{ msgid: '3876235366388279544', seq: '18446744073709551615', t: '2024-11-08 09:48:32.000' }]);
+    expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-1');
+    expect(w.stats.written).toMatchObject({ messages: 2, events: 1, cursors: 1 });
+  });
+
+  it('stores a unit encoded ahead (as the Kafka sink hands it over) as it stores the unit itself', async () => {
+    const m1 = message({ msgid: '3876235366388279544', content_text: '今天 "q" \\ x' });
+    const m2 = message({ msgid: '1767797523284146072', msg_time: m1.msg_time + 1000 });
+    const bad = message({ msgid: '' });
+    const e1 = event({ event_id: 'e-1' });
+    const plain = unit({ messages: [m1, bad, m2], events: [e1] }, 'kb-1');
+    const encoded = EncodedUnit.of(plain);
+    expect(encoded.rows).toBe(4);
+    expect(encoded.messages.map((m) => m.msgid)).toEqual([m1.msgid, m2.msgid]);
+    expect(encoded.refused.map((r) => r.reason)).toEqual(['msgid is empty']);
+    const w = writer(temp.store);
+    await w.add(encoded);
+    await w.close();
+
+    expect(await storedMessages(temp.store)).toEqual([
+      { ...m1, recalled: 0, recall_time: null },
+      { ...m2, recalled: 0, recall_time: null },
+    ]);
+    expect(await temp.store.query(`SELECT ${EVENT_SELECT} FROM events`)).toEqual([e1]);
+    expect(await count(temp.store, 'dead_letters')).toBe(1);
     expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-1');
     expect(w.stats.written).toMatchObject({ messages: 2, events: 1, cursors: 1 });
   });
