@@ -32,7 +32,8 @@ describe('openStore on chDB', () => {
     if (conf === CHDB_MALLOC_CONF) {
       expect(stats).toMatch(/opt\.narenas: 1\n/);
       expect(stats).toMatch(/opt\.percpu_arena: "disabled"/);
-      expect(stats).toMatch(/opt\.prof_active: false/);
+      // The live value (`prof.active`), not only the option read at start.
+      expect(stats).toMatch(/opt\.prof_active: false \(prof\.active: false\)/);
       expect(stats).toMatch(/opt\.dirty_decay_ms: 200 /);
     }
   });

@@ -97,9 +97,9 @@ describe('SinkWriter', () => {
     const m2 = message({ msgid: '1767797523284146072', msg_time: m1.msg_time + 1000 });
     const bad = message({ msgid: '' });
     const e1 = event({ event_id: 'e-1' });
-    const plain = unit({ messages: [m1, bad, m2], events: [e1] }, 'kb-1');
+    const plain = unit({ messages: [m1, bad, m2], events: [e1], recalls: [recall(m2, m2.msg_time + 5000)] }, 'kb-1');
     const encoded = EncodedUnit.of(plain);
-    expect(encoded.rows).toBe(4);
+    expect(encoded.rows).toBe(5);
     expect(encoded.messages.map((m) => m.msgid)).toEqual([m1.msgid, m2.msgid]);
     expect(encoded.refused.map((r) => r.reason)).toEqual(['msgid is empty']);
     const w = writer(temp.store);
@@ -108,10 +108,11 @@ describe('SinkWriter', () => {
 
     expect(await storedMessages(temp.store)).toEqual([
       { ...m1, recalled: 0, recall_time: null },
-      { ...m2, recalled: 0, recall_time: null },
+      { ...m2, recalled: 1, recall_time: m2.msg_time + 5000 },
     ]);
     expect(await temp.store.query(`SELECT ${EVENT_SELECT} FROM events`)).toEqual([e1]);
-    expect(await count(temp.store, 'dead_letters')).toBe(1);
+    const letters = await temp.store.query<{ error_message: string }>('SELECT error_message FROM dead_letters');
+    expect(letters).toEqual([{ error_message: 'Row refused by the messages sink: msgid is empty.' }]);
     expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-1');
     expect(w.stats.written).toMatchObject({ messages: 2, events: 1, cursors: 1 });
   });
