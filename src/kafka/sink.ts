@@ -132,10 +132,10 @@ interface Member {
 }
 
 /**
- * A partition batch of the sink, its messages already encoded as the writer stores them: its
- * row objects die young instead of living while the group lingers and the one before it is
- * stored (they made the sink's old generation, and its garbage collector, the largest cost of
- * its JavaScript thread).
+ * A partition batch of the sink, its valid messages already encoded as the writer stores them:
+ * their row objects die young instead of living while the group lingers and the one before it
+ * is stored (they filled the sink's old generation). Events, dead letters, marks and refused
+ * rows are few and stay as they are.
  */
 interface Joined extends Member {
   readonly unit: EncodedUnit;
@@ -268,7 +268,7 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
   const handler = (): ((batch: PartitionBatch) => Promise<void>) => {
     const coalescer = new BatchCoalescer(storeGroup, { maxRows: SINK_GROUP_MAX_ROWS, maxBatches: concurrency, lingerMs: SINK_GROUP_LINGER_MS });
     return async (batch) => {
-      // No row object outlives this call: the group holds the encoded unit only.
+      // No message row outlives this call: the group holds the encoded unit.
       const { unit, messages, events, deadLetters } = encodeBatch(batch);
       await coalescer.join({ batch, unit });
       stats.batches += 1;
