@@ -151,7 +151,9 @@ async function stopWithin(slot: Slot, timeoutMs: number, repeated = false): Prom
   }
   proc.child.kill('SIGTERM');
   if (repeated) {
-    await sleep(50);
+    // Back to back, as a process group receives them. Sent later, a signal can reach a process
+    // whose drain was instant and which is already tearing down, when Node no longer handles
+    // signals: it would die of it, with nothing left undone (seen in CI after a broker restart).
     proc.child.kill('SIGINT');
     proc.child.kill('SIGTERM');
   }
