@@ -258,24 +258,20 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
       if (options.writerStats !== undefined) addWriterStats(options.writerStats, writer.stats);
     }
   };
-  const encodeBatch = (batch: PartitionBatch): { unit: EncodedUnit; messages: number; events: number; deadLetters: number } => {
-    const output = decodeBatch(topics, batch, clock());
-    return { unit: EncodedUnit.of({ output }), messages: output.messages.length, events: output.events.length, deadLetters: output.deadLetters.length };
-  };
   const concurrency = Math.max(SINK_CONCURRENCY, 3 * (options.partitions ?? 0));
   // One coalescer per consumer: a group holds the batches of one member of the consumer group,
   // which lose their partitions together.
   const handler = (): ((batch: PartitionBatch) => Promise<void>) => {
     const coalescer = new BatchCoalescer(storeGroup, { maxRows: SINK_GROUP_MAX_ROWS, maxBatches: concurrency, lingerMs: SINK_GROUP_LINGER_MS });
     return async (batch) => {
-      // No message row outlives this call: the group holds the encoded unit.
-      const { unit, messages, events, deadLetters } = encodeBatch(batch);
+      // No message row outlives this statement: the group holds the encoded unit.
+      const unit = EncodedUnit.of({ output: decodeBatch(topics, batch, clock()) });
       await coalescer.join({ batch, unit });
       stats.batches += 1;
       stats.records += batch.messages.length;
-      stats.messages += messages;
-      stats.events += events;
-      stats.deadLetters += deadLetters;
+      stats.messages += unit.messages.length + unit.refused.length;
+      stats.events += unit.events.length;
+      stats.deadLetters += unit.deadLetters.length;
     };
   };
 
