@@ -104,8 +104,14 @@ function writeUVarLong(buf: Buffer, offset: number, value: number): number {
 /** Key, value or header value: bytes, UTF-8 text, or null. */
 type Field = Buffer | string | null;
 
+/** A header value: kafkajs takes bytes or text (it fails on null while sizing the record). */
+function isHeaderValue(value: unknown): value is Buffer | string {
+  return typeof value === 'string' || Buffer.isBuffer(value);
+}
+
+/** A key or value: a header value, or null. */
 function isField(value: unknown): value is Field {
-  return value === null || typeof value === 'string' || Buffer.isBuffer(value);
+  return value === null || isHeaderValue(value);
 }
 
 function byteLength(value: Buffer | string): number {
@@ -133,11 +139,6 @@ function writeField(buf: Buffer, offset: number, value: Field): number {
 const MAX_INT32 = 0x7fffffff;
 /** Timestamp deltas within ±2^52 keep their zigzag exact in a double. */
 const MAX_DELTA = 2 ** 52;
-
-/** A header value: kafkajs takes bytes or text (it fails on null while sizing the record). */
-function isHeaderValue(value: unknown): value is Buffer | string {
-  return typeof value === 'string' || Buffer.isBuffer(value);
-}
 
 /**
  * The headers as kafkajs lists them (an array value gives one header per element), or undefined
