@@ -8,7 +8,7 @@
  * recall UPDATE, and the select list that reads rows back in the {@link MessageRow} shape.
  */
 import type { MessageRow, RecallMark } from '../core/types.ts';
-import type { CallOptions, Store } from './clickhouse.ts';
+import { stringList, type CallOptions, type Store } from './clickhouse.ts';
 
 export const MESSAGES_TABLE = 'messages';
 
@@ -257,10 +257,12 @@ export interface StoredMessages {
 export async function findStored(store: Store, rows: readonly MessageIdentity[], options: CallOptions = {}): Promise<StoredMessages> {
   if (rows.length === 0) return { messages: new Set(), recalls: new Map() };
   const { lo, hi } = timeBounds(rows.map((r) => r.msg_time));
+  const ids = stringList('ids', distinct(rows.map((r) => r.msgid)));
   const found = await store.query<{ tenant: string; staff_id: string; msgid: string; pre_msgid: string; stored: number; revoke: number; t: string }>(
-    `SELECT tenant, staff_id, msgid, pre_msgid,
-       msg_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') AND msgid IN {ids:Array(String)} AS stored,
-       msg_type = 'revoke' AND pre_msgid IN {ids:Array(String)} AS revoke,
+    `WITH ${ids.sql} AS ids
+     SELECT tenant, staff_id, msgid, pre_msgid,
+       msg_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') AND msgid IN ids AS stored,
+       msg_type = 'revoke' AND pre_msgid IN ids AS revoke,
        toString(toUnixTimestamp64Milli(msg_time)) AS t
      FROM ${MESSAGES_TABLE}
      WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
@@ -271,7 +273,7 @@ export async function findStored(store: Store, rows: readonly MessageIdentity[],
       staffs: distinct(rows.map((r) => r.staff_id)),
       lo,
       hi,
-      ids: distinct(rows.map((r) => r.msgid)),
+      ids: ids.value,
     },
     options,
   );

@@ -20,7 +20,7 @@ import {
   silent,
   type TempStore,
 } from './helpers.ts';
-import type { Store } from '../../../src/sink/clickhouse.ts';
+import { stringList, type Store } from '../../../src/sink/clickhouse.ts';
 
 const FAST_RETRY = { attempts: 5, minMs: 1, maxMs: 5, factor: 2 } as const;
 
@@ -255,6 +255,22 @@ describe('SinkWriter', () => {
       const shifted = await findStored(temp.store, [{ ...target, msg_time: target.msg_time - 3_600_000 }]);
       expect(shifted.messages.size).toBe(0);
       expect([...shifted.recalls]).toEqual([[messageKey(target), t]]);
+    });
+
+    it('finds ids exactly whether the id list travels joined or, holding the separator, as an array', async () => {
+      const w = writer(temp.store);
+      const at = (msgid: string) => message({ msgid, msg_time: target.msg_time });
+      await w.add(unit({ messages: [at('a\u001fb'), at('a'), at('c,d')] }, 'kb-1'));
+      await w.close();
+      const keys = (found: { messages: Set<string> }) => [...found.messages].sort();
+      // Joined: no id holds the separator; 'c' and 'd' are not 'c,d'.
+      expect(keys(await findStored(temp.store, [at('a'), at('c'), at('d'), at('c,d'), at('x')]))).toEqual(
+        [at('a'), at('c,d')].map(messageKey).sort(),
+      );
+      // As an array: 'a\u001fb' would split into 'a' and 'b'; 'b' is not stored.
+      expect(keys(await findStored(temp.store, [at('a\u001fb'), at('b')]))).toEqual([messageKey(at('a\u001fb'))]);
+      expect(stringList('ids', ['a\u001fb', 'b']).value).toEqual(['a\u001fb', 'b']);
+      expect(stringList('ids', ['a', 'b']).value).toBe('a\u001fb');
     });
 
     it('marks a target that arrives after its revocation was stored', async () => {
