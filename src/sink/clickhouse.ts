@@ -270,10 +270,19 @@ export function stringList(name: string, values: readonly string[]): { readonly 
   return { sql: `splitByChar('\\x1F', {${name}:String})`, value: values.join(LIST_SEPARATOR) };
 }
 
-/** Settings every insert needs on either backend. */
+/**
+ * Settings every insert needs on either backend.
+ *
+ * `optimize_on_insert=0`: ClickHouse would otherwise merge the rows of each inserted block that
+ * share a sort key, as the table engine does at merge time (ReplacingMergeTree `messages`,
+ * AggregatingMergeTree `sessions_agg` behind its view). Our blocks have nothing to merge: the
+ * writer drops duplicates inside a batch, and `sessions_mv` groups by the sort key already. The
+ * pass cost 15–25 % of an insert's time (docs/benchmarks.md); merges still fold re-deliveries.
+ */
 const INSERT_SETTINGS = {
   async_insert: 0,
   insert_deduplicate: 1,
+  optimize_on_insert: 0,
   throw_on_max_partitions_per_insert_block: 0,
 } as const satisfies ClickHouseSettings;
 

@@ -1,7 +1,7 @@
 import { MsgpipeError } from '../../../src/core/errors.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { CHDB_MALLOC_CONF, openStore, toStoreError } from '../../../src/sink/clickhouse.ts';
+import { CHDB_MALLOC_CONF, JsonLines, openStore, toStoreError } from '../../../src/sink/clickhouse.ts';
 import { openTempStore, silent, type TempStore } from './helpers.ts';
 
 describe('openStore on chDB', () => {
@@ -63,6 +63,27 @@ describe('openStore on chDB', () => {
     expect(await store.query('SELECT a, b, n FROM c ORDER BY a')).toEqual([
       { a: 'x', b: 9, n: null },
       { a: 'y', b: 1, n: 'z' },
+    ]);
+  });
+
+  it('inserts blocks as they are: rows sharing a sort key are left to merges, on both insert paths', async () => {
+    temp = await openTempStore({ migrate: false });
+    const { store } = temp;
+    await store.command('CREATE TABLE r (k UInt8, v String) ENGINE = ReplacingMergeTree ORDER BY k');
+    await store.command('SYSTEM STOP MERGES r');
+    const rows = [{ k: 1, v: 'a' }, { k: 1, v: 'b' }];
+    await store.insert('r', rows);
+    await store.insert('r', new JsonLines(Buffer.from('[2,"a"]\n[2,"b"]\n'), 2), { columns: ['k', 'v'] });
+    // With ClickHouse's default (optimize_on_insert=1) each block would arrive as one row per key.
+    expect(await store.query('SELECT k, v FROM r ORDER BY k, v')).toEqual([
+      { k: 1, v: 'a' },
+      { k: 1, v: 'b' },
+      { k: 2, v: 'a' },
+      { k: 2, v: 'b' },
+    ]);
+    expect(await store.query('SELECT k, v FROM r FINAL ORDER BY k')).toEqual([
+      { k: 1, v: 'b' },
+      { k: 2, v: 'b' },
     ]);
   });
 
