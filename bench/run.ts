@@ -6,15 +6,42 @@
  * sets the e2e and kafka size, `MSGPIPE_BENCH_QUERY_MESSAGES` the query store's (bench/query.ts).
  * `-- kafka` needs `KAFKA_BROKERS` and runs the embedded e2e bench beside it for the ratio.
  */
-import { cpus, totalmem } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 
 import { runE2eBench } from './e2e.ts';
 import { runKafkaBench } from './kafka.ts';
 import { runQueryBench } from './query.ts';
 import { runTransformBench } from './transform.ts';
 
+/**
+ * Microseconds to create a small file where the benchmarks keep their stores (the OS temp
+ * directory; `TMPDIR` moves it). ClickHouse writes 10–25 files per inserted part, so this sets
+ * part of every insert's cost: about 20 µs on tmpfs, 350–450 µs on an ext4 without a journal,
+ * whose inode allocator steps over recently deleted inodes (docs/benchmarks.md, session 6).
+ */
+async function fileCreateMicros(): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), 'msgpipe-fs-'));
+  try {
+    const started = performance.now();
+    for (let i = 0; i < 300; i++) writeFileSync(join(dir, `f${String(i)}`), 'x');
+    return Math.round(((performance.now() - started) * 1000) / 300);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 const only = process.argv[2];
-const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', memGb: Math.round(totalmem() / 2 ** 30), node: process.version };
+const machine = {
+  cpus: cpus().length,
+  cpu: cpus()[0]?.model ?? '?',
+  memGb: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  fileCreateMicros: await fileCreateMicros(),
+};
 process.stdout.write(`${JSON.stringify({ machine })}\n`);
 if (only === undefined || only === 'transform') {
   process.stdout.write(`${JSON.stringify({ transform: await runTransformBench({}) })}\n`);
