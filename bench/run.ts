@@ -6,7 +6,7 @@
  * sets the e2e and kafka size, `MSGPIPE_BENCH_QUERY_MESSAGES` the query store's (bench/query.ts).
  * `-- kafka` needs `KAFKA_BROKERS` and runs the embedded e2e bench beside it for the ratio.
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -19,16 +19,22 @@ import { runTransformBench } from './transform.ts';
 
 /**
  * Microseconds to create a small file where the benchmarks keep their stores (the OS temp
- * directory; `TMPDIR` moves it). ClickHouse writes 10–25 files per inserted part, so this sets
- * part of every insert's cost: about 20 µs on tmpfs, 350–450 µs on an ext4 without a journal,
+ * directory; `TMPDIR` moves it), after some files there were deleted, as ClickHouse deletes
+ * merged parts. ClickHouse writes 10–25 files per inserted part, so this sets part of every
+ * insert's cost: about 15 µs on tmpfs, 90–450 µs on this machine's ext4 without a journal,
  * whose inode allocator steps over recently deleted inodes (docs/benchmarks.md, session 6).
  */
 async function fileCreateMicros(): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'msgpipe-fs-'));
   try {
-    const started = performance.now();
-    for (let i = 0; i < 300; i++) writeFileSync(join(dir, `f${String(i)}`), 'x');
-    return Math.round(((performance.now() - started) * 1000) / 300);
+    let micros = 0;
+    for (let round = 0; round < 2; round++) {
+      const started = performance.now();
+      for (let i = 0; i < 300; i++) writeFileSync(join(dir, `f${String(round)}-${String(i)}`), 'x');
+      micros = ((performance.now() - started) * 1000) / 300;
+      for (let i = 0; i < 300; i += 2) rmSync(join(dir, `f${String(round)}-${String(i)}`));
+    }
+    return Math.round(micros);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
