@@ -21,7 +21,7 @@ import { runTransformBench } from './transform.ts';
  * Microseconds to create a small file where the benchmarks keep their stores (the OS temp
  * directory; `TMPDIR` moves it), after some files there were deleted, as ClickHouse deletes
  * merged parts. ClickHouse writes 10–25 files per inserted part, so this sets part of every
- * insert's cost: about 15 µs on tmpfs, 90–450 µs on the ext4 without a journal we measured on,
+ * insert's cost: 15–25 µs on tmpfs, 90–450 µs on the ext4 without a journal we measured on,
  * whose inode allocator steps over recently deleted inodes (docs/benchmarks.md, session 6).
  */
 async function fileCreateMicros(): Promise<number> {

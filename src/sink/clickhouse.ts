@@ -6,7 +6,9 @@
  * - `query` returns JSONEachRow rows with 64-bit integers quoted (exact decimal strings);
  *   parameters are always bound server side (`{name:Type}`), never spliced into SQL.
  * - `insert` sends JSONEachRow with `async_insert=0` and the caller's
- *   `insert_deduplication_token` (DESIGN §1).
+ *   `insert_deduplication_token` (DESIGN §1). Rows of one call are stored as given: ClickHouse
+ *   does not merge those sharing a sort key (`optimize_on_insert=0`), so a caller drops its own
+ *   duplicates, as the writer does.
  * - every failure is a {@link MsgpipeError} `MSGPIPE_ERR_CLICKHOUSE` whose `retriable` flag says
  *   whether trying again may pass (timeouts, overload, too many parts, network) or not.
  *
@@ -113,7 +115,8 @@ export interface Store {
   command(sql: string, params?: QueryParams, options?: CallOptions): Promise<void>;
   /**
    * Inserts rows into `table` of the store's database as JSONEachRow, synchronously
-   * (`async_insert=0`); {@link JsonLines} (which needs `columns`) are sent as they are.
+   * (`async_insert=0`); {@link JsonLines} (which needs `columns`) are sent as they are. Rows
+   * sharing a sort key are not merged at insert (`optimize_on_insert=0`): drop duplicates first.
    */
   insert(table: string, rows: readonly object[] | JsonLines, options?: InsertOptions): Promise<void>;
   /** Closes the connection; for chDB also waits until the engine has released the data directory. */
@@ -277,7 +280,7 @@ export function stringList(name: string, values: readonly string[]): { readonly 
  * share a sort key, as the table engine does at merge time (ReplacingMergeTree `messages`,
  * AggregatingMergeTree `sessions_agg` behind its view). Our blocks have nothing to merge: the
  * writer drops duplicates inside a batch, and `sessions_mv` groups by the sort key already. The
- * pass cost 15–25 % of an insert's time (docs/benchmarks.md); merges still fold re-deliveries.
+ * pass cost 18–24 % of an insert's time (docs/benchmarks.md); merges still fold re-deliveries.
  */
 const INSERT_SETTINGS = {
   async_insert: 0,
