@@ -1,7 +1,7 @@
 import { MsgpipeError } from '../../../src/core/errors.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { CHDB_MALLOC_CONF, JsonLines, openStore, toStoreError } from '../../../src/sink/clickhouse.ts';
+import { CHDB_MALLOC_CONF, JsonLines, openStore, stringList, toStoreError } from '../../../src/sink/clickhouse.ts';
 import { openTempStore, silent, type TempStore } from './helpers.ts';
 
 describe('openStore on chDB', () => {
@@ -66,7 +66,7 @@ describe('openStore on chDB', () => {
     ]);
   });
 
-  it('inserts blocks as they are: rows sharing a sort key are left to merges, on both insert paths', async () => {
+  it('inserts blocks as they are, as row objects and as encoded lines: rows sharing a sort key are left to merges', async () => {
     temp = await openTempStore({ migrate: false });
     const { store } = temp;
     await store.command('CREATE TABLE r (k UInt8, v String) ENGINE = ReplacingMergeTree ORDER BY k');
@@ -115,6 +115,16 @@ describe('openStore on chDB', () => {
     await expect(openStore({ path: '/nonexistent', database: 'x; DROP' }, silent)).rejects.toMatchObject({
       code: 'MSGPIPE_ERR_CONFIG',
     });
+  });
+});
+
+describe('stringList', () => {
+  it('joins a list by U+001F for the engine to split, and sends it as an array when it cannot', () => {
+    expect(stringList('ids', ['a', '', 'b'])).toEqual({ sql: "splitByChar('\\x1F', {ids:String})", value: 'a\u001f\u001fb' });
+    // The separator inside an id, or nothing to join (splitting '' gives one empty id).
+    expect(stringList('ids', ['a\u001fb', 'b'])).toEqual({ sql: '{ids:Array(String)}', value: ['a\u001fb', 'b'] });
+    expect(stringList('ids', [])).toEqual({ sql: '{ids:Array(String)}', value: [] });
+    expect(() => stringList('ids}', ['a'])).toThrow(/not a plain identifier/);
   });
 });
 
