@@ -42,7 +42,11 @@ describe('findStored', () => {
     // Ask for two stored messages, and read the plan of the very query findStored sends.
     const plans: string[] = [];
     const explaining: Store = {
-      ...store,
+      backend: store.backend,
+      database: store.database,
+      command: store.command.bind(store),
+      insert: store.insert.bind(store),
+      close: store.close.bind(store),
       query: async <T>(sql: string, params?: QueryParams) => {
         const plan = await store.query<{ explain: string }>(`EXPLAIN indexes = 1 ${sql}`, params);
         plans.push(plan.map((l) => l.explain).join('\n'));
