@@ -134,6 +134,10 @@ export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
         clickhouse: { path: join(dir, 'ch') },
         // MSGPIPE_BENCH_SINK_MAX_BYTES tries other batch sizes.
         sink: { maxBytes: Number(process.env['MSGPIPE_BENCH_SINK_MAX_BYTES'] ?? 8 * 1024 * 1024) },
+        // MSGPIPE_BENCH_TRANSFORM_WORKERS=0 transforms in the main thread, for comparison.
+        ...(process.env['MSGPIPE_BENCH_TRANSFORM_WORKERS'] === undefined
+          ? {}
+          : { transform: { workers: Number(process.env['MSGPIPE_BENCH_TRANSFORM_WORKERS']) } }),
         log: { level: 'warn' },
         query: { port: 0 },
         metrics: { port: 0 },

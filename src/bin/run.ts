@@ -6,16 +6,17 @@ import type { Logger } from 'pino';
 import type { Config } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
-import { runEmbeddedPipeline, Wakeups } from '../core/pipeline.ts';
+import { inThreadTransformer, type PageTransformer, runEmbeddedPipeline, type SinkUnit, Wakeups } from '../core/pipeline.ts';
 import { createSource } from '../ingest/registry.ts';
 import { type Ops, type OpsDeps, startOps } from '../ops/server.ts';
 import { type QueryService, startQueryService } from '../query/index.ts';
 import { openStore, type Store } from '../sink/clickhouse.ts';
 import { CursorStore } from '../sink/cursors.ts';
 import { migrate } from '../sink/migrate.ts';
-import { SinkWriter } from '../sink/writer.ts';
+import { type EncodedUnit, SinkWriter } from '../sink/writer.ts';
 import { type DistributedRole, startDistributed } from '../kafka/roles.ts';
 import { transformForSource } from '../transform/registry.ts';
+import { defaultTransformWorkers, TransformThreads } from '../transform/threads.ts';
 
 /** Opens the configured ClickHouse (server or embedded chDB), applying migrations if asked. */
 export async function openConfiguredStore(config: Config, log: Logger, options: { migrate: boolean }): Promise<Store> {
@@ -85,13 +86,21 @@ export async function startEmbedded(
   ops?.metrics.watchSink(sink.stats);
   const done = (async () => {
     try {
+      const missing = [...new Set(sources.map((s) => s.origin.sourceType))].filter((t) => transformForSource(t) === undefined);
+      if (missing.length > 0) throw new ConfigError(missing.map((t) => `sources: no transform for source type "${t}"`));
+      const workers = config.transform.workers ?? defaultTransformWorkers();
+      log.info({ transformWorkers: workers }, workers > 0 ? 'Transforming pages in worker threads.' : 'Transforming pages in the main thread.');
+      const transformer: PageTransformer<SinkUnit | EncodedUnit> =
+        workers > 0
+          ? new TransformThreads(workers, log.child({ component: 'transform' }))
+          : inThreadTransformer((page) => {
+              const transform = transformForSource(page.origin.sourceType);
+              if (transform === undefined) throw new ConfigError([`sources: no transform for source type "${page.origin.sourceType}"`]);
+              return transform;
+            });
       await runEmbeddedPipeline({
         sources,
-        transformFor: (source) => {
-          const transform = transformForSource(source.origin.sourceType);
-          if (transform === undefined) throw new ConfigError([`sources: no transform for source type "${source.origin.sourceType}"`]);
-          return transform;
-        },
+        transformer,
         sink,
         cursors: new CursorStore(store),
         signal,

@@ -111,6 +111,20 @@ const sinkSchema = z
   })
   .describe('Batching of ClickHouse inserts.');
 
+const transformSchema = z
+  .strictObject({
+    workers: z
+      .number()
+      .int()
+      .min(0)
+      .max(16)
+      .optional()
+      .describe(
+        'Worker threads that transform pages and encode their rows in the embedded pipeline; 0 = in the main thread. Default: 1 on a machine with more than two cores, else 0 (on two cores the engine already keeps one busy, and a thread costs more CPU and ~40–80 MB than it gives).',
+      ),
+  })
+  .describe('The transform stage of the embedded pipeline (without `kafka.brokers`).');
+
 const logSchema = z
   .strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level.'),
@@ -124,6 +138,7 @@ export const configSchema = z
     clickhouse: clickhouseSchema.prefault({}),
     kafka: kafkaSchema.optional(),
     query: querySchema.prefault({}),
+    transform: transformSchema.prefault({}),
     sink: sinkSchema.prefault({}),
     log: logSchema.prefault({}),
     metrics: metricsConfigSchema.prefault({}),

@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   MSGPIPE_ERR_MIGRATION: 'A migration failed or an applied migration was changed.',
   MSGPIPE_ERR_RETRIES_EXHAUSTED: 'An operation failed after every retry.',
   MSGPIPE_ERR_SHUTDOWN: 'The operation was cut off by shutdown.',
+  MSGPIPE_ERR_TRANSFORM_THREAD: 'A transform worker thread failed or stopped; the pipeline stops, and a restart reads the page again.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,10 +1,10 @@
 /**
  * The embedded pipeline: sources → transform → sink joined by in-process hand-offs.
  *
- * Each page a source emits is transformed record by record (pure functions, same thread) and
- * handed to the sink as one unit together with the cursor that follows the page. The sink
- * stores units in order and saves a unit's cursor only after its rows, so the stored cursor
- * never runs ahead of the stored data (DESIGN §1). The Kafka mode keeps these stages and
+ * Each page a source emits is transformed record by record (pure functions, in this thread or in
+ * worker threads: a {@link PageTransformer}) and handed to the sink as one unit together with the
+ * cursor that follows the page. The sink stores units in order and saves a unit's cursor only
+ * after its rows, so the stored cursor never runs ahead of the stored data (DESIGN §1). The Kafka mode keeps these stages and
  * replaces the hand-offs with topics.
  */
 import { performance } from 'node:perf_hooks';
@@ -27,10 +27,13 @@ export interface SinkUnit {
   readonly cursor?: CursorUpdate;
 }
 
-/** The sink contract as the pipeline uses it (docs/component-spec.md §Sink). */
-export interface UnitSink {
+/**
+ * The sink contract as the pipeline uses it (docs/component-spec.md §Sink). `U` is the unit form
+ * it takes: {@link SinkUnit}, or what a {@link PageTransformer} in worker threads hands over.
+ */
+export interface UnitSink<U = SinkUnit> {
   /** Buffers a unit; resolves once accepted (may wait for a flush: backpressure). Rejects on a permanent failure. */
-  add(unit: SinkUnit): Promise<void>;
+  add(unit: U): Promise<void>;
   /** Stores everything buffered, then the covered cursors. */
   close(): Promise<void>;
 }
@@ -55,7 +58,33 @@ export interface SinkObserver {
 /** Optional hooks the pipeline calls for metrics (src/ops/metrics.ts). Called synchronously; must not throw. */
 export interface PipelineObserver {
   /** A page was transformed (in `ms`) and is about to go to the sink. */
-  transformed?(source: Source, page: SourcePage, output: TransformOutput, ms: number): void;
+  transformed?(source: Source, page: SourcePage, counts: TransformCounts, ms: number): void;
+}
+
+/** How many rows of each table a transformed page gave. */
+export interface TransformCounts {
+  readonly messages: number;
+  readonly events: number;
+  /** Every dead letter of the unit: the page's own (stage `ingest`) and the transform's. */
+  readonly deadLetters: number;
+}
+
+/** A page made ready for the sink, with its counts and the time its transform took. */
+export interface TransformedPage<U> {
+  readonly unit: U;
+  readonly counts: TransformCounts;
+  readonly ms: number;
+}
+
+/**
+ * Turns fetched pages into sink units: in this thread ({@link inThreadTransformer}) or in worker
+ * threads (src/transform/threads.ts). Never rejects for bad records (they become dead letters);
+ * a rejection is a failure of the transformer itself and stops the pipeline.
+ */
+export interface PageTransformer<U> {
+  transform(page: SourcePage, cursor: CursorUpdate, now: number): Promise<TransformedPage<U>>;
+  /** Releases its threads; called once every source has stopped. */
+  close(): Promise<void>;
 }
 
 /** Where sources read their resume position. */
@@ -115,10 +144,27 @@ export function transformPage(page: SourcePage, transform: RecordTransform, now:
   return { messages, events, deadLetters, recalls, ...(edits.length > 0 ? { edits } : {}), ...(editHistory.length > 0 ? { editHistory } : {}) };
 }
 
-export interface EmbeddedPipelineOptions {
+/** The counts of a transform output. */
+export function countsOf(output: TransformOutput): TransformCounts {
+  return { messages: output.messages.length, events: output.events.length, deadLetters: output.deadLetters.length };
+}
+
+/** Transforms pages in this thread with the record transform of their source type. */
+export function inThreadTransformer(transformFor: (page: SourcePage) => RecordTransform): PageTransformer<SinkUnit> {
+  return {
+    transform: (page, cursor, now) => {
+      const started = performance.now();
+      const output = transformPage(page, transformFor(page), now);
+      return Promise.resolve({ unit: { output, cursor }, counts: countsOf(output), ms: performance.now() - started });
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+export interface EmbeddedPipelineOptions<U> {
   readonly sources: readonly Source[];
-  readonly transformFor: (source: Source) => RecordTransform;
-  readonly sink: UnitSink;
+  readonly transformer: PageTransformer<U>;
+  readonly sink: UnitSink<U>;
   readonly cursors: CursorReader;
   readonly signal: AbortSignal;
   readonly log: Logger;
@@ -133,7 +179,7 @@ export interface EmbeddedPipelineOptions {
  *
  * @throws the first fatal error of a source or of the sink, after draining what it can.
  */
-export async function runEmbeddedPipeline(options: EmbeddedPipelineOptions): Promise<void> {
+export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>): Promise<void> {
   const { sink, log } = options;
   const clock = options.clock ?? Date.now;
   const wakeups = options.wakeups ?? new Wakeups();
@@ -144,18 +190,18 @@ export async function runEmbeddedPipeline(options: EmbeddedPipelineOptions): Pro
   if (options.signal.aborted) stop.abort(options.signal.reason);
 
   let fatal: unknown;
+  const { transformer } = options;
   const runs = options.sources.map(async (source) => {
-    const transform = options.transformFor(source);
     const ctx: SourceContext = {
       signal: stop.signal,
       log,
       loadCursor: (stream) => options.cursors.load(source.name, stream),
       wakeup: (signal) => wakeups.wait(source.origin.tenant, signal),
       emit: async (page) => {
-        const started = performance.now();
-        const output = transformPage(page, transform, clock());
-        options.observer?.transformed?.(source, page, output, performance.now() - started);
-        await sink.add({ output, cursor: { source: source.name, stream: page.stream, cursor: page.cursorAfter } });
+        const cursor = { source: source.name, stream: page.stream, cursor: page.cursorAfter };
+        const { unit, counts, ms } = await transformer.transform(page, cursor, clock());
+        options.observer?.transformed?.(source, page, counts, ms);
+        await sink.add(unit);
       },
     };
     try {
@@ -170,6 +216,11 @@ export async function runEmbeddedPipeline(options: EmbeddedPipelineOptions): Pro
   options.signal.removeEventListener('abort', onAbort);
   try {
     await sink.close();
+  } catch (err) {
+    fatal ??= err;
+  }
+  try {
+    await transformer.close();
   } catch (err) {
     fatal ??= err;
   }

@@ -114,13 +114,13 @@ export class Metrics {
     });
 
     this.pipelineObserver = {
-      transformed: (source, page, output, ms) => {
+      transformed: (source, page, counts, ms) => {
         const labels = { source: source.name, source_type: source.origin.sourceType };
         this.transformRecords.inc(labels, page.records.length);
-        this.transformRows.inc({ ...labels, table: 'messages' }, output.messages.length);
-        this.transformRows.inc({ ...labels, table: 'events' }, output.events.length);
+        this.transformRows.inc({ ...labels, table: 'messages' }, counts.messages);
+        this.transformRows.inc({ ...labels, table: 'events' }, counts.events);
         // Page-level (ingest) dead letters ride in the output too; count only the transform's.
-        const own = output.deadLetters.length - page.deadLetters.length;
+        const own = counts.deadLetters - page.deadLetters.length;
         this.transformRows.inc({ ...labels, table: 'dead_letters' }, Math.max(0, own));
         this.transformSeconds.observe(labels, ms / 1000);
       },

@@ -242,6 +242,30 @@ function emptyBatch(): Batch {
   };
 }
 
+/** The fields of an {@link EncodedUnit}. */
+interface EncodedUnitParts {
+  readonly messages: readonly EncodedMessage[];
+  readonly refused: readonly RefusedMessage[];
+  readonly events: readonly EventRow[];
+  readonly deadLetters: readonly DeadLetterRow[];
+  readonly recalls: readonly RecallMark[];
+  readonly edits: readonly EditMark[];
+  readonly editHistory: readonly MessageEditRow[];
+  readonly cursor: CursorUpdate | undefined;
+  readonly rows: number;
+  readonly bytes: number;
+}
+
+type WireIdentity = Omit<EncodedMessage, 'line'>;
+
+/** An {@link EncodedUnit} as structured-clone data: message identities, their lines in one buffer. */
+export interface EncodedUnitWire extends Omit<EncodedUnitParts, 'messages'> {
+  readonly identities: readonly WireIdentity[];
+  /** Every line, one after the other; line i ends at `ends[i]`. */
+  readonly lines: Uint8Array;
+  readonly ends: Uint32Array;
+}
+
 /**
  * A unit as a batch holds it: each valid message encoded ({@link encodeMessageLine}) and kept as
  * its identity and line, the refused ones whole, the rest as they came. Made on arrival, so row
@@ -261,21 +285,17 @@ export class EncodedUnit {
   /** Approximate bytes, for the batch bound. */
   readonly bytes: number;
 
-  private constructor(unit: SinkUnit, messages: EncodedMessage[], refused: RefusedMessage[], messageBytes: number) {
-    const { events, deadLetters, recalls } = unit.output;
-    this.messages = messages;
-    this.refused = refused;
-    this.events = events;
-    this.deadLetters = deadLetters;
-    this.recalls = recalls;
-    this.edits = unit.output.edits ?? [];
-    this.editHistory = unit.output.editHistory ?? [];
-    this.cursor = unit.cursor;
-    this.rows = unit.output.messages.length + events.length + deadLetters.length + recalls.length + this.edits.length + this.editHistory.length;
-    let bytes = messageBytes + recalls.length * 200 + estimateEditBytes(this.edits, this.editHistory);
-    for (const e of events) bytes += estimateEventBytes(e);
-    for (const d of deadLetters) bytes += estimateDeadLetterBytes(d);
-    this.bytes = bytes;
+  private constructor(parts: EncodedUnitParts) {
+    this.messages = parts.messages;
+    this.refused = parts.refused;
+    this.events = parts.events;
+    this.deadLetters = parts.deadLetters;
+    this.recalls = parts.recalls;
+    this.edits = parts.edits;
+    this.editHistory = parts.editHistory;
+    this.cursor = parts.cursor;
+    this.rows = parts.rows;
+    this.bytes = parts.bytes;
   }
 
   /** Encodes the unit's messages now. */
@@ -299,7 +319,56 @@ export class EncodedUnit {
         bytes += 1000;
       }
     }
-    return new EncodedUnit(unit, messages, refused, bytes);
+    const { events, deadLetters, recalls } = unit.output;
+    const edits = unit.output.edits ?? [];
+    const editHistory = unit.output.editHistory ?? [];
+    bytes += recalls.length * 200 + estimateEditBytes(edits, editHistory);
+    for (const e of events) bytes += estimateEventBytes(e);
+    for (const d of deadLetters) bytes += estimateDeadLetterBytes(d);
+    const rows = unit.output.messages.length + events.length + deadLetters.length + recalls.length + edits.length + editHistory.length;
+    return new EncodedUnit({ messages, refused, events, deadLetters, recalls, edits, editHistory, cursor: unit.cursor, rows, bytes });
+  }
+
+  /**
+   * The unit as plain data for another thread (structured clone): the message lines joined in
+   * one buffer, to be listed in `transfer`, so they cross without a copy. {@link EncodedUnit.fromWire} undoes it.
+   */
+  toWire(): { wire: EncodedUnitWire; transfer: ArrayBuffer[] } {
+    let total = 0;
+    for (const m of this.messages) total += m.line.length;
+    // A buffer of its own (never Node's shared pool), as it is transferred away.
+    const lines = new Uint8Array(total);
+    const ends = new Uint32Array(this.messages.length);
+    const identities: WireIdentity[] = [];
+    let at = 0;
+    this.messages.forEach((m, i) => {
+      lines.set(m.line, at);
+      at += m.line.length;
+      ends[i] = at;
+      identities.push({ key: m.key, revokes: m.revokes, tenant: m.tenant, staff_id: m.staff_id, msgid: m.msgid, msg_time: m.msg_time });
+    });
+    const { messages: _messages, ...rest } = this.parts();
+    return { wire: { ...rest, identities, lines, ends }, transfer: [lines.buffer] };
+  }
+
+  /** A unit made by {@link EncodedUnit.toWire} in another thread; the lines stay in its buffer. */
+  static fromWire(wire: EncodedUnitWire): EncodedUnit {
+    const { identities, lines, ends, ...rest } = wire;
+    if (identities.length !== ends.length) throw new MsgpipeError('MSGPIPE_ERR_TRANSFORM_THREAD', 'Encoded unit from another thread is inconsistent.');
+    const buffer = Buffer.from(lines.buffer, lines.byteOffset, lines.byteLength);
+    let start = 0;
+    const messages = identities.map((id, i): EncodedMessage => {
+      const end = ends[i] ?? start;
+      const line = buffer.subarray(start, end);
+      start = end;
+      return { ...id, line };
+    });
+    return new EncodedUnit({ ...rest, messages });
+  }
+
+  private parts(): EncodedUnitParts {
+    const { messages, refused, events, deadLetters, recalls, edits, editHistory, cursor, rows, bytes } = this;
+    return { messages, refused, events, deadLetters, recalls, edits, editHistory, cursor, rows, bytes };
   }
 }
 

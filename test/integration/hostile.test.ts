@@ -37,6 +37,8 @@ describe('hostile input', () => {
           sources: [{ type: 'gewe', name: 'g1', tenant: 'corp1', baseUrl: sim.url, token: 'tok', appId: 'wx_g1', pollIntervalMs: 100 }],
           clickhouse: { path: `${dir}/ch` },
           sink: { maxAgeMs: 200 },
+          // The poison is transformed in a worker thread: its dead letters cross back with their bytes.
+          transform: { workers: 1 },
           query: { port: 0 },
         });
         const proc = startMsgpipe(['run', '--config', configFile]);

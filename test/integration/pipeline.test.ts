@@ -18,7 +18,8 @@ function accounts(messages: number, extra: Partial<SimulatorAccountInput> = {}):
   ] as SimulatorAccountInput[];
 }
 
-function pipelineConfig(dir: string, baseUrl: string): unknown {
+/** `workers`: transform threads (`transform.workers`); the tests name it so both ways run on any machine. */
+function pipelineConfig(dir: string, baseUrl: string, workers: number): unknown {
   return {
     tenants: [{ id: TENANT, secret: 'test-secret' }],
     sources: [
@@ -28,6 +29,7 @@ function pipelineConfig(dir: string, baseUrl: string): unknown {
     ],
     clickhouse: { path: `${dir}/ch`, database: 'msgpipe' },
     sink: { maxAgeMs: 200 },
+    transform: { workers },
     // `run` starts the query API too; any free port, so parallel runs never collide.
     query: { port: 0 },
     log: { level: 'info' },
@@ -93,7 +95,7 @@ describe('embedded pipeline', () => {
     await withTempDir('pipeline', async (dir) => {
       const sim = await startSimulator({ accounts: accounts(400) });
       try {
-        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url));
+        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url, 0));
         const first = startMsgpipe(['run', '--config', configFile]);
         await waitFor(() => caughtUp(sim), 60_000, 'the pipeline to catch up');
         await stopGracefully(first);
@@ -134,7 +136,7 @@ describe('embedded pipeline', () => {
     await withTempDir('faults', async (dir) => {
       const sim = await startSimulator({ accounts: accounts(300), faults: { errorRate: 0.2, malformedRate: 0.05 } });
       try {
-        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url));
+        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url, 0));
         const proc = startMsgpipe(['run', '--config', configFile]);
         await waitFor(() => caughtUp(sim), 120_000, 'the pipeline to catch up through faults');
         await stopGracefully(proc);
@@ -151,11 +153,11 @@ describe('embedded pipeline', () => {
     });
   });
 
-  it('survives kill -9 at random moments while 50k messages flow, storing exactly the upstream messages', async () => {
+  it('survives kill -9 at random moments while 50k messages flow, storing exactly the upstream messages (transform in a worker thread)', async () => {
     await withTempDir('crash', async (dir) => {
       const sim = await startSimulator({ accounts: accounts(16_700, { pageSize: 50, sessions: 200, faults: { latencyMs: 40 } }) });
       try {
-        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url));
+        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url, 1));
         let kills = 0;
         for (let i = 0; i < 20 && kills < 10; i++) {
           const started = requestCounts(sim);
@@ -186,11 +188,11 @@ describe('embedded pipeline', () => {
       }
     });
   });
-  it('drains on a repeated SIGTERM: everything fetched is stored and its cursor saved', async () => {
+  it('drains on a repeated SIGTERM: everything fetched is stored and its cursor saved (transform in a worker thread)', async () => {
     await withTempDir('drain', async (dir) => {
       const sim = await startSimulator({ accounts: accounts(5000, { pageSize: 100, faults: { latencyMs: 30 } }) });
       try {
-        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url));
+        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url, 1));
         const proc = startMsgpipe(['run', '--config', configFile]);
         await waitFor(() => IDS.every((id) => sim.received(id).filter((r) => r.outcome === 'page').length >= 3), 30_000, 'pages to flow');
         // Ctrl-C signals the group and npx forwards it again: three signals must not cut the drain short.

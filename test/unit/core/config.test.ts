@@ -26,6 +26,15 @@ describe('parseConfig', () => {
     expect(Object.isFrozen(config.query)).toBe(true);
   });
 
+  it('leaves transform.workers to the machine unless set, and bounds it', () => {
+    expect(parseConfig({}).transform.workers).toBeUndefined();
+    expect(parseConfig({ transform: { workers: 0 } }).transform.workers).toBe(0);
+    expect(parseConfig({ transform: { workers: 4 } }).transform.workers).toBe(4);
+    expect(problemsOf(() => parseConfig({ transform: { workers: 17 } })).join('\n')).toContain('transform.workers');
+    expect(problemsOf(() => parseConfig({ transform: { workers: 1.5 } })).join('\n')).toContain('transform.workers');
+    expect(problemsOf(() => parseConfig({ transform: { threads: 2 } })).join('\n')).toContain('threads');
+  });
+
   it('refuses an unknown query time zone', () => {
     expect(() => parseConfig({ query: { timezone: 'Mars/Olympus' } })).toThrow(/query\.timezone: not a time zone name/);
   });

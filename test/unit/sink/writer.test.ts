@@ -117,6 +117,42 @@ describe('SinkWriter', () => {
     expect(w.stats.written).toMatchObject({ messages: 2, events: 1, cursors: 1 });
   });
 
+  it('stores a unit that crossed a thread boundary (toWire, structured clone, fromWire) as the unit itself', async () => {
+    const m1 = message({ msgid: '3876235366388279544', content_text: '今天 "q" \\ x 🌙' });
+    const revoke = message({ msgid: '1767797523284146072', msg_type: 'revoke', pre_msgid: m1.msgid, msg_time: m1.msg_time + 1000 });
+    const bad = message({ msgid: '' });
+    const plain = unit(
+      { messages: [m1, bad, revoke], events: [event({ event_id: 'e-1' })], deadLetters: [deadLetter(Buffer.from('<msg>', 'utf8'))], recalls: [recall(m1, revoke.msg_time)] },
+      'kb-9',
+    );
+    const before = EncodedUnit.of(plain);
+    const { wire, transfer } = before.toWire();
+    const after = EncodedUnit.fromWire(structuredClone(wire, { transfer }));
+    // The lines moved: the sender's buffer is detached, the receiver's views read the same bytes.
+    expect(wire.lines.byteLength).toBe(0);
+    expect(after.messages.map(({ line, ...id }) => ({ ...id, line: line.toString('utf8') }))).toEqual(
+      before.messages.map(({ line, ...id }) => ({ ...id, line: line.toString('utf8') })),
+    );
+    expect(after.messages[1]?.revokes).toBe(before.messages[1]?.revokes);
+    const rest = (u: EncodedUnit): unknown => [u.refused, u.events, u.deadLetters, u.recalls, u.edits, u.editHistory, u.cursor, u.rows, u.bytes];
+    expect(rest(after)).toEqual(rest(before));
+
+    const w = writer(temp.store);
+    await w.add(after);
+    await w.close();
+    expect(await storedMessages(temp.store)).toEqual([
+      { ...m1, recalled: 1, recall_time: revoke.msg_time },
+      { ...revoke, recalled: 0, recall_time: null },
+    ]);
+    expect(await count(temp.store, 'dead_letters')).toBe(2);
+    expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-9');
+  });
+
+  it('refuses a wire unit whose lines do not match its messages', () => {
+    const { wire } = EncodedUnit.of(unit({ messages: [message()] })).toWire();
+    expect(() => EncodedUnit.fromWire({ ...wire, identities: [] })).toThrow(/inconsistent/);
+  });
+
   it('stores a message once when it repeats within a batch and across batches', async () => {
     const m = message();
     const other = message({ msgid: '1767797523284146072' });

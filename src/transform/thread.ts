@@ -1,0 +1,34 @@
+/**
+ * The entry of a transform worker thread (see ./threads.ts): takes pages, transforms their
+ * records with the registry's transform and encodes the result as the sink holds it, then sends
+ * it back with the message lines in one transferred buffer.
+ */
+import { parentPort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+
+import { countsOf, transformPage } from '../core/pipeline.ts';
+import { EncodedUnit } from '../sink/writer.ts';
+import { transformForSource } from './registry.ts';
+import type { PageReply, PageRequest } from './threads.ts';
+
+const port = parentPort;
+if (port === null) throw new Error('src/transform/thread.ts runs only as a worker thread.');
+
+port.on('message', (request: PageRequest) => {
+  let reply: PageReply;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    const started = performance.now();
+    const { page, cursor, now } = request;
+    const transform = transformForSource(page.origin.sourceType);
+    if (transform === undefined) throw new Error(`No transform for source type "${page.origin.sourceType}".`);
+    const output = transformPage(page, transform, now);
+    const encoded = EncodedUnit.of({ output, cursor }).toWire();
+    transfer = encoded.transfer;
+    reply = { id: request.id, ok: true, wire: encoded.wire, counts: countsOf(output), ms: performance.now() - started };
+  } catch (err) {
+    const error = err instanceof Error ? err : new Error(String(err));
+    reply = { id: request.id, ok: false, message: error.message, stack: error.stack ?? '' };
+  }
+  port.postMessage(reply, transfer);
+});
