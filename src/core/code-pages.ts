@@ -1,0 +1,160 @@
+/**
+ * Releases the resident pages of code and read-only data that the process touched once and no
+ * longer uses (ADR 0017).
+ *
+ * Loading chDB's engine (libchdb, ~600 MB mapped) runs its static initializers across the whole
+ * library, and the kernel maps pages around each one it touches: about 200 MB of file pages end up
+ * resident in the process although a steady pipeline uses ~20 MB of them. They count in its RSS
+ * until memory pressure makes the kernel evict them. This does early what the kernel does then:
+ * `madvise(MADV_DONTNEED)` on the read-only, private, file-backed mappings of libchdb and of the
+ * node executable that hold no private copy of any page (`Anonymous: 0` in /proc/self/smaps).
+ * Their contents are the file's, so a page used again is mapped again from the page cache (a minor
+ * fault); nothing the process wrote is ever dropped.
+ *
+ * Linux only (the kernel interface is /proc/self/smaps); elsewhere, or when the FFI library
+ * (koffi) cannot load, it does nothing.
+ */
+import { readFileSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { performance } from 'node:perf_hooks';
+
+import type * as Koffi from 'koffi';
+import type { Logger } from 'pino';
+
+/** madvise(2) advice: drop the pages from this process; file-backed ones are read again on use. */
+const MADV_DONTNEED = 4;
+
+type Madvise = (addr: bigint, length: bigint, advice: number) => number;
+
+/** A mapping line of /proc/self/smaps: `start-end perms offset dev inode path`. */
+const MAPPING = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$/;
+
+/** One mapping that may be released. */
+export interface CodeMapping {
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly path: string;
+}
+
+/**
+ * The mappings of `smaps` text that are safe and worth releasing: read-only (`r-xp` or `r--p`),
+ * private, backed by one of `files`, with no anonymous (copied-on-write) page.
+ */
+export function releasableMappings(smaps: string, files: ReadonlySet<string>): CodeMapping[] {
+  const out: CodeMapping[] = [];
+  let current: (CodeMapping & { anonymous: number | undefined }) | undefined;
+  const finish = (): void => {
+    if (current?.anonymous === 0) out.push({ start: current.start, end: current.end, path: current.path });
+    current = undefined;
+  };
+  for (const line of smaps.split('\n')) {
+    const m = MAPPING.exec(line);
+    if (m) {
+      finish();
+      const [, start = '', end = '', perms = '', path = ''] = m;
+      if ((perms === 'r-xp' || perms === 'r--p') && files.has(path)) {
+        current = { start: BigInt(`0x${start}`), end: BigInt(`0x${end}`), path, anonymous: undefined };
+      }
+    } else if (current !== undefined && line.startsWith('Anonymous:')) {
+      current.anonymous = Number(/(\d+)/.exec(line)?.[1] ?? -1);
+    }
+  }
+  finish();
+  return out;
+}
+
+/** The files whose mappings are released: the node executable and chDB's engine library. */
+function codeFiles(smaps: string): Set<string> {
+  const files = new Set<string>();
+  try {
+    files.add(realpathSync(process.execPath));
+  } catch {
+    files.add(process.execPath);
+  }
+  for (const line of smaps.split('\n')) {
+    const path = MAPPING.exec(line)?.[4];
+    if (path !== undefined && /\/libchdb[^/]*\.so[^/]*$/.test(path)) files.add(path);
+  }
+  return files;
+}
+
+/** What one release did. */
+export interface CodePagesRelease {
+  readonly mappings: number;
+  /** Bytes of address space advised (not all of it was resident). */
+  readonly bytes: number;
+  /** Resident file pages of the process before and after, bytes (`RssFile`). */
+  readonly residentBefore: number;
+  readonly residentAfter: number;
+  readonly ms: number;
+}
+
+function rssFile(): number {
+  const m = /^RssFile:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+let madvise: Madvise | null | undefined;
+
+function loadMadvise(log: Logger | undefined): Madvise | null {
+  if (madvise !== undefined) return madvise;
+  madvise = null;
+  if (process.platform !== 'linux') return madvise;
+  try {
+    // Loaded on first use: only on Linux, and a platform without koffi's binary just goes without.
+    const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+    const fn: unknown = koffi.load(null).func('int madvise(uintptr_t addr, size_t length, int advice)');
+    madvise = fn as Madvise;
+  } catch (err) {
+    log?.debug({ err }, 'madvise is not available; cold code pages stay resident.');
+  }
+  return madvise;
+}
+
+/**
+ * Releases the cold code pages now (see the module comment). Never throws.
+ *
+ * @returns what it did, or `undefined` where it cannot (not Linux, no FFI)
+ */
+export function releaseCodePages(log?: Logger): CodePagesRelease | undefined {
+  const call = loadMadvise(log);
+  if (call === null) return undefined;
+  try {
+    const started = performance.now();
+    const before = rssFile();
+    const smaps = readFileSync('/proc/self/smaps', 'utf8');
+    const mappings = releasableMappings(smaps, codeFiles(smaps));
+    let bytes = 0;
+    let released = 0;
+    for (const m of mappings) {
+      if (call(m.start, m.end - m.start, MADV_DONTNEED) === 0) {
+        released += 1;
+        bytes += Number(m.end - m.start);
+      }
+    }
+    return { mappings: released, bytes, residentBefore: before, residentAfter: rssFile(), ms: performance.now() - started };
+  } catch (err) {
+    log?.debug({ err }, 'Releasing cold code pages failed.');
+    return undefined;
+  }
+}
+
+/**
+ * Releases cold code pages now and then every `intervalMs` (pages used since come back on their
+ * own, with their neighbours). Returns a stop function. The timer does not keep the process alive.
+ */
+export function startCodePageRelease(log: Logger, intervalMs = 10_000): () => void {
+  const run = (): void => {
+    const r = releaseCodePages(log);
+    if (r !== undefined) {
+      log.debug(
+        { mappings: r.mappings, residentBeforeMb: Math.round(r.residentBefore / 2 ** 20), residentAfterMb: Math.round(r.residentAfter / 2 ** 20), ms: Math.round(r.ms) },
+        'Released cold code pages.',
+      );
+    }
+  };
+  run();
+  const timer = setInterval(run, intervalMs);
+  timer.unref();
+  return () => { clearInterval(timer); };
+}
