@@ -243,18 +243,10 @@ function emptyBatch(): Batch {
 }
 
 /** The fields of an {@link EncodedUnit}. */
-interface EncodedUnitParts {
-  readonly messages: readonly EncodedMessage[];
-  readonly refused: readonly RefusedMessage[];
-  readonly events: readonly EventRow[];
-  readonly deadLetters: readonly DeadLetterRow[];
-  readonly recalls: readonly RecallMark[];
-  readonly edits: readonly EditMark[];
-  readonly editHistory: readonly MessageEditRow[];
-  readonly cursor: CursorUpdate | undefined;
-  readonly rows: number;
-  readonly bytes: number;
-}
+type EncodedUnitParts = Pick<
+  EncodedUnit,
+  'messages' | 'refused' | 'events' | 'deadLetters' | 'recalls' | 'edits' | 'editHistory' | 'cursor' | 'rows' | 'bytes'
+>;
 
 type WireIdentity = Omit<EncodedMessage, 'line'>;
 
