@@ -57,7 +57,10 @@ export interface SinkObserver {
 
 /** Optional hooks the pipeline calls for metrics (src/ops/metrics.ts). Called synchronously; must not throw. */
 export interface PipelineObserver {
-  /** A page was transformed (in `ms`) and is about to go to the sink. */
+  /**
+   * A page was transformed and is about to go to the sink. `ms` is the transform's own time; in
+   * a worker thread, without the hand-off to and from it.
+   */
   transformed?(source: Source, page: SourcePage, counts: TransformCounts, ms: number): void;
 }
 
@@ -198,10 +201,21 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
       loadCursor: (stream) => options.cursors.load(source.name, stream),
       wakeup: (signal) => wakeups.wait(source.origin.tenant, signal),
       emit: async (page) => {
-        const cursor = { source: source.name, stream: page.stream, cursor: page.cursorAfter };
-        const { unit, counts, ms } = await transformer.transform(page, cursor, clock());
-        options.observer?.transformed?.(source, page, counts, ms);
-        await sink.add(unit);
+        try {
+          const cursor = { source: source.name, stream: page.stream, cursor: page.cursorAfter };
+          const { unit, counts, ms } = await transformer.transform(page, cursor, clock());
+          options.observer?.transformed?.(source, page, counts, ms);
+          await sink.add(unit);
+        } catch (err) {
+          // The next stages failed, not the source: stop every source, even one that would
+          // catch this and poll again (a failed transformer or sink refuses every later page).
+          if (fatal === undefined) {
+            fatal = err;
+            log.error({ err, source: source.name }, 'Transform or sink failed; stopping the pipeline.');
+          }
+          stop.abort(err);
+          throw err;
+        }
       },
     };
     try {

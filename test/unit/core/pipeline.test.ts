@@ -1,0 +1,112 @@
+/**
+ * The embedded pipeline's failure path: a failing transformer or sink stops every source, also
+ * one that catches the error of `emit` and polls again (as the Yunhu source does with errors of
+ * a polling round), and the pipeline rejects with that error after closing the sink.
+ */
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+
+import { inThreadTransformer, type PageTransformer, runEmbeddedPipeline, type SinkUnit, type UnitSink } from '../../../src/core/pipeline.ts';
+import type { Origin } from '../../../src/core/types.ts';
+import { newSourceStats, type Source, type SourcePage } from '../../../src/ingest/source.ts';
+import { transformFinderItem } from '../../../src/transform/finder.ts';
+
+const log = pino({ level: 'silent' });
+const ORIGIN: Origin = { source: 'y1', sourceType: 'gewe', tenant: 'corp1', staffId: 's1' };
+
+function page(n: number): SourcePage {
+  return { origin: ORIGIN, stream: 'chat-1', cursorBefore: String(n), cursorAfter: String(n + 1), records: [], deadLetters: [] };
+}
+
+/** Polls page after page; an error of `emit` is logged and the round tried again, until stopped. */
+function persistentSource(): Source & { emitted: number; failures: number } {
+  const source = {
+    name: 'y1',
+    origin: ORIGIN,
+    stats: newSourceStats(),
+    emitted: 0,
+    failures: 0,
+    async run(ctx: Parameters<Source['run']>[0]): Promise<void> {
+      let n = 0;
+      while (!ctx.signal.aborted) {
+        try {
+          await ctx.emit(page(n));
+          source.emitted += 1;
+          n += 1;
+        } catch {
+          source.failures += 1;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    },
+  };
+  return source;
+}
+
+class RecordingSink implements UnitSink {
+  readonly units: SinkUnit[] = [];
+  closed = false;
+  private readonly failAt: number;
+  constructor(failAt = Infinity) {
+    this.failAt = failAt;
+  }
+  add(unit: SinkUnit): Promise<void> {
+    if (this.units.length >= this.failAt) return Promise.reject(new Error('sink refused: writer stopped'));
+    this.units.push(unit);
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+}
+
+async function run(transformer: PageTransformer<SinkUnit>, sink: RecordingSink, source: Source): Promise<unknown> {
+  const never = new AbortController();
+  const outcome = runEmbeddedPipeline({
+    sources: [source],
+    transformer,
+    sink,
+    cursors: { load: () => Promise.resolve(undefined) },
+    signal: never.signal,
+    log,
+  }).then(
+    () => 'resolved',
+    (err: unknown) => err,
+  );
+  // Without the stop the persistent source would poll forever; give up after 5 s.
+  const timeout = new Promise((resolve) => setTimeout(() => { resolve('still running'); }, 5000));
+  const result = await Promise.race([outcome, timeout]);
+  never.abort();
+  await outcome;
+  return result;
+}
+
+describe('runEmbeddedPipeline', () => {
+  it('stops every source when the transformer fails, and rejects with its error', async () => {
+    let pages = 0;
+    const broken = inThreadTransformer(() => {
+      pages += 1;
+      if (pages === 3) throw new TypeError('transform bug');
+      return transformFinderItem;
+    });
+    const sink = new RecordingSink();
+    const source = persistentSource();
+    const result = await run(broken, sink, source);
+    expect(result).toBeInstanceOf(TypeError);
+    expect((result as Error).message).toBe('transform bug');
+    expect(sink.units.map((u) => u.cursor?.cursor)).toEqual(['1', '2']);
+    expect(sink.closed).toBe(true);
+    expect(source.failures).toBe(1);
+  });
+
+  it('stops every source when the sink refuses a unit, and rejects with its error', async () => {
+    const sink = new RecordingSink(2);
+    const source = persistentSource();
+    const result = await run(inThreadTransformer(() => transformFinderItem), sink, source);
+    expect((result as Error).message).toBe('sink refused: writer stopped');
+    expect(sink.units).toHaveLength(2);
+    expect(sink.closed).toBe(true);
+    expect(source.failures).toBe(1);
+  });
+});
