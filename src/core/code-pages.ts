@@ -7,9 +7,11 @@
  * resident in the process although a steady pipeline uses ~20 MB of them. They count in its RSS
  * until memory pressure makes the kernel evict them. This does early what the kernel does then:
  * `madvise(MADV_DONTNEED)` on the read-only, private, file-backed mappings of libchdb and of the
- * node executable that hold no private copy of any page (`Anonymous: 0` in /proc/self/smaps).
- * Their contents are the file's, so a page used again is mapped again from the page cache (a minor
- * fault); nothing the process wrote is ever dropped.
+ * node executable that hold no private copy of any page, in memory or in swap (`Anonymous: 0` and
+ * `Swap: 0` in /proc/self/smaps). Their contents are the file's, so a page used again is mapped
+ * again from the page cache (a minor fault). A mapping changed between reading smaps and the call
+ * (a debugger's breakpoint, a uprobe written into the code) would lose that change, as it would
+ * when the kernel reclaims the page.
  *
  * Linux only (the kernel interface is /proc/self/smaps); elsewhere, or when the FFI library
  * (koffi) cannot load, it does nothing.
@@ -38,25 +40,29 @@ export interface CodeMapping {
 
 /**
  * The mappings of `smaps` text that are safe and worth releasing: read-only (`r-xp` or `r--p`),
- * private, backed by one of `files`, with no anonymous (copied-on-write) page.
+ * private, backed by one of `files`, with no copied-on-write page, in memory (`Anonymous`) or
+ * swapped out (`Swap`). A mapping whose smaps lacks either line is not released.
  */
 export function releasableMappings(smaps: string, files: ReadonlySet<string>): CodeMapping[] {
   const out: CodeMapping[] = [];
-  let current: (CodeMapping & { anonymous: number | undefined }) | undefined;
+  let current: (CodeMapping & { anonymous: number | undefined; swap: number | undefined }) | undefined;
   const finish = (): void => {
-    if (current?.anonymous === 0) out.push({ start: current.start, end: current.end, path: current.path });
+    if (current?.anonymous === 0 && current.swap === 0) out.push({ start: current.start, end: current.end, path: current.path });
     current = undefined;
   };
+  const kb = (line: string): number => Number(/(\d+)/.exec(line)?.[1] ?? -1);
   for (const line of smaps.split('\n')) {
     const m = MAPPING.exec(line);
     if (m) {
       finish();
       const [, start = '', end = '', perms = '', path = ''] = m;
       if ((perms === 'r-xp' || perms === 'r--p') && files.has(path)) {
-        current = { start: BigInt(`0x${start}`), end: BigInt(`0x${end}`), path, anonymous: undefined };
+        current = { start: BigInt(`0x${start}`), end: BigInt(`0x${end}`), path, anonymous: undefined, swap: undefined };
       }
     } else if (current !== undefined && line.startsWith('Anonymous:')) {
-      current.anonymous = Number(/(\d+)/.exec(line)?.[1] ?? -1);
+      current.anonymous = kb(line);
+    } else if (current !== undefined && line.startsWith('Swap:')) {
+      current.swap = kb(line);
     }
   }
   finish();

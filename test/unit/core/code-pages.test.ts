@@ -13,23 +13,38 @@ const SMAPS = `5600a0000000-5600a1000000 r--p 00000000 08:01 123 /usr/bin/node
 Size:              16384 kB
 Rss:                4096 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 5600a1000000-5600a3000000 r-xp 01000000 08:01 123 /usr/bin/node
 Size:              32768 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 5600a3000000-5600a3100000 r--p 03000000 08:01 123 /usr/bin/node
 Size:               1024 kB
 Anonymous:           512 kB
-5600a3100000-5600a3200000 rw-p 03100000 08:01 123 /usr/bin/node
+Swap:                  0 kB
+5600a3100000-5600a3200000 r--p 03100000 08:01 123 /usr/bin/node
+Size:               1024 kB
+Anonymous:             0 kB
+Swap:                  8 kB
+5600a3200000-5600a3300000 rw-p 03200000 08:01 123 /usr/bin/node
 Anonymous:           128 kB
+Swap:                  0 kB
 7f0000000000-7f0020000000 r-xp 00000000 08:01 456 /opt/app/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so
 Anonymous:             0 kB
+Swap:                  0 kB
 7f0020000000-7f0021000000 r--s 00000000 08:01 789 /opt/app/data/shared.bin
 Anonymous:             0 kB
+Swap:                  0 kB
 7f0030000000-7f0031000000 r-xp 00000000 08:01 999 /usr/lib/x86_64-linux-gnu/libc.so.6
 Anonymous:             0 kB
+Swap:                  0 kB
 7f0040000000-7f0041000000 rw-p 00000000 00:00 0
 Anonymous:          4096 kB
+Swap:                  0 kB
 7f0050000000-7f0050100000 r-xp 00000000 08:01 456 /opt/app/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so
+Size:               1024 kB
+Anonymous:             0 kB
+7f0060000000-7f0060100000 r-xp 00000000 08:01 456 /opt/app/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so
 Size:               1024 kB
 `;
 
@@ -42,8 +57,8 @@ describe('releasableMappings', () => {
       ['5600a1000000', '5600a3000000', '/usr/bin/node'],
       ['7f0000000000', '7f0020000000', '/opt/app/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so'],
     ]);
-    // Not taken: relocated data (Anonymous > 0), writable, shared (r--s), other files (libc), and a
-    // mapping whose Anonymous line is missing.
+    // Not taken: relocated data in memory (Anonymous > 0) or swapped out (Swap > 0), writable,
+    // shared (r--s), other files (libc), and mappings whose Swap or Anonymous line is missing.
   });
 
   it('takes nothing when no file is chosen', () => {
