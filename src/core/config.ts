@@ -120,7 +120,7 @@ const transformSchema = z
       .max(16)
       .optional()
       .describe(
-        'Worker threads that transform pages and encode their rows in the embedded pipeline; 0 = in the main thread. Default: 1 on a machine with more than two cores, else 0 (on two cores the engine already keeps one busy, and a thread costs more CPU and ~40–80 MB than it gives).',
+        'Worker threads that transform pages and encode their rows in the embedded pipeline; 0 = in the main thread. Default: 1 on a machine with more than two cores, else 0 (on two cores the engine already keeps one busy, and a thread costs more CPU and memory, ~40 MB and up to 90 MB at the peak, than it gives). Cores are those the process may run on, capped by a cgroup CPU quota.',
       ),
   })
   .describe('The transform stage of the embedded pipeline (without `kafka.brokers`).');

@@ -14,6 +14,9 @@ import type { PageReply, PageRequest } from './threads.ts';
 const port = parentPort;
 if (port === null) throw new Error('src/transform/thread.ts runs only as a worker thread.');
 
+// A page that cannot be read has no id to answer: end the thread, which fails its pages.
+port.on('messageerror', () => { process.exit(1); });
+
 port.on('message', (request: PageRequest) => {
   let reply: PageReply;
   let transfer: ArrayBuffer[] = [];

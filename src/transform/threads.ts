@@ -9,9 +9,11 @@
  *
  * Order: the pipeline awaits each page before a source emits its next one, so the pages of a
  * stream reach the sink in order whichever thread transformed them. Failures: bad records are
- * dead letters as in the main thread; a thread that throws, crashes or exits fails the page in
- * it and every later one, which stops the pipeline without saving that page's cursor.
+ * dead letters as in the main thread. A transform that throws (a bug) rejects its page; a thread
+ * that crashes, exits or sends an unreadable answer rejects the pages in it and every later one.
+ * Either stops the pipeline without saving that page's cursor.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -63,8 +65,29 @@ function threadEntry(): { script: URL | string; eval: boolean } {
  * The default of `transform.workers`: one thread when the machine has a core for it beside the
  * main thread and the engine, none on two cores or fewer (docs/benchmarks.md, session 7).
  */
-export function defaultTransformWorkers(cores: number = availableParallelism()): number {
+export function defaultTransformWorkers(cores: number = availableCores()): number {
   return cores > 2 ? 1 : 0;
+}
+
+/**
+ * CPUs this process may use: those it may run on, and no more than a cgroup v2 CPU quota
+ * (`/sys/fs/cgroup/cpu.max`, as a container limit sets it) allows.
+ */
+export function availableCores(cpuMax: string | undefined = readCpuMax()): number {
+  const cpus = availableParallelism();
+  const [quota, period] = (cpuMax ?? '').trim().split(/\s+/);
+  const q = Number(quota);
+  const p = Number(period);
+  if (quota === 'max' || !Number.isFinite(q) || !Number.isFinite(p) || q <= 0 || p <= 0) return cpus;
+  return Math.max(1, Math.min(cpus, Math.floor(q / p)));
+}
+
+function readCpuMax(): string | undefined {
+  try {
+    return readFileSync('/sys/fs/cgroup/cpu.max', 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 function threadError(message: string, cause?: unknown): MsgpipeError {
@@ -102,6 +125,11 @@ export class TransformThreads implements PageTransformer<EncodedUnit> {
       const slot: Slot = { worker, waiting: new Map() };
       worker.on('message', (reply: PageReply) => { this.answer(slot, reply); });
       worker.on('error', (err) => { this.fail(slot, threadError(`Transform thread ${String(i)} crashed: ${err.message}`, err)); });
+      // An answer that cannot be read would leave its page waiting forever: fail the thread.
+      worker.on('messageerror', (err) => {
+        this.fail(slot, threadError(`An answer of transform thread ${String(i)} could not be read: ${err.message}`, err));
+        void worker.terminate();
+      });
       worker.on('exit', (code) => {
         this.fail(slot, this.closing ? threadError('Transform threads closed.') : threadError(`Transform thread ${String(i)} exited (code ${String(code)}).`));
       });

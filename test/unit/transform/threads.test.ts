@@ -3,6 +3,8 @@
  * transformed in the main thread (rows, lines, dead letters with their original bytes), pages
  * spread over threads keep their own answers, and a failing thread fails its pages clearly.
  */
+import { availableParallelism } from 'node:os';
+
 import { afterEach, describe, expect, it } from 'vitest';
 
 import pino from 'pino';
@@ -15,7 +17,7 @@ import { encodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
 import { EncodedUnit } from '../../../src/sink/writer.ts';
 import { DEFAULT_MIX, MessageStream, serializeItem } from '../../../src/simulate/index.ts';
 import { transformForSource } from '../../../src/transform/registry.ts';
-import { defaultTransformWorkers, TransformThreads } from '../../../src/transform/threads.ts';
+import { availableCores, defaultTransformWorkers, TransformThreads } from '../../../src/transform/threads.ts';
 
 const NOW = 1_767_225_600_000;
 const log = pino({ level: 'silent' });
@@ -197,5 +199,15 @@ describe('TransformThreads', () => {
 
   it('defaults to one thread only when the machine has more than two cores', () => {
     expect([1, 2, 3, 4, 64].map((cores) => defaultTransformWorkers(cores))).toEqual([0, 0, 1, 1, 1]);
+  });
+
+  it('counts no more cores than a cgroup CPU quota allows', () => {
+    const cpus = availableParallelism();
+    expect(availableCores(undefined)).toBe(cpus);
+    expect(availableCores('max 100000\n')).toBe(cpus);
+    expect(availableCores('100000 100000\n')).toBe(1);
+    expect(availableCores('250000 100000\n')).toBe(Math.min(cpus, 2));
+    expect(availableCores('50000 100000\n')).toBe(1);
+    expect(availableCores('garbage')).toBe(cpus);
   });
 });
