@@ -11,6 +11,7 @@ import { stringify } from 'yaml';
 
 import { parseConfig } from '../core/config.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
+import { limitNativeHeap } from '../core/native-heap.ts';
 import { type Ops, startOps } from '../ops/server.ts';
 import { API_PREFIX, sign, signUrl } from '../query/index.ts';
 import { defaultSimulatorAccounts, simulatorSources, startSimulator } from '../simulate/index.ts';
@@ -91,6 +92,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const sim = await startSimulator({ port: options.port, accounts, logger: log.child({ component: 'simulate' }) });
   const yunhu = await startYunhuSimulator({ accounts: [defaultYunhuAccount(Math.min(options.messages, 600))], logger: log });
   const stopTraffic = startYunhuTraffic(yunhu, 1000, log);
+  limitNativeHeap(log);
   const lifecycle = installLifecycle({ log });
   let ops: Ops | undefined;
   try {

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 
 import { releaseCodePages, startCodePageRelease } from '../core/code-pages.ts';
+import { limitNativeHeap } from '../core/native-heap.ts';
 import type { Config } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
@@ -163,6 +164,7 @@ export async function runPipelineCommand(config: Config, log: Logger, roles: rea
 async function supervise(config: Config, log: Logger, work: (signal: AbortSignal, ops: Ops) => Promise<void>): Promise<number> {
   const lifecycle = installLifecycle({ log });
   let code = 1;
+  limitNativeHeap(log);
   const stopRelease = startCodePageRelease(log.child({ component: 'memory' }));
   const ops = await startOps(config.metrics, log);
   lifecycle.signal.addEventListener('abort', () => { ops.readiness.drain(); }, { once: true });

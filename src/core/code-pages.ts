@@ -17,11 +17,11 @@
  * (koffi) cannot load, it does nothing.
  */
 import { readFileSync, realpathSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 
-import type * as Koffi from 'koffi';
 import type { Logger } from 'pino';
+
+import { libcFunction } from './libc.ts';
 
 /** madvise(2) advice: drop the pages from this process; file-backed ones are read again on use. */
 const MADV_DONTNEED = 4;
@@ -103,16 +103,10 @@ function rssFile(): number {
 let madvise: Madvise | null | undefined;
 
 function loadMadvise(log: Logger | undefined): Madvise | null {
-  if (madvise !== undefined) return madvise;
-  madvise = null;
-  if (process.platform !== 'linux') return madvise;
-  try {
-    // Loaded on first use: only on Linux, and a platform without koffi's binary just goes without.
-    const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-    const fn: unknown = koffi.load(null).func('int madvise(uintptr_t addr, size_t length, int advice)');
-    madvise = fn as Madvise;
-  } catch (err) {
-    log?.debug({ err }, 'madvise is not available; cold code pages stay resident.');
+  if (madvise === undefined) {
+    madvise = libcFunction('int madvise(uintptr_t addr, size_t length, int advice)', (err) => {
+      log?.debug({ err }, 'madvise is not available; cold code pages stay resident.');
+    }) as Madvise | null;
   }
   return madvise;
 }
