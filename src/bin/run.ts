@@ -17,7 +17,7 @@ import { CursorStore } from '../sink/cursors.ts';
 import { migrate } from '../sink/migrate.ts';
 import { type EncodedUnit, SinkWriter } from '../sink/writer.ts';
 import { type DistributedRole, startDistributed } from '../kafka/roles.ts';
-import { transformForSource } from '../transform/registry.ts';
+import { requireTransform, requireTransforms } from '../transform/registry.ts';
 import { defaultTransformWorkers, TransformThreads } from '../transform/threads.ts';
 
 /** Opens the configured ClickHouse (server or embedded chDB), applying migrations if asked. */
@@ -98,18 +98,13 @@ export async function startEmbedded(
   ops?.metrics.watchSink(sink.stats);
   const done = (async () => {
     try {
-      const missing = [...new Set(sources.map((s) => s.origin.sourceType))].filter((t) => transformForSource(t) === undefined);
-      if (missing.length > 0) throw new ConfigError(missing.map((t) => `sources: no transform for source type "${t}"`));
+      requireTransforms(sources.map((s) => s.origin.sourceType));
       const workers = config.transform.workers ?? defaultTransformWorkers();
       log.info({ transformWorkers: workers }, workers > 0 ? 'Transforming pages in worker threads.' : 'Transforming pages in the main thread.');
       const transformer: PageTransformer<SinkUnit | EncodedUnit> =
         workers > 0
           ? new TransformThreads(workers, log.child({ component: 'transform' }))
-          : inThreadTransformer((page) => {
-              const transform = transformForSource(page.origin.sourceType);
-              if (transform === undefined) throw new ConfigError([`sources: no transform for source type "${page.origin.sourceType}"`]);
-              return transform;
-            });
+          : inThreadTransformer((page) => requireTransform(page.origin.sourceType));
       await runEmbeddedPipeline({
         sources,
         transformer,

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 
 import { countsOf, transformPage } from '../core/pipeline.ts';
 import { EncodedUnit } from '../sink/writer.ts';
-import { transformForSource } from './registry.ts';
+import { requireTransform } from './registry.ts';
 import type { PageReply, PageRequest } from './threads.ts';
 
 const port = parentPort;
@@ -23,9 +23,7 @@ port.on('message', (request: PageRequest) => {
   try {
     const started = performance.now();
     const { page, cursor, now } = request;
-    const transform = transformForSource(page.origin.sourceType);
-    if (transform === undefined) throw new Error(`No transform for source type "${page.origin.sourceType}".`);
-    const output = transformPage(page, transform, now);
+    const output = transformPage(page, requireTransform(page.origin.sourceType), now);
     const encoded = EncodedUnit.of({ output, cursor }).toWire();
     transfer = encoded.transfer;
     reply = { id: request.id, ok: true, wire: encoded.wire, counts: countsOf(output), ms: performance.now() - started };

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { sourceSchema } from '../../../src/core/config.ts';
-import { transformForSource } from '../../../src/transform/registry.ts';
+import { ConfigError } from '../../../src/core/errors.ts';
+import { requireTransform, requireTransforms, transformForSource } from '../../../src/transform/registry.ts';
 
 describe('transformForSource', () => {
   it('has a transform for every source type the configuration accepts', () => {
@@ -12,5 +13,27 @@ describe('transformForSource', () => {
 
   it('has none for a source kind this version cannot configure', () => {
     expect(transformForSource('wecom')).toBeUndefined();
+  });
+});
+
+describe('requireTransform(s)', () => {
+  it('returns the transform of a known type and refuses one without, naming it', () => {
+    expect(requireTransform('gewe')).toBe(transformForSource('gewe'));
+    expect(() => requireTransform('wecom')).toThrow(ConfigError);
+    expect(() => requireTransform('wecom')).toThrow(/no transform for source type "wecom"/);
+  });
+
+  it('lists each type without a transform once, and passes when every type has one', () => {
+    expect(() => { requireTransforms(['gewe', 'yunhu', 'gewe']); }).not.toThrow();
+    const err: unknown = (() => {
+      try {
+        requireTransforms(['gewe', 'wecom', 'wecom']);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems).toEqual(['sources: no transform for source type "wecom"']);
   });
 });
