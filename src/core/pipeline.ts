@@ -4,8 +4,8 @@
  * Each page a source emits is transformed record by record (pure functions, in this thread or in
  * worker threads: a {@link PageTransformer}) and handed to the sink as one unit together with the
  * cursor that follows the page. The sink stores units in order and saves a unit's cursor only
- * after its rows, so the stored cursor never runs ahead of the stored data (DESIGN §1). The Kafka mode keeps these stages and
- * replaces the hand-offs with topics.
+ * after its rows, so the stored cursor never runs ahead of the stored data (DESIGN §1). The Kafka
+ * mode keeps these stages and replaces the hand-offs with topics.
  */
 import { performance } from 'node:perf_hooks';
 
@@ -193,6 +193,12 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
   if (options.signal.aborted) stop.abort(options.signal.reason);
 
   let fatal: unknown;
+  /** Keeps the first fatal error, logs each error once, and stops every source. */
+  const failWith = (err: unknown, source: Source, message: string): void => {
+    if (err !== fatal) log.error({ err, source: source.name }, message);
+    fatal ??= err;
+    stop.abort(err);
+  };
   const { transformer } = options;
   const runs = options.sources.map(async (source) => {
     const ctx: SourceContext = {
@@ -209,11 +215,7 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
         } catch (err) {
           // The next stages failed, not the source: stop every source, even one that would
           // catch this and poll again (a failed transformer or sink refuses every later page).
-          if (fatal === undefined) {
-            fatal = err;
-            log.error({ err, source: source.name }, 'Transform or sink failed; stopping the pipeline.');
-          }
-          stop.abort(err);
+          failWith(err, source, 'Transform or sink failed; stopping the pipeline.');
           throw err;
         }
       },
@@ -221,9 +223,7 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
     try {
       await source.run(ctx);
     } catch (err) {
-      fatal ??= err;
-      log.error({ err, source: source.name }, 'Source failed; stopping the pipeline.');
-      stop.abort(err);
+      failWith(err, source, 'Source failed; stopping the pipeline.');
     }
   });
   await Promise.all(runs);
