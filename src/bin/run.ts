@@ -40,8 +40,17 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
       throw err;
     }
   }
-  if (clickhouse.url === undefined) {
-    // Loading the engine left ~200 MB of its code resident that it will not run again.
+  return store;
+}
+
+/**
+ * Opens the store for a long-running process (`run`, `demo`): as {@link openConfiguredStore},
+ * then, on the embedded engine, releases the ~200 MB of its code that loading it left resident
+ * and that it will not run again (ADR 0017). Short commands (`sql`, `migrate`) skip that.
+ */
+async function openRunningStore(config: Config, log: Logger): Promise<Store> {
+  const store = await openConfiguredStore(config, log, { migrate: true });
+  if (config.clickhouse.url === undefined) {
     const released = releaseCodePages(log);
     if (released !== undefined) {
       log.info(
@@ -77,7 +86,7 @@ export async function startEmbedded(
   options: { query?: boolean } = {},
 ): Promise<EmbeddedRun> {
   ops?.readiness.require('store', 'sources');
-  const store = await openConfiguredStore(config, log, { migrate: true });
+  const store = await openRunningStore(config, log);
   ops?.readiness.met('store');
   const wakeups = new Wakeups();
   let query: QueryService | undefined;
@@ -198,7 +207,7 @@ async function runDistributedCommand(config: Config, log: Logger, allRoles: read
       roles,
       log,
       signal,
-      openStore: () => openConfiguredStore(config, log, { migrate: true }),
+      openStore: () => openRunningStore(config, log),
       ops,
       // The query role: the API over the store, `POST /sync` publishing to the control topic.
       startQuery: (store, sync) => startQueryService({ store, config, log: log.child({ component: 'query' }), sync }),
