@@ -40,10 +40,10 @@ export interface CodeMapping {
 
 /**
  * The mappings of `smaps` text that are safe and worth releasing: read-only (`r-xp` or `r--p`),
- * private, backed by one of `files`, with no copied-on-write page, in memory (`Anonymous`) or
+ * private, backed by a file `isCodeFile` accepts, with no copied-on-write page, in memory (`Anonymous`) or
  * swapped out (`Swap`). A mapping whose smaps lacks either line is not released.
  */
-export function releasableMappings(smaps: string, files: ReadonlySet<string>): CodeMapping[] {
+export function releasableMappings(smaps: string, isCodeFile: (path: string) => boolean): CodeMapping[] {
   const out: CodeMapping[] = [];
   let current: (CodeMapping & { anonymous: number | undefined; swap: number | undefined }) | undefined;
   const finish = (): void => {
@@ -56,7 +56,7 @@ export function releasableMappings(smaps: string, files: ReadonlySet<string>): C
     if (m) {
       finish();
       const [, start = '', end = '', perms = '', path = ''] = m;
-      if ((perms === 'r-xp' || perms === 'r--p') && files.has(path)) {
+      if ((perms === 'r-xp' || perms === 'r--p') && isCodeFile(path)) {
         current = { start: BigInt(`0x${start}`), end: BigInt(`0x${end}`), path, anonymous: undefined, swap: undefined };
       }
     } else if (current !== undefined && line.startsWith('Anonymous:')) {
@@ -69,19 +69,19 @@ export function releasableMappings(smaps: string, files: ReadonlySet<string>): C
   return out;
 }
 
-/** The files whose mappings are released: the node executable and chDB's engine library. */
-function codeFiles(smaps: string): Set<string> {
-  const files = new Set<string>();
-  try {
-    files.add(realpathSync(process.execPath));
-  } catch {
-    files.add(process.execPath);
+/** The node executable as the kernel names its mappings (symbolic links resolved). */
+let nodeExecutable: string | undefined;
+
+/** Whether mappings of `path` are released: the node executable and chDB's engine library. */
+function isCodeFile(path: string): boolean {
+  if (nodeExecutable === undefined) {
+    try {
+      nodeExecutable = realpathSync(process.execPath);
+    } catch {
+      nodeExecutable = process.execPath;
+    }
   }
-  for (const line of smaps.split('\n')) {
-    const path = MAPPING.exec(line)?.[4];
-    if (path !== undefined && /\/libchdb[^/]*\.so[^/]*$/.test(path)) files.add(path);
-  }
-  return files;
+  return path === nodeExecutable || /\/libchdb[^/]*\.so[^/]*$/.test(path);
 }
 
 /** What one release did. */
@@ -123,7 +123,7 @@ export function releaseCodePages(log?: Logger): CodePagesRelease | undefined {
     const started = performance.now();
     const before = rssFile();
     const smaps = readFileSync('/proc/self/smaps', 'utf8');
-    const mappings = releasableMappings(smaps, codeFiles(smaps));
+    const mappings = releasableMappings(smaps, isCodeFile);
     let bytes = 0;
     let released = 0;
     for (const m of mappings) {
