@@ -14,13 +14,17 @@ import { type Ops, type OpsDeps, startOps } from '../ops/server.ts';
 import { type QueryService, startQueryService } from '../query/index.ts';
 import { openStore, type Store } from '../sink/clickhouse.ts';
 import { CursorStore } from '../sink/cursors.ts';
+import { applyEmbeddedTableSettings } from '../sink/embedded-settings.ts';
 import { migrate } from '../sink/migrate.ts';
 import { type EncodedUnit, SinkWriter } from '../sink/writer.ts';
 import { type DistributedRole, startDistributed } from '../kafka/roles.ts';
 import { requireTransform, requireTransforms } from '../transform/registry.ts';
 import { defaultTransformWorkers, TransformThreads } from '../transform/threads.ts';
 
-/** Opens the configured ClickHouse (server or embedded chDB), applying migrations if asked. */
+/**
+ * Opens the configured ClickHouse (server or embedded chDB), applying migrations if asked, and
+ * with them the embedded engine's own table settings (src/sink/embedded-settings.ts).
+ */
 export async function openConfiguredStore(config: Config, log: Logger, options: { migrate: boolean }): Promise<Store> {
   const { clickhouse } = config;
   const store = await openStore(
@@ -35,6 +39,7 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
   if (options.migrate) {
     try {
       await migrate(store, log.child({ component: 'sink.migrate' }));
+      await applyEmbeddedTableSettings(store, config.clickhouse.maxMergeBytes, log.child({ component: 'sink.migrate' }));
     } catch (err) {
       await store.close();
       throw err;

@@ -48,6 +48,14 @@ const clickhouseSchema = z
       .describe('Database holding the msgpipe tables.'),
     username: z.string().optional().describe('ClickHouse user (server only).'),
     password: z.string().optional().meta({ secret: true }).describe('ClickHouse password (server only).'),
+    maxMergeBytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(33_554_432)
+      .describe(
+        'Embedded store only: the largest size on disk of the parts one merge of `messages` combines (its `max_bytes_to_merge_at_max_space_in_pool`), since a merge takes memory in proportion to the rows it writes (ADR 0018). 0 = ClickHouse\'s own limit. A server is left alone.',
+      ),
   })
   .describe('Where rows are stored.');
 

@@ -20,7 +20,7 @@ function problemsOf(fn: () => unknown): readonly string[] {
 describe('parseConfig', () => {
   it('applies the defaults of DESIGN §7', () => {
     const config = parseConfig({});
-    expect(config.clickhouse).toEqual({ path: './data/clickhouse', database: 'msgpipe' });
+    expect(config.clickhouse).toEqual({ path: './data/clickhouse', database: 'msgpipe', maxMergeBytes: 33_554_432 });
     expect(config.query).toEqual({ host: '127.0.0.1', port: 9002, rateLimit: 100, timezone: 'Asia/Shanghai', strict: false });
     expect(config.kafka).toBeUndefined();
     expect(Object.isFrozen(config.query)).toBe(true);
