@@ -38,8 +38,9 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
   );
   if (options.migrate) {
     try {
-      await migrate(store, log.child({ component: 'sink.migrate' }));
-      await applyEmbeddedTableSettings(store, config.clickhouse.maxMergeBytes, log.child({ component: 'sink.migrate' }));
+      const migrateLog = log.child({ component: 'sink.migrate' });
+      await migrate(store, migrateLog);
+      await applyEmbeddedTableSettings(store, config.clickhouse.maxMergeBytes, migrateLog);
     } catch (err) {
       await store.close();
       throw err;

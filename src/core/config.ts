@@ -52,9 +52,12 @@ const clickhouseSchema = z
       .number()
       .int()
       .min(0)
+      .refine((v) => v === 0 || v >= 8 * 1024 * 1024, {
+        message: "use 0 (ClickHouse's own limit) or at least 8388608 (8 MiB): below that, parts stop merging almost at once",
+      })
       .default(33_554_432)
       .describe(
-        'Embedded store only: the largest size on disk of the parts one merge of `messages` combines (its `max_bytes_to_merge_at_max_space_in_pool`), since a merge takes memory in proportion to the rows it writes (ADR 0018). 0 = ClickHouse\'s own limit. A server is left alone.',
+        'Embedded store only: the largest size on disk of the parts one merge of `messages` combines (its `max_bytes_to_merge_at_max_space_in_pool`), since a merge takes memory in proportion to the rows it writes (ADR 0018). 0 = ClickHouse\'s own limit; otherwise at least 8 MiB. A server is left alone.',
       ),
   })
   .describe('Where rows are stored.');

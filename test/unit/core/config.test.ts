@@ -37,6 +37,8 @@ describe('parseConfig', () => {
 
   it('refuses an unknown query time zone', () => {
     expect(() => parseConfig({ query: { timezone: 'Mars/Olympus' } })).toThrow(/query\.timezone: not a time zone name/);
+    expect(() => parseConfig({ clickhouse: { maxMergeBytes: 1_000_000 } })).toThrow(/clickhouse\.maxMergeBytes: use 0 .* or at least 8388608/);
+    expect(parseConfig({ clickhouse: { maxMergeBytes: 0 } }).clickhouse.maxMergeBytes).toBe(0);
   });
 
   it('interpolates ${ENV} and keeps $${X} literal', () => {

@@ -37,6 +37,15 @@ export async function openTempStore(options: { migrate?: boolean; database?: str
   };
 }
 
+/** The merge bound `messages` carries in its definition, or undefined. */
+export async function mergeBound(store: Store): Promise<number | undefined> {
+  const [row] = await store.query<{ definition: string }>(
+    "SELECT create_table_query AS definition FROM system.tables WHERE database = currentDatabase() AND name = 'messages'",
+  );
+  const found = /max_bytes_to_merge_at_max_space_in_pool = (\d+)/.exec(row?.definition ?? '');
+  return found === null ? undefined : Number(found[1]);
+}
+
 const BASE_TIME = Date.UTC(2024, 10, 8, 9, 48, 32);
 
 export function message(overrides: Partial<MessageRow> = {}): MessageRow {
