@@ -26,8 +26,9 @@ export const KAFKAJS_VERSION = '2.2.4';
 
 const RECORD_MODULE = 'kafkajs/src/protocol/recordBatch/record/v0/index.js';
 const CRC_MODULE = 'kafkajs/src/protocol/recordBatch/crc32C/index.js';
+const PRODUCE_MODULE = 'kafkajs/src/protocol/requests/produce/v3/request.js';
 /** The modules that bind the two above when they load. */
-const BINDING_MODULES = ['kafkajs/src/protocol/requests/produce/v3/request.js', 'kafkajs/src/protocol/recordBatch/v0/index.js'];
+const BINDING_MODULES = [PRODUCE_MODULE, 'kafkajs/src/protocol/recordBatch/v0/index.js'];
 
 /** A record as kafkajs's produce request hands it to the record encoder. */
 export interface RecordInput {
@@ -114,8 +115,23 @@ function isField(value: unknown): value is Field {
   return value === null || isHeaderValue(value);
 }
 
+/** Strings up to this length are checked for ASCII and copied by hand: header names and values, keys. */
+const SHORT_STRING = 64;
+
+/** Whether `value` is short and all ASCII: then its UTF-8 bytes are its char codes. */
+function isShortAscii(value: string): boolean {
+  if (value.length > SHORT_STRING) return false;
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** UTF-8 bytes of a string (`Buffer.byteLength`, whose call costs more than a short string's loop). */
+function utf8Length(value: string): number {
+  return isShortAscii(value) ? value.length : Buffer.byteLength(value, 'utf8');
+}
+
 function byteLength(value: Buffer | string): number {
-  return typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
+  return typeof value === 'string' ? utf8Length(value) : value.length;
 }
 
 /** Bytes of a length-prefixed field; null is the length -1 alone. */
@@ -128,6 +144,11 @@ function sizeOfField(value: Field): number {
 function writeField(buf: Buffer, offset: number, value: Field): number {
   if (value === null) return writeVarInt(buf, offset, -1);
   if (typeof value === 'string') {
+    if (isShortAscii(value)) {
+      offset = writeVarInt(buf, offset, value.length);
+      for (let i = 0; i < value.length; i++) buf[offset++] = value.charCodeAt(i);
+      return offset;
+    }
     const length = Buffer.byteLength(value, 'utf8');
     offset = writeVarInt(buf, offset, length);
     return offset + buf.write(value, offset, length, 'utf8');
@@ -162,6 +183,61 @@ function headerList(headers: unknown): [string, Field][] | undefined {
   return list;
 }
 
+/** A record the one-pass encoder writes: its fields, checked, and its size. */
+interface RecordPlan {
+  readonly offsetDelta: number;
+  /** The zigzag of the timestamp delta. */
+  readonly timestamp: number;
+  readonly key: Field;
+  readonly value: Field;
+  readonly headers: readonly [string, Field][];
+  /** Bytes after the length prefix. */
+  readonly body: number;
+  /** Bytes of the whole record, its length prefix included. */
+  readonly size: number;
+}
+
+/** The plan of a record, or undefined when one of its parts is of a kind only kafkajs's encoder handles. */
+function planRecord(offsetDelta: unknown, timestampDelta: unknown, key: unknown, value: unknown, headers: unknown): RecordPlan | undefined {
+  const list = headerList(headers);
+  if (
+    list === undefined ||
+    typeof offsetDelta !== 'number' ||
+    !Number.isInteger(offsetDelta) ||
+    Math.abs(offsetDelta) > MAX_INT32 ||
+    typeof timestampDelta !== 'number' ||
+    !Number.isInteger(timestampDelta) ||
+    Math.abs(timestampDelta) > MAX_DELTA ||
+    !(key === undefined || isField(key)) ||
+    !(value === undefined || isField(value))
+  ) {
+    return undefined;
+  }
+  const keyField = key ?? null;
+  const valueField = value ?? null;
+  const timestamp = zigzag64(timestampDelta);
+  let body = 1 + sizeOfUVarLong(timestamp) + sizeOfVarInt(offsetDelta) + sizeOfField(keyField) + sizeOfField(valueField);
+  body += sizeOfVarInt(list.length);
+  for (const [name, field] of list) body += sizeOfField(name) + sizeOfField(field);
+  return { offsetDelta, timestamp, key: keyField, value: valueField, headers: list, body, size: sizeOfVarInt(body) + body };
+}
+
+/** Writes a planned record at `offset`; returns the offset after it. */
+function writeRecord(buf: Buffer, offset: number, plan: RecordPlan): number {
+  offset = writeVarInt(buf, offset, plan.body);
+  buf[offset++] = 0; // attributes: none are used on records
+  offset = writeUVarLong(buf, offset, plan.timestamp);
+  offset = writeVarInt(buf, offset, plan.offsetDelta);
+  offset = writeField(buf, offset, plan.key);
+  offset = writeField(buf, offset, plan.value);
+  offset = writeVarInt(buf, offset, plan.headers.length);
+  for (const [name, field] of plan.headers) {
+    offset = writeField(buf, offset, name);
+    offset = writeField(buf, offset, field);
+  }
+  return offset;
+}
+
 /**
  * A record encoder producing kafkajs's bytes (Kafka record format v2: length, attributes,
  * timestamp delta, offset delta, key, value, headers) in one buffer. Inputs it does not handle
@@ -170,52 +246,192 @@ function headerList(headers: unknown): [string, Field][] | undefined {
 export function recordEncoder(fallback: RecordEncoder): RecordEncoder {
   return (record) => {
     const { offsetDelta = 0, timestampDelta = 0, key, value, headers } = record;
-    const list = headerList(headers);
-    if (
-      list === undefined ||
-      typeof offsetDelta !== 'number' ||
-      !Number.isInteger(offsetDelta) ||
-      Math.abs(offsetDelta) > MAX_INT32 ||
-      typeof timestampDelta !== 'number' ||
-      !Number.isInteger(timestampDelta) ||
-      Math.abs(timestampDelta) > MAX_DELTA ||
-      !(key === undefined || isField(key)) ||
-      !(value === undefined || isField(value))
-    ) {
-      return fallback(record);
-    }
-    const keyField = key ?? null;
-    const valueField = value ?? null;
-    const timestamp = zigzag64(timestampDelta);
-    let body = 1 + sizeOfUVarLong(timestamp) + sizeOfVarInt(offsetDelta) + sizeOfField(keyField) + sizeOfField(valueField);
-    body += sizeOfVarInt(list.length);
-    for (const [name, field] of list) body += sizeOfField(name) + sizeOfField(field);
-    const buf = Buffer.allocUnsafe(sizeOfVarInt(body) + body);
-    let offset = writeVarInt(buf, 0, body);
-    buf[offset++] = 0; // attributes: none are used on records
-    offset = writeUVarLong(buf, offset, timestamp);
-    offset = writeVarInt(buf, offset, offsetDelta);
-    offset = writeField(buf, offset, keyField);
-    offset = writeField(buf, offset, valueField);
-    offset = writeVarInt(buf, offset, list.length);
-    for (const [name, field] of list) {
-      offset = writeField(buf, offset, name);
-      offset = writeField(buf, offset, field);
-    }
+    const plan = planRecord(offsetDelta, timestampDelta, key, value, headers);
+    if (plan === undefined) return fallback(record);
+    const buf = Buffer.allocUnsafe(plan.size);
+    writeRecord(buf, 0, plan);
     return { buf, buffer: buf };
   };
 }
 
-/** kafkajs's own record encoder, kept when it is replaced. */
-let originalRecord: RecordEncoder | undefined;
+/** A produced message as kafkajs's producer hands it to the produce request. */
+export interface ProduceMessage {
+  readonly key?: unknown;
+  readonly value?: unknown;
+  readonly headers?: unknown;
+  readonly timestamp?: unknown;
+}
 
-/** kafkajs's own record encoder and CRC-32C, also once replaced; for tests and benches. */
-export function kafkajsOriginals(): { encodeRecord: RecordEncoder; crc32c: (buffer: Buffer) => number } {
+/** The arguments of kafkajs's produce request (`protocol/requests/produce/v3/request.js`). */
+export interface ProduceRequestInput {
+  readonly acks: number;
+  readonly timeout: number;
+  readonly transactionalId?: unknown;
+  readonly producerId?: unknown;
+  readonly producerEpoch?: unknown;
+  readonly compression?: unknown;
+  readonly topicData: readonly {
+    readonly topic: unknown;
+    readonly partitions: readonly { readonly partition: unknown; readonly firstSequence?: unknown; readonly messages: readonly ProduceMessage[] }[];
+  }[];
+}
+
+/** What kafkajs's produce request module returns: the request its connection sends. */
+export interface ProduceRequest {
+  readonly apiKey: number;
+  readonly apiVersion: number;
+  readonly apiName: string;
+  expectResponse(): boolean;
+  encode(): Promise<EncodedRecord>;
+}
+
+export type ProduceRequestModule = (input: ProduceRequestInput) => ProduceRequest;
+
+interface Long {
+  getHighBits(): number;
+  getLowBits(): number;
+}
+
+const LongType = require('kafkajs/src/utils/long.js') as { fromValue(value: unknown): Long; fromInt(value: number): Long };
+
+/** Bytes of a record batch before its records (Kafka record batch v2, as kafkajs writes it). */
+const BATCH_HEAD = 8 + 4 + 4 + 1 + 4;
+/** Bytes of the batch fields the CRC covers, before the records: attributes … record count. */
+const BATCH_BODY_HEAD = 2 + 4 + 8 + 8 + 8 + 2 + 4 + 4;
+/** The transactional bit of a record batch's attributes. */
+const TRANSACTIONAL = 16;
+const MAGIC_BYTE = 2;
+
+function isInt(value: unknown, bits: 16 | 32): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= -(2 ** (bits - 1)) && value < 2 ** (bits - 1);
+}
+
+function writeLong(buf: Buffer, offset: number, value: Long): number {
+  buf.writeInt32BE(value.getHighBits(), offset);
+  buf.writeInt32BE(value.getLowBits(), offset + 4);
+  return offset + 8;
+}
+
+/** Writes an int16-prefixed string (kafkajs's `writeString`), -1 for null. */
+function writeString(buf: Buffer, offset: number, value: string | null): number {
+  if (value === null) return buf.writeInt16BE(-1, offset);
+  const length = Buffer.byteLength(value, 'utf8');
+  offset = buf.writeInt16BE(length, offset);
+  return offset + buf.write(value, offset, length, 'utf8');
+}
+
+/**
+ * The payload of a produce request (v3 to v7: transactional id, acks, timeout, topics, their
+ * partitions and one record batch each), written in one buffer with the bytes kafkajs's request
+ * module writes. Undefined for what only kafkajs handles: compression, message timestamps,
+ * a record {@link planRecord} leaves to kafkajs, or a field of an unexpected type.
+ *
+ * kafkajs writes the same bytes through a chain of growing, zero-filled `Encoder`s: each level
+ * (record batch, partition, topic, request) copies the level below into a new buffer of the next
+ * power of two, about 10 MB allocated for a 0.5 MB request.
+ */
+export function encodeProduceRequest(input: ProduceRequestInput, now: number): EncodedRecord | undefined {
+  const { acks, timeout, transactionalId = null, producerId = LongType.fromInt(-1), producerEpoch = 0, compression = 0, topicData } = input;
+  if (compression !== 0 || !(transactionalId === null || typeof transactionalId === 'string')) return undefined;
+  if (!isInt(acks, 16) || !isInt(timeout, 32) || !isInt(producerEpoch, 16)) return undefined;
+  if (!(typeof producerId === 'number' || typeof producerId === 'string' || (typeof producerId === 'object' && producerId !== null))) return undefined;
+  const producer = LongType.fromValue(producerId);
+  const timestamp = LongType.fromValue(now);
+  let size = 2 + (transactionalId === null ? 0 : Buffer.byteLength(transactionalId, 'utf8')) + 2 + 4 + 4;
+  const topics: { topic: string; partitions: { partition: number; firstSequence: number; records: RecordPlan[]; bytes: number }[] }[] = [];
+  for (const { topic, partitions } of topicData) {
+    if (typeof topic !== 'string') return undefined;
+    size += 2 + Buffer.byteLength(topic, 'utf8') + 4;
+    const planned: (typeof topics)[number]['partitions'] = [];
+    for (const { partition, firstSequence = 0, messages } of partitions) {
+      if (!isInt(partition, 32) || !isInt(firstSequence, 32)) return undefined;
+      const records: RecordPlan[] = [];
+      let bytes = 0;
+      for (let i = 0; i < messages.length; i++) {
+        const m = messages[i];
+        if (m === undefined || (m.timestamp !== undefined && m.timestamp !== null)) return undefined;
+        const plan = planRecord(i, 0, m.key, m.value, m.headers);
+        if (plan === undefined) return undefined;
+        records.push(plan);
+        bytes += plan.size;
+      }
+      planned.push({ partition, firstSequence, records, bytes });
+      size += 4 + 4 + BATCH_HEAD + BATCH_BODY_HEAD + bytes;
+    }
+    topics.push({ topic, partitions: planned });
+  }
+  const attributes = transactionalId ? TRANSACTIONAL : 0;
+  const buf = Buffer.allocUnsafe(size);
+  let offset = writeString(buf, 0, transactionalId);
+  offset = buf.writeInt16BE(acks, offset);
+  offset = buf.writeInt32BE(timeout, offset);
+  offset = buf.writeInt32BE(topics.length, offset);
+  for (const { topic, partitions } of topics) {
+    offset = writeString(buf, offset, topic);
+    offset = buf.writeInt32BE(partitions.length, offset);
+    for (const { partition, firstSequence, records, bytes } of partitions) {
+      const batchLength = 4 + 1 + 4 + BATCH_BODY_HEAD + bytes;
+      offset = buf.writeInt32BE(partition, offset);
+      offset = buf.writeInt32BE(8 + 4 + batchLength, offset);
+      offset = buf.writeInt32BE(0, offset); // first offset, an int64 0
+      offset = buf.writeInt32BE(0, offset);
+      offset = buf.writeInt32BE(batchLength, offset);
+      offset = buf.writeInt32BE(0, offset); // partition leader epoch
+      offset = buf.writeInt8(MAGIC_BYTE, offset);
+      const crcAt = offset;
+      const bodyAt = offset + 4;
+      offset = buf.writeInt16BE(attributes, bodyAt);
+      offset = buf.writeInt32BE(records.length - 1, offset); // last offset delta
+      offset = writeLong(buf, offset, timestamp); // first timestamp
+      offset = writeLong(buf, offset, timestamp); // max timestamp
+      offset = writeLong(buf, offset, producer);
+      offset = buf.writeInt16BE(producerEpoch, offset);
+      offset = buf.writeInt32BE(firstSequence, offset);
+      offset = buf.writeInt32BE(records.length, offset);
+      for (const plan of records) offset = writeRecord(buf, offset, plan);
+      buf.writeUInt32BE(crc32c(buf.subarray(bodyAt, offset)), crcAt);
+    }
+  }
+  return { buf, buffer: buf };
+}
+
+/**
+ * kafkajs's produce request module with {@link encodeProduceRequest} as its payload encoder;
+ * what that leaves undefined is encoded by `original`, kafkajs's own module.
+ */
+export function produceRequest(original: ProduceRequestModule, clock: () => number = Date.now): ProduceRequestModule {
+  return (input) => {
+    const request = original(input);
+    return {
+      ...request,
+      encode: () => {
+        const fast = encodeProduceRequest(input, clock());
+        return fast === undefined ? request.encode() : Promise.resolve(fast);
+      },
+    };
+  };
+}
+
+/** kafkajs's own record encoder and produce request module, kept when they are replaced. */
+let originalRecord: RecordEncoder | undefined;
+let originalProduce: ProduceRequestModule | undefined;
+
+/**
+ * kafkajs's own record encoder, CRC-32C and produce request module, also once replaced; for
+ * tests and benches. The produce request module is there once {@link installRecordEncoding} ran
+ * (loading it earlier would bind kafkajs's own record modules into it).
+ */
+export function kafkajsOriginals(): {
+  encodeRecord: RecordEncoder;
+  crc32c: (buffer: Buffer) => number;
+  produceRequest: ProduceRequestModule | undefined;
+} {
   originalRecord ??= require(RECORD_MODULE) as RecordEncoder;
   return {
     encodeRecord: originalRecord,
     // The table implementation behind kafkajs's crc32C/index.js, which only adds `>>> 0`.
     crc32c: require(require.resolve(CRC_MODULE).replace(/index\.js$/, 'crc32C.js')) as (buffer: Buffer) => number,
+    produceRequest: originalProduce,
   };
 }
 
@@ -225,10 +441,10 @@ export type InstallResult = 'installed' | 'already' | 'other-version' | 'bound';
 let installed = false;
 
 /**
- * Puts {@link recordEncoder} and {@link crc32c} in place of kafkajs's modules for this process.
- * Call it before the first produce request; `createKafka` does. Returns what it did: nothing
- * for another kafkajs version (`other-version`) or when kafkajs already bound the modules
- * (`bound`); kafkajs then works as it always did, only slower.
+ * Puts {@link recordEncoder}, {@link crc32c} and {@link produceRequest} in place of kafkajs's
+ * modules for this process. Call it before the first produce request; `createKafka` does.
+ * Returns what it did: nothing for another kafkajs version (`other-version`) or when kafkajs
+ * already bound the modules (`bound`); kafkajs then works as it always did, only slower.
  */
 export function installRecordEncoding(): InstallResult {
   if (installed) return 'already';
@@ -244,6 +460,11 @@ export function installRecordEncoding(): InstallResult {
   if (recordModule === undefined || crcModule === undefined) return 'bound';
   recordModule.exports = recordEncoder(original);
   crcModule.exports = crc32c;
+  // Loaded now, kafkajs's produce request module binds the two above (for what it still encodes).
+  const producePath = require.resolve(PRODUCE_MODULE);
+  originalProduce = require(producePath) as ProduceRequestModule;
+  const produceModule = require.cache[producePath];
+  if (produceModule !== undefined) produceModule.exports = produceRequest(originalProduce);
   installed = true;
   return 'installed';
 }

@@ -1,9 +1,19 @@
 import { createRequire } from 'node:module';
 
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { crc32c, installRecordEncoding, kafkajsOriginals, recordEncoder, type RecordInput } from '../../../src/kafka/record-encoding.ts';
+import {
+  crc32c,
+  encodeProduceRequest,
+  installRecordEncoding,
+  kafkajsOriginals,
+  type ProduceRequestInput,
+  type ProduceRequestModule,
+  produceRequest,
+  recordEncoder,
+  type RecordInput,
+} from '../../../src/kafka/record-encoding.ts';
 
 const require = createRequire(import.meta.url);
 const original = kafkajsOriginals();
@@ -13,7 +23,7 @@ const encode = recordEncoder((input) => {
   fellBack++;
   return original.encodeRecord(input);
 });
-const Long = require('kafkajs/src/utils/long.js') as { fromString(text: string): unknown };
+const Long = require('kafkajs/src/utils/long.js') as { fromString(text: string): unknown; fromNumber(value: number): unknown };
 
 /** Key, value or header value as a producer may give it; with `undefined` for key and value. */
 const field = fc.oneof(
@@ -22,6 +32,8 @@ const field = fc.oneof(
   // Lone surrogates: both encoders write U+FFFD (3 bytes) for each.
   fc.constantFrom('\ud800', 'a\udc00b', '\udbff\udfff\ud800'),
   fc.string({ unit: 'grapheme', maxLength: 200 }),
+  // ASCII around the length up to which strings are copied by hand (64).
+  fc.string({ minLength: 60, maxLength: 70 }),
   fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes)),
   // A length of three varint bytes.
   fc.constantFrom(16_383, 16_384, 20_000).map((n) => Buffer.alloc(n, 7)),
@@ -87,6 +99,102 @@ describe('recordEncoder', () => {
     const bad: RecordInput = { key: 'k', value: 'v', headers: { n: 42 } };
     expect(() => original.encodeRecord(bad)).toThrow(TypeError);
     expect(() => encode(bad)).toThrow(TypeError);
+  });
+});
+
+/** A produce request as kafkajs's producer builds it: topics, partitions, their messages. */
+const produceInput: fc.Arbitrary<ProduceRequestInput> = fc.record({
+  acks: fc.constantFrom(-1, 0, 1),
+  timeout: fc.constantFrom(30_000, 1),
+  transactionalId: fc.constantFrom(undefined, null, '', 'msgpipe-tx', 'tx-事务'),
+  producerId: fc.oneof(fc.constantFrom(-1, 0), fc.nat().map((n) => Long.fromNumber(n * 1000 + 7))),
+  producerEpoch: fc.nat(32_767),
+  topicData: fc.array(
+    fc.record({
+      topic: fc.string({ minLength: 1, maxLength: 30 }),
+      partitions: fc.array(
+        fc.record({
+          partition: fc.nat(50),
+          firstSequence: fc.nat(2 ** 31 - 1),
+          messages: fc.array(
+            fc.record(
+              {
+                key: fc.oneof(field, fc.constant(undefined)),
+                value: fc.oneof(field, fc.constant(undefined)),
+                headers: fc.dictionary(fc.string({ unit: 'grapheme', maxLength: 12 }), fc.oneof(field.filter((f) => f !== null), fc.array(field.filter((f) => f !== null), { maxLength: 3 })), { maxKeys: 8 }),
+              },
+              { requiredKeys: [] },
+            ),
+            { minLength: 1, maxLength: 6 },
+          ),
+        }),
+        { minLength: 1, maxLength: 4 },
+      ),
+    }),
+    { minLength: 1, maxLength: 3 },
+  ),
+});
+
+describe('encodeProduceRequest', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** kafkajs's own payload of a produce request, at the frozen time. */
+  async function kafkajsPayload(input: ProduceRequestInput): Promise<Buffer> {
+    const module = kafkajsOriginals().produceRequest;
+    if (module === undefined) throw new Error('the produce request module was not installed');
+    return (await module(input).encode()).buffer;
+  }
+
+  it('writes the bytes kafkajs writes for any topics, partitions, records and producer state', async () => {
+    expect(['installed', 'already']).toContain(installRecordEncoding());
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_795_513_734_574);
+    await fc.assert(
+      fc.asyncProperty(produceInput, async (input) => {
+        const ours = encodeProduceRequest(input, Date.now());
+        expect(ours).toBeDefined();
+        expect(ours?.buffer.toString('hex')).toBe((await kafkajsPayload(input)).toString('hex'));
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('leaves compression, message timestamps and what the record encoder leaves to kafkajs', async () => {
+    expect(['installed', 'already']).toContain(installRecordEncoding());
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_795_513_734_574);
+    const input = (messages: ProduceRequestInput['topicData'][number]['partitions'][number]['messages'], extra = {}): ProduceRequestInput => ({
+      acks: -1,
+      timeout: 30_000,
+      ...extra,
+      topicData: [{ topic: 't', partitions: [{ partition: 0, firstSequence: 3, messages }] }],
+    });
+    const withTimestamp = input([{ key: 'k', value: 'v', timestamp: 1_795_513_700_000 }, { key: 'k', value: 'w' }]);
+    const gzip = input([{ key: 'k', value: 'v' }], { compression: 1 });
+    const nullHeader = input([{ key: 'k', value: 'v', headers: { h: null } }]);
+    for (const unhandled of [withTimestamp, gzip, nullHeader]) expect(encodeProduceRequest(unhandled, Date.now())).toBeUndefined();
+    // Through the module, they are kafkajs's: the same bytes, or the same failure.
+    const wrapped = produceRequest((i) => {
+      const module = kafkajsOriginals().produceRequest;
+      if (module === undefined) throw new Error('not installed');
+      return module(i);
+    });
+    expect((await wrapped(withTimestamp).encode()).buffer.equals(await kafkajsPayload(withTimestamp))).toBe(true);
+    expect((await wrapped(gzip).encode()).buffer.equals(await kafkajsPayload(gzip))).toBe(true);
+    await expect(wrapped(nullHeader).encode()).rejects.toThrow(TypeError);
+    await expect(kafkajsPayload(nullHeader)).rejects.toThrow(TypeError);
+  });
+
+  it('keeps the request kafkajs makes: api key, version, whether a response is expected', () => {
+    expect(['installed', 'already']).toContain(installRecordEncoding());
+    const loaded = require('kafkajs/src/protocol/requests/produce/v3/request.js') as ProduceRequestModule;
+    expect(loaded).not.toBe(kafkajsOriginals().produceRequest);
+    const request = loaded({ acks: 0, timeout: 1000, topicData: [] });
+    expect(request).toMatchObject({ apiKey: 0, apiVersion: 3, apiName: 'Produce' });
+    expect(request.expectResponse()).toBe(false);
+    expect(loaded({ acks: -1, timeout: 1000, topicData: [] }).expectResponse()).toBe(true);
   });
 });
 
