@@ -77,6 +77,12 @@ function toNumber(value: unknown): number {
 
 type Decoded = Readonly<Record<string, unknown>>;
 
+/** A protobufjs writer's output as a Buffer, without a copy (under Node it already is one). */
+function finish(writer: protobuf.Writer): Buffer {
+  const bytes = writer.finish();
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 function str(m: Decoded, field: string): string {
   const v = m[field];
   return typeof v === 'string' ? v : '';
@@ -110,24 +116,24 @@ export function encodeMessage(
   recalls: readonly RecallMark[] = [],
   edits: readonly EditMark[] = [],
   editHistory: readonly MessageEditRow[] = [],
-): Uint8Array {
+): Buffer {
   // Most rows carry nothing: encode the row object itself. A copy with the extra fields spread
   // in made the generated encoder three times slower (about 16 against 5 µs per row).
-  if (recalls.length === 0 && edits.length === 0 && editHistory.length === 0) return MessageType.encode(row).finish();
-  return MessageType.encode({
+  if (recalls.length === 0 && edits.length === 0 && editHistory.length === 0) return finish(MessageType.encode(row));
+  return finish(MessageType.encode({
     ...row,
     recalls: recalls.map((r) => ({ session_id: r.session_id, target_msgid: r.target_msgid, recall_time: r.recall_time })),
     edits: edits.map(editValue),
     edit_history: editHistory,
-  }).finish();
+  }));
 }
 
 /**
  * Encodes a carrier record (empty `msgid`, not a message row) of edit marks and edit history
  * rows that have no message row to ride on.
  */
-export function encodeEditCarrier(carrier: EditCarrier, edits: readonly EditMark[], editHistory: readonly MessageEditRow[]): Uint8Array {
-  return MessageType.encode({
+export function encodeEditCarrier(carrier: EditCarrier, edits: readonly EditMark[], editHistory: readonly MessageEditRow[]): Buffer {
+  return finish(MessageType.encode({
     tenant: carrier.tenant,
     source: carrier.source,
     source_type: carrier.source_type,
@@ -135,7 +141,7 @@ export function encodeEditCarrier(carrier: EditCarrier, edits: readonly EditMark
     session_id: carrier.session_id,
     edits: edits.map(editValue),
     edit_history: editHistory,
-  }).finish();
+  }));
 }
 
 function decodeEdits(m: Decoded, tenant: string, staffId: string): EditMark[] {
@@ -242,8 +248,8 @@ export function decodeMessage(bytes: Uint8Array): MessageRecord {
   return { row, recalls, edits: decodeEdits(m, row.tenant, row.staff_id), editHistory: decodeEditHistory(m) };
 }
 
-export function encodeEvent(row: EventRow): Uint8Array {
-  return EventType.encode(row).finish();
+export function encodeEvent(row: EventRow): Buffer {
+  return finish(EventType.encode(row));
 }
 
 /** @throws when the bytes are not a valid `msgpipe.v1.Event` */
@@ -265,9 +271,9 @@ export function decodeEvent(bytes: Uint8Array): EventRow {
 }
 
 /** Encodes a dead letter; `original` carries the original bytes themselves, not base64. */
-export function encodeDeadLetter(row: DeadLetterRow): Uint8Array {
+export function encodeDeadLetter(row: DeadLetterRow): Buffer {
   const { original_base64: originalBase64, ...rest } = row;
-  return DeadLetterType.encode({ ...rest, original: Buffer.from(originalBase64, 'base64') }).finish();
+  return finish(DeadLetterType.encode({ ...rest, original: Buffer.from(originalBase64, 'base64') }));
 }
 
 /** @throws when the bytes are not a valid `msgpipe.v1.DeadLetter` */
@@ -287,8 +293,8 @@ export function decodeDeadLetter(bytes: Uint8Array): DeadLetterRow {
   };
 }
 
-export function encodeCursor(record: CursorRecord): Uint8Array {
-  return CursorType.encode(record).finish();
+export function encodeCursor(record: CursorRecord): Buffer {
+  return finish(CursorType.encode(record));
 }
 
 /** @throws when the bytes are not a valid `msgpipe.v1.Cursor` */
@@ -297,8 +303,8 @@ export function decodeCursor(bytes: Uint8Array): CursorRecord {
   return { source: str(m, 'source'), stream: str(m, 'stream'), cursor: str(m, 'cursor'), committed_at: toNumber(m['committed_at']) };
 }
 
-export function encodeSyncRequest(record: SyncRequestRecord): Uint8Array {
-  return SyncRequestType.encode(record).finish();
+export function encodeSyncRequest(record: SyncRequestRecord): Buffer {
+  return finish(SyncRequestType.encode(record));
 }
 
 /** @throws when the bytes are not a valid `msgpipe.v1.SyncRequest` */

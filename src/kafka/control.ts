@@ -40,7 +40,7 @@ export async function createSyncPublisher(kafka: Kafka, topics: Topics, clock: (
         .send({
           topic: topics.control,
           acks: -1,
-          messages: [{ key: tenant, value: Buffer.from(encodeSyncRequest({ tenant, requested_at: clock() })) }],
+          messages: [{ key: tenant, value: encodeSyncRequest({ tenant, requested_at: clock() }) }],
         })
         .then(() => undefined)
         .finally(() => pending.delete(tenant));

@@ -154,7 +154,7 @@ export class CursorCommitter {
           acks: -1,
           messages: batch.map((u) => ({
             key: cursorKey(u.source, u.stream),
-            value: Buffer.from(encodeCursor({ source: u.source, stream: u.stream, cursor: u.cursor, committed_at: now })),
+            value: encodeCursor({ source: u.source, stream: u.stream, cursor: u.cursor, committed_at: now }),
           })),
         });
         for (const u of batch) this.written.set(cursorKey(u.source, u.stream), u.cursor);

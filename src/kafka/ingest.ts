@@ -97,7 +97,7 @@ export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestS
         if (page.deadLetters.length > 0) {
           topicMessages.push({
             topic: topics.dlq,
-            messages: page.deadLetters.map((d) => ({ key: d.origin_key, value: Buffer.from(encodeDeadLetter(d)) })),
+            messages: page.deadLetters.map((d) => ({ key: d.origin_key, value: encodeDeadLetter(d) })),
           });
         }
         if (topicMessages.length > 0) {

@@ -144,7 +144,7 @@ function carriers(marks: readonly EditMark[], rows: readonly MessageEditRow[]): 
   };
   for (const mark of marks) entry({ tenant: mark.tenant, source: '', source_type: '' as SourceType, staff_id: mark.staff_id, session_id: mark.session_id }).marks.push(mark);
   for (const row of rows) entry(row).rows.push(row);
-  return [...bySession].map(([key, e]) => ({ key, value: Buffer.from(encodeEditCarrier(e.carrier, e.marks, e.rows)) }));
+  return [...bySession].map(([key, e]) => ({ key, value: encodeEditCarrier(e.carrier, e.marks, e.rows) }));
 }
 
 /**
@@ -179,7 +179,7 @@ export function outputMessages(topics: Topics, output: TransformOutput): { topic
       else historyOf.set(i, [...(historyOf.get(i) ?? []), row]);
     }
     output.messages.forEach((row, i) => {
-      records.push({ key: sessionKey(row), value: Buffer.from(encodeMessage(row, recallsOf.get(i) ?? [], editsOf.get(i) ?? [], historyOf.get(i) ?? [])) });
+      records.push({ key: sessionKey(row), value: encodeMessage(row, recallsOf.get(i) ?? [], editsOf.get(i) ?? [], historyOf.get(i) ?? []) });
     });
     records.push(...carriers([], carried));
   } else {
@@ -187,10 +187,10 @@ export function outputMessages(topics: Topics, output: TransformOutput): { topic
   }
   if (records.length > 0) out.push({ topic: topics.messages, messages: records });
   if (output.events.length > 0) {
-    out.push({ topic: topics.events, messages: output.events.map((row) => ({ key: sessionKey(row), value: Buffer.from(encodeEvent(row)) })) });
+    out.push({ topic: topics.events, messages: output.events.map((row) => ({ key: sessionKey(row), value: encodeEvent(row) })) });
   }
   if (output.deadLetters.length > 0) {
-    out.push({ topic: topics.dlq, messages: output.deadLetters.map((row) => ({ key: row.origin_key, value: Buffer.from(encodeDeadLetter(row)) })) });
+    out.push({ topic: topics.dlq, messages: output.deadLetters.map((row) => ({ key: row.origin_key, value: encodeDeadLetter(row) })) });
   }
   return out;
 }
