@@ -4,9 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 
-import { releasableMappings, releaseCodePages } from '../../../src/core/code-pages.ts';
+import { releasableMappings, releaseCodePages, startCodePageRelease } from '../../../src/core/code-pages.ts';
 import { openTempStore, type TempStore } from '../sink/helpers.ts';
 
 const SMAPS = `5600a0000000-5600a1000000 r--p 00000000 08:01 123 /usr/bin/node
@@ -91,4 +92,26 @@ describe('releaseCodePages', () => {
     const rows = await temp.store.query<{ n: string }>('SELECT toString(sum(number)) AS n FROM numbers(100000)');
     expect(rows).toEqual([{ n: '4999950000' }]);
   });
+});
+
+describe('startCodePageRelease', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('releases at once, at the early times, then every interval, until stopped', () => {
+    vi.useFakeTimers();
+    const at: number[] = [];
+    const started = Date.now();
+    const stop = startCodePageRelease(pino({ level: 'silent' }), { early: [3000, 6000], intervalMs: 10_000 }, () => {
+      at.push(Date.now() - started);
+      return undefined;
+    });
+    vi.advanceTimersByTime(25_000);
+    expect(at).toEqual([0, 3000, 6000, 10_000, 20_000]);
+    stop();
+    vi.advanceTimersByTime(60_000);
+    expect(at).toHaveLength(5);
+  });
+
 });
