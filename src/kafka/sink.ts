@@ -134,11 +134,26 @@ interface Member {
 /**
  * A partition batch of the sink, its valid messages already encoded as the writer stores them:
  * their row objects die young instead of living while the group lingers and the one before it
- * is stored (they filled the sink's old generation). Events, dead letters, marks and refused
- * rows are few and stay as they are.
+ * is stored (they filled the sink's old generation). The batch is decoded and encoded in units of
+ * {@link DECODE_SLICE} records, so that even the rows of one batch (up to 8 MiB of records) are
+ * never all alive at once. Events, dead letters, marks and refused rows are few and stay as they
+ * are.
  */
 interface Joined extends Member {
-  readonly unit: EncodedUnit;
+  readonly units: readonly EncodedUnit[];
+}
+
+/** Records decoded into rows at a time: their rows (a few KB each) die in the young generation. */
+const DECODE_SLICE = 500;
+
+/** The encoded units of a partition batch, {@link DECODE_SLICE} records each. */
+export function encodeBatch(topics: Topics, batch: PartitionBatch, now: number): EncodedUnit[] {
+  const units: EncodedUnit[] = [];
+  for (let start = 0; start < batch.messages.length; start += DECODE_SLICE) {
+    const slice = { ...batch, messages: batch.messages.slice(start, start + DECODE_SLICE) };
+    units.push(EncodedUnit.of({ output: decodeBatch(topics, slice, now) }));
+  }
+  return units;
 }
 
 /** What {@link BatchCoalescer} waits for before it stores a group. */
@@ -252,7 +267,7 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
       ...(options.observer === undefined ? {} : { observer: options.observer }),
     });
     try {
-      for (const j of group) await writer.add(j.unit);
+      for (const j of group) for (const unit of j.units) await writer.add(unit);
       await writer.close();
     } finally {
       if (options.writerStats !== undefined) addWriterStats(options.writerStats, writer.stats);
@@ -264,14 +279,16 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
   const handler = (): ((batch: PartitionBatch) => Promise<void>) => {
     const coalescer = new BatchCoalescer(storeGroup, { maxRows: SINK_GROUP_MAX_ROWS, maxBatches: concurrency, lingerMs: SINK_GROUP_LINGER_MS });
     return async (batch) => {
-      // No message row outlives this statement: the group holds the encoded unit.
-      const unit = EncodedUnit.of({ output: decodeBatch(topics, batch, clock()) });
-      await coalescer.join({ batch, unit });
+      // No message row outlives this statement: the group holds the encoded units.
+      const units = encodeBatch(topics, batch, clock());
+      await coalescer.join({ batch, units });
       stats.batches += 1;
       stats.records += batch.messages.length;
-      stats.messages += unit.messages.length + unit.refused.length;
-      stats.events += unit.events.length;
-      stats.deadLetters += unit.deadLetters.length;
+      for (const unit of units) {
+        stats.messages += unit.messages.length + unit.refused.length;
+        stats.events += unit.events.length;
+        stats.deadLetters += unit.deadLetters.length;
+      }
     };
   };
 

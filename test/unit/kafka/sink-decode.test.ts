@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import type { TransformOutput } from '../../../src/core/types.ts';
 import { encodeMessage } from '../../../src/kafka/codec.ts';
 import type { PartitionBatch } from '../../../src/kafka/consume.ts';
-import { decodeBatch } from '../../../src/kafka/sink.ts';
+import { decodeBatch, encodeBatch } from '../../../src/kafka/sink.ts';
+import { EncodedUnit } from '../../../src/sink/writer.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 
 const topics = topicNames('t');
@@ -49,4 +50,18 @@ describe('sink decodeBatch', () => {
     expect(events.deadLetters[0]!.error_message).toContain('empty');
   });
 
+  it('encodes a batch in units of 500 records that together hold what the whole batch decodes to', () => {
+    const rows = output.messages;
+    expect(rows.length).toBeGreaterThan(0);
+    // 1203 records: valid messages, and every 97th record is not a protobuf value.
+    const values = Array.from({ length: 1203 }, (_, i) => (i % 97 === 0 ? Buffer.from('not protobuf') : encodeMessage({ ...rows[i % rows.length]!, msgid: String(10_000 + i) })));
+    const whole = batch(topics.messages, values);
+    const units = encodeBatch(topics, whole, 1000);
+    expect(units.map((u) => u.messages.length + u.deadLetters.length + u.refused.length)).toEqual([500, 500, 203]);
+    const expected = EncodedUnit.of({ output: decodeBatch(topics, whole, 1000) });
+    expect(units.flatMap((u) => u.messages)).toEqual(expected.messages);
+    expect(units.flatMap((u) => u.deadLetters)).toEqual(expected.deadLetters);
+    expect(units.flatMap((u) => u.deadLetters.map((d) => d.origin_key))).toContain(`kafka:${topics.messages}-3@${String(10 + 97 * 12)}`);
+    expect(encodeBatch(topics, batch(topics.messages, []), 1000)).toEqual([]);
+  });
 });
