@@ -121,6 +121,13 @@ function batchRange(batch: PartitionBatch): string {
 const SINK_CONCURRENCY = 16;
 /** A fetch waits (at most 250 ms) for this much data, so each partition brings more records. */
 const SINK_FETCH_MIN_BYTES = 1024 * 1024;
+/**
+ * Bytes of records one fetch brings at most (half of it per partition). Everything fetched is
+ * held until its group is stored, with the lines and the insert body made from it: 8 MiB kept
+ * the sink's peak RSS at 438–468 MB against 496–500 MB with 16 MiB (8 MiB per partition), at
+ * the same rate (1M Kafka bench, docs/benchmarks.md, session 9).
+ */
+const SINK_FETCH_MAX_BYTES = 8 * 1024 * 1024;
 /** Rows past which a group is stored without waiting for more batches. */
 const SINK_GROUP_MAX_ROWS = 20_000;
 /** How long a group waits for the batches of the same fetch before it is stored. */
@@ -135,7 +142,7 @@ interface Member {
  * A partition batch of the sink, its valid messages already encoded as the writer stores them:
  * their row objects die young instead of living while the group lingers and the one before it
  * is stored (they filled the sink's old generation). The batch is decoded and encoded in units of
- * {@link DECODE_SLICE} records, so that even the rows of one batch (up to 8 MiB of records) are
+ * {@link DECODE_SLICE} records, so that even the rows of one batch (up to 4 MiB of records) are
  * never all alive at once. Events, dead letters, marks and refused rows are few and stay as they
  * are.
  */
@@ -303,7 +310,8 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
           log: log.child({ consumer: i }),
           maxRecords: 20_000,
           sessionTimeoutMs: options.sessionTimeoutMs,
-          maxBytesPerPartition: 8 * 1024 * 1024,
+          maxBytesPerPartition: SINK_FETCH_MAX_BYTES / 2,
+          maxBytes: SINK_FETCH_MAX_BYTES,
           concurrency,
           minBytes: SINK_FETCH_MIN_BYTES,
           handle: handler(),
