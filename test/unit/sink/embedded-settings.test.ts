@@ -1,3 +1,4 @@
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import type { Store } from '../../../src/sink/clickhouse.ts';
@@ -23,6 +24,16 @@ describe('applyEmbeddedTableSettings', () => {
     expect(await applyEmbeddedTableSettings(temp.store, 0, silent)).toBe(true);
     expect(await mergeBound(temp.store)).toBeUndefined();
     expect(await applyEmbeddedTableSettings(temp.store, 0, silent)).toBe(false);
+  });
+
+  it('logs the bound it set, once, and nothing when the table already has it', async () => {
+    temp = await openTempStore();
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>); } });
+    await applyEmbeddedTableSettings(temp.store, 33_554_432, log);
+    await applyEmbeddedTableSettings(temp.store, 33_554_432, log);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 30, msg: 'Set the merge bound of messages for the embedded engine.', max_bytes_to_merge_at_max_space_in_pool: 33_554_432 });
   });
 
   it('does nothing before the migrations, nor on a ClickHouse server', async () => {
