@@ -408,10 +408,8 @@ export function produceRequest(original: ProduceRequestModule, clock: () => numb
     const request = original(input);
     return {
       ...request,
-      encode: () => {
-        const fast = encodeProduceRequest(input, clock());
-        return fast === undefined ? request.encode() : Promise.resolve(fast);
-      },
+      // async: a producer id that is no integer rejects the promise, as kafkajs's encode does.
+      encode: async () => encodeProduceRequest(input, clock()) ?? (await request.encode()),
     };
   };
 }

@@ -185,6 +185,9 @@ describe('encodeProduceRequest', () => {
     expect((await wrapped(gzip).encode()).buffer.equals(await kafkajsPayload(gzip))).toBe(true);
     await expect(wrapped(nullHeader).encode()).rejects.toThrow(TypeError);
     await expect(kafkajsPayload(nullHeader)).rejects.toThrow(TypeError);
+    const badProducer = input([{ key: 'k', value: 'v' }], { producerId: 'not a number' });
+    await expect(wrapped(badProducer).encode()).rejects.toThrow(SyntaxError);
+    await expect(kafkajsPayload(badProducer)).rejects.toThrow(SyntaxError);
   });
 
   it('keeps the request kafkajs makes: api key, version, whether a response is expected', () => {
