@@ -31,7 +31,7 @@ export const KAFKAJS_VERSION = '2.2.4';
 const RECORD_MODULE = 'kafkajs/src/protocol/recordBatch/record/v0/index.js';
 const CRC_MODULE = 'kafkajs/src/protocol/recordBatch/crc32C/index.js';
 const PRODUCE_MODULE = 'kafkajs/src/protocol/requests/produce/v3/request.js';
-/** The modules that bind the two above when they load. */
+/** The kafkajs modules that bind the record and CRC modules when they load: once loaded, nothing can be replaced. */
 const BINDING_MODULES = [PRODUCE_MODULE, 'kafkajs/src/protocol/recordBatch/v0/index.js'];
 
 /** A record as kafkajs's produce request hands it to the record encoder. */
@@ -296,10 +296,20 @@ interface Long {
   getLowBits(): number;
 }
 
-const LongType = require('kafkajs/src/utils/long.js') as { fromValue(value: unknown): Long; fromInt(value: number): Long };
+interface LongClass {
+  fromValue(value: unknown): Long;
+}
 
-/** Bytes of a record batch before its records (Kafka record batch v2, as kafkajs writes it). */
+/** kafkajs's 64-bit integers, loaded with the first request (after the version check of the install). */
+let LongType: LongClass | undefined;
+
+/**
+ * Bytes of a record batch before the part its CRC covers: first offset (8), batch length (4),
+ * partition leader epoch (4), magic byte (1), CRC (4). The batch length counts from the epoch on.
+ */
 const BATCH_HEAD = 8 + 4 + 4 + 1 + 4;
+/** Bytes of a batch's first offset and length, which its length does not count. */
+const BATCH_OFFSET_AND_LENGTH = 8 + 4;
 /** Bytes of the batch fields the CRC covers, before the records: attributes … record count. */
 const BATCH_BODY_HEAD = 2 + 4 + 8 + 8 + 8 + 2 + 4 + 4;
 /** The transactional bit of a record batch's attributes. */
@@ -335,12 +345,18 @@ function writeString(buf: Buffer, offset: number, value: string | null): number 
  * power of two, about 10 MB allocated for a 0.5 MB request.
  */
 export function encodeProduceRequest(input: ProduceRequestInput, now: number): EncodedRecord | undefined {
-  const { acks, timeout, transactionalId = null, producerId = LongType.fromInt(-1), producerEpoch = 0, compression = 0, topicData } = input;
+  const { acks, timeout, transactionalId = null, producerId = -1, producerEpoch = 0, compression = 0, topicData } = input;
   if (compression !== 0 || !(transactionalId === null || typeof transactionalId === 'string')) return undefined;
   if (!isInt(acks, 16) || !isInt(timeout, 32) || !isInt(producerEpoch, 16)) return undefined;
-  if (!(typeof producerId === 'number' || typeof producerId === 'string' || (typeof producerId === 'object' && producerId !== null))) return undefined;
-  const producer = LongType.fromValue(producerId);
-  const timestamp = LongType.fromValue(now);
+  LongType ??= require('kafkajs/src/utils/long.js') as LongClass;
+  let producer: Long;
+  let timestamp: Long;
+  try {
+    producer = LongType.fromValue(producerId);
+    timestamp = LongType.fromValue(now);
+  } catch {
+    return undefined; // kafkajs decides (it fails on the id only when it writes a batch)
+  }
   let size = 2 + (transactionalId === null ? 0 : Buffer.byteLength(transactionalId, 'utf8')) + 2 + 4 + 4;
   const topics: { topic: string; partitions: { partition: number; firstSequence: number; records: RecordPlan[]; bytes: number }[] }[] = [];
   for (const { topic, partitions } of topicData) {
@@ -360,7 +376,7 @@ export function encodeProduceRequest(input: ProduceRequestInput, now: number): E
         bytes += plan.size;
       }
       planned.push({ partition, firstSequence, records, bytes });
-      size += 4 + 4 + BATCH_HEAD + BATCH_BODY_HEAD + bytes;
+      size += 4 + 4 + BATCH_HEAD + BATCH_BODY_HEAD + bytes; // partition, batch size, batch
     }
     topics.push({ topic, partitions: planned });
   }
@@ -374,9 +390,9 @@ export function encodeProduceRequest(input: ProduceRequestInput, now: number): E
     offset = writeString(buf, offset, topic);
     offset = buf.writeInt32BE(partitions.length, offset);
     for (const { partition, firstSequence, records, bytes } of partitions) {
-      const batchLength = 4 + 1 + 4 + BATCH_BODY_HEAD + bytes;
+      const batchLength = BATCH_HEAD - BATCH_OFFSET_AND_LENGTH + BATCH_BODY_HEAD + bytes;
       offset = buf.writeInt32BE(partition, offset);
-      offset = buf.writeInt32BE(8 + 4 + batchLength, offset);
+      offset = buf.writeInt32BE(BATCH_OFFSET_AND_LENGTH + batchLength, offset);
       offset = buf.writeInt32BE(0, offset); // first offset, an int64 0
       offset = buf.writeInt32BE(0, offset);
       offset = buf.writeInt32BE(batchLength, offset);
@@ -403,7 +419,7 @@ export function encodeProduceRequest(input: ProduceRequestInput, now: number): E
  * kafkajs's produce request module with {@link encodeProduceRequest} as its payload encoder;
  * what that leaves undefined is encoded by `original`, kafkajs's own module.
  */
-export function produceRequest(original: ProduceRequestModule, clock: () => number = Date.now): ProduceRequestModule {
+export function produceRequest(original: ProduceRequestModule, clock: () => number = () => Date.now()): ProduceRequestModule {
   return (input) => {
     const request = original(input);
     return {
