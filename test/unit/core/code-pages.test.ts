@@ -113,5 +113,4 @@ describe('startCodePageRelease', () => {
     vi.advanceTimersByTime(60_000);
     expect(at).toHaveLength(5);
   });
-
 });
