@@ -10,6 +10,8 @@
 #   KAFKA_PORT             client listener port on 127.0.0.1 (default 9092)
 #   KAFKA_CONTROLLER_PORT  controller listener port on 127.0.0.1 (default KAFKA_PORT + 1)
 #   KAFKA_HEAP             JVM max heap (default 384m)
+#   KAFKA_JVM_OPTS         more JVM options, split on spaces (default -XX:TieredStopAtLevel=1: the
+#                          quick compiler only; set it empty for the optimising compiler too)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to accept clients (default 60)
 #   KAFKA_CACHE_DIR        jars and broker state (default <repo>/.cache/kafka)
 #   KAFKA_JAVA             java executable (default: java on PATH)
@@ -28,6 +30,10 @@ CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 HEAP="${KAFKA_HEAP:-384m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 JAVA="${KAFKA_JAVA:-java}"
+# Unset: the default; set, even empty: as given. C2's compilations took 10-13 s of CPU in the
+# first minutes of a broker's life on two cores, more than C1's slower code costs in hours of
+# tests and benches (docs/benchmarks.md, session 10).
+read -r -a JVM_OPTS <<<"${KAFKA_JVM_OPTS--XX:TieredStopAtLevel=1}"
 MVN_BIN="${MVN:-mvn}"
 STATE="$CACHE_DIR/broker-$PORT"
 PID_FILE="$STATE/broker.pid"
@@ -106,6 +112,9 @@ group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=2
 log.retention.hours=24
+# The log cleaner keeps a dedupe buffer of this size on the heap for its whole life (default
+# 128 MiB, a third of the small heap): compacted topics here are tiny.
+log.cleaner.dedupe.buffer.size=16777216
 EOF
 }
 
@@ -151,7 +160,7 @@ start() {
     format_storage
     log "starting broker on 127.0.0.1:$PORT (controller $CONTROLLER_PORT, heap $HEAP)"
     : >"$LOG_FILE"
-    nohup "$JAVA" "-Xmx$HEAP" "-Xms$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+    nohup "$JAVA" "-Xmx$HEAP" "-Xms$HEAP" -XX:+UseG1GC ${JVM_OPTS[@]+"${JVM_OPTS[@]}"} -Djava.awt.headless=true \
       -Dslf4j.internal.verbosity=WARN \
       -cp "$LIBS/*" kafka.Kafka "$PROPS" </dev/null >>"$LOG_FILE" 2>&1 9>&- &
     pid=$!
