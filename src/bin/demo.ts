@@ -154,7 +154,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     out.write(
       `\nStored so far:\n${final}\nQuery the history:\n  npx msgpipe sql --config ${configFile} ` +
         `"SELECT msg_type, count() FROM messages GROUP BY msg_type ORDER BY 2 DESC"\n` +
-        `  npx msgpipe sql --config ${configFile} "SELECT msgid, content_text FROM messages WHERE hasAllTokens(content_text, '现货') LIMIT 5"\n`,
+        `  npx msgpipe sql --config ${configFile} "SELECT msgid, content_text FROM messages WHERE content_text LIKE '%现货%' LIMIT 5"\n`,
     );
     return 0;
   } finally {

@@ -185,6 +185,7 @@ describe('parameter codes', () => {
     ['missing staff', SESSIONS, { ext_corp_id: 'corp123', session_type: 'external' }, 1002],
     ['missing receiver', MSGS, { ...A }, 400],
     ['missing keyword', SEARCH, { ...A, ext_peer_id: 'customer456' }, 400],
+    ['keyword of 101 characters', SEARCH, { ...A, ext_peer_id: 'customer456', keyword: '产'.repeat(101) }, 400],
     ['sort_field outside the whitelist', MSGS, { ...A, receiver_id: 'customer456', sort_field: 'content' }, 400],
     ['bad sort_type', MSGS, { ...A, receiver_id: 'customer456', sort_type: 'sideways' }, 400],
     ['unknown max_id', MSGS, { ...A, receiver_id: 'customer456', max_id: '123' }, 404],
@@ -195,6 +196,13 @@ describe('parameter codes', () => {
     expect(res.body.code).toBe(code);
     expect(res.body.data).toBeNull();
     expect(res.status).toBe(code >= 1000 ? 400 : code);
+  });
+
+  // zod counts code points, as docs/query-api.md's "1–100 characters" means.
+  it('takes a keyword of 100 characters outside the BMP (200 UTF-16 units)', async () => {
+    const res = await get(fx.app, SEARCH, signedQuery({ ...A, ext_peer_id: 'customer456', keyword: '😀'.repeat(100) }, SECRET_A));
+    expect(res.body.code).toBe(0);
+    expect(res.body.data).toMatchObject({ total: 0 });
   });
 
   it('answers unknown paths and a missing corp with envelopes', async () => {

@@ -2,10 +2,14 @@
  * Keyword search over the ngrams(2) text index on real chDB: Chinese words inside longer runs,
  * mixed Chinese/Latin, emoji, one-character keywords, newest first with paging and total, and
  * never a message of another conversation (same staff, other peer; other staff; other tenant).
+ * Search keeps working once a recall or an edit has left a patch part on the messages' part, and
+ * `%`, `_` and `\` in a keyword are literal.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { MessageRow } from '../../../src/core/types.ts';
+import { applyEdits } from '../../../src/sink/edits.ts';
+import { applyRecalls } from '../../../src/sink/messages.ts';
 import { message } from '../sink/helpers.ts';
 import { BASE, type Fixture, get, openFixture, SECRET_A, SECRET_B, signedQuery } from './helpers.ts';
 
@@ -46,13 +50,8 @@ const elsewhere = [
   ...TEXTS.map((t, i) => msg(t, i, { tenant: 'corp999' })),
 ];
 
+// chDB opens one data directory per process: each describe opens its fixture and closes it.
 let fx: Fixture;
-beforeAll(async () => {
-  fx = await openFixture([...mine, ...elsewhere]);
-});
-afterAll(async () => {
-  await fx.dispose();
-});
 
 async function search(keyword: string, extra: Record<string, string | number> = {}, secret = SECRET_A): Promise<{ total: number; texts: string[]; items: Record<string, unknown>[] }> {
   const res = await get(fx.app, SEARCH, signedQuery({ ext_corp_id: 'corp123', ext_staff_id: 'staff123', ext_peer_id: 'customer456', keyword, ...extra }, secret));
@@ -63,6 +62,13 @@ async function search(keyword: string, extra: Record<string, string | number> = 
 }
 
 describe('search', () => {
+  beforeAll(async () => {
+    fx = await openFixture([...mine, ...elsewhere]);
+  });
+  afterAll(async () => {
+    await fx.dispose();
+  });
+
   it.each([
     ['产品', ['这是我们最新的产品介绍，请您查看']],
     ['品介', ['品介', '这是我们最新的产品介绍，请您查看']],
@@ -104,3 +110,61 @@ describe('search', () => {
     expect(data.items[0]).toMatchObject({ ext_corp_id: 'corp999' });
   });
 });
+
+describe('search after lightweight updates, and keywords with LIKE wildcards', () => {
+  const texts = ['这是我们最新的产品介绍，请您查看', '今天天气很好，我们下午发货', '撤回的这一条', '旧的报价单请查收', 'a 100% match', 'under_score', 'underXscore', 'back\\slash'];
+  const rows = texts.map((t, i) => msg(t, i));
+  let updated: Fixture;
+  beforeAll(async () => {
+    updated = await openFixture(rows);
+    const store = updated.temp.store;
+    // Each leaves a patch part on the one part that holds every row.
+    await applyRecalls(store, [{ tenant: 'corp123', staff_id: 'staff123', session_id: 'sess_abc123', target_msgid: rows[2]!.msgid, recall_time: BASE + 60_000 }]);
+    const edited = '新的产品目录请查看';
+    await applyEdits(store, [
+      {
+        tenant: 'corp123',
+        staff_id: 'staff123',
+        session_id: 'sess_abc123',
+        target_msgid: rows[3]!.msgid,
+        edit_time: BASE + 61_000,
+        msg_type: 'text',
+        wx_msg_type: 1,
+        content_text: edited,
+        content: JSON.stringify({ content: edited }),
+        raw_content: edited,
+      },
+    ]);
+    const patches = await store.query<{ n: string }>("SELECT count() AS n FROM system.parts WHERE database = currentDatabase() AND table = 'messages' AND active AND startsWith(name, 'patch-')");
+    expect(Number(patches[0]?.n)).toBeGreaterThan(0);
+  });
+  afterAll(async () => {
+    await updated.dispose();
+  });
+
+  async function found(keyword: string): Promise<string[]> {
+    const res = await get(updated.app, SEARCH, signedQuery({ ext_corp_id: 'corp123', ext_staff_id: 'staff123', ext_peer_id: 'customer456', keyword }, SECRET_A));
+    expect(res.body.code).toBe(0);
+    const data = res.body.data as { total: number; items: Record<string, unknown>[] };
+    expect(data.total).toBe(data.items.length);
+    return data.items.map((m) => m['content_text'] as string);
+  }
+
+  it.each([
+    ['产品介绍', ['这是我们最新的产品介绍，请您查看']],
+    ['产品', ['新的产品目录请查看', '这是我们最新的产品介绍，请您查看']],
+    ['发货', ['今天天气很好，我们下午发货']],
+    ['撤回', ['撤回的这一条']],
+    ['产品目录', ['新的产品目录请查看']],
+    ['报价单', []],
+    ['100%', ['a 100% match']],
+    ['%', ['a 100% match']],
+    ['r_s', ['under_score']],
+    ['_', ['under_score']],
+    ['\\', ['back\\slash']],
+    ['k\\s', ['back\\slash']],
+  ])('%s', async (keyword, expected) => {
+    expect(await found(keyword)).toEqual(expected);
+  });
+});
+

@@ -134,12 +134,12 @@ const EXPECTED: Record<string, unknown[]> = {
     { staff_id: 'staff-a', messages: '6', recalled_messages: '1', recall_rate: 0.167 },
     { staff_id: 'staff-b', messages: '1', recalled_messages: '0', recall_rate: 0 },
   ],
-  'Chinese keyword search through the ngram text index, exact phrase kept by LIKE': [
+  'Chinese keyword search: LIKE reads the ngram text index and checks the exact phrase': [
     { msgid: '1767797523284146073', session_id: 'sess-2', content_text: '产品介绍 视频号直播预告' },
     { msgid: '1767797523284146072', session_id: 'sess-2', content_text: '产品介绍视频在哪里看？' },
     { msgid: '3876235366388279545', session_id: 'sess-1', content_text: '这是我们最新的产品介绍，请您查看' },
   ],
-  'Keyword search without the index: any keyword length, scans the staff\'s messages': [
+  'A one-character keyword has no bigram: the staff\'s messages are scanned': [
     { msgid: '3876235366388279544', content_text: '您好，请问这款产品还有货吗？' },
   ],
   'One conversation, a keyset page of messages newer than a known message': [
