@@ -233,7 +233,10 @@ function findMember(buf: Uint8Array, objStart: number, key: string): number | un
  * @throws {JsonSyntaxError} when the bytes on the way are not JSON.
  */
 export function valueStart(buf: Uint8Array, path: readonly string[]): number | undefined {
-  let at = skipSpace(buf, 0);
+  // A UTF-8 byte order mark may lead the document (RFC 8259 §8.1 lets parsers ignore it, and
+  // TextDecoder drops it).
+  const bom = buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0;
+  let at = skipSpace(buf, bom);
   for (const key of path) {
     const member = findMember(buf, at, key);
     if (member === undefined) return undefined;

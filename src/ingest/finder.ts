@@ -243,9 +243,12 @@ export class FinderSource implements Source {
   parsePage(body: Buffer, cursor: string): FetchedPage {
     let envelope: unknown;
     let spans: Span[];
+    let dataKey = 'data';
     try {
+      // `Data` instead of `data` has been seen in the wild (formats reference, pitfall 24).
+      if (valueStart(body, ['data']) === undefined && valueStart(body, ['Data']) !== undefined) dataKey = 'Data';
       // One pass over the page: find where the list starts, then split it into items.
-      const listAt = valueStart(body, ['data', 'list']);
+      const listAt = valueStart(body, [dataKey, 'list']);
       const list = listAt === undefined ? undefined : scanArray(body, listAt);
       // `"list": {"0": …}` or a string: not a page we understand, and its items must not be
       // skipped as if the page were empty. `null` is an empty page.
@@ -264,15 +267,20 @@ export class FinderSource implements Source {
     }
     const fields = envelope as Record<string, unknown>;
     this.provider.checkEnvelope(fields);
-    const data = fields['data'];
+    const data = fields[dataKey];
     if (data === null || typeof data !== 'object' || Array.isArray(data)) {
       throw new MalformedPageError('Provider page has no data object.');
     }
     const { keyBuff, list } = data as Record<string, unknown>;
     if (typeof keyBuff !== 'string') throw new MalformedPageError('Provider page has no data.keyBuff string.');
-    // The byte scan finds `"list"` only as written; an escaped key (`"li\u0073t"`) shows up here.
     if (list !== undefined && list !== null && !Array.isArray(list)) {
       throw new MalformedPageError('Provider page data.list is not an array.');
+    }
+    // The list the byte scan sliced was cut out before the parse, so the parsed envelope holds
+    // items only when the scan missed them: an escaped key (`"li\u0073t"`) or a repeated
+    // `data`. Taking such a page as empty would move the cursor past its items.
+    if (Array.isArray(list) && list.length > 0) {
+      throw new MalformedPageError('Provider page data.list could not be sliced from the page bytes (an escaped or repeated key).');
     }
     const fetchedAt = Date.now();
     const records = spans.map(

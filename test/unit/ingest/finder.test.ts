@@ -202,6 +202,38 @@ describe('FinderSource page checks', () => {
     expect(pages.at(-1)!.cursorAfter).toBe('K1');
   });
 
+  it('reads a page that starts with a UTF-8 byte order mark', async () => {
+    const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(gewePage([ITEM_A, ITEM_B], 'K-bom'))]);
+    const provider = await scriptedProvider((_call, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(body);
+    });
+    const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.length === 1);
+    expect(pages[0]!.cursorAfter).toBe('K-bom');
+    expect(pages[0]!.records.map((r) => r.bytes.toString())).toEqual([ITEM_A, ITEM_B]);
+  });
+
+  it('reads a page whose envelope says "Data" (seen in the wild)', async () => {
+    const provider = await scriptedProvider((_call, res) => { reply(res, gewePage([ITEM_A], 'K-cap').replace('"data"', '"Data"')); });
+    const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.length === 1);
+    expect(pages[0]!.cursorAfter).toBe('K-cap');
+    expect(pages[0]!.records.map((r) => r.bytes.toString())).toEqual([ITEM_A]);
+  });
+
+  it('dead-letters a page whose items the byte scan cannot slice instead of moving past them', async () => {
+    let n = 0;
+    const provider = await scriptedProvider((_call, res) => {
+      n++;
+      // `"li\u0073t"` is `"list"` to a JSON parser but not to the byte scan.
+      if (n === 1) reply(res, gewePage([ITEM_A], 'K-escaped').replace('"list"', '"li\\u0073t"'));
+      else reply(res, gewePage([ITEM_A], 'K1'));
+    });
+    const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.some((x) => x.records.length > 0));
+    expect(pages[0]!.deadLetters[0]!.error_code).toBe('MSGPIPE_ERR_PAGE_MALFORMED');
+    expect(pages.map((p) => p.cursorAfter)).not.toContain('K-escaped');
+    expect(pages.at(-1)).toMatchObject({ cursorAfter: 'K1' });
+  });
+
   it('treats "list": null as an empty page', async () => {
     const provider = await scriptedProvider((_call, res) => { reply(res, '{"ret":200,"msg":"ok","data":{"list":null,"keyBuff":"K2"}}'); });
     const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.length === 1);
