@@ -144,6 +144,10 @@ function statusError(status: YunhuStatus): AuthError | undefined {
   return undefined;
 }
 
+function unreadableHash(m: Listed): string {
+  return createHash('sha1').update(m.bytes).digest('hex');
+}
+
 function listed(bytes: Uint8Array): Listed {
   try {
     const msg = decodeYunhu('Msg', bytes);
@@ -210,6 +214,13 @@ export class YunhuSource implements Source {
   private readonly seen = new Map<string, Map<string, { seq: bigint; state: string; editTime: string }>>();
   /** Hashes of bad bodies already dead-lettered, per position. */
   private readonly reported = new Set<string>();
+  /**
+   * Hashes of undecodable messages with no readable msg_seq already handed on, per chat stream:
+   * the cursor cannot pass them, so every read from the cursor lists them again.
+   */
+  private readonly unreadableSent = new Map<string, Set<string>>();
+  /** Chat streams (and `conversations`) whose last read was unusable: failures in a row and when to ask again. */
+  private readonly backoff = new Map<string, { failures: number; until: number }>();
   private chats: YunhuChat[];
   private conversationMd5 = '';
   private conversationsReadAt = -Infinity;
@@ -234,7 +245,6 @@ export class YunhuSource implements Source {
     log.info({ chats: this.config.chats?.length ?? 'discovered' }, 'Source started.');
     const stopped = (): boolean => ctx.signal.aborted;
     let idle = 0;
-    let badInARow = 0;
     while (!stopped()) {
       let fresh: number;
       try {
@@ -242,12 +252,6 @@ export class YunhuSource implements Source {
       } catch (err) {
         if (stopped()) break;
         this.stats.errors++;
-        if (err instanceof BadPosition) {
-          badInARow++;
-          log.warn({ code: err.bad.code, reason: err.bad.message, attempt: badInARow }, 'Unusable answer kept as a dead letter; asking again.');
-          await waitBetweenPolls(ctx, backoffMs(this.retryPolicy, badInARow));
-          continue;
-        }
         if (err instanceof AuthError) {
           if (!this.stats.parked) log.error({ err }, 'Account parked: Yunhu refused its token.');
           this.stats.parked = true;
@@ -259,7 +263,6 @@ export class YunhuSource implements Source {
         await waitBetweenPolls(ctx, this.parkRetryMs);
         continue;
       }
-      badInARow = 0;
       if (this.stats.parked) log.info('Account unparked: Yunhu accepted its token again.');
       this.stats.parked = false;
       this.stats.lastSuccessAt = Date.now();
@@ -274,17 +277,41 @@ export class YunhuSource implements Source {
     log.info('Source stopped.');
   }
 
-  /** One pass over every chat; returns how many new messages it handed on. */
+  /**
+   * One pass over every chat; returns how many new messages it handed on. An unusable answer
+   * (dead-lettered by {@link bad}) sets its chat back with a backoff of its own and the pass goes
+   * on, so a dissolved group or a mistyped chat id does not stop the account's other chats. The
+   * account-wide failures (a refused token, a provider down past the retries) end the pass.
+   */
   private async round(ctx: SourceContext, log: SourceContext['log']): Promise<number> {
     if (this.config.chats === undefined && Date.now() - this.conversationsReadAt >= this.config.conversationRefreshMs) {
-      await this.refreshChats(ctx, log);
+      await this.isolated(log, 'conversations', () => this.refreshChats(ctx, log));
     }
     let fresh = 0;
     for (const chat of this.chats) {
       if (ctx.signal.aborted) break;
-      fresh += await this.pollChat(ctx, chat);
+      fresh += (await this.isolated(log, chatStream(chat), () => this.pollChat(ctx, chat))) ?? 0;
     }
     return fresh;
+  }
+
+  /** Runs `read` unless `key` is backing off; an unusable answer starts or lengthens its backoff. */
+  private async isolated<T>(log: SourceContext['log'], key: string, read: () => Promise<T>): Promise<T | undefined> {
+    const backoff = this.backoff.get(key);
+    if (backoff !== undefined && Date.now() < backoff.until) return undefined;
+    try {
+      const result = await read();
+      this.backoff.delete(key);
+      return result;
+    } catch (err) {
+      if (!(err instanceof BadPosition)) throw err;
+      this.stats.errors++;
+      const failures = (backoff?.failures ?? 0) + 1;
+      const waitMs = backoffMs(this.retryPolicy, failures);
+      this.backoff.set(key, { failures, until: Date.now() + waitMs });
+      log.warn({ stream: key, code: err.bad.code, reason: err.bad.message, attempt: failures, waitMs }, 'Unusable answer kept as a dead letter; asking again later.');
+      return undefined;
+    }
   }
 
   private async refreshChats(ctx: SourceContext, log: SourceContext['log']): Promise<void> {
@@ -325,7 +352,7 @@ export class YunhuSource implements Source {
     let fresh = 0;
     while (!ctx.signal.aborted) {
       const page = await this.listAfter(ctx, chat, cursor);
-      const newer = page.filter((m) => m.seq === undefined || m.seq > cursor);
+      const newer = this.unsent(stream, page.filter((m) => m.seq === undefined || m.seq > cursor));
       const top = highestSeq(newer, cursor);
       if (newer.length === 0) break;
       await this.emitMessages(ctx, chat, cursor, top, newer);
@@ -351,7 +378,12 @@ export class YunhuSource implements Source {
       if (readable.length === 0) break;
       const changed = readable.filter((m) => m.seq > high || seen?.get(m.msgId)?.state !== m.state);
       // After a restart nothing is in `seen`: only edited or recalled messages need handing on again.
-      const worth = changed.filter((m) => m.seq > high || seen?.has(m.msgId) === true || m.state !== '0:0');
+      // An undecodable message that arrived during the round is handed on (and dead-lettered by the
+      // transform) here, as the cursor moves past it.
+      const worth = [
+        ...changed.filter((m) => m.seq > high || seen?.has(m.msgId) === true || m.state !== '0:0'),
+        ...this.unsent(stream, page.filter((m) => m.msgId === undefined)),
+      ];
       const top = readable.reduce((max, m) => (m.seq > max ? m.seq : max), start);
       const newHigh = top > high ? top : high;
       if (worth.length > 0) await this.emitMessages(ctx, chat, high, newHigh, worth);
@@ -383,6 +415,7 @@ export class YunhuSource implements Source {
     await ctx.emit({ origin: this.origin, stream, cursorBefore, cursorAfter: after.toString(), records, deadLetters: [] } satisfies SourcePage);
     this.cursors.set(stream, after);
     for (const m of messages) this.remember(stream, m);
+    this.rememberUnreadable(stream, messages);
   }
 
   private remember(stream: string, m: Listed): void {
@@ -393,6 +426,31 @@ export class YunhuSource implements Source {
       this.seen.set(stream, seen);
     }
     seen.set(m.msgId, { seq: m.seq, state: m.state, editTime: m.editTime });
+  }
+
+  /** `messages` without the undecodable ones already handed on ({@link rememberUnreadable}). */
+  private unsent(stream: string, messages: readonly Listed[]): Listed[] {
+    const sent = this.unreadableSent.get(stream);
+    if (sent === undefined) return [...messages];
+    return messages.filter((m) => m.msgId !== undefined || !sent.has(unreadableHash(m)));
+  }
+
+  /**
+   * Remembers the undecodable messages of an emitted page by a hash of their bytes, so a damaged
+   * message whose msg_seq cannot be read (the cursor cannot pass it) goes to the transform once,
+   * not on every read that lists it again.
+   */
+  private rememberUnreadable(stream: string, messages: readonly Listed[]): void {
+    for (const m of messages) {
+      if (m.msgId !== undefined) continue;
+      let sent = this.unreadableSent.get(stream);
+      if (sent === undefined) {
+        sent = new Set();
+        this.unreadableSent.set(stream, sent);
+      }
+      if (sent.size >= 10_000) sent.clear();
+      sent.add(unreadableHash(m));
+    }
   }
 
   /** Forgets messages that left the re-read window. */

@@ -12,7 +12,8 @@
  * Faults (per account or `'*'`): `errorRate` (HTTP 502/503), `rateLimitRate` (429 with
  * Retry-After), `errorStatusRate` (HTTP 200 with `status.code` -1), `malformedRate` (a cut
  * protobuf body), `latencyMs`, `tokenExpiresAfter` (then `status.code` -101 "未登录" until
- * renewToken). They apply to the read endpoints; send, edit and recall only see latency.
+ * renewToken), `goneChats` (status -1 "会话不存在" for those chats only). They apply to the read
+ * endpoints; send, edit and recall only see latency.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -33,6 +34,8 @@ export interface YunhuSimFaults {
   readonly malformedRate?: number;
   readonly latencyMs?: number;
   readonly tokenExpiresAfter?: number | null;
+  /** Chats (`<chatType>:<chatId>`) whose reads answer status -1 "会话不存在", as for a dissolved group. */
+  readonly goneChats?: readonly string[];
 }
 
 export interface YunhuSimAccountInput {
@@ -113,8 +116,11 @@ export interface YunhuSimulatorHandle {
   renewToken(account: string, token?: string): void;
   /** A message from another member (or the peer) of a chat, now: incoming traffic. */
   postAsPeer(account: string, chatType: number, chatId: string, contentType?: number): string;
-  /** Appends a hostile entry: bytes that are no valid message, or a message over 1 MiB. */
-  injectHostile(account: string, chatType: number, chatId: string, kind: 'malformed' | 'oversized'): string;
+  /**
+   * Appends a hostile entry: bytes that are no valid message (`malformed`: msg_id and msg_seq
+   * still readable; `unreadable`: damaged from the first byte), or a message over 1 MiB.
+   */
+  injectHostile(account: string, chatType: number, chatId: string, kind: 'malformed' | 'unreadable' | 'oversized'): string;
 }
 
 interface AccountState {
@@ -243,6 +249,11 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
     if (dice.chance(f.errorRate ?? 0)) {
       record(s, { path, chat, msgStart, outcome: 'error', items: 0, body: undefined });
       return reply.code(dice.chance(0.5) ? 502 : 503).type('text/html').send('<html><title>502 Bad Gateway</title></html>');
+    }
+    if (chat !== '' && f.goneChats?.includes(chat) === true) {
+      const body = Buffer.from(statusOnly(-1, '会话不存在'));
+      record(s, { path, chat, msgStart, outcome: 'error_status', items: 0, body });
+      return reply.code(200).type(PROTOBUF).send(body);
     }
     if (dice.chance(f.errorStatusRate ?? 0)) {
       const body = json ? Buffer.from('{"code":-1,"msg":"服务器繁忙"}') : Buffer.from(statusOnly(-1, '服务器繁忙'));
@@ -484,8 +495,11 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
       const raw =
         kind === 'oversized'
           ? encodeYunhu('Msg', { msg_id: msgId, sender: chat.members[0], content_type: 1, content: { text: '长'.repeat(400_000) }, send_time: String(Date.now()), msg_seq: String(seq) })
-          : // msg_id and msg_seq readable, then a content field whose length runs past the message.
-            Buffer.concat([encodeYunhu('Msg', { msg_id: msgId, msg_seq: String(seq), send_time: String(Date.now()) }), Buffer.from([0x2a, 0x40, 0x0a, 0x02, 0x68])]);
+          : kind === 'unreadable'
+            ? // A msg_id field whose length runs past the message: nothing after it can be read.
+              Buffer.from([0x0a, 0x50, ...Buffer.from(msgId.slice(0, 8))])
+            : // msg_id and msg_seq readable, then a content field whose length runs past the message.
+              Buffer.concat([encodeYunhu('Msg', { msg_id: msgId, msg_seq: String(seq), send_time: String(Date.now()) }), Buffer.from([0x2a, 0x40, 0x0a, 0x02, 0x68])]);
       s.account.append(chat, chat.members[0] ?? s.account.self, 1, {}, Date.now(), '', msgId, raw);
       return msgId;
     },

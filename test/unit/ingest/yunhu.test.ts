@@ -1,11 +1,14 @@
 /** The Yunhu source against the Yunhu simulator over real HTTP. */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { sourceSchema } from '../../../src/core/config.ts';
 import { createSource } from '../../../src/ingest/registry.ts';
 import type { Source, SourceContext, SourcePage } from '../../../src/ingest/source.ts';
-import { decodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
+import { decodeYunhu, encodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
 import { yunhuClient } from '../../../src/simulate/yunhu-client.ts';
 import { startYunhuSimulator, type YunhuSimulatorHandle, type YunhuSimAccountInput } from '../../../src/simulate/yunhu-server.ts';
 
@@ -154,4 +157,87 @@ describe('yunhu source', () => {
     await vi.waitFor(() => { expect(source.stats.parked).toBe(false); }, WAIT);
     await r.stop();
   });
+
+  it('keeps reading the other chats while one answers a lasting error status, and reads it once it recovers', async () => {
+    const sim = await simulator();
+    const source = build(sim, { rereadWindow: 0, chats: ACCOUNT.chats.map((c) => ({ chatId: c.chatId, chatType: c.chatType })) });
+    sim.setFaults('7311890', { goneChats: ['2:51309476'] });
+    const r = run(source);
+    await vi.waitFor(() => {
+      expect(r.cursors.get('1:7356214')).toBe('12');
+      expect(r.cursors.get('3:82041957')).toBe('7');
+    }, WAIT);
+    await vi.waitFor(() => {
+      expect(sim.received('7311890').filter((x) => x.chat === '2:51309476').length).toBeGreaterThanOrEqual(3);
+    }, WAIT);
+    expect(r.pages.flatMap((p) => p.deadLetters).map((d) => d.error_code)).toEqual(['MSGPIPE_ERR_PROVIDER']);
+    expect(r.cursors.get('2:51309476')).toBe('0');
+    sim.clearFaults('7311890');
+    await vi.waitFor(() => { expect(r.cursors.get('2:51309476')).toBe('45'); }, WAIT);
+    expect(new Set(msgIds(r.pages)).size).toBe(45 + 12 + 7);
+    await r.stop();
+  });
+
+  it('hands on a newest message whose msg_seq cannot be read once, though every read lists it again', async () => {
+    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 5 }] });
+    const source = build(sim, { rereadWindow: 0, chats: [{ chatId: '7356214', chatType: 1 }] });
+    const r = run(source);
+    await vi.waitFor(() => { expect(r.cursors.get('1:7356214')).toBe('5'); }, WAIT);
+    sim.injectHostile('7311890', 1, '7356214', 'unreadable');
+    const isDamaged = (bytes: Uint8Array): boolean => bytes[0] === 0x0a && bytes[1] === 0x50;
+    await vi.waitFor(() => { expect(r.pages.some((p) => p.records.some((x) => isDamaged(x.bytes)))).toBe(true); }, WAIT);
+    const readsThen = sim.received('7311890').length;
+    await vi.waitFor(() => { expect(sim.received('7311890').length).toBeGreaterThanOrEqual(readsThen + 5); }, WAIT);
+    expect(r.pages.filter((p) => p.records.some((x) => isDamaged(x.bytes)))).toHaveLength(1);
+    // Those reads found nothing new, so the source waited between them instead of asking at once.
+    expect(source.stats.emptyPolls).toBeGreaterThan(0);
+    expect(r.cursors.get('1:7356214')).toBe('5');
+    await r.stop();
+  });
 });
+
+describe('yunhu source re-read', () => {
+  let server: Server | undefined;
+  afterEach(async () => {
+    const open = server;
+    server = undefined;
+    if (open !== undefined) await new Promise((resolve) => { open.close(resolve); });
+  });
+
+  it('hands on an undecodable message that arrived during the round when the re-read moves past it', async () => {
+    const msg = (seq: number): Uint8Array => encodeYunhu('Msg', { msg_id: `m${String(seq)}`, msg_seq: String(seq), send_time: '1731059400000', content_type: 1, content: { text: `t${String(seq)}` } });
+    const damaged = Buffer.from([0x0a, 0x50, 0x61, 0x62]);
+    const list = (entries: readonly Uint8Array[]): Buffer => {
+      const head = Buffer.from(encodeYunhu('ListMessageResponse', { status: { request_id: '1', code: 1, msg: 'success' } }));
+      return Buffer.concat([head, ...entries.flatMap((e) => [Buffer.from([0x12, e.length]), Buffer.from(e)])]);
+    };
+    // From the cursor (5) nothing is new; the re-read window (from 0) shows seq 1–5, then the
+    // damaged message and seq 7, which arrived in between.
+    let reads = 0;
+    server = createServer((req, res) => {
+      reads++;
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const start = Number(decodeYunhu('ListMessageBySeqRequest', Buffer.concat(chunks))['msg_start']);
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+        res.end(start === 0 ? list([1, 2, 3, 4, 5].map(msg).concat([damaged, msg(7)])) : list([]));
+      });
+    });
+    await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
+    const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: url, token: 't', userId: 'u', pollIntervalMs: 50, rereadWindow: 20, chats: [{ chatId: 'c', chatType: 2 }] });
+    const r = run(createSource(config, { retry: FAST, parkRetryMs: 100 }), new Map([['2:c', '5']]));
+    await vi.waitFor(() => { expect(r.cursors.get('2:c')).toBe('7'); }, WAIT);
+    // More rounds list the same window again.
+    const pagesThen = r.pages.length;
+    const readsThen = reads;
+    await vi.waitFor(() => { expect(reads).toBeGreaterThanOrEqual(readsThen + 4); }, WAIT);
+    await r.stop();
+    const records = r.pages.flatMap((p) => p.records.map((x) => Buffer.from(x.bytes)));
+    expect(records.filter((b) => b.equals(damaged))).toHaveLength(1);
+    expect(records.filter((b) => b.equals(Buffer.from(msg(7))))).toHaveLength(1);
+    expect(r.pages.length).toBe(pagesThen);
+  });
+});
+
