@@ -17,7 +17,14 @@ import type { Kafka, Message } from './client.ts';
 import { createIdempotentProducer, retryKafka } from './client.ts';
 import { encodeDeadLetter } from './codec.ts';
 import { CursorCommitter, readCursors, TopicCursorReader } from './cursors.ts';
-import { RAW_HEADERS, rawSession, type Topics } from './topics.ts';
+import { sendInChunks } from './send.ts';
+import { MAX_RECORD_BATCH_BYTES, RAW_HEADERS, rawSession, type Topics } from './topics.ts';
+
+/**
+ * About how many bytes of records go into one produce request: a usual page goes in one, and a
+ * page of large items on one session stays under the topics' max.message.bytes ({@link sendInChunks}).
+ */
+const SEND_CHUNK_BYTES = MAX_RECORD_BATCH_BYTES / 2;
 
 export interface KafkaIngestOptions {
   readonly kafka: Kafka;
@@ -100,10 +107,7 @@ export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestS
             messages: page.deadLetters.map((d) => ({ key: d.origin_key, value: encodeDeadLetter(d) })),
           });
         }
-        if (topicMessages.length > 0) {
-          await producer.sendBatch({ topicMessages, acks: -1 });
-          for (const t of topicMessages) options.onProduced?.(t.topic, t.messages.length);
-        }
+        await sendInChunks(producer, topicMessages, SEND_CHUNK_BYTES, options.onProduced);
         stats.records += page.records.length;
         stats.deadLetters += page.deadLetters.length;
         stats.pages += 1;

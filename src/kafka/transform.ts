@@ -26,6 +26,7 @@ import type { Kafka, Message } from './client.ts';
 import { createIdempotentProducer } from './client.ts';
 import { type EditCarrier, encodeDeadLetter, encodeEditCarrier, encodeEvent, encodeMessage } from './codec.ts';
 import { type ConsumerLoop, type PartitionBatch, startConsumerLoop } from './consume.ts';
+import { sendInChunks } from './send.ts';
 import { RAW_HEADERS, rawTopicType, sessionKey, type Topics } from './topics.ts';
 
 export interface KafkaTransformOptions {
@@ -41,7 +42,7 @@ export interface KafkaTransformOptions {
   readonly onProduced?: (topic: string, records: number) => void;
 }
 
-/** About how many bytes of records go into one produce request. */
+/** About how many bytes of records go into one produce request ({@link sendInChunks}). */
 const SEND_CHUNK_BYTES = 512 * 1024;
 
 /** The source types whose raw topics the transform role reads. */
@@ -239,33 +240,7 @@ export async function startKafkaTransform(options: KafkaTransformOptions): Promi
         else for (const m of t.messages) list.push(m);
       }
     }
-    // kafkajs sends a partition's records as one record batch, which the broker refuses above
-    // the topic's max.message.bytes: send in requests of about SEND_CHUNK_BYTES, one after another.
-    let chunk: { topic: string; messages: Message[] }[] = [];
-    let chunkBytes = 0;
-    const send = async (): Promise<void> => {
-      if (chunk.length > 0) {
-        await producer.sendBatch({ acks: -1, topicMessages: chunk });
-        for (const t of chunk) options.onProduced?.(t.topic, t.messages.length);
-      }
-      chunk = [];
-      chunkBytes = 0;
-    };
-    for (const [topic, list] of byTopic) {
-      let current: Message[] = [];
-      chunk.push({ topic, messages: current });
-      for (const m of list) {
-        const size = (m.value as Buffer).length + 64;
-        if (chunkBytes + size > SEND_CHUNK_BYTES && chunkBytes > 0) {
-          await send();
-          current = [];
-          chunk.push({ topic, messages: current });
-        }
-        current.push(m);
-        chunkBytes += size;
-      }
-    }
-    await send();
+    await sendInChunks(producer, [...byTopic].map(([topic, list]) => ({ topic, messages: list })), SEND_CHUNK_BYTES, options.onProduced);
     stats.records += batch.messages.length;
     stats.messages += messages;
     stats.events += events;

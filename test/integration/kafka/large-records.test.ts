@@ -1,0 +1,83 @@
+/**
+ * Records near the broker's size limit (src/kafka/send.ts): a page whose items on one session
+ * add up to more than a topic's max.message.bytes is produced in several requests, in order,
+ * and its cursor is written; a single record over the limit fails with MSGPIPE_ERR_TOO_LARGE,
+ * not kafkajs's bare protocol error.
+ */
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+
+import { Wakeups } from '../../../src/core/pipeline.ts';
+import { newSourceStats, type Source } from '../../../src/ingest/source.ts';
+import { createIdempotentProducer, ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
+import { cursorKey, readCursors } from '../../../src/kafka/cursors.ts';
+import { runKafkaIngest } from '../../../src/kafka/ingest.ts';
+import { sendInChunks } from '../../../src/kafka/send.ts';
+import { MAX_RECORD_BATCH_BYTES, topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
+import { readTopic, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
+
+let kafka: Kafka;
+useTestBroker((_broker, k) => {
+  kafka = k;
+});
+
+const log = pino({ level: 'warn' });
+
+describe('large records', () => {
+  it('produces a page of large items on one session over several requests, in order, then its cursor', async () => {
+    const topics = topicNames(uniqueTopic('large'));
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, topicSpecs(topics, 2));
+    await admin.disconnect();
+    // 12 items of 800 KB on one session: 9.6 MB for one partition, over the topics' 8 MiB.
+    const origin = { source: 'gw', sourceType: 'gewe' as const, tenant: 'corp1', staffId: 'wx_gw' };
+    const items = Array.from({ length: 12 }, (_v, i) => Buffer.from(JSON.stringify({ msgSessionId: 'sess-big@findermsg', NewMsgId: String(i), ImgBuf: 'A'.repeat(800_000) })));
+    expect(items.reduce((n, b) => n + b.length, 0)).toBeGreaterThan(MAX_RECORD_BATCH_BYTES);
+    const controller = new AbortController();
+    const source: Source = {
+      name: 'gw',
+      origin,
+      stats: newSourceStats(),
+      run: async (ctx) => {
+        await ctx.emit({
+          origin,
+          stream: 'wx_gw',
+          cursorBefore: 'kb0',
+          cursorAfter: 'kb1',
+          records: items.map((bytes, index) => ({ origin, bytes, fetchedAt: 1, cursor: 'kb0', index })),
+          deadLetters: [],
+        });
+        controller.abort();
+      },
+    };
+    const stats = { records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 };
+    await runKafkaIngest({ kafka, topics, sources: [source], accounts: new Map(), wakeups: new Wakeups(), signal: controller.signal, log }, stats);
+
+    const raw = await readTopic(kafka, topics.raw('gewe'));
+    expect(new Set(raw.map((r) => r.partition)).size).toBe(1);
+    expect(raw.map((r) => (JSON.parse(r.value.toString('utf8')) as { NewMsgId: string }).NewMsgId)).toEqual(items.map((_b, i) => String(i)));
+    expect(raw.every((r, i) => r.value.equals(items[i]!))).toBe(true);
+    expect((await readCursors(kafka, topics.cursors, log)).get(cursorKey('gw', 'wx_gw'))).toBe('kb1');
+  }, 120_000);
+
+  it('fails a record larger than its topic takes with MSGPIPE_ERR_TOO_LARGE', async () => {
+    const topic = uniqueTopic('small-limit');
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, [{ topic, numPartitions: 1, config: { 'max.message.bytes': String(64 * 1024) } }]);
+    await admin.disconnect();
+    const producer = createIdempotentProducer(kafka);
+    await producer.connect();
+    try {
+      const sent: string[] = [];
+      await sendInChunks(producer, [{ topic, messages: [{ key: 'k', value: Buffer.alloc(10_000) }] }], 1024 * 1024, (t) => sent.push(t));
+      expect(sent).toEqual([topic]);
+      await expect(sendInChunks(producer, [{ topic, messages: [{ key: 'k', value: Buffer.alloc(100_000) }] }], 1024 * 1024)).rejects.toMatchObject({
+        code: 'MSGPIPE_ERR_TOO_LARGE',
+      });
+    } finally {
+      await producer.disconnect();
+    }
+  }, 60_000);
+});
