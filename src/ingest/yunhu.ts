@@ -118,6 +118,26 @@ class BadPosition extends MsgpipeError {
   }
 }
 
+/**
+ * The pipeline refused a page (`ctx.emit` failed): not a failure of the provider, so it is not
+ * retried as one. {@link YunhuSource.run} rethrows the cause and the source stops, as the
+ * finder sources do.
+ */
+class EmitFailed extends Error {
+  constructor(cause: unknown) {
+    super('The pipeline refused a page.', { cause });
+    this.name = 'EmitFailed';
+  }
+}
+
+async function emitPage(ctx: SourceContext, page: SourcePage): Promise<void> {
+  try {
+    await ctx.emit(page);
+  } catch (err) {
+    throw new EmitFailed(err);
+  }
+}
+
 /** What the poller needs to know of a listed message (the transform reads the rest). */
 interface Listed {
   readonly bytes: Uint8Array;
@@ -142,6 +162,22 @@ function statusError(status: YunhuStatus): AuthError | undefined {
     });
   }
   return undefined;
+}
+
+/**
+ * The undecodable messages of a list page (in msg_seq order) that lie above `high` and at or
+ * below `newHigh`: by their own msg_seq when it can be read, else by position, after the last
+ * message at or below `high` and before the last one above it. Older ones were handed on when
+ * the cursor passed them; newer ones are read from the cursor next.
+ */
+function passedUndecodable(page: readonly Listed[], high: bigint, newHigh: bigint): Listed[] {
+  const lastOld = page.findLastIndex((m) => m.msgId !== undefined && m.seq !== undefined && m.seq <= high);
+  const lastNew = page.findLastIndex((m) => m.msgId !== undefined && m.seq !== undefined && m.seq > high);
+  return page.filter((m, i) => {
+    if (m.msgId !== undefined) return false;
+    if (m.seq !== undefined) return m.seq > high && m.seq <= newHigh;
+    return i > lastOld && i < lastNew;
+  });
 }
 
 function unreadableHash(m: Listed): string {
@@ -247,9 +283,11 @@ export class YunhuSource implements Source {
     let idle = 0;
     while (!stopped()) {
       let fresh: number;
+      let answered: boolean;
       try {
-        fresh = await this.round(ctx, log);
+        ({ fresh, answered } = await this.round(ctx, log));
       } catch (err) {
+        if (err instanceof EmitFailed) throw err.cause;
         if (stopped()) break;
         this.stats.errors++;
         if (err instanceof AuthError) {
@@ -265,7 +303,7 @@ export class YunhuSource implements Source {
       }
       if (this.stats.parked) log.info('Account unparked: Yunhu accepted its token again.');
       this.stats.parked = false;
-      this.stats.lastSuccessAt = Date.now();
+      if (answered) this.stats.lastSuccessAt = Date.now();
       if (fresh > 0) {
         idle = 0;
         continue;
@@ -283,26 +321,35 @@ export class YunhuSource implements Source {
    * on, so a dissolved group or a mistyped chat id does not stop the account's other chats. The
    * account-wide failures (a refused token, a provider down past the retries) end the pass.
    */
-  private async round(ctx: SourceContext, log: SourceContext['log']): Promise<number> {
+  private async round(ctx: SourceContext, log: SourceContext['log']): Promise<{ fresh: number; answered: boolean }> {
+    let reads = 0;
+    let answers = 0;
+    const read = async <T>(key: string, fn: () => Promise<T>): Promise<T | undefined> => {
+      const outcome = await this.isolated(log, key, fn);
+      if (outcome.ran) reads++;
+      if (outcome.ok) answers++;
+      return outcome.value;
+    };
     if (this.config.chats === undefined && Date.now() - this.conversationsReadAt >= this.config.conversationRefreshMs) {
-      await this.isolated(log, 'conversations', () => this.refreshChats(ctx, log));
+      await read('conversations', () => this.refreshChats(ctx, log));
     }
     let fresh = 0;
     for (const chat of this.chats) {
       if (ctx.signal.aborted) break;
-      fresh += (await this.isolated(log, chatStream(chat), () => this.pollChat(ctx, chat))) ?? 0;
+      fresh += (await read(chatStream(chat), () => this.pollChat(ctx, chat))) ?? 0;
     }
-    return fresh;
+    // Answered: some read succeeded, or there was nothing to read and nothing is backing off.
+    return { fresh, answered: answers > 0 || (reads === 0 && this.backoff.size === 0) };
   }
 
   /** Runs `read` unless `key` is backing off; an unusable answer starts or lengthens its backoff. */
-  private async isolated<T>(log: SourceContext['log'], key: string, read: () => Promise<T>): Promise<T | undefined> {
+  private async isolated<T>(log: SourceContext['log'], key: string, read: () => Promise<T>): Promise<{ ran: boolean; ok: boolean; value: T | undefined }> {
     const backoff = this.backoff.get(key);
-    if (backoff !== undefined && Date.now() < backoff.until) return undefined;
+    if (backoff !== undefined && Date.now() < backoff.until) return { ran: false, ok: false, value: undefined };
     try {
-      const result = await read();
+      const value = await read();
       this.backoff.delete(key);
-      return result;
+      return { ran: true, ok: true, value };
     } catch (err) {
       if (!(err instanceof BadPosition)) throw err;
       this.stats.errors++;
@@ -310,7 +357,7 @@ export class YunhuSource implements Source {
       const waitMs = backoffMs(this.retryPolicy, failures);
       this.backoff.set(key, { failures, until: Date.now() + waitMs });
       log.warn({ stream: key, code: err.bad.code, reason: err.bad.message, attempt: failures, waitMs }, 'Unusable answer kept as a dead letter; asking again later.');
-      return undefined;
+      return { ran: true, ok: false, value: undefined };
     }
   }
 
@@ -377,15 +424,15 @@ export class YunhuSource implements Source {
       const readable = page.filter((m): m is Listed & { seq: bigint; msgId: string } => m.seq !== undefined && m.msgId !== undefined);
       if (readable.length === 0) break;
       const changed = readable.filter((m) => m.seq > high || seen?.get(m.msgId)?.state !== m.state);
-      // After a restart nothing is in `seen`: only edited or recalled messages need handing on again.
-      // An undecodable message that arrived during the round is handed on (and dead-lettered by the
-      // transform) here, as the cursor moves past it.
-      const worth = [
-        ...changed.filter((m) => m.seq > high || seen?.has(m.msgId) === true || m.state !== '0:0'),
-        ...this.unsent(stream, page.filter((m) => m.msgId === undefined)),
-      ];
       const top = readable.reduce((max, m) => (m.seq > max ? m.seq : max), start);
       const newHigh = top > high ? top : high;
+      // After a restart nothing is in `seen`: only edited or recalled messages need handing on again.
+      // Undecodable messages that the cursor moves past now (they arrived during the round) are
+      // handed on too, to be dead-lettered by the transform.
+      const worth = [
+        ...changed.filter((m) => m.seq > high || seen?.has(m.msgId) === true || m.state !== '0:0'),
+        ...this.unsent(stream, passedUndecodable(page, high, newHigh)),
+      ];
       if (worth.length > 0) await this.emitMessages(ctx, chat, high, newHigh, worth);
       else for (const m of changed) this.remember(stream, m);
       high = newHigh;
@@ -412,7 +459,7 @@ export class YunhuSource implements Source {
     }
     this.stats.pages++;
     this.stats.records += records.length;
-    await ctx.emit({ origin: this.origin, stream, cursorBefore, cursorAfter: after.toString(), records, deadLetters: [] } satisfies SourcePage);
+    await emitPage(ctx, { origin: this.origin, stream, cursorBefore, cursorAfter: after.toString(), records, deadLetters: [] });
     this.cursors.set(stream, after);
     for (const m of messages) this.remember(stream, m);
     this.rememberUnreadable(stream, messages);
@@ -535,7 +582,7 @@ export class YunhuSource implements Source {
       // A chat's page keeps the chat's cursor; the conversation list's (stream `conversations`)
       // keeps the list's md5, which nothing reads back.
       const cursor = stream === 'conversations' ? this.conversationMd5 : (this.cursors.get(stream) ?? 0n).toString();
-      await ctx.emit({ origin: this.origin, stream, cursorBefore: cursor, cursorAfter: cursor, records: [], deadLetters: [deadLetter] });
+      await emitPage(ctx, { origin: this.origin, stream, cursorBefore: cursor, cursorAfter: cursor, records: [], deadLetters: [deadLetter] });
       if (this.reported.size > 10_000) this.reported.clear();
       this.reported.add(hash);
     }

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { sourceSchema } from '../../../src/core/config.ts';
+import { MsgpipeError } from '../../../src/core/errors.ts';
 import { createSource } from '../../../src/ingest/registry.ts';
 import type { Source, SourceContext, SourcePage } from '../../../src/ingest/source.ts';
 import { decodeYunhu, encodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
@@ -187,12 +188,45 @@ describe('yunhu source', () => {
     const isDamaged = (bytes: Uint8Array): boolean => bytes[0] === 0x0a && bytes[1] === 0x50;
     await vi.waitFor(() => { expect(r.pages.some((p) => p.records.some((x) => isDamaged(x.bytes)))).toBe(true); }, WAIT);
     const readsThen = sim.received('7311890').length;
+    const emptyThen = source.stats.emptyPolls;
     await vi.waitFor(() => { expect(sim.received('7311890').length).toBeGreaterThanOrEqual(readsThen + 5); }, WAIT);
     expect(r.pages.filter((p) => p.records.some((x) => isDamaged(x.bytes)))).toHaveLength(1);
-    // Those reads found nothing new, so the source waited between them instead of asking at once.
-    expect(source.stats.emptyPolls).toBeGreaterThan(0);
+    // Those reads found nothing new, so the source counted them empty and waited between them.
+    expect(source.stats.emptyPolls).toBeGreaterThanOrEqual(emptyThen + 4);
     expect(r.cursors.get('1:7356214')).toBe('5');
     await r.stop();
+  });
+
+  it('does not count a round as answered when every chat answered an error status', async () => {
+    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 5 }] });
+    const source = build(sim, { rereadWindow: 0, chats: [{ chatId: '7356214', chatType: 1 }] });
+    sim.setFaults('7311890', { goneChats: ['1:7356214'] });
+    const r = run(source);
+    await vi.waitFor(() => { expect(sim.received('7311890').length).toBeGreaterThanOrEqual(4); }, WAIT);
+    expect(source.stats.lastSuccessAt).toBeUndefined();
+    sim.clearFaults('7311890');
+    await vi.waitFor(() => { expect(r.cursors.get('1:7356214')).toBe('5'); }, WAIT);
+    expect(source.stats.lastSuccessAt).toBeTypeOf('number');
+    await r.stop();
+  });
+
+  it('stops when the pipeline refuses a page, instead of asking the provider again', async () => {
+    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 5 }, { chatId: '82041957', chatType: 3, messages: 3 }] });
+    const source = build(sim, { rereadWindow: 0, chats: [{ chatId: '7356214', chatType: 1 }, { chatId: '82041957', chatType: 3 }] });
+    const refusal = new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', 'the store is down');
+    let emits = 0;
+    const outcome = source.run({
+      signal: new AbortController().signal,
+      log: pino({ level: 'silent' }),
+      loadCursor: () => Promise.resolve(undefined),
+      emit: () => {
+        emits++;
+        return Promise.reject(refusal);
+      },
+      wakeup: () => new Promise<void>(() => undefined),
+    });
+    await expect(outcome).rejects.toBe(refusal);
+    expect(emits).toBe(1);
   });
 });
 
@@ -204,7 +238,10 @@ describe('yunhu source re-read', () => {
     if (open !== undefined) await new Promise((resolve) => { open.close(resolve); });
   });
 
-  it('hands on an undecodable message that arrived during the round when the re-read moves past it', async () => {
+  it.each([
+    ['hands on an undecodable message that arrived during the round when the re-read moves past it', '5', 1],
+    ['does not hand on again an undecodable message below the cursor after a restart', '7', 0],
+  ])('%s', async (_title, cursor, damagedSent) => {
     const msg = (seq: number): Uint8Array => encodeYunhu('Msg', { msg_id: `m${String(seq)}`, msg_seq: String(seq), send_time: '1731059400000', content_type: 1, content: { text: `t${String(seq)}` } });
     const damaged = Buffer.from([0x0a, 0x50, 0x61, 0x62]);
     const list = (entries: readonly Uint8Array[]): Buffer => {
@@ -227,7 +264,7 @@ describe('yunhu source re-read', () => {
     await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
     const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: url, token: 't', userId: 'u', pollIntervalMs: 50, rereadWindow: 20, chats: [{ chatId: 'c', chatType: 2 }] });
-    const r = run(createSource(config, { retry: FAST, parkRetryMs: 100 }), new Map([['2:c', '5']]));
+    const r = run(createSource(config, { retry: FAST, parkRetryMs: 100 }), new Map([['2:c', cursor]]));
     await vi.waitFor(() => { expect(r.cursors.get('2:c')).toBe('7'); }, WAIT);
     // More rounds list the same window again.
     const pagesThen = r.pages.length;
@@ -235,8 +272,8 @@ describe('yunhu source re-read', () => {
     await vi.waitFor(() => { expect(reads).toBeGreaterThanOrEqual(readsThen + 4); }, WAIT);
     await r.stop();
     const records = r.pages.flatMap((p) => p.records.map((x) => Buffer.from(x.bytes)));
-    expect(records.filter((b) => b.equals(damaged))).toHaveLength(1);
-    expect(records.filter((b) => b.equals(Buffer.from(msg(7))))).toHaveLength(1);
+    expect(records.filter((b) => b.equals(damaged))).toHaveLength(damagedSent);
+    expect(records.filter((b) => b.equals(Buffer.from(msg(7))))).toHaveLength(damagedSent);
     expect(r.pages.length).toBe(pagesThen);
   });
 });
