@@ -322,10 +322,23 @@ function compactRows(rows: readonly object[], columns: readonly string[]): unkno
   });
 }
 
+/** `\udXXX` (a lone surrogate as JSON.stringify escapes it) after an even run of backslashes. */
+const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
+
+/**
+ * JSON text made by `JSON.stringify` with every lone surrogate replaced by U+FFFD. The text of a
+ * JavaScript string may hold half of a surrogate pair (a cut in the middle of an emoji), which
+ * JSON.stringify writes as `\ud83d`; ClickHouse refuses the whole insert for one ("missing
+ * second part of surrogate pair"), so no row of the batch could ever be stored.
+ */
+export function wellFormedJson(json: string): string {
+  return json.includes('\\ud') ? json.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : json;
+}
+
 /** One JSON text per row, newline separated, as UTF-8 bytes. */
 function jsonLines(rows: readonly unknown[]): Buffer {
   const lines: string[] = new Array<string>(rows.length);
-  for (let i = 0; i < rows.length; i++) lines[i] = JSON.stringify(rows[i]);
+  for (let i = 0; i < rows.length; i++) lines[i] = wellFormedJson(JSON.stringify(rows[i]));
   return Buffer.from(lines.join('\n'), 'utf8');
 }
 

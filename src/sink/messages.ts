@@ -8,7 +8,7 @@
  * recall UPDATE, and the select list that reads rows back in the {@link MessageRow} shape.
  */
 import type { MessageRow, RecallMark } from '../core/types.ts';
-import { stringList, type CallOptions, type Store } from './clickhouse.ts';
+import { stringList, wellFormedJson, type CallOptions, type Store } from './clickhouse.ts';
 
 export const MESSAGES_TABLE = 'messages';
 
@@ -119,6 +119,11 @@ const INT_FIELDS = [
   'img_status',
 ] as const satisfies readonly (keyof MessageRow)[];
 
+/** The Int32 columns: ClickHouse would store a larger integer wrapped, without an error. */
+const INT32_FIELDS = ['wx_msg_type', 'app_type'] as const satisfies readonly (keyof MessageRow)[];
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
 /**
  * Why ClickHouse would refuse this row, or undefined when it is insertable. Checked per row so a
  * single malformed row becomes a dead letter instead of failing its whole batch forever.
@@ -136,6 +141,10 @@ export function invalidMessageReason(row: MessageRow): string | undefined {
   if (isSender !== 0 && isSender !== 1) return 'is_sender is not 0 or 1';
   for (const field of STRING_FIELDS) if (typeof r[field] !== 'string') return `${field} is not a string`;
   for (const field of INT_FIELDS) if (!isInt(r[field])) return `${field} is not an integer`;
+  for (const field of INT32_FIELDS) {
+    const v = r[field] as number;
+    if (v < INT32_MIN || v > INT32_MAX) return `${field} is outside Int32`;
+  }
   if (!isStringArray(r['tolist']) || !isStringArray(r['at_user_list'])) return 'tolist/at_user_list is not a string array';
   return undefined;
 }
@@ -196,7 +205,7 @@ export function encodeMessageLine(row: MessageRow): Buffer {
     row.peer_avatar,
     row.ingested_at,
   ]);
-  return Buffer.from(json.slice(0, -1), 'utf8');
+  return Buffer.from(wellFormedJson(json).slice(0, -1), 'utf8');
 }
 
 const NOT_RECALLED = Buffer.from(',0,null]\n', 'utf8');

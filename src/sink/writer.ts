@@ -608,9 +608,12 @@ export class SinkWriter implements UnitSink {
     const duplicates: TableCounts = { messages: 0, events: 0, dead_letters: 0 };
     const deadLetters: DeadLetterRow[] = [...batch.deadLetters];
     let invalid = 0;
+    // Identities of the refused rows' dead letters: without `ingested_at` (the transform's clock),
+    // so the same row refused again after a replay is the same dead letter.
+    const refusedIds = new Map<DeadLetterRow, string>();
     const sinkDeadLetter = (table: string, key: string, row: MessageRow | EventRow, reason: string): void => {
       invalid += 1;
-      deadLetters.push({
+      const letter: DeadLetterRow = {
         tenant: row.tenant,
         source: row.source,
         source_type: row.source_type,
@@ -620,7 +623,10 @@ export class SinkWriter implements UnitSink {
         original_base64: Buffer.from(safeJson(row), 'utf8').toString('base64'),
         origin_key: `sink:${table}:${key}`,
         occurred_at: now,
-      });
+      };
+      const { ingested_at: _ingestedAt, ...stable } = row;
+      refusedIds.set(letter, deadLetterId({ ...letter, original_base64: Buffer.from(safeJson(stable), 'utf8').toString('base64') }));
+      deadLetters.push(letter);
     };
 
     for (const { key, row, reason } of batch.refused) sinkDeadLetter(MESSAGES_TABLE, key, row, reason);
@@ -650,7 +656,7 @@ export class SinkWriter implements UnitSink {
     const letters: { id: string; row: DeadLetterRow }[] = [];
     const seenLetters = new Set<string>();
     for (const row of deadLetters) {
-      const id = deadLetterId(row);
+      const id = refusedIds.get(row) ?? deadLetterId(row);
       if (seenLetters.has(id)) duplicates.dead_letters += 1;
       else {
         seenLetters.add(id);

@@ -520,6 +520,54 @@ describe('SinkWriter', () => {
       expect(await count(temp.store, 'dead_letters')).toBe(1);
     });
 
+    it('stores text holding half of a surrogate pair as U+FFFD instead of failing the whole insert', async () => {
+      const w = writer(temp.store);
+      await w.add(
+        unit(
+          {
+            messages: [
+              message({ msgid: '50', content_text: 'a\ud800b', peer_name: '\udc00张' }),
+              // A literal backslash and "ud800" is text, not an escape: it stays as it is.
+              message({ msgid: '51', content_text: 'path\\ud800' }),
+            ],
+            events: [event({ payload: '{"title":"\ud83d"}' })],
+            deadLetters: [deadLetter(Uint8Array.from([1]), { error_message: 'End tag </aaa\ud83d> without a start tag' })],
+          },
+          'kb-1',
+        ),
+      );
+      await w.close();
+      const stored = await storedMessages(temp.store);
+      expect(stored.map((m) => [m.msgid, m.content_text, m.peer_name])).toEqual([
+        ['50', 'a\ufffdb', '\ufffd张'],
+        ['51', 'path\\ud800', message().peer_name],
+      ]);
+      const [storedEvent] = await temp.store.query<EventRow>(`SELECT ${EVENT_SELECT} FROM events`);
+      expect(storedEvent?.payload).toBe('{"title":"\ufffd"}');
+      const [letter] = await temp.store.query<DeadLetterRow>(`SELECT ${DEAD_LETTER_SELECT} FROM dead_letters`);
+      expect(letter?.error_message).toBe('End tag </aaa\ufffd> without a start tag');
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-1');
+    });
+
+    it('stores the dead letter of a refused row once when a replay refuses it again with a new ingestion time', async () => {
+      const bad = message({ msgid: '44', seq: 'not-a-number' });
+      const w = writer(temp.store);
+      await w.add(unit({ messages: [bad] }, 'kb-1'));
+      await w.flush();
+      await w.add(unit({ messages: [{ ...bad, ingested_at: bad.ingested_at + 60_000 }] }, 'kb-1'));
+      await w.close();
+      expect(await count(temp.store, 'dead_letters')).toBe(1);
+    });
+
+    it('refuses an integer outside Int32 for an Int32 column instead of storing it wrapped', async () => {
+      const w = writer(temp.store);
+      await w.add(unit({ messages: [message({ msgid: '45', wx_msg_type: 2 ** 31 }), message({ msgid: '46', app_type: -(2 ** 31) })] }, 'kb-1'));
+      await w.close();
+      expect((await storedMessages(temp.store)).map((m) => [m.msgid, m.app_type])).toEqual([['46', -(2 ** 31)]]);
+      const [letter] = await temp.store.query<DeadLetterRow>(`SELECT ${DEAD_LETTER_SELECT} FROM dead_letters`);
+      expect(letter?.error_message).toContain('wx_msg_type is outside Int32');
+    });
+
     it('turns a row ClickHouse would refuse into a sink dead letter instead of failing the batch', async () => {
       const bad = message({ msgid: '42', seq: 'not-a-number' });
       const w = writer(temp.store);
