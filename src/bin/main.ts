@@ -141,7 +141,9 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
       const config = await resolveConfig(opts.config, false);
       const store = await openConfiguredStore(config, logger(config), { migrate: false });
       try {
-        const rows = await store.query<Record<string, unknown>>(query);
+        // The statement check is about intent; the engine's readonly mode is the guarantee
+        // (`WITH … INSERT …` starts like a read).
+        const rows = await store.query<Record<string, unknown>>(query, undefined, { settings: { readonly: '2' } });
         out.write(formatRows(rows, opts.format));
       } finally {
         await store.close();

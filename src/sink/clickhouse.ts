@@ -65,6 +65,11 @@ export interface CallSettings {
   readonly max_execution_time?: number;
   /** Bytes as a decimal string; '0' = unlimited. */
   readonly max_memory_usage?: string;
+  /**
+   * 2: the call may read and change settings, not write. Not managed: on chDB it sticks to the
+   * connection and cannot be lifted again, so only for a store used for nothing after (`msgpipe sql`).
+   */
+  readonly readonly?: '2';
 }
 
 export interface CallOptions {
