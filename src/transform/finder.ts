@@ -192,6 +192,8 @@ export function createFinderTransform(options: FinderTransformOptions = {}): Fin
       return parsed.kind === 'message' ? messageOutput(record, item, parsed, now) : eventOutput(record, text, item, parsed, now);
     } catch (err) {
       if (err instanceof PoisonError) return deadLetter(record, err.code, err.message, now);
+      // A value nested thousands deep parses, but overflows the stack when written out again.
+      if (err instanceof RangeError) return deadLetter(record, 'MSGPIPE_ERR_SHAPE', `Item cannot be handled: ${err.message}`, now);
       throw err;
     }
   };

@@ -275,6 +275,8 @@ export function createYunhuTransform(options: YunhuTransformOptions = {}): (reco
       return bytes[0] === OPEN_BRACE ? editEntryOutput(record, chat, now) : messageOutput(record, chat, now);
     } catch (err) {
       if (err instanceof Bad) return deadLetter(record, err.code, err.message, now);
+      // A value nested thousands deep parses, but overflows the stack when written out again.
+      if (err instanceof RangeError) return deadLetter(record, 'MSGPIPE_ERR_SHAPE', `Record cannot be handled: ${err.message}`, now);
       throw err;
     }
   };

@@ -107,6 +107,11 @@ describe('bytes and JSON', () => {
     expectDeadLetter(text, 'MSGPIPE_ERR_JSON');
   });
 
+  it('an extinfo nested 100 000 deep is a SHAPE dead letter, not a stack overflow that stops the pipeline', () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    expectDeadLetter(itemText().replace('"extinfo":"CAE="', `"extinfo":${deep}`), 'MSGPIPE_ERR_SHAPE');
+  });
+
   it('10 000 nested arrays are a SHAPE dead letter (parsed without a stack overflow)', () => {
     expectDeadLetter(`${'['.repeat(10_000)}${']'.repeat(10_000)}`, 'MSGPIPE_ERR_SHAPE');
   });

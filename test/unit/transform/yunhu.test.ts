@@ -22,6 +22,15 @@ const XIAOLIN = {
 };
 
 describe('transformYunhuRecord', () => {
+  it('dead-letters buttons nested 100 000 deep instead of overflowing the stack', () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    const bytes = encodeYunhu('Msg', { msg_id: 'deep1', sender: XIAOLIN, direction: 'left', content_type: 1, content: { text: 'x', buttons: deep }, send_time: '1731059312457', msg_seq: '5' });
+    const out = transformYunhuRecord(record(bytes), NOW);
+    expect(out.messages).toEqual([]);
+    expect(out.deadLetters.map((d) => d.error_code)).toEqual(['MSGPIPE_ERR_SHAPE']);
+    expect(Buffer.from(out.deadLetters[0]!.original_base64, 'base64').equals(Buffer.from(bytes))).toBe(true);
+  });
+
   it('maps a group text message with mentions, sender tags and exact 64-bit fields', () => {
     const bytes = encodeYunhu('Msg', {
       msg_id: '8f3c2a9e4b1d47c6a0e5f2d9c8b7a613',
@@ -112,6 +121,18 @@ describe('transformYunhuRecord', () => {
       expect(row.wx_msg_type).toBe(contentType);
     }
   });
+
+  it.each([
+    ['closed script and style elements dropped', '<p>a</p><script>x()</script><STYLE>p{}</style >b', 'a b'],
+    ['an unclosed script start tag stripped as a tag', '<p>a</p><script>x()', 'a x()'],
+    // 1 MB of unclosed start tags (a regex with a lazy body took 18 s for this) and of lone `<`.
+    ['many unclosed script start tags', `${'<script>'.repeat(125_000)}end`, 'end'],
+    ['many lone angle brackets', `${'<'.repeat(1_000_000)}b>end`, `${'<'.repeat(999_999)} end`],
+  ])('takes the text of HTML: %s', (_name, html, text) => {
+    const bytes = encodeYunhu('Msg', { msg_id: 'h1', sender: XIAOLIN, content_type: 8, content: { text: html }, send_time: '1731059312457', msg_seq: '9' });
+    expect(transformYunhuRecord(record(bytes), NOW).messages[0]?.content_text).toBe(text);
+    // A hang guard, not a speed target: ~50 ms now, 19 s with the quadratic regex.
+  }, 5_000);
 
   it('turns recall_time into a recall mark and edit_time into an edit mark with the latest content', () => {
     const bytes = encodeYunhu('Msg', {
