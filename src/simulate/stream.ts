@@ -51,6 +51,7 @@ import { KIND_INFO, SIM_KINDS } from './kinds.ts';
 import type { Destination, SimKind } from './kinds.ts';
 import { hash3, Rng } from './random.ts';
 import type { MsgType } from '../core/types.ts';
+import { finderMessageId } from '../transform/finder.ts';
 
 /** The providers the simulator speaks. */
 export const SIM_PROVIDERS = ['gewe', 'videosapi', 'syncfinder'] as const;
@@ -116,6 +117,8 @@ export interface ExpectedMessage {
   readonly index: number;
   /** NewMsgId, exact decimal. */
   readonly newMsgId: string;
+  /** The `msgid` msgpipe stores: NewMsgId, or for a pseudo id the id derived from the content. */
+  readonly msgid: string;
   readonly msgId: number;
   /** `msgSessionId` ('' for server instructions). */
   readonly msgSessionId: string;
@@ -543,6 +546,16 @@ export function toExpected(m: SimMessage): ExpectedMessage {
   return {
     index: m.index,
     newMsgId: m.newMsgId,
+    msgid: finderMessageId({
+      newMsgId: m.newMsgId,
+      msgId: String(m.msgId),
+      createTime: m.createTime,
+      msgType: info.msgType,
+      from: m.from,
+      to: m.to,
+      sessionId: m.sessionId,
+      content: m.content,
+    }),
     msgId: m.msgId,
     msgSessionId: m.sessionId,
     kind: m.kind,

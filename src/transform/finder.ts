@@ -14,7 +14,7 @@
  * ```
  *
  * Column mapping (DESIGN §6): tenant/source/source_type/staff_id from the record's origin;
- * msgid = NewMsgId (exact); from_id / tolist = FromUserName / [ToUserName]; peer_id = isSender ?
+ * msgid = NewMsgId (exact; derived from the content where it is a pseudo id); from_id / tolist = FromUserName / [ToUserName]; peer_id = isSender ?
  * ToUserName : FromUserName; session_id = msgSessionId; msg_time = CreateTime × 1000; seq =
  * content.seq (exact); action = send, or recall for a revoke row. msg_type, content_text and
  * content come from the per-kind readers (content.ts lists them).
@@ -70,21 +70,34 @@ function deadLetter(record: RawRecord, code: ErrorCode, message: string, now: nu
   return { messages: [], events: [], deadLetters: [row], recalls: [] };
 }
 
+/** The item fields that identify a finder item: {@link finderMessageId} reads only these. */
+export type FinderItemIdentity = Pick<FinderItem, 'newMsgId' | 'msgId' | 'createTime' | 'msgType' | 'from' | 'to' | 'sessionId' | 'content'>;
+
 /**
  * True when NewMsgId is a stand-in rather than a server id: control items and revokes can carry
  * `MsgId == NewMsgId == CreateTime` (reference A10).
  */
-function isPseudoId(item: FinderItem): boolean {
+function isPseudoId(item: FinderItemIdentity): boolean {
   return item.newMsgId === '0' || item.newMsgId === String(item.createTime) || item.newMsgId === item.msgId;
 }
 
 /**
- * A stable id for an event whose NewMsgId is a pseudo id: SHA-256 over the fields that make the
- * event what it is, so the same event delivered again gets the same id and dedupes.
+ * SHA-256 over the fields that make an item what it is, so the same item delivered again (by
+ * the same or another provider, whichever stand-in id it carries) gets the same digest.
  */
-function contentHashId(item: FinderItem): string {
+function contentDigest(item: FinderItemIdentity): Buffer {
   const canonical = JSON.stringify([item.msgType, item.createTime, item.from, item.to, item.sessionId, item.content]);
-  return createHash('sha256').update(canonical).digest('hex');
+  return createHash('sha256').update(canonical).digest();
+}
+
+/**
+ * The `msgid` stored for a finder message: NewMsgId, or where NewMsgId is a pseudo id (a revoke
+ * or a system line) the first 64 bits of {@link contentDigest} as unsigned decimal. Two revokes
+ * in the same second on one account share their pseudo id but not their content, so each keeps
+ * its row; `legacy_msgid` and `msg_time` still hold what the provider sent.
+ */
+export function finderMessageId(item: FinderItemIdentity): string {
+  return isPseudoId(item) ? contentDigest(item).readBigUInt64BE(0).toString() : item.newMsgId;
 }
 
 function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind, now: number): TransformOutput {
@@ -95,7 +108,7 @@ function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind,
     source: origin.source,
     source_type: origin.sourceType,
     staff_id: origin.staffId,
-    msgid: item.newMsgId,
+    msgid: finderMessageId(item),
     legacy_msgid: item.msgId,
     session_id: item.sessionId,
     session_type: 'external',
@@ -148,7 +161,7 @@ function eventOutput(record: RawRecord, text: string, item: FinderItem, parsed: 
     source: origin.source,
     source_type: origin.sourceType,
     staff_id: origin.staffId,
-    event_id: isPseudoId(item) ? contentHashId(item) : item.newMsgId,
+    event_id: isPseudoId(item) ? contentDigest(item).toString('hex') : item.newMsgId,
     event_type: parsed.eventType,
     event_time: item.createTime * 1000,
     session_id: item.sessionId,

@@ -67,7 +67,7 @@ describe('hostile input', () => {
         // Every ordinary message, before and after the poison, is stored.
         const expected = sim.expected('g1').filter((m) => m.destination === 'messages');
         expect(expected.length).toBeGreaterThan(150);
-        for (const m of expected) expect(stored.has(m.newMsgId)).toBe(true);
+        for (const m of expected) expect(stored.has(m.msgid)).toBe(true);
       } finally {
         await sim.close();
       }

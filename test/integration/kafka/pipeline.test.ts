@@ -120,7 +120,7 @@ describe('distributed pipeline', () => {
         });
         const printed = stdout.trim().split('\n').map((line) => JSON.parse(line) as { source: string; msgid: string; session_id: string; msg_time: number; key: string });
         expect(printed).toHaveLength(50);
-        const upstream = new Map<string, ExpectedMessage>(IDS.flatMap((id) => sim.expected(id).map((m) => [`${id}:${m.newMsgId}`, m] as const)));
+        const upstream = new Map<string, ExpectedMessage>(IDS.flatMap((id) => sim.expected(id).map((m) => [`${id}:${m.msgid}`, m] as const)));
         for (const m of printed) {
           const u = upstream.get(`${m.source}:${m.msgid}`);
           expect(u, m.msgid).toBeDefined();

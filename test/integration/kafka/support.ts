@@ -113,10 +113,10 @@ export async function expectExactContents(configFile: string, sim: SimulatorHand
     const expected = sim.expected(id).filter((m) => m.destination === 'messages');
     const stored = rows.filter((r) => r.source === id);
     // Exactly once each: no message missing, none doubled.
-    expect(stored.map((r) => r.msgid).sort()).toEqual(expected.map((m) => m.newMsgId).sort());
+    expect(stored.map((r) => r.msgid).sort()).toEqual(expected.map((m) => m.msgid).sort());
     const byId = new Map(stored.map((r) => [r.msgid, r]));
     for (const m of expected) {
-      const row = byId.get(m.newMsgId)!;
+      const row = byId.get(m.msgid)!;
       expect(row.msg_type).toBe(m.designType);
       expect(row.session_id).toBe(m.msgSessionId);
       if (m.kind === 'text') expect(row.content_text).toBe(m.text);
@@ -154,7 +154,7 @@ export async function expectSessionOrder(kafka: Kafka, prefix: string, sim: Simu
     for (const m of sim.expected(id)) {
       if (m.destination !== 'messages') continue;
       const session = `${id}:${m.msgSessionId}`;
-      upstream.set(session, [...(upstream.get(session) ?? []), m.newMsgId]);
+      upstream.set(session, [...(upstream.get(session) ?? []), m.msgid]);
     }
     for (const [session, ids] of upstream) {
       expect(topicOrder.get(session), session).toEqual(ids);

@@ -21,6 +21,8 @@ import {
   type TempStore,
 } from './helpers.ts';
 import type { Store } from '../../../src/sink/clickhouse.ts';
+import { transformFinderItem } from '../../../src/transform/finder.ts';
+import { NOW, itemText, record } from '../transform/support.ts';
 
 const FAST_RETRY = { attempts: 5, minMs: 1, maxMs: 5, factor: 2 } as const;
 
@@ -243,6 +245,37 @@ describe('SinkWriter', () => {
       await w.close();
       const rows = await storedMessages(temp.store);
       expect(rows.filter((r) => r.msgid === target.msgid)).toEqual([{ ...target, recalled: 1, recall_time: t }]);
+    });
+
+    it('stores two revokes that share a pseudo NewMsgId (same second, same account), each recalling its target', async () => {
+      // Revoke rows carry NewMsgId == CreateTime: the transform gives each its own msgid.
+      const revokeItem = (target: string, session: string): SinkUnit['output'] =>
+        transformFinderItem(
+          record(
+            itemText({
+              msgType: 10002,
+              newMsgId: '1731060090',
+              createTime: 1731060090,
+              session,
+              content: `<sysmsg type="revokemsg"><revokemsg><session>${session}</session><newmsgid>${target}</newmsgid><replacemsg><![CDATA["小林" 撤回了一条消息]]></replacemsg></revokemsg></sysmsg>`,
+            }),
+          ),
+          NOW,
+        );
+      const first = message({ msgid: '8412057736190466213', session_id: 's-1@findermsg', msg_time: 1731060000_000 });
+      const second = message({ msgid: '8412057736190466999', session_id: 's-2@findermsg', msg_time: 1731060000_000 });
+      const w = writer(temp.store);
+      await w.add(unit({ messages: [first, second] }, 'kb-1'));
+      await w.flush();
+      const a = revokeItem(first.msgid, first.session_id);
+      const b = revokeItem(second.msgid, second.session_id);
+      await w.add(unit({ messages: [...a.messages, ...b.messages], recalls: [...a.recalls, ...b.recalls] }, 'kb-2'));
+      await w.add(unit({ ...a }, 'kb-3')); // the first revoke delivered again
+      await w.close();
+      const rows = await storedMessages(temp.store);
+      expect(rows.filter((r) => r.msg_type === 'revoke').map((r) => r.pre_msgid).sort()).toEqual([first.msgid, second.msgid]);
+      expect(rows).toHaveLength(4);
+      for (const target of [first, second]) expect(rows.find((r) => r.msgid === target.msgid)).toMatchObject({ recalled: 1, recall_time: 1731060090_000 });
     });
 
     it('sees duplicates and revocations of the batch still being stored when looking up the next one', async () => {

@@ -145,6 +145,44 @@ describe('revoke', () => {
   it('takes the session from inside the revoke when the item has none', () => {
     expect(revoke('').recalls[0]?.session_id).toBe(SESSION);
   });
+
+  describe('with a pseudo NewMsgId', () => {
+    const revokeOf = (target: string, session: string, newMsgId = '1731060090', msgId = '1048377230'): string =>
+      itemText({
+        msgType: 10002,
+        newMsgId,
+        msgId,
+        createTime: 1731060090,
+        session,
+        content: `<sysmsg type="revokemsg"><revokemsg><session>${session}</session><newmsgid>${target}</newmsgid><replacemsg><![CDATA["小林" 撤回了一条消息]]></replacemsg></revokemsg></sysmsg>`,
+      });
+    const OTHER_SESSION = SESSION.replace('8c1e', '9d2f');
+
+    it('stores a msgid derived from the content: two revokes of the same second keep a row each', () => {
+      const a = only(revokeOf('8412057736190466213', SESSION)).messages[0]!;
+      const b = only(revokeOf('8412057736190466999', OTHER_SESSION)).messages[0]!;
+      const c = only(revokeOf('8412057736190466999', SESSION)).messages[0]!;
+      expect(new Set([a.msgid, b.msgid, c.msgid]).size).toBe(3);
+      for (const m of [a, b, c]) {
+        expect(m.msgid).toMatch(/^[1-9][0-9]{0,19}$/);
+        expect(BigInt(m.msgid) < 2n ** 64n).toBe(true);
+        // What the provider sent stays: MsgId in legacy_msgid, the pseudo id in msg_time.
+        expect(m).toMatchObject({ legacy_msgid: '1048377230', msg_time: 1731060090_000 });
+      }
+    });
+
+    it('derives the same msgid when the revoke is delivered again, whichever stand-in id it carries', () => {
+      const first = only(revokeOf('8412057736190466213', SESSION)).messages[0]!.msgid;
+      const again = only(revokeOf('8412057736190466213', SESSION).replaceAll(',"', ', "')).messages[0]!.msgid;
+      const byMsgId = only(revokeOf('8412057736190466213', SESSION, '77', '77')).messages[0]!.msgid;
+      const zero = only(revokeOf('8412057736190466213', SESSION, '0')).messages[0]!.msgid;
+      expect([again, byMsgId, zero]).toEqual([first, first, first]);
+    });
+
+    it('keeps a real NewMsgId as msgid', () => {
+      expect(only(revokeOf('8412057736190466213', SESSION, '3876235366388279544')).messages[0]!.msgid).toBe('3876235366388279544');
+    });
+  });
 });
 
 describe('events', () => {
