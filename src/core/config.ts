@@ -136,9 +136,12 @@ const transformSchema = z
   })
   .describe('The transform stage of the embedded pipeline (without `kafka.brokers`).');
 
+/** The log levels `log.level` and `MSGPIPE_LOG_LEVEL` accept. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 const logSchema = z
   .strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level.'),
+    level: z.enum(LOG_LEVELS).default('info').describe('Log level.'),
   })
   .describe('Logging.');
 
@@ -153,24 +156,44 @@ export const configSchema = z
     sink: sinkSchema.prefault({}),
     log: logSchema.prefault({}),
     metrics: metricsConfigSchema.prefault({}),
-  })
-  .superRefine((config, ctx) => {
-    const tenants = new Set<string>();
-    config.tenants.forEach((tenant, i) => {
-      if (tenants.has(tenant.id)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `duplicate tenant "${tenant.id}"` });
-      tenants.add(tenant.id);
-    });
-    const names = new Set<string>();
-    config.sources.forEach((source, i) => {
-      if (names.has(source.name)) ctx.addIssue({ code: 'custom', path: ['sources', i, 'name'], message: `duplicate source name "${source.name}"` });
-      names.add(source.name);
-      if (!tenants.has(source.tenant)) {
-        ctx.addIssue({ code: 'custom', path: ['sources', i, 'tenant'], message: `tenant "${source.tenant}" is not listed in tenants` });
-      }
-    });
   });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
+
+/** The `key` string of each object in `list` (undefined where it is missing or not a string). */
+function stringsAt(list: unknown, key: string): (string | undefined)[] {
+  if (!Array.isArray(list)) return [];
+  return list.map((item: unknown) => {
+    const v = item !== null && typeof item === 'object' ? (item as Record<string, unknown>)[key] : undefined;
+    return typeof v === 'string' ? v : undefined;
+  });
+}
+
+/**
+ * Problems that span several entries: duplicate tenants and source names, sources of an unlisted
+ * tenant. Read from the raw input, so they are listed with the schema's problems (a refinement
+ * of the schema would run only once everything else is valid).
+ */
+function crossFieldProblems(raw: unknown): string[] {
+  const root = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
+  const problems: string[] = [];
+  const tenants = new Set<string>();
+  stringsAt(root['tenants'], 'id').forEach((id, i) => {
+    if (id === undefined) return;
+    if (tenants.has(id)) problems.push(`tenants[${i}].id: duplicate tenant "${id}"`);
+    tenants.add(id);
+  });
+  const names = new Set<string>();
+  stringsAt(root['sources'], 'name').forEach((name, i) => {
+    if (name === undefined) return;
+    if (names.has(name)) problems.push(`sources[${i}].name: duplicate source name "${name}"`);
+    names.add(name);
+  });
+  stringsAt(root['sources'], 'tenant').forEach((tenant, i) => {
+    if (tenant !== undefined && tenant !== '' && !tenants.has(tenant)) problems.push(`sources[${i}].tenant: tenant "${tenant}" is not listed in tenants`);
+  });
+  return problems;
+}
 
 /** Replaces `${NAME}` with environment values; unset or empty variables become problems. */
 function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[]): unknown {
@@ -219,6 +242,7 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env):
   if (!result.success) {
     for (const issue of result.error.issues) problems.push(`${issuePath(issue.path) || '(root)'}: ${issue.message}`);
   }
+  problems.push(...crossFieldProblems(interpolated));
   if (problems.length > 0 || !result.success) throw new ConfigError([...new Set(problems)]);
   return deepFreeze(result.data);
 }

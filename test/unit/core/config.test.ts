@@ -92,6 +92,31 @@ describe('parseConfig', () => {
     );
     expect(problems).toEqual(['sources[1].name: duplicate source name "a"', 'sources[1].tenant: tenant "u" is not listed in tenants']);
   });
+
+  it('lists duplicates and unknown tenants beside the other problems, not only once those are fixed', () => {
+    const problems = problemsOf(() =>
+      parseConfig({
+        tenants: [{ id: 't', secret: 's' }, { id: 't', secret: '' }],
+        sources: [
+          { type: 'gewe', name: 'a', tenant: 'u', baseUrl: 'not a url', token: 'x', appId: 'x' },
+          { type: 'videosapi', name: 'a', tenant: 't', baseUrl: 'http://h', token: 'x', appId: 'y' },
+          { type: 'nope', name: 7 },
+        ],
+        sink: { maxRows: 0 },
+      }),
+    );
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'tenants[1].secret: an empty secret would let anyone sign requests',
+        'tenants[1].id: duplicate tenant "t"',
+        'sources[1].name: duplicate source name "a"',
+        'sources[0].tenant: tenant "u" is not listed in tenants',
+        expect.stringMatching(/^sources\[0\]\.baseUrl: /),
+        expect.stringMatching(/^sources\[2\]\.type: /),
+        expect.stringMatching(/^sink\.maxRows: /),
+      ]),
+    );
+  });
 });
 
 describe('loadConfig', () => {
