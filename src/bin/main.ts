@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
-import { type Config, loadConfig, parseConfig } from '../core/config.ts';
+import { type Config, LOG_LEVELS, loadConfig, parseConfig } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
@@ -16,7 +16,7 @@ import { signUrl } from '../query/index.ts';
 import { runDemo } from './demo.ts';
 import { openConfiguredStore, runPipelineCommand } from './run.ts';
 import { runSimulateCommand } from './simulate.ts';
-import { formatRows, isReadOnlyStatement, type OutputFormat } from './sql.ts';
+import { formatRows, readOnlyProblem, soleStatement, type OutputFormat } from './sql.ts';
 
 const ROLES = ['ingest', 'transform', 'sink', 'query'] as const;
 export type Role = (typeof ROLES)[number];
@@ -54,11 +54,40 @@ function configOption(): Option {
   return new Option('-c, --config <file>', 'YAML configuration file (default: $MSGPIPE_CONFIG)');
 }
 
+/**
+ * The log level: `MSGPIPE_LOG_LEVEL` when set, else `fallback`.
+ *
+ * @throws {ConfigError} when `MSGPIPE_LOG_LEVEL` is not a level.
+ */
+function logLevel(fallback: string): string {
+  const level = process.env['MSGPIPE_LOG_LEVEL'];
+  if (level === undefined || level === '') return fallback;
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError([`MSGPIPE_LOG_LEVEL: "${level}" is not a log level (use ${LOG_LEVELS.join(', ')})`]);
+  }
+  return level;
+}
+
+/** `msgpipe sql` options that take a value: the word after one of them is that value. */
+const SQL_VALUE_OPTIONS = new Set(['-c', '--config', '-f', '--format']);
+
+/**
+ * Commander reads every word that starts with "-" as an option, so a query that starts with a
+ * `--` comment would be an unknown option. An option name holds no white space: such a word of
+ * `msgpipe sql` is moved behind a "--", where commander reads it as the query.
+ */
+export function sqlQueryOperand(argv: readonly string[]): readonly string[] {
+  if (argv[0] !== 'sql' || argv.includes('--')) return argv;
+  const i = argv.findIndex((word, k) => k > 0 && word.startsWith('-') && /\s/.test(word) && !SQL_VALUE_OPTIONS.has(argv[k - 1] ?? ''));
+  if (i === -1) return argv;
+  return [...argv.slice(0, i), ...argv.slice(i + 1), '--', argv[i] ?? ''];
+}
+
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
 export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
   let exitCode = 0;
   let log: Logger | undefined;
-  const logger = (config: Config): Logger => (log = createLogger(process.env['MSGPIPE_LOG_LEVEL'] ?? config.log.level));
+  const logger = (config: Config): Logger => (log = createLogger(logLevel(config.log.level)));
 
   const program = new Command('msgpipe')
     .description('Chat-message ETL: WeChat Channels private letters (and more) into ClickHouse.')
@@ -95,7 +124,7 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     .addOption(new Option('--duration <seconds>', 'stop by itself after this many seconds').argParser(parsePositive))
     .addOption(new Option('--query-port <n>', 'query API port (0 = any free port)').argParser(parsePort).default(9002))
     .action(async (opts: { data: string; port: number; messages: number; duration?: number; queryPort: number }) => {
-      const demoLog = createLogger(process.env['MSGPIPE_LOG_LEVEL'] ?? 'warn');
+      const demoLog = createLogger(logLevel('warn'));
       log = demoLog;
       exitCode = await runDemo({ ...opts, log: demoLog, out });
     });
@@ -107,7 +136,7 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     .addOption(new Option('--port <n>', 'listen port').argParser(parsePort).default(8801))
     .addOption(new Option('--messages <n>', 'messages per simulated account').argParser(parsePositive).default(10_000))
     .action(async (opts: { host: string; port: number; messages: number }) => {
-      const simLog = createLogger(process.env['MSGPIPE_LOG_LEVEL'] ?? 'info');
+      const simLog = createLogger(logLevel('info'));
       log = simLog;
       const lifecycle = installLifecycle({ log: simLog });
       try {
@@ -137,13 +166,14 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     .addOption(configOption())
     .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'json', 'jsonl']).default('table'))
     .action(async (query: string, opts: { config?: string; format: OutputFormat }) => {
-      if (!isReadOnlyStatement(query)) throw new ConfigError(['sql: only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN are allowed']);
+      const problem = readOnlyProblem(query);
+      if (problem !== undefined) throw new ConfigError([problem]);
       const config = await resolveConfig(opts.config, false);
       const store = await openConfiguredStore(config, logger(config), { migrate: false });
       try {
         // The statement check is about intent; the engine's readonly mode is the guarantee
         // (`WITH … INSERT …` starts like a read).
-        const rows = await store.query<Record<string, unknown>>(query, undefined, { settings: { readonly: '2' } });
+        const rows = await store.query<Record<string, unknown>>(soleStatement(query) ?? query, undefined, { settings: { readonly: '2' } });
         out.write(formatRows(rows, opts.format));
       } finally {
         await store.close();
@@ -151,7 +181,7 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     });
 
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    await program.parseAsync([...sqlQueryOperand(argv)], { from: 'user' });
     return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;

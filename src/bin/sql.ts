@@ -4,17 +4,69 @@
 
 export type OutputFormat = 'table' | 'json' | 'jsonl';
 
+/** Index just past the comments and white space that start at `i`. */
+function skipTrivia(sql: string, i: number): number {
+  for (;;) {
+    while (i < sql.length && /\s/.test(sql.charAt(i))) i++;
+    if (sql.startsWith('--', i)) {
+      const eol = sql.indexOf('\n', i);
+      i = eol === -1 ? sql.length : eol + 1;
+    } else if (sql.startsWith('/*', i)) {
+      const close = sql.indexOf('*/', i + 2);
+      i = close === -1 ? sql.length : close + 2;
+    } else {
+      return i;
+    }
+  }
+}
+
+/** Index just past the quoted string or identifier that starts at `i` (`'…'`, `"…"` or `` `…` ``). */
+function skipQuoted(sql: string, i: number): number {
+  const quote = sql[i];
+  let j = i + 1;
+  while (j < sql.length) {
+    const ch = sql[j];
+    if (ch === '\\') j += 2;
+    else if (ch === quote && sql[j + 1] === quote) j += 2; // a doubled quote stands for itself
+    else if (ch === quote) return j + 1;
+    else j++;
+  }
+  return sql.length; // unterminated: the engine reports it
+}
+
 /**
- * True for statements that only read: SELECT, WITH, SHOW, DESCRIBE/DESC, EXPLAIN, EXISTS.
- * Leading comments and white space are skipped: `-- daily\nSELECT 1` is read-only.
- * Multiple statements are refused, since a second one could write.
+ * The statement in `sql` without its leading comments and its final `;`, or `undefined` when a
+ * second statement follows. Quoted strings, quoted identifiers and comments are skipped, so
+ * `SELECT ';'` is one statement.
  */
-export function isReadOnlyStatement(sql: string): boolean {
-  const body = sql
-    .replace(/^(\s+|--[^\n]*\n?|\/\*[\s\S]*?\*\/)+/, '')
-    .replace(/;\s*$/, '');
-  if (body.includes(';')) return false;
-  return /^(select|with|show|describe|desc|explain|exists)\b/i.test(body);
+export function soleStatement(sql: string): string | undefined {
+  const start = skipTrivia(sql, 0);
+  let i = start;
+  while (i < sql.length) {
+    const ch = sql.charAt(i);
+    if (ch === "'" || ch === '"' || ch === '`') i = skipQuoted(sql, i);
+    else if (sql.startsWith('--', i) || sql.startsWith('/*', i)) i = skipTrivia(sql, i);
+    else if (ch === ';') {
+      let rest = i + 1;
+      while (rest < sql.length && sql[rest] === ';') rest++;
+      return skipTrivia(sql, rest) === sql.length ? sql.slice(start, i) : undefined;
+    } else i++;
+  }
+  return sql.slice(start);
+}
+
+/**
+ * Why `sql` may not run as `msgpipe sql`, or `undefined` when it may: one statement that only
+ * reads (SELECT, WITH, SHOW, DESCRIBE/DESC, EXPLAIN, EXISTS), after any leading comments. The
+ * check is about intent; the engine's readonly mode is the guarantee.
+ */
+export function readOnlyProblem(sql: string): string | undefined {
+  const statement = soleStatement(sql);
+  if (statement === undefined) return 'sql: one statement at a time (a second statement follows the first ";")';
+  if (!/^(select|with|show|describe|desc|explain|exists)\b/i.test(statement)) {
+    return 'sql: only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN are allowed';
+  }
+  return undefined;
 }
 
 function cell(value: unknown): string {

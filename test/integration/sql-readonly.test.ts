@@ -12,7 +12,7 @@ import { BIN, ROOT, sql, withTempDir, writeConfig } from '../helpers/msgpipe.ts'
 const execFileAsync = promisify(execFile);
 
 describe('msgpipe sql', () => {
-  it('refuses a write dressed as a read and still runs reads with settings', async () => {
+  it('refuses a write dressed as a read and runs reads with settings, comments and semicolons in literals', async () => {
     await withTempDir('msgpipe-sql-', async (dir) => {
       const configFile = await writeConfig(dir, {
         tenants: [{ id: 'corp1', secret: 's3cret' }],
@@ -24,6 +24,16 @@ describe('msgpipe sql', () => {
       const write = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, "WITH 'x' AS t INSERT INTO cursors (source, cursor) SELECT 'sneaked', 'c'"], { cwd: ROOT, env });
       await expect(write).rejects.toMatchObject({ stderr: expect.stringContaining('readonly') as unknown });
       expect(await sql(configFile, "SELECT count() AS n FROM cursors WHERE source = 'sneaked' SETTINGS max_threads = 1")).toEqual([{ n: '0' }]);
+      // A query that starts with a -- comment, holds ';' in a literal and ends in '; -- …' is one read.
+      const { stdout } = await execFileAsync(
+        process.execPath,
+        [BIN, 'sql', "-- daily\nSELECT ';' AS semi, count() AS n FROM cursors; -- done", '--config', configFile, '--format', 'jsonl'],
+        { cwd: ROOT, env },
+      );
+      expect(stdout).toBe('{"semi":";","n":"0"}\n');
+      // A mistyped log level is a usage error that names the variable, not a stack trace.
+      const loud = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, 'SELECT 1'], { cwd: ROOT, env: { ...env, MSGPIPE_LOG_LEVEL: 'loud' } });
+      await expect(loud).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('MSGPIPE_LOG_LEVEL: "loud" is not a log level (use fatal, error,') as unknown });
     });
   }, 60_000);
 });

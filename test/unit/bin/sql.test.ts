@@ -1,19 +1,60 @@
 import { describe, expect, it } from 'vitest';
 
-import { formatRows, isReadOnlyStatement } from '../../../src/bin/sql.ts';
+import { sqlQueryOperand } from '../../../src/bin/main.ts';
+import { formatRows, readOnlyProblem, soleStatement } from '../../../src/bin/sql.ts';
 
-describe('isReadOnlyStatement', () => {
+const ONLY_READS = 'sql: only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN are allowed';
+const ONE_STATEMENT = 'sql: one statement at a time (a second statement follows the first ";")';
+
+describe('readOnlyProblem', () => {
   it('accepts reads, with comments and a trailing semicolon', () => {
-    expect(isReadOnlyStatement('SELECT 1')).toBe(true);
-    expect(isReadOnlyStatement('  -- daily counts\n/* x */ with a as (select 1) select * from a;')).toBe(true);
-    expect(isReadOnlyStatement('SHOW TABLES')).toBe(true);
+    expect(readOnlyProblem('SELECT 1')).toBeUndefined();
+    expect(readOnlyProblem('  -- daily counts\n/* x */ with a as (select 1) select * from a;')).toBeUndefined();
+    expect(readOnlyProblem('SHOW TABLES')).toBeUndefined();
+    expect(readOnlyProblem('SELECT 1;; -- done\n/* end */ ')).toBeUndefined();
   });
 
-  it('refuses writes and stacked statements', () => {
-    expect(isReadOnlyStatement('DROP TABLE messages')).toBe(false);
-    expect(isReadOnlyStatement('INSERT INTO t VALUES (1)')).toBe(false);
-    expect(isReadOnlyStatement('SELECT 1; DROP TABLE messages')).toBe(false);
-    expect(isReadOnlyStatement('selectx')).toBe(false);
+  it('accepts a semicolon inside a string, a quoted identifier or a comment', () => {
+    expect(readOnlyProblem("SELECT count() FROM messages WHERE content_text LIKE '%;%'")).toBeUndefined();
+    expect(readOnlyProblem("SELECT 'it''s; fine', 'a\\'; b' AS x")).toBeUndefined();
+    expect(readOnlyProblem('SELECT 1 AS "a;b", 2 AS `c;d`')).toBeUndefined();
+    expect(readOnlyProblem('SELECT 1 -- a; b\n/* c; d */')).toBeUndefined();
+  });
+
+  it('refuses writes and stacked statements, saying which', () => {
+    expect(readOnlyProblem('DROP TABLE messages')).toBe(ONLY_READS);
+    expect(readOnlyProblem('INSERT INTO t VALUES (1)')).toBe(ONLY_READS);
+    expect(readOnlyProblem('selectx')).toBe(ONLY_READS);
+    expect(readOnlyProblem('SELECT 1; DROP TABLE messages')).toBe(ONE_STATEMENT);
+    expect(readOnlyProblem("SELECT ';'; DROP TABLE messages")).toBe(ONE_STATEMENT);
+    expect(readOnlyProblem("SELECT 'a'''; DROP TABLE messages")).toBe(ONE_STATEMENT);
+    expect(readOnlyProblem('SELECT 1 /* x */; -- y\nDROP TABLE messages')).toBe(ONE_STATEMENT);
+  });
+});
+
+describe('soleStatement', () => {
+  it('is the statement without leading comments and the final semicolon', () => {
+    expect(soleStatement('-- daily\nSELECT 1; -- done')).toBe('SELECT 1');
+    expect(soleStatement("SELECT ';' AS x")).toBe("SELECT ';' AS x");
+    expect(soleStatement('SELECT 1; SELECT 2')).toBeUndefined();
+  });
+});
+
+describe('sqlQueryOperand', () => {
+  it('moves a query that starts with a -- comment behind "--", where it is read as the query', () => {
+    expect(sqlQueryOperand(['sql', '-- daily\nSELECT 1', '--config', 'c.yaml'])).toEqual(['sql', '--config', 'c.yaml', '--', '-- daily\nSELECT 1']);
+    expect(sqlQueryOperand(['sql', '-f', 'json', '-- x\nSELECT 1'])).toEqual(['sql', '-f', 'json', '--', '-- x\nSELECT 1']);
+  });
+
+  it('leaves options, option values and other commands alone', () => {
+    for (const argv of [
+      ['sql', 'SELECT 1', '--config', 'c.yaml'],
+      ['sql', '--config', '-- odd name.yaml', 'SELECT 1'],
+      ['sql', '--', '-- x\nSELECT 1'],
+      ['run', '--config', 'c.yaml'],
+    ]) {
+      expect(sqlQueryOperand(argv)).toEqual(argv);
+    }
   });
 });
 
