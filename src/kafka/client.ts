@@ -246,8 +246,8 @@ export function isRetriableKafkaError(err: unknown): boolean {
 /**
  * Runs `fn` again while it fails with an error kafkajs marks retriable (a partition leader not
  * elected yet right after topic creation, a coordinator still loading after a broker restart),
- * waiting `waitMs` between attempts. Other errors, and the last one, are thrown. `retriable`
- * widens that for idempotent steps.
+ * waiting `waitMs` between attempts. Other errors, and the last one, are thrown, as is the error
+ * of an attempt after `signal` aborted. `retriable` widens that for idempotent steps.
  */
 export async function retryKafka<T>(
   fn: () => Promise<T>,
@@ -255,12 +255,13 @@ export async function retryKafka<T>(
   attempts = 40,
   waitMs = 500,
   retriable: (err: unknown) => boolean = isRetriableKafkaError,
+  signal?: AbortSignal,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
-      if (!retriable(err) || attempt >= attempts) throw err;
+      if (!retriable(err) || attempt >= attempts || signal?.aborted === true) throw err;
       log.warn({ err, attempt }, 'Kafka request failed with a retriable error; trying again.');
       await new Promise((resolve) => setTimeout(resolve, waitMs));
     }

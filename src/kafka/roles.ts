@@ -63,6 +63,43 @@ export interface DistributedRun {
   readonly done: Promise<void>;
 }
 
+/** The rejection of a start-up step cut short by the stop signal. */
+class StoppedDuringStartup extends Error {
+  constructor() {
+    super('Stopped during start-up.');
+    this.name = 'StoppedDuringStartup';
+  }
+}
+
+/**
+ * `work`, or a {@link StoppedDuringStartup} rejection as soon as `signal` aborts: a start-up
+ * step waiting for an unreachable broker (kafkajs retries for minutes) must not hold a stop.
+ * What `work` yields after that is handed to `release`.
+ */
+function untilStopped<T>(work: Promise<T>, signal: AbortSignal, release?: (value: T) => Promise<unknown>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(new StoppedDuringStartup());
+      work.then((value) => release?.(value)).catch(() => undefined);
+    };
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
 /** The upstream account of a source: appId, else wId, else its name. */
 function accountOf(source: SourceConfig): string {
   const fields = source as Readonly<Record<string, unknown>>;
@@ -91,19 +128,6 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     // Ride out a broker restart (tens of seconds) instead of failing the role.
     retry: { retries: 60, initialRetryTime: 300, maxRetryTime: 5_000 },
   });
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    // Any failure is tried again for 60 s: creating topics is idempotent, and while the broker
-    // restarts kafkajs 2.2.4 can fail with its own TypeError (listTopics reading the metadata
-    // of a request the dropped connection answered with nothing), not a retriable error.
-    const { created } = await retryKafka(() => ensureTopics(admin, topicSpecs(topics, kafkaConfig.partitions)), log, 120, 500, () => true);
-    if (created.length > 0) log.info({ created }, 'Kafka topics created.');
-  } finally {
-    await admin.disconnect();
-  }
-  ops?.readiness.met('kafka');
-
   const cleanups: (() => Promise<void>)[] = [() => metrics.close()];
   const failures: Promise<never>[] = [];
   let store: Store | undefined;
@@ -112,15 +136,30 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
   let transform: KafkaTransform | undefined;
   let sink: KafkaSink | undefined;
   let ingestDone: Promise<void> | undefined;
-  // Stops the ingest role on the stop signal, and also when another role of this process failed.
+  // Stops the start-up and the ingest role on the stop signal, and also when another role of
+  // this process failed.
   const halt = new AbortController();
   const onStop = (): void => { halt.abort(signal.reason); };
   if (signal.aborted) onStop();
   else signal.addEventListener('abort', onStop, { once: true });
+  const step = <T>(work: Promise<T>, release?: (value: T) => Promise<unknown>): Promise<T> => untilStopped(work, halt.signal, release);
   try {
+    const admin = kafka.admin();
+    try {
+      await step(admin.connect());
+      // Any failure is tried again for 60 s: creating topics is idempotent, and while the broker
+      // restarts kafkajs 2.2.4 can fail with its own TypeError (listTopics reading the metadata
+      // of a request the dropped connection answered with nothing), not a retriable error.
+      const specs = topicSpecs(topics, kafkaConfig.partitions);
+      const { created } = await step(retryKafka(() => ensureTopics(admin, specs), log, 120, 500, () => true, halt.signal));
+      if (created.length > 0) log.info({ created }, 'Kafka topics created.');
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+    ops?.readiness.met('kafka');
     if (roles.includes('sink') || roles.includes('query')) {
-      store = await options.openStore();
-      const opened = store;
+      const opened = await step(options.openStore(), (s) => s.close());
+      store = opened;
       cleanups.push(() => opened.close());
       ops?.readiness.met('store');
     }
@@ -129,7 +168,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
       const writerStats = newSinkStats();
       ops?.metrics.watchSink(writerStats);
       metrics.watchGroup({ groupId: group, topics: [topics.messages, topics.events, topics.dlq] });
-      const running = await startKafkaSink({
+      const running = await step(startKafkaSink({
         kafka,
         topics,
         store,
@@ -140,7 +179,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
         writerStats,
         onCommitted: (topic, _partition, _offset, records) => { metrics.consumed(group, topic, records); },
         ...(ops === undefined ? {} : { observer: ops.metrics.sinkObserver }),
-      });
+      }), (r) => r.stop());
       sink = running;
       failures.push(running.crashed);
       cleanups.unshift(() => running.stop());
@@ -148,7 +187,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     if (roles.includes('transform')) {
       const group = `${topics.prefix}.transform`;
       metrics.watchGroup({ groupId: group, topics: transformedTypes().map((t) => topics.raw(t)) });
-      const running = await startKafkaTransform({
+      const running = await step(startKafkaTransform({
         kafka,
         topics,
         consumers: kafkaConfig.consumers,
@@ -156,17 +195,17 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
         log: log.child({ component: 'kafka.transform' }),
         onCommitted: (topic, _partition, _offset, records) => { metrics.consumed(group, topic, records); },
         onProduced: (topic, records) => { metrics.produced(topic, records); },
-      });
+      }), (r) => r.stop());
       transform = running;
       failures.push(running.crashed);
       cleanups.unshift(() => running.stop());
     }
     if (roles.includes('query')) {
-      const publisher = await createSyncPublisher(kafka, topics);
+      const publisher = await step(createSyncPublisher(kafka, topics), (p) => p.close());
       sync = publisher;
       cleanups.unshift(() => publisher.close());
       if (options.startQuery !== undefined && store !== undefined) {
-        const query = await options.startQuery(store, publisher);
+        const query = await step(options.startQuery(store, publisher), (q) => q.close());
         // Closed first: requests in flight finish while the store and the publisher are open.
         cleanups.unshift(() => query.close());
       }
@@ -175,7 +214,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
       log.warn('No sources configured: the ingest role has nothing to poll and is not started.');
     } else if (roles.includes('ingest')) {
       const wakeups = new Wakeups();
-      const listener = await startSyncListener(kafka, topics, wakeups, log.child({ component: 'kafka.control' }));
+      const listener = await step(startSyncListener(kafka, topics, wakeups, log.child({ component: 'kafka.control' })), (l) => l.stop());
       cleanups.unshift(() => listener.stop());
       const stats: IngestStats = { records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 };
       ingestStats = stats;
@@ -203,7 +242,10 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     signal.removeEventListener('abort', onStop);
     halt.abort(err);
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);
-    throw err;
+    if (!(err instanceof StoppedDuringStartup)) throw err;
+    // The roles already started drained in their cleanups; the others never fetched anything.
+    log.info('Stopped during start-up; the roles already started were stopped.');
+    return { kafka, topics, store: undefined, sync: undefined, ingest: undefined, transform: undefined, sink: undefined, done: Promise.resolve() };
   }
   if (sink !== undefined || transform !== undefined) ops?.readiness.met('consumers');
   if (ingestDone !== undefined) ops?.readiness.met('sources');

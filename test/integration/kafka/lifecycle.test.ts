@@ -10,7 +10,7 @@ import type { Kafka } from '../../../src/kafka/client.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { startSimulator } from '../../../src/simulate/index.ts';
 import { type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
-import { startMsgpipe, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
+import { startMsgpipe, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import { accounts, kafkaConfig, waitReady } from './support.ts';
 
 let broker: TestBroker;
@@ -23,6 +23,24 @@ useTestBroker((b, k) => {
 const running = Symbol('running');
 
 describe('distributed process lifecycle', () => {
+  it('stops at once, exit 0, when stopped while the broker cannot be reached at start-up', async () => {
+    await withTempDir('kafka-unreachable', async (dir) => {
+      // Port 1 on loopback refuses: kafkajs retries the connection for minutes.
+      const config = { ...(kafkaConfig(dir, 'http://127.0.0.1:9', ['127.0.0.1:1'], uniqueTopic('mpu')) as object), query: { port: 0 } };
+      const proc = startMsgpipe(['run', '--config', await writeConfig(dir, config), '--role', 'ingest,transform,sink']);
+      await waitFor(() => proc.stderr().includes('ECONNREFUSED'), 30_000, 'a refused connection');
+      const stoppedAt = Date.now();
+      proc.child.kill('SIGTERM');
+      // A repeated signal (npx forwards it once more) does not change the outcome.
+      setTimeout(() => proc.child.kill('SIGTERM'), 200);
+      expect(await proc.exited, proc.stderr().slice(-3000)).toBe(0);
+      // Under the 30 s drain deadline (exit 70): kafkajs's retry timers hold the event loop
+      // for at most the 5 s linger.
+      expect(Date.now() - stoppedAt).toBeLessThan(15_000);
+      expect(proc.stderr()).toContain('Stopped during start-up');
+    });
+  });
+
   it('keeps a process without sources (default roles) running until SIGTERM', async () => {
     await withTempDir('kafka-nosources', async (dir) => {
       const prefix = uniqueTopic('mpn');
