@@ -21,11 +21,16 @@ const MAX_PAGE = 100_000;
 
 /** Empty string → undefined, so `.optional()` and `.default()` apply. */
 const emptyAsAbsent = (v: unknown): unknown => (v === '' ? undefined : v);
+/**
+ * Empty or zero → undefined: msg-server's own client (api-server) sends `page=0` and
+ * `page_size=0` for "not given", and msg-server read them as its defaults (study §4.1, §5).
+ */
+const zeroAsAbsent = (v: unknown): unknown => (v === '' || (typeof v === 'string' && /^0+$/.test(v)) ? undefined : v);
 
 const id = (max: number) => z.string().min(1).max(max);
 const optionalText = (max: number) => z.preprocess(emptyAsAbsent, z.string().max(max).optional());
 const pageInt = (min: number, max: number, fallback: number) =>
-  z.preprocess(emptyAsAbsent, z.string().regex(/^\d{1,7}$/).transform(Number).pipe(z.number().int().min(min).max(max)).optional())
+  z.preprocess(zeroAsAbsent, z.string().regex(/^\d{1,7}$/).transform(Number).pipe(z.number().int().min(min).max(max)).optional())
     .transform((v) => v ?? fallback);
 const date = z.preprocess(emptyAsAbsent, z.string().regex(/^\d{4}-\d{2}-\d{2}$/).refine(isRealDate).optional());
 
