@@ -38,6 +38,12 @@ export interface RawRecord {
   readonly cursor: string;
   /** Position of the item in its page, from 0. */
   readonly index: number;
+  /**
+   * The conversation the item belongs to, where the source knows it without parsing the item
+   * (Yunhu: the chat id). The raw topic's key uses it; without it the key reads the finder
+   * item's `msgSessionId`.
+   */
+  readonly session?: string;
 }
 
 /** The message kinds of DESIGN §6 (`msg_type`). */

@@ -449,7 +449,7 @@ export class YunhuSource implements Source {
     const cursorBefore = before.toString();
     const records: RawRecord[] = [];
     const push = (bytes: Uint8Array): void => {
-      records.push({ origin: this.origin, bytes, fetchedAt, cursor: `${stream}@${cursorBefore}`, index: records.length });
+      records.push({ origin: this.origin, bytes, fetchedAt, cursor: `${stream}@${cursorBefore}`, index: records.length, session: chat.chatId });
     };
     for (const m of messages) {
       push(m.bytes);

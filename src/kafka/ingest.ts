@@ -53,7 +53,7 @@ export interface IngestStats {
 export function rawMessages(page: SourcePage, account: string): Message[] {
   const { origin } = page;
   return page.records.map((record) => ({
-    key: `${origin.source}:${rawSession(record.bytes)}`,
+    key: `${origin.source}:${record.session ?? rawSession(record.bytes)}`,
     value: Buffer.from(record.bytes.buffer, record.bytes.byteOffset, record.bytes.byteLength),
     headers: {
       [RAW_HEADERS.source]: origin.source,

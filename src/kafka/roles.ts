@@ -100,10 +100,10 @@ function untilStopped<T>(work: Promise<T>, signal: AbortSignal, release?: (value
   });
 }
 
-/** The upstream account of a source: appId, else wId, else its name. */
+/** The upstream account of a source: appId, else wId, else Yunhu's userId, else its name. */
 function accountOf(source: SourceConfig): string {
   const fields = source as Readonly<Record<string, unknown>>;
-  for (const field of ['appId', 'wId']) {
+  for (const field of ['appId', 'wId', 'userId']) {
     const value = fields[field];
     if (typeof value === 'string') return value;
   }

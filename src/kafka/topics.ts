@@ -66,7 +66,7 @@ export function topicSpecs(topics: Topics, partitions: number): TopicSpec[] {
 export const RAW_HEADERS = {
   /** The configured source name. */
   source: 'source',
-  /** The upstream account: appId (gewe, videosapi) or wId (syncfinder). */
+  /** The upstream account: appId (gewe, videosapi), wId (syncfinder) or userId (yunhu). */
   account: 'account',
   /** When the page was fetched, unix ms as decimal text. */
   fetchedAt: 'fetched-at',
@@ -86,7 +86,8 @@ export function sessionKey(row: { tenant: string; staff_id: string; session_id: 
 }
 
 /**
- * The session of a raw finder item, read without parsing the item: the top-level
+ * The session of a raw finder item, read without parsing the item (a source that knows the session
+ * sets `RawRecord.session` instead): the top-level
  * `"msgSessionId":"…"`. Inside `content` (an escaped JSON string) the name is written `\"msgSessionId\"`,
  * which this does not match. '' when absent (the item still goes to one stable partition).
  */

@@ -204,12 +204,21 @@ export async function groupLag(kafka: Kafka, groupId: string, topics: readonly s
   }
 }
 
+/** One record read back from a topic; header values as UTF-8 text. */
+export interface TopicRecord {
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: string;
+  readonly value: Buffer;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
 /** Every record now on `topic` (all partitions, up to their current end offsets). */
-export async function readTopic(kafka: Kafka, topic: string): Promise<{ partition: number; offset: string; key: string; value: Buffer }[]> {
+export async function readTopic(kafka: Kafka, topic: string): Promise<TopicRecord[]> {
   const admin = kafka.admin();
   await admin.connect();
   const ends = new Map((await admin.fetchTopicOffsets(topic)).filter((p) => BigInt(p.high) > BigInt(p.low)).map((p) => [p.partition, BigInt(p.high)]));
-  const out: { partition: number; offset: string; key: string; value: Buffer }[] = [];
+  const out: TopicRecord[] = [];
   if (ends.size === 0) {
     await admin.disconnect();
     return out;
@@ -224,7 +233,8 @@ export async function readTopic(kafka: Kafka, topic: string): Promise<{ partitio
         autoCommit: false,
         eachBatch: ({ batch }) => {
           for (const m of batch.messages) {
-            out.push({ partition: batch.partition, offset: m.offset, key: m.key?.toString('utf8') ?? '', value: m.value ?? Buffer.alloc(0) });
+            const headers = Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString('utf8') : String(v)]));
+            out.push({ partition: batch.partition, offset: m.offset, key: m.key?.toString('utf8') ?? '', value: m.value ?? Buffer.alloc(0), headers });
           }
           const end = ends.get(batch.partition);
           if (end !== undefined && BigInt(batch.lastOffset()) + 1n >= end) ends.delete(batch.partition);

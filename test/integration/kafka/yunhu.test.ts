@@ -10,7 +10,7 @@ import type { Kafka } from '../../../src/kafka/client.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { yunhuClient } from '../../../src/simulate/yunhu-client.ts';
 import { startYunhuSimulator } from '../../../src/simulate/yunhu-server.ts';
-import { groupLag, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
+import { groupLag, readTopic, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { sql, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import { kafkaConfig, startRole, stopGracefully, waitReady } from './support.ts';
 
@@ -62,6 +62,11 @@ describe('distributed yunhu edits', () => {
         const [rows] = await sql<{ n: string; empty: string }>(configFile, "SELECT count() AS n, countIf(msgid = '') AS empty FROM messages");
         expect(rows).toEqual({ n: '6', empty: '0' });
         expect(await sql(configFile, 'SELECT error_code FROM dead_letters')).toEqual([]);
+        // DESIGN §4: raw records keyed <source name>:<session>, the account header the Yunhu user.
+        const raw = await readTopic(kafka, t.raw('yunhu'));
+        expect(raw.length).toBeGreaterThanOrEqual(6);
+        expect(new Set(raw.map((r) => r.key))).toEqual(new Set([`yh1:${USER.chatId}`]));
+        expect(new Set(raw.map((r) => r.headers['account']))).toEqual(new Set([ACCOUNT]));
       } finally {
         await sim.close();
       }
