@@ -17,6 +17,8 @@
  * messages already covers the whole format reference.
  */
 
+import { createHash } from 'node:crypto';
+
 import {
   buildCard,
   buildChatRecord,
@@ -51,7 +53,6 @@ import { KIND_INFO, SIM_KINDS } from './kinds.ts';
 import type { Destination, SimKind } from './kinds.ts';
 import { hash3, Rng } from './random.ts';
 import type { MsgType } from '../core/types.ts';
-import { finderMessageId } from '../transform/finder.ts';
 
 /** The providers the simulator speaks. */
 export const SIM_PROVIDERS = ['gewe', 'videosapi', 'syncfinder'] as const;
@@ -540,22 +541,24 @@ function missingRef(i: number): never {
   throw new RangeError(`message ${i} refers to a message before the stream`);
 }
 
+/**
+ * The `msgid` msgpipe is to store for `m` (docs/schema.md): NewMsgId, except for a system line or
+ * sysmsg given a pseudo id (the stream's pseudo ids equal CreateTime), whose id is the first 64
+ * bits of SHA-256 over `[MsgType, CreateTime, from, to, session, content]` as decimal.
+ */
+function storedMsgid(m: SimMessage, msgType: number): string {
+  if ((msgType !== 10000 && msgType !== 10002) || m.newMsgId !== String(m.createTime)) return m.newMsgId;
+  const canonical = JSON.stringify([msgType, m.createTime, m.from, m.to, m.sessionId, m.content]);
+  return createHash('sha256').update(canonical).digest().readBigUInt64BE(0).toString();
+}
+
 /** The ground-truth view of a generated message. */
 export function toExpected(m: SimMessage): ExpectedMessage {
   const info = KIND_INFO[m.kind];
   return {
     index: m.index,
     newMsgId: m.newMsgId,
-    msgid: finderMessageId({
-      newMsgId: m.newMsgId,
-      msgId: String(m.msgId),
-      createTime: m.createTime,
-      msgType: info.msgType,
-      from: m.from,
-      to: m.to,
-      sessionId: m.sessionId,
-      content: m.content,
-    }),
+    msgid: storedMsgid(m, info.msgType),
     msgId: m.msgId,
     msgSessionId: m.sessionId,
     kind: m.kind,

@@ -73,12 +73,17 @@ function deadLetter(record: RawRecord, code: ErrorCode, message: string, now: nu
 /** The item fields that identify a finder item: {@link finderMessageId} reads only these. */
 export type FinderItemIdentity = Pick<FinderItem, 'newMsgId' | 'msgId' | 'createTime' | 'msgType' | 'from' | 'to' | 'sessionId' | 'content'>;
 
+/** MsgTypes whose messages can carry a pseudo NewMsgId: system lines (10000) and sysmsg (10002). */
+const PSEUDO_CAPABLE_TYPES: ReadonlySet<number> = new Set([10000, 10002]);
+
 /**
  * True when NewMsgId is a stand-in rather than a server id: control items and revokes can carry
- * `MsgId == NewMsgId == CreateTime` (reference A10).
+ * `MsgId == NewMsgId == CreateTime` (reference A10), or 0. An id equal to MsgId counts only
+ * within MsgId's 32 bits: a real 64-bit NewMsgId copied into MsgId by a provider stays the id.
  */
 function isPseudoId(item: FinderItemIdentity): boolean {
-  return item.newMsgId === '0' || item.newMsgId === String(item.createTime) || item.newMsgId === item.msgId;
+  const id = item.newMsgId;
+  return id === '0' || id === String(item.createTime) || (id === item.msgId && id.length <= 10 && Number(id) < 2 ** 32);
 }
 
 /**
@@ -91,16 +96,17 @@ function contentDigest(item: FinderItemIdentity): Buffer {
 }
 
 /**
- * The `msgid` stored for a finder message: NewMsgId, or where NewMsgId is a pseudo id (a revoke
- * or a system line) the first 64 bits of {@link contentDigest} as unsigned decimal. Two revokes
- * in the same second on one account share their pseudo id but not their content, so each keeps
- * its row; `legacy_msgid` and `msg_time` still hold what the provider sent.
+ * The `msgid` stored for a finder message: NewMsgId, or where a system line or a sysmsg (such as
+ * a revoke) has a pseudo id the first 64 bits of {@link contentDigest} as unsigned decimal. Two
+ * revokes in the same second on one account share their pseudo id but not their content, so
+ * each keeps its row; `legacy_msgid` and `msg_time` still hold what the provider sent. Other
+ * messages keep NewMsgId whatever it looks like, so quotes and revokes that name it find them.
  */
 export function finderMessageId(item: FinderItemIdentity): string {
-  return isPseudoId(item) ? contentDigest(item).readBigUInt64BE(0).toString() : item.newMsgId;
+  return PSEUDO_CAPABLE_TYPES.has(item.msgType) && isPseudoId(item) ? contentDigest(item).readBigUInt64BE(0).toString() : item.newMsgId;
 }
 
-function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind, now: number): TransformOutput {
+function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind, content: string, now: number): TransformOutput {
   const { origin } = record;
   const preMsgid = parsed.preMsgid ?? '';
   const row: MessageRow = {
@@ -126,7 +132,7 @@ function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind,
     app_type: parsed.appType ?? 0,
     sys_type: parsed.sysType ?? '',
     content_text: parsed.text,
-    content: JSON.stringify(parsed.payload),
+    content,
     raw_content: item.content,
     msg_source: item.msgSource,
     at_user_list: readAtUserList(item.msgSource),
@@ -154,7 +160,7 @@ function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind,
   return { messages: [row], events: [], deadLetters: [], recalls };
 }
 
-function eventOutput(record: RawRecord, text: string, item: FinderItem, parsed: EventKind, now: number): TransformOutput {
+function eventOutput(record: RawRecord, text: string, item: FinderItem, parsed: EventKind, payload: string, now: number): TransformOutput {
   const { origin } = record;
   const row: EventRow = {
     tenant: origin.tenant,
@@ -165,13 +171,19 @@ function eventOutput(record: RawRecord, text: string, item: FinderItem, parsed: 
     event_type: parsed.eventType,
     event_time: item.createTime * 1000,
     session_id: item.sessionId,
-    payload: JSON.stringify(parsed.payload),
+    payload,
     // The whole item: an event has no columns for sender, receiver or sync fields, and nothing
     // about it may be lost.
     raw: text,
     ingested_at: now,
   };
   return { messages: [], events: [row], deadLetters: [], recalls: [] };
+}
+
+/** Whether `text` takes more than `bytes` bytes as UTF-8 (at most 3 per UTF-16 unit). */
+function largerThan(text: string, bytes: number): boolean {
+  if (text.length * 3 <= bytes) return false;
+  return text.length > bytes || Buffer.byteLength(text, 'utf8') > bytes;
 }
 
 /**
@@ -181,6 +193,9 @@ function eventOutput(record: RawRecord, text: string, item: FinderItem, parsed: 
  */
 export function createFinderTransform(options: FinderTransformOptions = {}): FinderTransform {
   const maxItemBytes = options.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
+  // The parsed payload and the text may each be twice the item (JSON escaping), so a row stays
+  // near 5 MiB at most with the default cap, under the 8 MiB a Kafka record may take.
+  const maxOutputBytes = 2 * maxItemBytes;
   return (record, now) => {
     const { bytes } = record;
     if (bytes.byteLength > maxItemBytes) {
@@ -202,7 +217,16 @@ export function createFinderTransform(options: FinderTransformOptions = {}): Fin
     try {
       const item = readFinderItem(value);
       const parsed = parseContent(item.msgType, item.content, rootContext(item.from, item.to));
-      return parsed.kind === 'message' ? messageOutput(record, item, parsed, now) : eventOutput(record, text, item, parsed, now);
+      const payload = JSON.stringify(parsed.payload);
+      const outputText = parsed.kind === 'message' ? parsed.text : '';
+      const grown = largerThan(payload, maxOutputBytes) ? payload : largerThan(outputText, maxOutputBytes) ? outputText : undefined;
+      if (grown !== undefined) {
+        // Small XML can describe a large structure (20,000 empty <dataitem/> in nested chat
+        // records): the row must stay within what one Kafka record and one batch can carry.
+        const size = Buffer.byteLength(grown, 'utf8');
+        return deadLetter(record, 'MSGPIPE_ERR_XML_LIMIT', `Parsed content of ${size} bytes exceeds the ${maxOutputBytes}-byte cap`, now);
+      }
+      return parsed.kind === 'message' ? messageOutput(record, item, parsed, payload, now) : eventOutput(record, text, item, parsed, payload, now);
     } catch (err) {
       if (err instanceof PoisonError) return deadLetter(record, err.code, err.message, now);
       // A value nested thousands deep parses, but overflows the stack when written out again.

@@ -181,6 +181,18 @@ describe('revoke', () => {
 
     it('keeps a real NewMsgId as msgid', () => {
       expect(only(revokeOf('8412057736190466213', SESSION, '3876235366388279544')).messages[0]!.msgid).toBe('3876235366388279544');
+      // A 64-bit NewMsgId that a provider also put in MsgId is not a stand-in.
+      expect(only(revokeOf('8412057736190466213', SESSION, '3876235366388279544', '3876235366388279544')).messages[0]!.msgid).toBe('3876235366388279544');
+    });
+
+    it('leaves the ids of other kinds alone, so quotes and revokes that name them find them', () => {
+      for (const [newMsgId, msgId, createTime] of [
+        ['8412057736190466213', '8412057736190466213', 1731059312],
+        ['5', '5', 1731059312],
+        ['1731059312', '1048377195', 1731059312],
+      ] as const) {
+        expect(only(itemText({ newMsgId, msgId, createTime })).messages[0]!.msgid).toBe(newMsgId);
+      }
     });
   });
 });
@@ -219,6 +231,21 @@ describe('events', () => {
 });
 
 describe('dead letters', () => {
+  it('refuse an item whose parsed content grows past twice the item cap, keeping its bytes', () => {
+    // 19,990 empty <dataitem/> in a chat record: 220 KB of XML, megabytes of parsed items.
+    const inner = `<recordinfo><datalist>${'<dataitem/>'.repeat(19_990)}</datalist></recordinfo>`;
+    const text = itemText({ msgType: 49, content: `<msg><appmsg><title>聊天记录</title><type>19</type><recorditem><![CDATA[${inner}]]></recorditem></appmsg></msg>` });
+    const out = only(text);
+    expect(out.messages).toEqual([]);
+    expect(out.deadLetters[0]?.error_code).toBe('MSGPIPE_ERR_XML_LIMIT');
+    expect(out.deadLetters[0]?.error_message).toMatch(/^Parsed content of \d+ bytes exceeds the 2097152-byte cap$/);
+    expect(Buffer.from(out.deadLetters[0]!.original_base64, 'base64').toString('utf8')).toBe(text);
+    // A chat record of ordinary length is a row.
+    const small = `<recordinfo><datalist>${'<dataitem datatype="1"><datadesc>好的</datadesc></dataitem>'.repeat(300)}</datalist></recordinfo>`;
+    const ok = only(itemText({ msgType: 49, content: `<msg><appmsg><title>聊天记录</title><type>19</type><recorditem><![CDATA[${small}]]></recorditem></appmsg></msg>` }));
+    expect(ok.messages[0]?.msg_type).toBe('chatrecord');
+  });
+
   it('carry the exact original bytes, even from a slice of a larger page buffer', () => {
     const page = new TextEncoder().encode(`{"list":[${itemText({ msgType: 3, content: '<msg><img>' })}]}`);
     const span = itemSpans(page, ['list'])?.[0];
