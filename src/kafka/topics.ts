@@ -47,15 +47,22 @@ export function rawTopicType(topics: Topics, topic: string): SourceType | undefi
 /** `max.message.bytes` of the data topics msgpipe creates: the largest record batch the broker takes. */
 export const MAX_RECORD_BATCH_BYTES = 8 * 1024 * 1024;
 
+/**
+ * `max.message.bytes` of the dlq topic: a dead letter carries a raw record's bytes plus its
+ * error and origin, so it is a little larger than the largest raw record, which must still fit.
+ */
+export const MAX_DEAD_LETTER_BATCH_BYTES = MAX_RECORD_BATCH_BYTES + 1024 * 1024;
+
 /** Every topic msgpipe uses, as {@link ensureTopics} creates them. */
 export function topicSpecs(topics: Topics, partitions: number): TopicSpec[] {
   // Room for a large upstream item (a long chat record, a big appmsg) and its dead letter.
   const data = { 'max.message.bytes': String(MAX_RECORD_BATCH_BYTES) };
+  const dlq = { 'max.message.bytes': String(MAX_DEAD_LETTER_BATCH_BYTES) };
   return [
     ...SOURCE_TYPES.map((type) => ({ topic: topics.raw(type), numPartitions: partitions, config: data })),
     { topic: topics.messages, numPartitions: partitions, config: data },
     { topic: topics.events, numPartitions: partitions, config: data },
-    { topic: topics.dlq, numPartitions: partitions, config: data },
+    { topic: topics.dlq, numPartitions: partitions, config: dlq },
     // Compacted: the latest cursor per key is all that must survive.
     { topic: topics.cursors, numPartitions: 1, config: { 'cleanup.policy': 'compact' } },
     { topic: topics.control, numPartitions: 1 },

@@ -12,9 +12,13 @@ import { newSourceStats, type Source } from '../../../src/ingest/source.ts';
 import { createIdempotentProducer, ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
 import { cursorKey, readCursors } from '../../../src/kafka/cursors.ts';
 import { runKafkaIngest } from '../../../src/kafka/ingest.ts';
+import { decodeDeadLetter, decodeMessage } from '../../../src/kafka/codec.ts';
 import { sendInChunks } from '../../../src/kafka/send.ts';
+import { startKafkaTransform } from '../../../src/kafka/transform.ts';
 import { MAX_RECORD_BATCH_BYTES, topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
 import { readTopic, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
+import { waitFor } from '../../helpers/msgpipe.ts';
+import { itemText } from '../../unit/transform/support.ts';
 
 let kafka: Kafka;
 useTestBroker((_broker, k) => {
@@ -59,6 +63,48 @@ describe('large records', () => {
     expect(raw.map((r) => (JSON.parse(r.value.toString('utf8')) as { NewMsgId: string }).NewMsgId)).toEqual(items.map((_b, i) => String(i)));
     expect(raw.every((r, i) => r.value.equals(items[i]!))).toBe(true);
     expect((await readCursors(kafka, topics.cursors, log)).get(cursorKey('gw', 'wx_gw'))).toBe('kb1');
+  }, 120_000);
+
+  it('dead-letters a raw item as large as its topic takes, with its bytes, and moves on', async () => {
+    const topics = topicNames(uniqueTopic('bigitem'));
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, topicSpecs(topics, 1));
+    await admin.disconnect();
+    const headers = (index: number): Record<string, string> => ({ source: 'gw', account: 'wx_gw', 'fetched-at': '1', cursor: 'kb0', tenant: 'corp1', 'staff-id': 'wx_gw', index: String(index) });
+    // Over the 1 MiB item cap, so a dead letter; its own fields make it a few hundred bytes
+    // larger than the raw record, which is within 64 bytes of what the raw topic takes.
+    const itemOf = (size: number): Buffer => {
+      const head = Buffer.from('{"content":{"msgSessionId":"s@findermsg","ImgBuf":"');
+      return Buffer.concat([head, Buffer.alloc(size - head.length - 3, 65), Buffer.from('"}}')]);
+    };
+    const producer = createIdempotentProducer(kafka);
+    await producer.connect();
+    let big: Buffer | undefined;
+    try {
+      for (let size = MAX_RECORD_BATCH_BYTES - 100; big === undefined; size -= 64) {
+        const candidate = itemOf(size);
+        try {
+          await sendInChunks(producer, [{ topic: topics.raw('gewe'), messages: [{ key: 'gw:s', value: candidate, headers: headers(0) }] }], 1024 * 1024);
+          big = candidate;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'MSGPIPE_ERR_TOO_LARGE') throw err;
+        }
+      }
+      await sendInChunks(producer, [{ topic: topics.raw('gewe'), messages: [{ key: 'gw:s', value: Buffer.from(itemText({ newMsgId: '3876235366388279544' })), headers: headers(1) }] }], 1024 * 1024);
+    } finally {
+      await producer.disconnect();
+    }
+    const transform = await startKafkaTransform({ kafka, topics, consumers: 1, sessionTimeoutMs: 10_000, log });
+    try {
+      await waitFor(async () => (await readTopic(kafka, topics.messages)).length === 1, 60_000, 'the item after the large one to be transformed');
+      const [letter] = (await readTopic(kafka, topics.dlq)).map((r) => decodeDeadLetter(r.value));
+      expect(letter?.error_code).toBe('MSGPIPE_ERR_TOO_LARGE');
+      expect(Buffer.from(letter!.original_base64, 'base64').equals(big)).toBe(true);
+      expect(decodeMessage((await readTopic(kafka, topics.messages))[0]!.value).row.msgid).toBe('3876235366388279544');
+    } finally {
+      await transform.stop();
+    }
   }, 120_000);
 
   it('fails a record larger than its topic takes with MSGPIPE_ERR_TOO_LARGE', async () => {
