@@ -25,6 +25,7 @@
  *   (docs/adr/0011-embedded-sink-throughput-and-memory.md).
  */
 import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 
 import {
   createClient,
@@ -455,19 +456,19 @@ class ClickHouseStore implements Store {
         });
         return;
       }
-      await this.client.insert({
-        table,
-        values:
-          rows instanceof JsonLines
-            ? Readable.from([rows.body])
-            : columns === undefined
-              ? rows
-              : compactRows(rows, columns),
-        format,
-        ...(columns === undefined ? {} : { columns: [...columns] as [string, ...string[]] }),
+      // The body is built here, as for chDB, and sent as bytes: the client's own insert would
+      // re-serialise every chunk of a stream as JSON (a Buffer became {"type":"Buffer",…}) and
+      // would leave lone surrogates, which the server refuses, in the rows.
+      const body = rows instanceof JsonLines ? rows.body : jsonLines(columns === undefined ? rows : compactRows(rows, columns));
+      const { stream } = await this.client.exec({
+        query: `INSERT INTO ${table}${columns === undefined ? '' : ` (${columns.join(', ')})`} FORMAT ${format}`,
+        values: Readable.from([body], { objectMode: false }),
         clickhouse_settings: settingsFor(this.backend, options, { token }),
         ...(options?.signal === undefined ? {} : { abort_signal: options.signal }),
       });
+      // An INSERT answers with an empty body; reading it ends the request and frees the socket.
+      stream.resume();
+      await finished(stream);
     } catch (err) {
       throw toStoreError(err, 'insert', options?.signal);
     }

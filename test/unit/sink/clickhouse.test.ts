@@ -1,5 +1,9 @@
-import { MsgpipeError } from '../../../src/core/errors.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
 import { afterEach, describe, expect, it } from 'vitest';
+
+import { MsgpipeError } from '../../../src/core/errors.ts';
 
 import { CHDB_MALLOC_CONF, JsonLines, openStore, stringList, toStoreError } from '../../../src/sink/clickhouse.ts';
 import { openTempStore, silent, type TempStore } from './helpers.ts';
@@ -160,5 +164,66 @@ describe('toStoreError', () => {
   it('keeps messages short: ClickHouse echoes bound parameters', () => {
     const err = toStoreError(new Error('x'.repeat(100_000)), 'query');
     expect(err.message.length).toBeLessThan(1100);
+  });
+});
+
+/** One request the stand-in server received. */
+interface Captured {
+  readonly params: URLSearchParams;
+  readonly body: Buffer;
+}
+
+/**
+ * The HTTP side of a ClickHouse server, as far as an INSERT needs it: every request is kept and
+ * answered 200 with an empty body. No server runs here (no Docker); the engine check replays
+ * the captured statement and body on chDB.
+ */
+async function captureServer(): Promise<{ url: string; requests: Captured[]; close: () => Promise<void> }> {
+  const requests: Captured[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      requests.push({ params: new URL(req.url ?? '/', 'http://127.0.0.1').searchParams, body: Buffer.concat(chunks) });
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'X-ClickHouse-Summary': '{}' });
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, requests, close: () => new Promise((resolve) => { server.close(() => { resolve(); }); }) };
+}
+
+describe('openStore on a ClickHouse server', () => {
+  it('sends an insert as its JSON lines, well-formed, with the token, and the engine takes them', async () => {
+    const server = await captureServer();
+    const store = await openStore({ url: server.url, database: 'msgpipe' }, silent);
+    try {
+      await store.insert('c', [{ a: 'cut \ud83d here', b: 1 }], { columns: ['a', 'b'], dedupToken: 'tok-1' });
+      await store.insert('c', new JsonLines(Buffer.from('["x",2]\n["y",3]\n'), 2), { columns: ['a', 'b'], dedupToken: 'tok-2' });
+      await store.insert('e', [{ id: '7', text: '你好' }], { dedupToken: 'tok-3' });
+    } finally {
+      await store.close();
+      await server.close();
+    }
+    const inserts = server.requests.filter((r) => r.params.get('query')?.startsWith('INSERT') === true);
+    expect(inserts.map((r) => [r.params.get('query'), r.params.get('insert_deduplication_token'), r.body.toString('utf8')])).toEqual([
+      ['INSERT INTO c (a, b) FORMAT JSONCompactEachRow', 'tok-1', '["cut \\ufffd here",1]'],
+      ['INSERT INTO c (a, b) FORMAT JSONCompactEachRow', 'tok-2', '["x",2]\n["y",3]\n'],
+      ['INSERT INTO e FORMAT JSONEachRow', 'tok-3', '{"id":"7","text":"你好"}'],
+    ]);
+    // What the server received, replayed on the engine.
+    const temp = await openTempStore({ migrate: false });
+    try {
+      await temp.store.command('CREATE TABLE c (a String, b UInt8) ENGINE = MergeTree ORDER BY a');
+      for (const r of inserts.slice(0, 2)) await temp.store.command(`${r.params.get('query') ?? ''}\n${r.body.toString('utf8')}`);
+      expect(await temp.store.query('SELECT a, b FROM c ORDER BY a')).toEqual([
+        { a: 'cut \ufffd here', b: 1 },
+        { a: 'x', b: 2 },
+        { a: 'y', b: 3 },
+      ]);
+    } finally {
+      await temp.dispose();
+    }
   });
 });
