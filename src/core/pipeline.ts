@@ -223,7 +223,10 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
     try {
       await source.run(ctx);
     } catch (err) {
-      failWith(err, source, 'Source failed; stopping the pipeline.');
+      // A source stopped while it waited (loading its cursor, a backoff) ends with the stop's
+      // reason or an AbortError: that is the stop, not a failure.
+      const stopped = options.signal.aborted && (err === options.signal.reason || (err instanceof Error && err.name === 'AbortError'));
+      if (!stopped) failWith(err, source, 'Source failed; stopping the pipeline.');
     }
   });
   await Promise.all(runs);

@@ -8,6 +8,8 @@ import { describe, expect, it } from 'vitest';
 
 import { inThreadTransformer, type PageTransformer, runEmbeddedPipeline, type SinkUnit, type UnitSink } from '../../../src/core/pipeline.ts';
 import type { Origin } from '../../../src/core/types.ts';
+import { parseConfig } from '../../../src/core/config.ts';
+import { createSource } from '../../../src/ingest/registry.ts';
 import { newSourceStats, type Source, type SourcePage } from '../../../src/ingest/source.ts';
 import { transformFinderItem } from '../../../src/transform/finder.ts';
 
@@ -108,5 +110,45 @@ describe('runEmbeddedPipeline', () => {
     expect(sink.units).toHaveLength(2);
     expect(sink.closed).toBe(true);
     expect(source.failures).toBe(1);
+  });
+
+  it('ends cleanly when stopped before a finder source has loaded its cursor', async () => {
+    // The stop arrives before the sources start (during migrations, say): the cursor load is
+    // refused with the stop's reason, which is the stop and not a source failure.
+    const config = parseConfig({ tenants: [{ id: 'corp1', secret: 's' }], sources: [{ type: 'gewe', name: 'shop-a', tenant: 'corp1', baseUrl: 'http://127.0.0.1:9', token: 'x', appId: 'a' }] });
+    const source = createSource(config.sources[0]!);
+    const stop = new AbortController();
+    stop.abort(new Error('stopped by SIGTERM'));
+    const sink = new RecordingSink();
+    let loads = 0;
+    await expect(
+      runEmbeddedPipeline({
+        sources: [source],
+        transformer: inThreadTransformer(() => transformFinderItem),
+        sink,
+        cursors: { load: () => { loads += 1; return Promise.resolve(undefined); } },
+        signal: stop.signal,
+        log,
+      }),
+    ).resolves.toBeUndefined();
+    expect(loads).toBe(0);
+    expect(sink.closed).toBe(true);
+  });
+
+  it('still fails on a source error that is not the stop, even during a stop', async () => {
+    const stop = new AbortController();
+    const failing: Source = {
+      name: 'y1',
+      origin: ORIGIN,
+      stats: newSourceStats(),
+      run: () => {
+        stop.abort(new Error('stopped by SIGTERM'));
+        return Promise.reject(new Error('token rejected'));
+      },
+    };
+    const sink = new RecordingSink();
+    await expect(
+      runEmbeddedPipeline({ sources: [failing], transformer: inThreadTransformer(() => transformFinderItem), sink, cursors: { load: () => Promise.resolve(undefined) }, signal: stop.signal, log }),
+    ).rejects.toThrow('token rejected');
   });
 });
