@@ -13,6 +13,7 @@ import { ConfigError } from '../core/errors.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { signUrl } from '../query/index.ts';
+import { rebuildSessions } from '../sink/sessions-rebuild.ts';
 import { runDemo } from './demo.ts';
 import { openConfiguredStore, runPipelineCommand } from './run.ts';
 import { runSimulateCommand } from './simulate.ts';
@@ -109,10 +110,21 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     .command('migrate')
     .description('apply the ClickHouse migrations')
     .addOption(configOption())
-    .action(async (opts: { config?: string }) => {
+    .addOption(
+      new Option('--rebuild-sessions', 'then rebuild the sessions aggregate from messages (after a hard crash; stop the writers first)'),
+    )
+    .action(async (opts: { config?: string; rebuildSessions?: boolean }) => {
       const config = await resolveConfig(opts.config, false);
-      const store = await openConfiguredStore(config, logger(config), { migrate: true });
-      await store.close();
+      const migrateLog = logger(config);
+      const store = await openConfiguredStore(config, migrateLog, { migrate: true });
+      try {
+        if (opts.rebuildSessions === true) {
+          const rebuilt = await rebuildSessions(store, migrateLog.child({ component: 'sink.sessions' }));
+          out.write(`sessions rebuilt: ${rebuilt.sessions} sessions, ${rebuilt.messages} messages\n`);
+        }
+      } finally {
+        await store.close();
+      }
     });
 
   program

@@ -3,6 +3,8 @@
  * first word: `WITH … INSERT …` starts like a read.
  */
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { describe, expect, it } from 'vitest';
@@ -31,6 +33,12 @@ describe('msgpipe sql', () => {
         { cwd: ROOT, env },
       );
       expect(stdout).toBe('{"semi":";","n":"0"}\n');
+      // The repair of docs/operations.md: the rebuild runs, and the check finds nothing to repair.
+      const rebuilt = await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile, '--rebuild-sessions'], { cwd: ROOT, env });
+      expect(rebuilt.stdout).toBe('sessions rebuilt: 0 sessions, 0 messages\n');
+      const check = (/```sql\n(-- sessions whose count[\s\S]*?)```/.exec((await readFile(join(ROOT, 'docs', 'operations.md'), 'utf8'))))?.[1] ?? '';
+      expect(check).toContain('FROM sessions');
+      expect(await sql(configFile, check)).toEqual([]);
       // A mistyped log level is a usage error that names the variable, not a stack trace.
       const loud = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, 'SELECT 1'], { cwd: ROOT, env: { ...env, MSGPIPE_LOG_LEVEL: 'loud' } });
       await expect(loud).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('MSGPIPE_LOG_LEVEL: "loud" is not a log level (use fatal, error,') as unknown });
