@@ -100,7 +100,9 @@ export function parseLossless(text: string): unknown {
         while (i < n && isDigit(text.charCodeAt(i))) i++;
       }
       const digits = intEnd - start - (c === MINUS ? 1 : 0);
-      if (integer && digits >= BIG_DIGITS) {
+      // A leading zero is not JSON (`012`): left bare, JSON.parse refuses it as it would a short one.
+      const leadingZero = text.charCodeAt(c === MINUS ? start + 1 : start) === 0x30;
+      if (integer && digits >= BIG_DIGITS && !leadingZero) {
         out ??= [];
         out.push(text.slice(last, start), '"', text.slice(start, i), '"');
         last = i;

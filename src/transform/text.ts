@@ -15,9 +15,11 @@ import type { KindContext, MessageKind } from './kind.ts';
 
 /**
  * `wxid_p4k2m9x7c1a822:\n…`, `12345678901@chatroom:\n<sysmsg…`: a username, a colon, a newline.
- * Usernames are `wxid_…` or carry an `@suffix` (`…@chatroom`, `…@finder`, `…@findermsgstranger`).
+ * Usernames are `wxid_…` or carry one of WeChat's own `@suffix`es (reference A3: `@chatroom`,
+ * `@openim`, `@finder`, `@findermsgstranger`, `@findermsg`, `@gamelife`, `@stranger`), so a
+ * letter that starts with `support@shop:\n` keeps its first line.
  */
-const SENDER_PREFIX = /^(wxid_[0-9A-Za-z_-]{1,64}|[0-9A-Za-z_.-]{1,128}@[a-z]{2,32}):\r?\n/;
+const SENDER_PREFIX = /^(wxid_[0-9A-Za-z_-]{1,64}|[0-9A-Za-z_.-]{1,128}@(?:chatroom|openim|finder|findermsgstranger|findermsg|gamelife|stranger)):\r?\n/;
 
 /** Splits a group-style sender prefix off content; `sender` is `''` when there is none. */
 export function splitSenderPrefix(content: string, ctx: Pick<KindContext, 'from'>): { sender: string; body: string } {

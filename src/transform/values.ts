@@ -27,7 +27,8 @@ export function usv(text: string): string {
  * Values past 2^53 are not sizes or counts; they give 0 rather than a rounded number.
  */
 export function leadingInt(text: string): number {
-  const m = /^\s*([+-]?\d{1,16})/.exec(text);
+  // All the digits, so a 20-digit value is past 2^53 (0), not its first 16 digits.
+  const m = /^\s*([+-]?\d+)/.exec(text);
   if (m === null) return 0;
   const n = Number(m[1]);
   return Number.isSafeInteger(n) ? n : 0;

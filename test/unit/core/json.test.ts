@@ -34,6 +34,11 @@ describe('parseLossless', () => {
   it('rejects text that is not JSON', () => {
     expect(() => parseLossless('{"a": 12345678901234567890')).toThrow();
     expect(() => parseLossless('{"a": "unterminated')).toThrow();
+    // Leading zeros are not JSON, however many digits follow.
+    expect(() => parseLossless('{"a": 01}')).toThrow(SyntaxError);
+    expect(() => parseLossless('{"a": 00000000000000012}')).toThrow(SyntaxError);
+    expect(() => parseLossless('{"a": -00000000000000012}')).toThrow(SyntaxError);
+    expect(parseLossless('{"a": 0, "b": 10000000000000012}')).toEqual({ a: 0, b: '10000000000000012' });
   });
 });
 

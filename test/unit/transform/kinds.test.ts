@@ -28,6 +28,9 @@ describe('text', () => {
     expect(row({ content: '注意:\n明天发货' }).content_text).toBe('注意:\n明天发货');
     expect(row({ content: 'Question:\nwhen?' }).content_text).toBe('Question:\nwhen?');
     expect(row({ content: 'http://x.cn:\nlink' }).content_text).toBe('http://x.cn:\nlink');
+    // An address-like first line of a letter is text, not a WeChat username.
+    expect(row({ content: 'support@shop:\n我要退货' }).content_text).toBe('support@shop:\n我要退货');
+    expect(row({ content: 'fv1_cb68e6952228@findermsgstranger:\n你好' }).content_text).toBe('你好');
   });
 
   it('takes off a custom-id prefix only when it is the item sender', () => {

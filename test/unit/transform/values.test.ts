@@ -7,6 +7,9 @@ describe('values', () => {
     expect([leadingInt(' 57 '), leadingInt('10>>'), leadingInt('2001'), leadingInt('-1'), leadingInt(''), leadingInt('abc')]).toEqual([57, 10, 2001, -1, 0, 0]);
     // Past 2^53 it is not a size: 0, never a rounded number.
     expect(leadingInt('99999999999999999')).toBe(0);
+    // All the digits count: a 17- or 20-digit value is not cut to its first 16.
+    expect([leadingInt('12345678901234567'), leadingInt('12345678901234567890 bytes')]).toEqual([0, 0]);
+    expect(leadingInt('9007199254740991')).toBe(9007199254740991);
   });
 
   it('uint64Text keeps ids as exact text and refuses what is not one', () => {
