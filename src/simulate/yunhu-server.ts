@@ -20,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify from 'fastify';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 
 import { decodeYunhu, encodeYunhu, WireError } from '../ingest/yunhu-proto.ts';
 import { hashString, Rng } from './random.ts';
@@ -37,6 +38,20 @@ export interface YunhuSimFaults {
   /** Chats (`<chatType>:<chatId>`) whose reads answer status -1 "会话不存在", as for a dissolved group. */
   readonly goneChats?: readonly string[];
 }
+
+const rate = z.number().min(0).max(1);
+
+/** {@link YunhuSimFaults} as the `/_sim` routes accept them. */
+const yunhuFaultsSchema = z.strictObject({
+  errorRate: rate.optional(),
+  rateLimitRate: rate.optional(),
+  retryAfterSec: z.int().min(0).max(3600).optional(),
+  errorStatusRate: rate.optional(),
+  malformedRate: rate.optional(),
+  latencyMs: z.int().min(0).max(120_000).optional(),
+  tokenExpiresAfter: z.int().min(0).nullable().optional(),
+  goneChats: z.array(z.string().regex(/^[123]:.+$/)).optional(),
+});
 
 export interface YunhuSimAccountInput {
   /** Name in the handle (default userId). */
@@ -417,6 +432,55 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
       }),
     );
   }
+
+  // The fault knobs over HTTP, as the finder simulators have them (docs/simulator.md).
+  const jsonBody = (req: FastifyRequest): unknown => {
+    const raw = bytesOf(req.body);
+    if (raw.length === 0) return {};
+    try {
+      return JSON.parse(Buffer.from(raw).toString('utf8')) as unknown;
+    } catch {
+      return undefined;
+    }
+  };
+  const faultPatch = (req: FastifyRequest, reply: FastifyReply): YunhuSimFaults | undefined => {
+    const parsed = yunhuFaultsSchema.safeParse(jsonBody(req));
+    // Parsed from JSON, so no key holds undefined.
+    if (parsed.success) return parsed.data as YunhuSimFaults;
+    void reply.code(400).send({ error: 'invalid body', problems: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) });
+    return undefined;
+  };
+  const accountOf = (req: FastifyRequest, reply: FastifyReply): AccountState | undefined => {
+    const { id } = req.params as { id: string };
+    const s = states.get(id);
+    if (s === undefined) void reply.code(404).send({ error: `unknown account "${id}"` });
+    return s;
+  };
+  app.get('/_sim/faults', () => global ?? {});
+  app.put('/_sim/faults', (req, reply) => {
+    const patch = faultPatch(req, reply);
+    if (patch === undefined) return reply;
+    global = { ...global, ...patch };
+    return global;
+  });
+  app.delete('/_sim/faults', () => {
+    global = undefined;
+    return {};
+  });
+  app.put('/_sim/accounts/:id/faults', (req, reply) => {
+    const s = accountOf(req, reply);
+    const patch = s === undefined ? undefined : faultPatch(req, reply);
+    if (s === undefined || patch === undefined) return reply;
+    s.faults = { ...s.faults, ...patch };
+    if (patch.tokenExpiresAfter !== undefined) s.accepted = 0;
+    return { own: s.faults, effective: faultsOf(s) };
+  });
+  app.delete('/_sim/accounts/:id/faults', (req, reply) => {
+    const s = accountOf(req, reply);
+    if (s === undefined) return reply;
+    s.faults = undefined;
+    return { own: {}, effective: faultsOf(s) };
+  });
 
   await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
   const address = app.server.address();

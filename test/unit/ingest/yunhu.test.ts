@@ -179,6 +179,31 @@ describe('yunhu source', () => {
     await r.stop();
   });
 
+  it('takes its fault knobs over HTTP too, as the finder simulators do (/_sim)', async () => {
+    const sim = await simulator();
+    const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
+      const res = await fetch(`${sim.url}/_sim${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
+      return { status: res.status, json: await res.json() };
+    };
+    expect(await call('PUT', '/accounts/7311890/faults', { goneChats: ['2:51309476'] })).toMatchObject({ status: 200, json: { own: { goneChats: ['2:51309476'] } } });
+    expect((await call('PUT', '/accounts/7311890/faults', { goneChats: 'all' })).status).toBe(400);
+    expect((await call('PUT', '/accounts/nobody/faults', {})).status).toBe(404);
+    expect(await call('PUT', '/faults', { latencyMs: 1 })).toEqual({ status: 200, json: { latencyMs: 1 } });
+    expect(await call('GET', '/faults')).toEqual({ status: 200, json: { latencyMs: 1 } });
+    expect(await call('DELETE', '/faults')).toEqual({ status: 200, json: {} });
+
+    const source = build(sim, { rereadWindow: 0, chats: ACCOUNT.chats.map((c) => ({ chatId: c.chatId, chatType: c.chatType })) });
+    const r = run(source);
+    await vi.waitFor(() => {
+      expect(r.cursors.get('1:7356214')).toBe('12');
+      expect(sim.received('7311890').filter((x) => x.chat === '2:51309476' && x.outcome === 'error_status').length).toBeGreaterThanOrEqual(1);
+    }, WAIT);
+    expect(r.cursors.get('2:51309476')).toBe('0');
+    expect((await call('DELETE', '/accounts/7311890/faults')).status).toBe(200);
+    await vi.waitFor(() => { expect(r.cursors.get('2:51309476')).toBe('45'); }, WAIT);
+    await r.stop();
+  });
+
   it('hands on a newest message whose msg_seq cannot be read once, though every read lists it again', async () => {
     const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 5 }] });
     const source = build(sim, { rereadWindow: 0, chats: [{ chatId: '7356214', chatType: 1 }] });
