@@ -1,7 +1,10 @@
 /**
  * The Yunhu (云湖) protobuf wire format: proto/yunhu/*.proto loaded with protobufjs at start,
  * decoded by field number (names are ours; the numbers are the API's), unknown fields skipped,
- * 64-bit values handed on as exact decimal strings (`longs: String`).
+ * 64-bit values handed on as exact decimal strings (`longs: String`). Strings are read
+ * leniently (the .proto files turn off `utf8_validation`): an invalid UTF-8 sequence becomes
+ * U+FFFD, so one name the server clipped inside a character does not make the whole message (or
+ * the whole conversation list) undecodable.
  *
  * A list response is not decoded as a whole: {@link readListResponse} walks its top-level fields
  * and returns the byte span of every message (field 2), so a raw record is exactly the bytes the

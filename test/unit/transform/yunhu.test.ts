@@ -186,6 +186,18 @@ describe('transformYunhuRecord', () => {
     expect(out.messages[0]).toMatchObject({ msgid: 'u1', content_text: 'x' });
   });
 
+  it('keeps a message whose sender name the server clipped inside a character, with U+FFFD for the broken part', () => {
+    const bytes = Buffer.from(
+      encodeYunhu('Msg', { msg_id: 'clip1', sender: { chat_id: '7356214', chat_type: 1, name: '小林云' }, direction: 'left', content_type: 1, content: { text: '明天见' }, send_time: '1731059312457', msg_seq: '7' }),
+    );
+    // 云 is e4 ba 91; the last byte overwritten keeps every length prefix right.
+    bytes[bytes.indexOf(Buffer.from('小林云')) + Buffer.byteLength('小林云') - 1] = 0x21;
+    const out = transformYunhuRecord(record(bytes, '1:7356214@6'), NOW);
+    expect(out.deadLetters).toEqual([]);
+    expect(out.messages[0]).toMatchObject({ msgid: 'clip1', content_text: '明天见', peer_name: '小林\ufffd!' });
+    expect((JSON.parse(out.messages[0]!.content) as { sender: { name: string } }).sender.name).toBe('小林\ufffd!');
+  });
+
   it('dead-letters malformed protobuf, a missing msg_id, an oversized record and a record without its chat, with the exact bytes', () => {
     const good = encodeYunhu('Msg', { msg_id: 'ok', content_type: 1, content: { text: 'x' }, send_time: '5', msg_seq: '2' });
     const cases: [RawRecord, string][] = [
