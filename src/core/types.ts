@@ -110,7 +110,11 @@ export interface MessageRow {
   readonly content_text: string;
   /** The typed payload as a JSON object text: `attachments` / `chat_msg_content.content`. */
   readonly content: string;
-  /** Content.string exactly as received. */
+  /**
+   * The provider's content exactly as received: `Content.string` for the WeChat providers; for
+   * Yunhu, the whole protobuf message in base64 (its bytes are not text, and fields we do not
+   * decode must survive).
+   */
   readonly raw_content: string;
   readonly msg_source: string;
   readonly at_user_list: readonly string[];

@@ -20,7 +20,10 @@
  * peer_avatar = the sender's name and avatar when the sender is that peer; msg_time = send_time
  * (ms); seq = msg_seq (exact); wx_msg_type = content_type; pre_msgid = quote_msg_id;
  * at_user_list = mentioned ids. The sender (name, avatar, tags), quote, command and buttons are
- * kept in `content`.
+ * kept in `content`. raw_content = the record's bytes (the whole `Msg` as the server sent it) in
+ * base64: the decoder skips every field proto/yunhu does not name (a content type 14 A2UI
+ * payload, a newer server's fields), so a re-encoding of the decoded message would lose them,
+ * and the table keeps the only copy in the embedded mode (no raw topic).
  *
  * Pure: no I/O, no clock; never throws for bad input.
  */
@@ -157,7 +160,7 @@ function messageOutput(record: RawRecord, chat: Chat, now: number): TransformOut
     ...(editTime > 0 ? { edit_time: editTime } : {}),
   };
   const contentJson = usv(JSON.stringify(payload));
-  const rawContent = usv(JSON.stringify(content));
+  const rawContent = Buffer.from(record.bytes.buffer, record.bytes.byteOffset, record.bytes.byteLength).toString('base64');
   const text = usv(kind.text);
   const seqNumber = Number(seq);
   const row: MessageRow = {

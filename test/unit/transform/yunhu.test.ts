@@ -1,4 +1,5 @@
 /** The Yunhu transform on messages built from the seed's structures and encoded with the real protos. */
+import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 
 import type { Origin, RawRecord } from '../../../src/core/types.ts';
@@ -175,6 +176,25 @@ describe('transformYunhuRecord', () => {
         ingested_at: NOW,
       },
     ]);
+  });
+
+  it('keeps the exact message bytes as raw_content, fields the protos do not name included (content type 14 A2UI)', () => {
+    // A newer server's A2UI card: content_type 14 whose MsgContent holds only a field 40 we do not decode.
+    const a2ui = '{"a2ui":{"type":"card","title":"报名表","fields":[{"id":98765432109876543210}]}}';
+    const content = protobuf.Writer.create().uint32((40 << 3) | 2).string(a2ui).finish();
+    const head = encodeYunhu('Msg', { msg_id: 'a2ui1', sender: { chat_id: '82041957', chat_type: 3, name: '报名助手' }, direction: 'left', content_type: 14, send_time: '1731059312457', msg_seq: '9' });
+    const bytes = Buffer.concat([head, protobuf.Writer.create().uint32((5 << 3) | 2).bytes(content).finish()]);
+    const out = transformYunhuRecord(record(bytes, '3:82041957@8'), NOW);
+    expect(out.deadLetters).toEqual([]);
+    const row = out.messages[0]!;
+    expect(row).toMatchObject({ msgid: 'a2ui1', msg_type: 'unknown', wx_msg_type: 14 });
+    const raw = Buffer.from(row.raw_content, 'base64');
+    expect(raw.equals(bytes)).toBe(true);
+    expect(raw.includes(Buffer.from(a2ui))).toBe(true);
+    // An edit mark carries the same exact bytes to the stored copy.
+    const edited = Buffer.concat([bytes, protobuf.Writer.create().uint32((12 << 3) | 0).uint64('1731059400000').finish()]);
+    const mark = transformYunhuRecord(record(edited, '3:82041957@8'), NOW).edits![0]!;
+    expect(Buffer.from(mark.raw_content, 'base64').equals(edited)).toBe(true);
   });
 
   it('skips unknown fields from newer servers', () => {
