@@ -19,6 +19,7 @@
  *
  * Pure; never throws for any decoded content.
  */
+import { parseLossless } from '../core/json.ts';
 import type { MsgType } from '../core/types.ts';
 
 /** Decoded `MsgContent` (protobufjs plain object, 64-bit as decimal strings). */
@@ -43,11 +44,22 @@ function u64(content: YunhuContent, key: string): string {
   return typeof v === 'string' || typeof v === 'number' ? String(v) : '0';
 }
 
-/** A JSON text parsed when it is JSON, else kept as the string it is (forms, buttons). */
+/**
+ * Deepest JSON nesting parsed in buttons and forms. Real ones are 3 levels (`[[{"text":…}]]`);
+ * the payload is written out again with `JSON.stringify`, which recurses per level and overflows
+ * the stack past ~10 000, and a message must not be lost for its buttons.
+ */
+const MAX_JSON_DEPTH = 64;
+
+/**
+ * A JSON text (buttons, forms, an old version's content) parsed when it is JSON, else kept as the
+ * string it is: not JSON, or nested deeper than {@link MAX_JSON_DEPTH}. Parsed losslessly, so a
+ * button `value` of 12345678901234567891 stays exact (as a decimal string).
+ */
 export function jsonOrString(text: string): unknown {
   if (text === '') return null;
   try {
-    return JSON.parse(text) as unknown;
+    return parseLossless(text, { maxDepth: MAX_JSON_DEPTH });
   } catch {
     return text;
   }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { decodeUtf8, isNullAt, itemSpans, parseLossless, scanArray, toDecimal, valueStart } from '../../../src/core/json.ts';
+import { decodeUtf8, isNullAt, itemSpans, JsonDepthError, parseLossless, scanArray, toDecimal, valueStart } from '../../../src/core/json.ts';
 
 describe('parseLossless', () => {
   it('keeps 64-bit ids exact as decimal strings', () => {
@@ -39,6 +39,15 @@ describe('parseLossless', () => {
     expect(() => parseLossless('{"a": 00000000000000012}')).toThrow(SyntaxError);
     expect(() => parseLossless('{"a": -00000000000000012}')).toThrow(SyntaxError);
     expect(parseLossless('{"a": 0, "b": 10000000000000012}')).toEqual({ a: 0, b: '10000000000000012' });
+  });
+
+  it('refuses nesting past maxDepth, counting only brackets outside strings', () => {
+    expect(parseLossless('{"a":[{"b":[1]}]}', { maxDepth: 4 })).toEqual({ a: [{ b: [1] }] });
+    expect(() => parseLossless('{"a":[{"b":[1]}]}', { maxDepth: 3 })).toThrow(JsonDepthError);
+    expect(parseLossless('[["[[[[","}}}]]]",12345678901234567890]]', { maxDepth: 2 })).toEqual([['[[[[', '}}}]]]', '12345678901234567890']]);
+    // Siblings do not add up: depth is how deep, not how many.
+    expect(parseLossless(`[${'[],'.repeat(1000)}[]]`, { maxDepth: 2 })).toHaveLength(1001);
+    expect(() => parseLossless('['.repeat(200_000) + ']'.repeat(200_000), { maxDepth: 64 })).toThrow(/nested deeper than 64 levels at offset 64/);
   });
 });
 

@@ -23,13 +23,34 @@ const XIAOLIN = {
 };
 
 describe('transformYunhuRecord', () => {
-  it('dead-letters buttons nested 100 000 deep instead of overflowing the stack', () => {
-    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
-    const bytes = encodeYunhu('Msg', { msg_id: 'deep1', sender: XIAOLIN, direction: 'left', content_type: 1, content: { text: 'x', buttons: deep }, send_time: '1731059312457', msg_seq: '5' });
+  it.each([20_000, 100_000])('keeps a text message whose buttons nest %i deep, with the buttons as the string they are', (levels) => {
+    const deep = '['.repeat(levels) + ']'.repeat(levels);
+    const bytes = encodeYunhu('Msg', { msg_id: 'deep1', sender: XIAOLIN, direction: 'left', content_type: 1, content: { text: '明天几点开会？', buttons: deep }, send_time: '1731059312457', msg_seq: '5' });
     const out = transformYunhuRecord(record(bytes), NOW);
-    expect(out.messages).toEqual([]);
-    expect(out.deadLetters.map((d) => d.error_code)).toEqual(['MSGPIPE_ERR_SHAPE']);
-    expect(Buffer.from(out.deadLetters[0]!.original_base64, 'base64').equals(Buffer.from(bytes))).toBe(true);
+    expect(out.deadLetters).toEqual([]);
+    expect(out.messages[0]?.content_text).toBe('明天几点开会？');
+    expect((JSON.parse(out.messages[0]!.content) as { buttons: unknown }).buttons).toBe(deep);
+  });
+
+  it('parses buttons and forms as JSON up to 64 levels deep, and keeps a deeper form as its string', () => {
+    const at = (levels: number): string => '['.repeat(levels - 1) + '{"a":1}' + ']'.repeat(levels - 1);
+    const form = (text: string): unknown => {
+      const bytes = encodeYunhu('Msg', { msg_id: 'f1', sender: XIAOLIN, content_type: 5, content: { form: text }, send_time: '1731059312457', msg_seq: '5' });
+      return (JSON.parse(transformYunhuRecord(record(bytes), NOW).messages[0]!.content) as { form: unknown }).form;
+    };
+    expect(form(at(64))).toEqual(JSON.parse(at(64)));
+    expect(form(at(65))).toBe(at(65));
+  });
+
+  it('keeps integers of buttons and forms exact (big ones as decimal strings)', () => {
+    const buttons = '[[{"text":"领取","actionType":3,"value":12345678901234567891}]]';
+    const form = '{"id":98765432109876543210,"name":"报名表","fields":[{"id":7,"max":18446744073709551615}]}';
+    const text = encodeYunhu('Msg', { msg_id: 'b1', sender: XIAOLIN, content_type: 1, content: { text: 'hi', buttons }, send_time: '1731059312457', msg_seq: '5' });
+    const formMsg = encodeYunhu('Msg', { msg_id: 'f2', sender: XIAOLIN, content_type: 5, content: { form }, send_time: '1731059312457', msg_seq: '6' });
+    const textContent = JSON.parse(transformYunhuRecord(record(text), NOW).messages[0]!.content) as { buttons: unknown };
+    const formContent = JSON.parse(transformYunhuRecord(record(formMsg), NOW).messages[0]!.content) as { form: unknown };
+    expect(textContent.buttons).toEqual([[{ text: '领取', actionType: 3, value: '12345678901234567891' }]]);
+    expect(formContent.form).toEqual({ id: '98765432109876543210', name: '报名表', fields: [{ id: 7, max: '18446744073709551615' }] });
   });
 
   it('maps a group text message with mentions, sender tags and exact 64-bit fields', () => {
