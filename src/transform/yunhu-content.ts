@@ -69,21 +69,29 @@ export function jsonOrString(text: string): unknown {
  * `html` without its closed script and style elements (an unclosed start tag stays, for the tag
  * stripper). Linear in the text: a regex with a lazy body rescanned the rest of the text for every
  * unclosed start tag, 18 s for 1 MB of `<script>`.
+ *
+ * Matched without regard to ASCII case on `html` itself, not on a lower-cased copy:
+ * `toLowerCase()` changes the length of some text (`İ`, U+0130, becomes two code units), and
+ * positions found in the copy then cut the original in the wrong places, leaking script text and
+ * dropping real text. The `i` flag without `u` folds ASCII letters only, as HTML tag names do.
  */
 function dropScriptsAndStyles(html: string): string {
-  const lower = html.toLowerCase();
-  const open = /<(script|style)\b/g;
+  const open = /<(script|style)\b/gi;
+  const closeScript = /<\/script/gi;
+  const closeStyle = /<\/style/gi;
   const unclosed = new Set<string>();
   let out = '';
   let from = 0;
   let m: RegExpExecArray | null;
-  while ((m = open.exec(lower)) !== null) {
-    const name = m[1] ?? '';
+  while ((m = open.exec(html)) !== null) {
+    const name = (m[1] ?? '').toLowerCase();
     if (unclosed.has(name) || m.index < from) continue;
-    const tagEnd = lower.indexOf('>', open.lastIndex);
+    const tagEnd = html.indexOf('>', open.lastIndex);
     if (tagEnd < 0) break; // no start tag can end from here on
-    const close = lower.indexOf(`</${name}`, tagEnd);
-    const closeEnd = close < 0 ? -1 : lower.indexOf('>', close);
+    const closeTag = name === 'script' ? closeScript : closeStyle;
+    closeTag.lastIndex = tagEnd;
+    const closeAt = closeTag.exec(html)?.index ?? -1;
+    const closeEnd = closeAt < 0 ? -1 : html.indexOf('>', closeAt);
     if (closeEnd < 0) {
       unclosed.add(name); // no later start tag of this name is closed either
       continue;
@@ -95,16 +103,69 @@ function dropScriptsAndStyles(html: string): string {
   return out + html.slice(from);
 }
 
-/** Text of an HTML fragment: tags dropped, the five XML entities and &nbsp; decoded, spaces folded. */
+/**
+ * A tag: `<` then a letter (`<p>`, `<br/>`), `/` (`</p>`), `!` (`<!-- x -->`, `<!DOCTYPE html>`)
+ * or `?`, up to the next `>`. Plain text such as `1 < 2 and 3 > 2` has a space after its `<`, so
+ * it stays text. `[^<>]*` stops at the next `<`, which keeps a run of `<a<a<a…` linear.
+ */
+const TAG = /<[A-Za-z/!?][^<>]*>/g;
+
+/** Named character references decoded in HTML text: the XML five and the common typographic ones. */
+const NAMED_ENTITIES: Readonly<Record<string, string>> = {
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  nbsp: ' ',
+  ensp: '\u2002',
+  emsp: '\u2003',
+  thinsp: '\u2009',
+  copy: '©',
+  reg: '®',
+  trade: '™',
+  hellip: '…',
+  mdash: '—',
+  ndash: '–',
+  lsquo: '‘',
+  rsquo: '’',
+  ldquo: '“',
+  rdquo: '”',
+  laquo: '«',
+  raquo: '»',
+  middot: '·',
+  bull: '•',
+  times: '×',
+  divide: '÷',
+  plusmn: '±',
+  deg: '°',
+  yen: '¥',
+  euro: '€',
+  pound: '£',
+  cent: '¢',
+  sect: '§',
+  para: '¶',
+};
+
+/**
+ * `&#165;` (decimal), `&#x4e2d;` (hex) or `&copy;` (named). One pass, so `&amp;lt;` is `&lt;` as
+ * text, not `<`.
+ */
+const ENTITY = /&(?:#(\d{1,8})|#[xX]([0-9A-Fa-f]{1,8})|([A-Za-z][A-Za-z0-9]{1,31}));/g;
+
+function decodeEntity(whole: string, dec: string | undefined, hex: string | undefined, name: string | undefined): string {
+  if (name !== undefined) return NAMED_ENTITIES[name] ?? whole;
+  const code = dec !== undefined ? Number.parseInt(dec, 10) : Number.parseInt(hex ?? '', 16);
+  // As an HTML parser does: NUL, surrogates and numbers past U+10FFFF read as U+FFFD.
+  if (!(code > 0 && code <= 0x10ffff) || (code >= 0xd800 && code <= 0xdfff)) return '\ufffd';
+  return String.fromCodePoint(code);
+}
+
+/** Text of an HTML fragment: script and style dropped, tags removed, entities decoded, spaces folded. */
 function htmlText(html: string): string {
   return dropScriptsAndStyles(html)
-    .replace(/<[^<>]*>/g, ' ')
-    .replace(/&nbsp;/g, ' ')
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;|&apos;/g, "'")
-    .replace(/&amp;/g, '&')
+    .replace(TAG, ' ')
+    .replace(ENTITY, decodeEntity)
     .replace(/\s+/g, ' ')
     .trim();
 }

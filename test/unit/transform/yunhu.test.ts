@@ -150,6 +150,17 @@ describe('transformYunhuRecord', () => {
     // 1 MB of unclosed start tags (a regex with a lazy body took 18 s for this) and of lone `<`.
     ['many unclosed script start tags', `${'<script>'.repeat(125_000)}end`, 'end'],
     ['many lone angle brackets', `${'<'.repeat(1_000_000)}b>end`, `${'<'.repeat(999_999)} end`],
+    // İ lower-cases to two code units: positions found in a lower-cased copy cut the original wrongly.
+    ['İ before a script element', 'İİİİİİ<script>alert(1)</script>你好世界 hello', 'İİİİİİ 你好世界 hello'],
+    ['İ before mixed-case script and style elements', 'İstanbul<ScRiPt>x()</SCRIPT> gezi <Style>p{}</STYLE>İyi', 'İstanbul gezi İyi'],
+    ['a < that opens no tag', '<p>1 < 2 and 3 > 2</p><!-- note --><br/>x <3', '1 < 2 and 3 > 2 x <3'],
+    [
+      'numeric and named entities',
+      '价格 &#165;5 &#x4e2d;&#X6587; &copy; 2024&hellip; &amp;lt; &ldquo;hi&rdquo; &#0; &#xD800; &#1114112; &unknown; & x',
+      '价格 ¥5 中文 © 2024… &lt; “hi” \ufffd \ufffd \ufffd &unknown; & x',
+    ],
+    ['many unfinished tags', `${'<a'.repeat(500_000)}end`, `${'<a'.repeat(500_000)}end`],
+    ['many unfinished entities', `${'&#x'.repeat(150_000)}${'&a'.repeat(150_000)}end`, `${'&#x'.repeat(150_000)}${'&a'.repeat(150_000)}end`],
   ])('takes the text of HTML: %s', (_name, html, text) => {
     const bytes = encodeYunhu('Msg', { msg_id: 'h1', sender: XIAOLIN, content_type: 8, content: { text: html }, send_time: '1731059312457', msg_seq: '9' });
     expect(transformYunhuRecord(record(bytes), NOW).messages[0]?.content_text).toBe(text);
