@@ -7,6 +7,10 @@
  * the page (msg-server answered 500 for most kinds, W-C7). For the kinds of the seed's table,
  * `attachments` always carries the seed's keys (an absent one as `""`/`0`), followed by the
  * rest of the payload; other kinds carry their payload as it is; `text` carries `null`.
+ *
+ * Yunhu rows keep the names of proto/yunhu in their payload (`file_name`, `file_size`,
+ * `audio_time`) and name the sender of every message in `content.sender`; both are read here, not
+ * rewritten in the transform, so rows already stored render right too.
  */
 import { exactNumber } from './envelope.ts';
 
@@ -55,6 +59,31 @@ const SEED_ATTACHMENTS: Readonly<Record<string, readonly (readonly [string, stri
   revoke: [['pre_msgid', '']],
 };
 
+/**
+ * Payload keys that hold a seed key's value under the source's own name, per kind, for sources
+ * whose payload does not use the seed's names: Yunhu's are proto/yunhu's (sizes as decimal
+ * strings, `audio_time` in seconds like the seed's `play_length`).
+ */
+const SEED_KEY_ALIASES: Readonly<Record<string, Readonly<Record<string, readonly (readonly [seedKey: string, payloadKey: string])[]>>>> = {
+  yunhu: {
+    image: [['filesize', 'file_size']],
+    file: [['filename', 'file_name'], ['filesize', 'file_size']],
+    voice: [['play_length', 'audio_time']],
+  },
+};
+
+/** A decimal string as the number the seed shows for it (sizes, seconds); anything else as it is. */
+function seedNumber(value: unknown): unknown {
+  return typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : value;
+}
+
+/** `xlsx` of `报价单-2024Q3.xlsx`: the seed's `fileext`, for payloads that only name the file. */
+function extensionOf(fileName: unknown): string {
+  if (typeof fileName !== 'string') return '';
+  const m = /\.([0-9A-Za-z]{1,16})$/.exec(fileName);
+  return m?.[1] ?? '';
+}
+
 function parseObject(text: string): Json | undefined {
   if (text === '') return undefined;
   try {
@@ -65,8 +94,12 @@ function parseObject(text: string): Json | undefined {
   }
 }
 
-/** The `attachments` of a message (null for text and for payloads that are not JSON objects). */
-export function attachmentsOf(msgType: string, content: string, preMsgid = ''): Json | null {
+/**
+ * The `attachments` of a message (null for text and for payloads that are not JSON objects).
+ *
+ * @param sourceType The row's `source_type`, for payload keys named differently from the seed's.
+ */
+export function attachmentsOf(msgType: string, content: string, preMsgid = '', sourceType = ''): Json | null {
   if (msgType === 'text') return null;
   const payload = parseObject(content);
   const seedKeys = SEED_ATTACHMENTS[msgType];
@@ -74,6 +107,11 @@ export function attachmentsOf(msgType: string, content: string, preMsgid = ''): 
   const base = payload ?? {};
   const out: Json = {};
   for (const [key, fallback] of seedKeys) out[key] = base[key] ?? fallback;
+  for (const [seedKey, payloadKey] of SEED_KEY_ALIASES[sourceType]?.[msgType] ?? []) {
+    const value = base[payloadKey];
+    if (base[seedKey] === undefined && value !== undefined) out[seedKey] = seedNumber(value);
+  }
+  if (msgType === 'file' && out['fileext'] === '') out['fileext'] = extensionOf(out['filename']);
   // WeChat cards name the contact `username`, WeCom cards `userid`; revocations always know
   // their target from the row even when the payload does not.
   if (msgType === 'card' && out['userid'] === '' && typeof base['username'] === 'string') out['userid'] = base['username'];
@@ -95,10 +133,31 @@ function peerTypeOf(sourceType: string, sessionType: string, peerId: string): st
   return '';
 }
 
+interface Sender {
+  readonly name: string;
+  readonly avatar: string;
+}
+
+/**
+ * Who sent the message, as far as the row tells. Yunhu names the sender of every message, in a
+ * group too, in `content.sender` (`peer_name` is the chat's peer, '' in a group). The WeChat
+ * sources know only the peer's name, so the staff's own messages show none.
+ */
+function senderOf(row: MessageRecord): Sender {
+  if (row.source_type === 'yunhu') {
+    const sender = parseObject(row.content)?.['sender'];
+    if (sender !== null && typeof sender === 'object' && !Array.isArray(sender)) {
+      const { name, avatar_url: avatar } = sender as Json;
+      return { name: typeof name === 'string' ? name : '', avatar: typeof avatar === 'string' ? avatar : '' };
+    }
+  }
+  return row.is_sender === 0 ? { name: row.peer_name, avatar: row.peer_avatar } : { name: '', avatar: '' };
+}
+
 /** One message as the seed's `session-msgs` / `search` item. */
 export function renderMessage(row: MessageRecord): Json {
-  const attachments = attachmentsOf(row.msg_type, row.content, row.pre_msgid);
-  const fromPeer = row.is_sender === 0;
+  const attachments = attachmentsOf(row.msg_type, row.content, row.pre_msgid, row.source_type);
+  const sender = senderOf(row);
   return {
     id: row.msgid,
     ext_corp_id: row.tenant,
@@ -114,9 +173,8 @@ export function renderMessage(row: MessageRecord): Json {
     session_id: row.session_id,
     session_type: row.session_type,
     peer_ext_id: row.peer_id,
-    // The staff's own name is not known to the sources; the peer's is, on its messages.
-    sender_name: fromPeer ? row.peer_name : '',
-    sender_avatar: fromPeer ? row.peer_avatar : '',
+    sender_name: sender.name,
+    sender_avatar: sender.avatar,
     chat_msg_content: {
       id: row.msgid,
       chat_msg_id: row.msgid,
