@@ -5,6 +5,7 @@
 #   scripts/kafka.sh start    fetch the jars once (Maven Central), format once, start, wait for clients
 #   scripts/kafka.sh stop     stop the broker started for this port and wait for it to exit
 #   scripts/kafka.sh status   exit 0 when the broker for this port runs, 1 otherwise
+#   scripts/kafka.sh fetch    only fetch the jars (three tries), e.g. before a CI run
 #
 # Environment:
 #   KAFKA_PORT             client listener port on 127.0.0.1 (default 9092)
@@ -46,7 +47,7 @@ log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-  echo "usage: $0 start|stop|status" >&2
+  echo "usage: $0 start|stop|status|fetch  (fetch: only download the broker jars)" >&2
   exit 2
 }
 
@@ -71,17 +72,25 @@ fetch_jars() {
   fi
   command -v "$MVN_BIN" >/dev/null || die "maven ('$MVN_BIN') is needed once to fetch the Kafka jars"
   log "fetching Kafka jars from Maven Central into $LIBS"
-  local tmp="$CACHE_DIR/libs.tmp.$$"
-  rm -rf "$tmp"
-  mkdir -p "$tmp"
-  if ! "$MVN_BIN" -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+  local tmp="$CACHE_DIR/libs.tmp.$$" attempt
+  # Three tries, and Maven's own retries per request: one dropped connection to Maven Central
+  # must not fail a CI run. fd 9 (the start lock) is not handed to Maven.
+  for attempt in 1 2 3; do
     rm -rf "$tmp"
-    die "maven could not fetch the Kafka jars"
-  fi
-  rm -rf "$LIBS"
-  mv "$tmp" "$LIBS"
-  touch "$LIBS/.complete"
+    mkdir -p "$tmp"
+    if "$MVN_BIN" -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+      -Dmaven.wagon.http.retryHandler.count=5 -Daether.connector.http.retryHandler.count=5 \
+      -DincludeScope=runtime -DoutputDirectory="$tmp" >&2 9>&-; then
+      rm -rf "$LIBS"
+      mv "$tmp" "$LIBS"
+      touch "$LIBS/.complete"
+      return 0
+    fi
+    log "maven could not fetch the Kafka jars (attempt $attempt of 3)"
+    sleep $((attempt * 5))
+  done
+  rm -rf "$tmp"
+  die "maven could not fetch the Kafka jars"
 }
 
 write_properties() {
@@ -126,8 +135,8 @@ format_storage() {
   if [[ -s "$STATE/cluster.id" ]]; then
     id="$(cat "$STATE/cluster.id")"
   else
-    id="$("$JAVA" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
-    [[ -n "$id" ]] || die "could not generate a cluster id"
+    id="$("$JAVA" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" || id=""
+    [[ -n "$id" ]] || die "could not generate a cluster id (java: $JAVA)"
     printf '%s\n' "$id" >"$STATE/cluster.id"
   fi
   log "formatting storage in $DATA (cluster id $id)"
@@ -177,6 +186,10 @@ start() {
     fi
     if ((SECONDS >= deadline)); then
       tail -n 60 "$LOG_FILE" >&2 || true
+      # Not left behind: a broker that comes up later would look "already running" to the next
+      # caller and never be stopped.
+      kill "$pid" 2>/dev/null || true
+      rm -f "$PID_FILE"
       die "broker did not accept clients on 127.0.0.1:$PORT within ${START_TIMEOUT}s (pid $pid, log: $LOG_FILE)"
     fi
     sleep 0.2
@@ -220,5 +233,6 @@ case "$1" in
   start) start ;;
   stop) stop ;;
   status) status ;;
+  fetch) mkdir -p "$CACHE_DIR"; fetch_jars ;;
   *) usage ;;
 esac

@@ -30,6 +30,8 @@ const execFileAsync = promisify(execFile);
 const SCRIPT = join(ROOT, 'scripts', 'kafka.sh');
 const PER_ACCOUNT = 16_700;
 const KILLS = 10;
+/** Messages of each account held back until the kills and stops are done. */
+const HOLD_BACK = 2000;
 /** Graceful stops (a repeated SIGTERM) while messages flow, besides the kills. */
 const STOPS = 3;
 /** How long a stopped role may take: its drain deadline is 30 s (src/core/lifecycle.ts). */
@@ -171,10 +173,18 @@ describe('distributed pipeline under failures', () => {
       const brokers = [`127.0.0.1:${port}`];
       const kafka: Kafka = testKafka(brokers);
       const prefix = uniqueTopic('crash');
-      // Messages are released over ~80 s so the kills and stops land while they flow: the kill
-      // phase takes ~35 s on a quiet machine and ~50 s on a loaded one (the broker restart and
-      // the graceful stops included).
-      const sim = await startSimulator({ accounts: accounts(PER_ACCOUNT, { sessions: 200, ratePerSec: 200, backlog: 500 }) });
+      // The test releases the messages itself, 200 per second per account, and holds the last
+      // HOLD_BACK of each account until the kill phase ends: every kill and stop lands while
+      // messages flow, however long the phase takes on a slow machine (~35 s quiet, ~50 s
+      // loaded). The simulator's own clock releases next to nothing (one message per 1000 s).
+      const sim = await startSimulator({ accounts: accounts(PER_ACCOUNT, { sessions: 200, ratePerSec: 0.001, backlog: 500 }) });
+      let fed = 500;
+      const feeder = setInterval(() => {
+        const step = Math.min(20, PER_ACCOUNT - HOLD_BACK - fed);
+        if (step <= 0) return;
+        for (const id of IDS) sim.releaseMessages(id, step);
+        fed += step;
+      }, 100);
       const slots: Slot[] = [];
       try {
         const configFile = await writeConfig(dir, kafkaConfig(dir, sim.url, brokers, prefix, { sessionTimeoutMs: 6000, consumers: 1 }));
@@ -228,6 +238,8 @@ describe('distributed pipeline under failures', () => {
             slot.startedAt = Date.now();
           }
           phases['killPhaseMs'] = Date.now() - started;
+          clearInterval(feeder);
+          for (const id of IDS) sim.releaseMessages(id, PER_ACCOUNT);
           // Deadlines far above a run on a loaded 2-core machine, so only a pipeline that stops
           // moving fails here; the failure message says where it stood.
           phases['toCaughtUpMs'] = await until('the sources to release everything and ingest to catch up', 300_000, slots, () => released(sim) && caughtUp(sim), explain);
@@ -252,6 +264,7 @@ describe('distributed pipeline under failures', () => {
         phases['totalMs'] = Date.now() - started;
         if (timing) console.log({ ...phases, killed, stopped });
       } finally {
+        clearInterval(feeder);
         for (const s of slots) if (alive(s.proc)) s.proc.child.kill('SIGKILL');
         await sim.close();
       }
