@@ -86,6 +86,12 @@ export function sqlQueryOperand(argv: readonly string[]): readonly string[] {
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
 export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
+  // A stop signal reaches the whole group, a log reader (`| pino-pretty`, `| tee`) included, and
+  // a hung-up terminal takes stderr with it: a write that fails then (EPIPE, EIO) is dropped
+  // instead of throwing out of the drain and ending the process unstored.
+  for (const stream of [process.stdout, process.stderr]) {
+    if (stream.listenerCount('error') === 0) stream.on('error', () => undefined);
+  }
   let exitCode = 0;
   let log: Logger | undefined;
   const logger = (config: Config): Logger => (log = createLogger(logLevel(config.log.level)));

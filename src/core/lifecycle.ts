@@ -13,7 +13,25 @@
  */
 import type { Logger } from 'pino';
 
+import { libcFunction } from './libc.ts';
+
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
+type ExitFunction = (status: number) => void;
+let libcExit: ExitFunction | null | undefined;
+
+/**
+ * Ends the process now with `code`, through the C library's `_exit(2)`: no exit hook runs. The
+ * embedded engine's exit hook closes its connection even while a statement runs in it, which
+ * crashed the process (SIGSEGV) or held `process.exit` until the statement ended (2 min seen),
+ * so a deadline that must bound the drain cannot go through it. Where `_exit` cannot be had,
+ * `process.exit`. Output written before is not lost: stdout and stderr are synchronous on Linux.
+ */
+export function exitNow(code: number): never {
+  libcExit ??= libcFunction('void _exit(int status)') as ExitFunction | null;
+  if (libcExit !== null) libcExit(code);
+  process.exit(code);
+}
 
 export interface Lifecycle {
   /** Aborts on the first stop signal (or {@link Lifecycle.stop}). */
@@ -45,7 +63,7 @@ export interface LifecycleOptions {
 export function installLifecycle(options: LifecycleOptions): Lifecycle {
   const controller = new AbortController();
   const drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
-  const exit = options.exit ?? ((code: number) => process.exit(code));
+  const exit = options.exit ?? exitNow;
   let deadline: NodeJS.Timeout | undefined;
 
   const stop = (reason: string): void => {
@@ -83,6 +101,10 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
         process.on(sig, handler);
         return [sig, handler] as const;
       });
+      // Once the work is over, nothing is left to tear down: end at the 'exit' event, before
+      // Node's own teardown (~20 ms with the engine loaded), during which a late signal would
+      // have killed the process with its default action.
+      if (options.exit === undefined) process.once('exit', (exitCode) => { exitNow(exitCode); });
       const linger = setTimeout(() => {
         options.log.warn(
           { resources: process.getActiveResourcesInfo(), lingerMs: options.lingerMs ?? 5000, code },

@@ -224,4 +224,28 @@ describe('embedded pipeline', () => {
       }
     });
   });
+
+  it('drains when its log reader is gone (a stop also ends `| tee`: stderr writes fail with EPIPE)', async () => {
+    await withTempDir('drain-epipe', async (dir) => {
+      const sim = await startSimulator({ accounts: accounts(5000, { pageSize: 100, faults: { latencyMs: 30 } }) });
+      try {
+        const configFile = await writeConfig(dir, pipelineConfig(dir, sim.url, 0));
+        const proc = startMsgpipe(['run', '--config', configFile]);
+        await waitFor(() => IDS.every((id) => sim.received(id).filter((r) => r.outcome === 'page').length >= 3), 30_000, 'pages to flow');
+        // The reader of the process's stderr goes away, then the stop arrives: its "Stopping"
+        // line and every later one fail to write.
+        proc.child.stderr?.destroy();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        proc.child.kill('SIGTERM');
+        expect(await proc.exited).toBe(0);
+        const cursors = await sql<{ source: string; cursor: string }>(configFile, 'SELECT source, argMax(cursor, updated_at) AS cursor FROM cursors GROUP BY source');
+        for (const id of IDS) {
+          const pages = sim.received(id).filter((r) => r.outcome === 'page');
+          expect([pages.at(-1)!.returnedKeyBuff, pages.at(-2)!.returnedKeyBuff]).toContain(cursors.find((c) => c.source === id)?.cursor);
+        }
+      } finally {
+        await sim.close();
+      }
+    });
+  });
 });
