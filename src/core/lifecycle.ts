@@ -59,6 +59,12 @@ export interface LifecycleOptions {
   readonly lingerMs?: number;
 }
 
+/** Whether Node writes files when the process exits (`--cpu-prof`, `--heap-prof`, coverage). */
+function writesAtExit(): boolean {
+  const flags = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
+  return process.env['NODE_V8_COVERAGE'] !== undefined || flags.some((f) => f.startsWith('--cpu-prof') || f.startsWith('--heap-prof'));
+}
+
 /** Installs the stop-signal handlers for a long-running command. */
 export function installLifecycle(options: LifecycleOptions): Lifecycle {
   const controller = new AbortController();
@@ -104,7 +110,8 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
       // Once the work is over, nothing is left to tear down: end at the 'exit' event, before
       // Node's own teardown (~20 ms with the engine loaded), during which a late signal would
       // have killed the process with its default action.
-      if (options.exit === undefined) process.once('exit', (exitCode) => { exitNow(exitCode); });
+      // (Not when Node itself has output to write at exit: a CPU or heap profile, coverage.)
+      if (options.exit === undefined && !writesAtExit()) process.once('exit', (exitCode) => { exitNow(exitCode); });
       const linger = setTimeout(() => {
         options.log.warn(
           { resources: process.getActiveResourcesInfo(), lingerMs: options.lingerMs ?? 5000, code },
