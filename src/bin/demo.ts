@@ -95,6 +95,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   limitNativeHeap(log);
   const lifecycle = installLifecycle({ log });
   let ops: Ops | undefined;
+  let code = 1;
   try {
     const raw = {
       tenants: [{ id: TENANT, secret: SECRET }],
@@ -156,11 +157,13 @@ export async function runDemo(options: DemoOptions): Promise<number> {
         `"SELECT msg_type, count() FROM messages GROUP BY msg_type ORDER BY 2 DESC"\n` +
         `  npx msgpipe sql --config ${configFile} "SELECT msgid, content_text FROM messages WHERE content_text LIKE '%现货%' LIMIT 5"\n`,
     );
-    return 0;
+    code = 0;
+    return code;
   } finally {
     await ops?.server.close();
-    lifecycle.dispose();
     stopTraffic();
     await Promise.all([sim.close(), yunhu.close()]);
+    // Last, so a signal repeated while the simulators close is still only logged.
+    lifecycle.finish(code);
   }
 }
