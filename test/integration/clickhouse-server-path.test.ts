@@ -1,0 +1,387 @@
+/**
+ * The server path of the store (`clickhouse.url`: @clickhouse/client over HTTP) end to end, against
+ * the ClickHouse HTTP stand-in (test/helpers/clickhouse-http.ts, whose comment says what it covers),
+ * every statement on the real engine: migrations, the sink writer's flows (lookups across
+ * batches, recalls, edits, a batch of the default size), the query API, and `msgpipe run` in a
+ * child process. The stand-in holds this process's only chDB data directory; each test works in
+ * a database of its own.
+ */
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { MsgpipeError } from '../../src/core/errors.ts';
+import type { SinkUnit } from '../../src/core/pipeline.ts';
+import type { DeadLetterRow, EventRow, MessageRow, Origin, RawRecord, RecallMark } from '../../src/core/types.ts';
+import { encodeYunhu } from '../../src/ingest/yunhu-proto.ts';
+import { buildQueryApp } from '../../src/query/app.ts';
+import { startSimulator, type SimulatorAccountInput } from '../../src/simulate/index.ts';
+import { openStore, type Store } from '../../src/sink/clickhouse.ts';
+import { CursorStore } from '../../src/sink/cursors.ts';
+import { applyEmbeddedTableSettings } from '../../src/sink/embedded-settings.ts';
+import { EVENT_SELECT } from '../../src/sink/events.ts';
+import { MESSAGE_SELECT } from '../../src/sink/messages.ts';
+import { migrate, readMigrations } from '../../src/sink/migrate.ts';
+import { SinkWriter, type SinkWriterOptions } from '../../src/sink/writer.ts';
+import { transformYunhuRecord } from '../../src/transform/yunhu.ts';
+import { startClickHouseHttp, type ClickHouseHttp } from '../helpers/clickhouse-http.ts';
+import { sql, startMsgpipe, waitFor, withTempDir, writeConfig } from '../helpers/msgpipe.ts';
+import { conversation, get, SECRET_A, signedQuery, testConfig } from '../unit/query/helpers.ts';
+import { event, message, realisticMessages, recall, silent } from '../unit/sink/helpers.ts';
+
+const USER = 'msgpipe';
+const PASSWORD = 'p@ss word';
+
+let ch: ClickHouseHttp;
+beforeAll(async () => {
+  ch = await startClickHouseHttp({ username: USER, password: PASSWORD });
+});
+afterAll(async () => {
+  await ch.close();
+});
+
+let databases = 0;
+
+/** A store on the stand-in, in a database no other test uses; migrated unless told otherwise. */
+async function serverStore(options: { migrate?: boolean } = {}): Promise<Store> {
+  databases += 1;
+  const store = await openStore({ url: ch.url, database: `server_path_${databases}`, username: USER, password: PASSWORD }, silent);
+  if (options.migrate ?? true) await migrate(store, silent);
+  return store;
+}
+
+/** Runs `fn` on a fresh migrated store and closes it, whatever happens. */
+async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
+  const store = await serverStore();
+  try {
+    await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+const FAST_RETRY = { attempts: 3, minMs: 1, maxMs: 5, factor: 2 } as const;
+
+function writer(store: Store, options: SinkWriterOptions = {}): SinkWriter {
+  return new SinkWriter(store, silent, { retry: FAST_RETRY, maxAgeMs: 60_000, ...options });
+}
+
+function unit(
+  parts: { messages?: MessageRow[]; events?: EventRow[]; deadLetters?: DeadLetterRow[]; recalls?: RecallMark[] },
+  cursor?: string,
+): SinkUnit {
+  return {
+    output: { messages: parts.messages ?? [], events: parts.events ?? [], deadLetters: parts.deadLetters ?? [], recalls: parts.recalls ?? [] },
+    ...(cursor === undefined ? {} : { cursor: { source: 'shop-a', stream: 'main', cursor } }),
+  };
+}
+
+type StoredMessage = MessageRow & { recalled: number; recall_time: number | null };
+
+function storedMessages(store: Store): Promise<StoredMessage[]> {
+  return store.query<StoredMessage>(`SELECT ${MESSAGE_SELECT} FROM messages ORDER BY msg_time, msgid`);
+}
+
+async function count(store: Store, table: string): Promise<number> {
+  const [row] = await store.query<{ c: string }>(`SELECT count() AS c FROM ${table}`);
+  return Number(row?.c);
+}
+
+async function failure(promise: Promise<unknown>): Promise<MsgpipeError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(err instanceof MsgpipeError)) throw new Error(`expected a MsgpipeError, got ${String(err)}`);
+  return err;
+}
+
+describe('the stand-in as the store sees it', () => {
+  it('keeps settings and the dedup token to the one request that sent them', async () => {
+    await withStore(async (store) => {
+      const limit = (): Promise<{ v: string }[]> => store.query("SELECT toString(getSetting('max_execution_time')) AS v");
+      expect(await store.query("SELECT toString(getSetting('max_execution_time')) AS v", {}, { settings: { max_execution_time: 7 } })).toEqual([{ v: '7' }]);
+      expect(await limit()).toEqual([{ v: '0' }]);
+      // The same rows under token a, then b, then a again: the third insert is a retry of the first.
+      const rows = [{ source: 's', stream: 'x', cursor: 'c', updated_at: 1_700_000_000_000_000 }];
+      for (const token of ['a', 'b', 'a']) await store.insert('cursors', rows, { dedupToken: token });
+      expect(await count(store, 'cursors')).toBe(2);
+    });
+  });
+
+  it('binds parameters from the text the client sends, in the URL and in a multipart body', async () => {
+    await withStore(async (store) => {
+      const text = "it's \\ a\ttab\nnew line 你好 🌙 \u001f";
+      const ids = Array.from({ length: 600 }, (_, i) => `id-${i}'\\`);
+      const [row] = await store.query<{ text: string; n: string; last: string; big: string; m: string }>(
+        `SELECT {text:String} AS text, toString(length({ids:Array(String)})) AS n, {ids:Array(String)}[600] AS last,
+           {big:UInt64} AS big, toString({m:Map(String, Int64)}['k''']) AS m`,
+        { text, ids, big: '18446744073709551615', m: { "k'": -9_007_199_254_740_991 } },
+      );
+      expect(row).toEqual({ text, n: '600', last: "id-599'\\", big: '18446744073709551615', m: '-9007199254740991' });
+      // Past 4 096 characters the client moved the parameters into a multipart body.
+      expect(ch.requests.at(-1)?.formFields).toEqual(['query', 'param_text', 'param_ids', 'param_big', 'param_m']);
+    });
+  });
+
+  it('reports server errors with the codes and the retry flags the store derives from them', async () => {
+    await withStore(async (store) => {
+      const unknown = await failure(store.query('SELECT * FROM no_such_table'));
+      expect(unknown).toMatchObject({ code: 'MSGPIPE_ERR_CLICKHOUSE', retriable: false, details: { clickhouseCode: 60, clickhouseType: 'UNKNOWN_TABLE' } });
+      expect(ch.requests.at(-1)?.status).toBe(404);
+      const memory = await failure(
+        store.query('SELECT groupArray(number) AS a FROM numbers(10000000)', {}, { settings: { max_memory_usage: '10000000' } }),
+      );
+      expect(memory).toMatchObject({ retriable: true, details: { clickhouseCode: 241, clickhouseType: 'MEMORY_LIMIT_EXCEEDED' } });
+      const two = await failure(store.command('SELECT 1; SELECT 2'));
+      expect(two).toMatchObject({ retriable: false, details: { clickhouseType: 'SYNTAX_ERROR' } });
+      expect(two.message).toContain('Multi-statements are not allowed');
+    });
+    const denied = await failure(openStore({ url: ch.url, database: 'server_path_denied', username: USER, password: 'wrong' }, silent));
+    expect(denied).toMatchObject({ retriable: false, details: { clickhouseCode: 516, clickhouseType: 'AUTHENTICATION_FAILED' } });
+    expect(ch.requests.at(-1)?.status).toBe(403);
+  });
+});
+
+describe('migrations on a server', () => {
+  it('creates every table once and records each migration; a second run applies nothing', async () => {
+    const store = await serverStore({ migrate: false });
+    try {
+      const versions = (await readMigrations()).map((m) => m.version);
+      expect(await migrate(store, silent)).toEqual({ applied: versions, alreadyApplied: [] });
+      expect(await migrate(store, silent)).toEqual({ applied: [], alreadyApplied: versions });
+      const tables = await ch.engineQuery<{ name: string }>(`SELECT name FROM system.tables WHERE database = '${store.database}' ORDER BY name`);
+      expect(tables.map((t) => t.name)).toEqual([
+        'cursors', 'dead_letters', 'events', 'message_edits', 'messages', 'schema_migrations', 'sessions', 'sessions_agg', 'sessions_mv',
+      ]);
+      const recorded = await store.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
+      expect(recorded.map((r) => r.version)).toEqual(versions);
+      // The embedded engine's merge bound is not a server's business.
+      expect(await applyEmbeddedTableSettings(store, 32 * 1024 * 1024, silent)).toBe(false);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('the sink writer on a server', () => {
+  it('stores rows exactly: 64-bit ids, arrays, CJK text, times', async () => {
+    await withStore(async (store) => {
+      const m1 = message({ msgid: '3876235366388279544', seq: '18446744073709551615', tolist: ['a', 'b'], at_user_list: ['c'] });
+      const m2 = message({
+        msgid: '1767797523284146072', seq: '1', msg_time: m1.msg_time + 1000, content_text: '今天天气很好 "quoted" \\ back\nline', msg_seq: -3, wx_msg_type: 10002,
+      });
+      const e1 = event({ event_id: '18446744073709551615' });
+      const w = writer(store);
+      await w.add(unit({ messages: [m1, m2], events: [e1] }, 'kb-1'));
+      await w.close();
+      expect(await storedMessages(store)).toEqual([
+        { ...m1, recalled: 0, recall_time: null },
+        { ...m2, recalled: 0, recall_time: null },
+      ]);
+      expect(await store.query(`SELECT ${EVENT_SELECT} FROM events`)).toEqual([e1]);
+      // Read past the HTTP layer: the engine holds the exact values.
+      expect(await ch.engineQuery(`SELECT msgid, seq, toString(msg_time) AS t FROM messages ORDER BY msgid`, store.database)).toEqual([
+        { msgid: '1767797523284146072', seq: '1', t: '2024-11-08 09:48:33.000' },
+        { msgid: '3876235366388279544', seq: '18446744073709551615', t: '2024-11-08 09:48:32.000' },
+      ]);
+      expect(await new CursorStore(store).load('shop-a', 'main')).toBe('kb-1');
+    });
+  });
+
+  it('stores a message once when it repeats within a batch, across batches and after a restart', async () => {
+    await withStore(async (store) => {
+      const rows = realisticMessages(3000, { seed: 11 });
+      const units = [0, 1000, 2000].map((i, n) => unit({ messages: rows.slice(i, i + 1000), events: [event({ event_id: `e${n}` })] }, `kb-${n}`));
+      const first = writer(store);
+      await first.add(unit({ messages: [rows[0]!, rows[0]!] }, 'kb-0'));
+      for (const u of units.slice(0, 2)) await first.add(u);
+      await first.close();
+      const second = writer(store);
+      for (const u of units) await second.add(u);
+      await second.close();
+      expect(await count(store, 'messages')).toBe(3000);
+      expect(await count(store, 'events')).toBe(3);
+      expect(second.stats.duplicates.messages).toBe(2000);
+      const [sums] = await store.query<{ s: string }>('SELECT toString(sum(msg_count)) AS s FROM sessions');
+      expect(sums?.s).toBe('3000');
+      expect(await new CursorStore(store).load('shop-a', 'main')).toBe('kb-2');
+    });
+  });
+
+  describe('recalls', () => {
+    const target = message({ msgid: '3876235366388279544' });
+    const revoke = (t: number, msgid = '3876235366388279999', of: MessageRow = target): MessageRow =>
+      message({ msgid, msg_type: 'revoke', action: 'recall', pre_msgid: of.msgid, msg_time: t, session_id: of.session_id, content_text: '张三撤回了一条消息' });
+
+    it('marks a target stored by an earlier batch by UPDATE, idempotently, and one that arrives after its revocation', async () => {
+      await withStore(async (store) => {
+        const t = target.msg_time + 30_000;
+        const late = message({ msgid: '3876235366388270001', msg_time: target.msg_time + 1000 });
+        const w = writer(store);
+        await w.add(unit({ messages: [target, message({ msgid: '1' })] }, 'kb-1'));
+        await w.flush();
+        await w.add(unit({ messages: [revoke(t), revoke(t + 1000, '3876235366388279998', late)], recalls: [recall(target, t), recall(late, t + 1000)] }, 'kb-2'));
+        await w.flush();
+        await w.add(unit({ recalls: [recall(target, t + 99_000)] }, 'kb-3'));
+        await w.add(unit({ messages: [late] }, 'kb-4'));
+        await w.close();
+        const rows = await storedMessages(store);
+        expect(rows.find((r) => r.msgid === target.msgid)).toMatchObject({ recalled: 1, recall_time: t });
+        expect(rows.find((r) => r.msgid === late.msgid)).toMatchObject({ recalled: 1, recall_time: t + 1000 });
+        expect(rows.find((r) => r.msgid === '1')).toMatchObject({ recalled: 0, recall_time: null });
+        expect(rows).toHaveLength(5);
+      });
+    });
+  });
+
+  describe('edits', () => {
+    const ORIGIN: Origin = { source: 'yh1', sourceType: 'yunhu', tenant: 'corp1', staffId: '7311890' };
+    const NOW = 1_767_225_600_000;
+    const SEND = 1_731_059_400_000;
+    const yunhuMsg = (text: string, editTime: number, recallTime = 0, id = 'm1', seq = 1): Uint8Array =>
+      encodeYunhu('Msg', {
+        msg_id: id,
+        sender: { chat_id: '7356214', chat_type: 1, name: '小林', avatar_url: 'https://a/x.jpg' },
+        direction: 'left',
+        content_type: 1,
+        content: { text },
+        send_time: String(SEND + seq),
+        edit_time: String(editTime),
+        recall_time: String(recallTime),
+        msg_seq: String(seq),
+      });
+    const entry = (id: number, old: string, at: number, msgId = 'm1'): Uint8Array =>
+      Buffer.from(JSON.stringify({ id, msgId, contentType: 1, contentOld: JSON.stringify({ text: old }), createTime: SEND + 1, msgTime: at }));
+    const yunhuUnit = (records: Uint8Array[], cursor: string): SinkUnit => {
+      const outs = records.map((bytes, index) =>
+        transformYunhuRecord({ origin: ORIGIN, bytes, fetchedAt: NOW, cursor: `1:7356214@${cursor}`, index } satisfies RawRecord, NOW),
+      );
+      return {
+        output: {
+          messages: outs.flatMap((o) => o.messages),
+          events: [],
+          deadLetters: outs.flatMap((o) => o.deadLetters),
+          recalls: outs.flatMap((o) => o.recalls),
+          edits: outs.flatMap((o) => o.edits ?? []),
+          editHistory: outs.flatMap((o) => o.editHistory ?? []),
+        },
+        cursor: { source: 'yh1', stream: '1:7356214', cursor },
+      };
+    };
+
+    it('shows the last edit, the history once and the recall, whatever is delivered again', async () => {
+      await withStore(async (store) => {
+        const w = writer(store);
+        await w.add(yunhuUnit([yunhuMsg('v1', 0), yunhuMsg('hello', 0, 0, 'm2', 2)], '0'));
+        await w.flush();
+        const edited = yunhuUnit([yunhuMsg('v3', SEND + 200), entry(11, 'v2', SEND + 200), entry(10, 'v1', SEND + 100)], '2');
+        await w.add(edited);
+        await w.add(edited);
+        await w.flush();
+        await w.add(yunhuUnit([yunhuMsg('v2', SEND + 100), entry(10, 'v1', SEND + 100)], '2'));
+        await w.add(yunhuUnit([yunhuMsg('', 0, SEND + 300, 'm2', 2)], '2'));
+        await w.close();
+        expect(await store.query(
+          'SELECT msgid, content_text, toString(toUnixTimestamp64Milli(edit_time)) AS edit_time, recalled FROM messages ORDER BY msgid',
+        )).toEqual([
+          { msgid: 'm1', content_text: 'v3', edit_time: String(SEND + 200), recalled: 0 },
+          { msgid: 'm2', content_text: 'hello', edit_time: null, recalled: 1 },
+        ]);
+        expect(await store.query('SELECT edit_id, content_text_old FROM message_edits ORDER BY edit_time')).toEqual([
+          { edit_id: '10', content_text_old: 'v1' },
+          { edit_id: '11', content_text_old: 'v2' },
+        ]);
+        expect(await store.query('SELECT last_msgid, last_content_text, toString(msg_count) AS msg_count FROM sessions')).toEqual([
+          { last_msgid: 'm2', last_content_text: 'hello', msg_count: '2' },
+        ]);
+      });
+    });
+  });
+});
+
+describe('the query API on a server', () => {
+  it('answers sessions, messages and search from the server store', async () => {
+    await withStore(async (store) => {
+      const talk = conversation(30, {}, Date.UTC(2024, 0, 15, 2, 0, 0));
+      const last = { ...talk[29]!, seq: '18446744073709551615', content_text: '这是我们最新的产品介绍，请您查看' };
+      const w = writer(store);
+      await w.add(unit({ messages: [...talk.slice(0, 29), last] }));
+      await w.close();
+      const app = buildQueryApp({ store, config: testConfig(), log: pino({ level: 'silent' }), sync: { trigger: () => 1 } });
+      await app.ready();
+      try {
+        const A = { ext_corp_id: 'corp123', ext_staff_id: 'staff123' };
+        const sessions = await get(app, '/api/v1/chat-msg/sessions', signedQuery({ ...A, session_type: 'external', page: 1, page_size: 20 }, SECRET_A));
+        expect(sessions.body).toMatchObject({ code: 0, data: { total: 1, items: [{ session_id: 'sess_abc123', msgid: last.msgid, content_text: last.content_text }] } });
+        expect(sessions.text).toContain('"seq":18446744073709551615');
+
+        const page = await get(app, '/api/v1/chat-msg/session-msgs', signedQuery({ ...A, receiver_id: 'customer456', page: 2, page_size: 10 }, SECRET_A));
+        const items = (page.body.data as { total: number; items: { msgid: string }[] });
+        expect(items.total).toBe(30);
+        // Newest first: the second page holds messages 19 … 10.
+        expect(items.items.map((m) => m.msgid)).toEqual(talk.slice(10, 20).reverse().map((m) => m.msgid));
+
+        const search = await get(app, '/api/v1/chat-msg/search', signedQuery({ keyword: '消息1', ...A, ext_peer_id: 'customer456' }, SECRET_A));
+        const found = search.body.data as { total: number; items: { content_text: string }[] };
+        expect(found.items.map((m) => m.content_text).sort()).toEqual(['消息1', ...Array.from({ length: 10 }, (_, i) => `消息1${i}`)].sort());
+        expect(found.total).toBe(11);
+      } finally {
+        await app.close();
+      }
+    });
+  });
+});
+
+describe('msgpipe run with clickhouse.url', () => {
+  it('stores every upstream message exactly once through the server, and msgpipe sql reads them back', async () => {
+    await withTempDir('server-path', async (dir) => {
+      const accounts = [
+        { provider: 'gewe', id: 'g1', token: 'tok-g', appId: 'wx_app_g1', seed: 'g1', messages: 300, sessions: 20, pageSize: 50, duplicateRate: 0.05 },
+      ] as SimulatorAccountInput[];
+      const sim = await startSimulator({ accounts });
+      try {
+        const configFile = await writeConfig(dir, {
+          tenants: [{ id: 'corp1', secret: 'test-secret' }],
+          sources: [{ type: 'gewe', name: 'g1', tenant: 'corp1', baseUrl: sim.url, token: 'tok-g', appId: 'wx_app_g1', pollIntervalMs: 100 }],
+          clickhouse: { url: ch.url, database: 'server_path_run', username: USER, password: PASSWORD },
+          sink: { maxAgeMs: 200 },
+          query: { port: 0 },
+          log: { level: 'info' },
+        });
+        const proc = startMsgpipe(['run', '--config', configFile]);
+        await waitFor(() => sim.received('g1').at(-1)?.outcome === 'caught_up', 60_000, 'the pipeline to catch up');
+        // Caught up upstream; the last batch may still be on its way to the server.
+        const expected = sim.expected('g1').filter((m) => m.destination === 'messages');
+        await waitFor(
+          async () => Number((await ch.engineQuery<{ n: string }>('SELECT toString(count()) AS n FROM messages', 'server_path_run'))[0]?.n) >= expected.length,
+          30_000,
+          'the last batch to be stored',
+        );
+        proc.child.kill('SIGTERM');
+        expect(await proc.exited).toBe(0);
+
+        const rows = await sql<{ msgid: string; msg_type: string; session_id: string; content_text: string; recalled: number }>(
+          configFile,
+          'SELECT msgid, msg_type, session_id, content_text, recalled FROM messages ORDER BY msgid',
+        );
+        expect(rows.map((r) => r.msgid)).toEqual(expected.map((m) => m.msgid).sort());
+        const byId = new Map(rows.map((r) => [r.msgid, r]));
+        for (const m of expected) {
+          const row = byId.get(m.msgid)!;
+          expect(row.msg_type).toBe(m.designType);
+          expect(row.session_id).toBe(m.msgSessionId);
+          if (m.kind === 'text') expect(row.content_text).toBe(m.text);
+          expect(row.recalled).toBe(m.recalledBy === null ? 0 : 1);
+        }
+        const lastPage = sim.received('g1').filter((r) => r.outcome === 'page').at(-1)!;
+        const [cursor] = await sql<{ cursor: string }>(configFile, "SELECT argMax(cursor, updated_at) AS cursor FROM cursors WHERE source = 'g1'");
+        expect(cursor?.cursor).toBe(lastPage.returnedKeyBuff);
+        // msgpipe sql is read-only in the engine on a server too: a write dressed as a read is refused.
+        await expect(sql(configFile, "WITH 'x' AS t INSERT INTO cursors (source, cursor) SELECT 'sneaked', 'c'")).rejects.toThrow(/readonly/);
+        expect(await ch.engineQuery("SELECT toString(count()) AS n FROM cursors WHERE source = 'sneaked'", 'server_path_run')).toEqual([{ n: '0' }]);
+      } finally {
+        await sim.close();
+      }
+    });
+  });
+});
