@@ -4,7 +4,9 @@
  *
  * Contract of {@link Store}:
  * - `query` returns JSONEachRow rows with 64-bit integers quoted (exact decimal strings);
- *   parameters are always bound server side (`{name:Type}`), never spliced into SQL.
+ *   parameters are always bound server side (`{name:Type}`), never spliced into SQL. A server
+ *   refuses a parameter over 128 KiB: a caller binds a longer list in pieces ({@link stringList},
+ *   {@link MAX_PARAM_BYTES}).
  * - `insert` sends JSONEachRow with `async_insert=0` and the caller's
  *   `insert_deduplication_token` (DESIGN §1). Rows of one call are stored as given: ClickHouse
  *   does not merge those sharing a sort key (`optimize_on_insert=0`), so a caller drops its own
@@ -261,22 +263,105 @@ function assertIdentifier(name: string, what: string): void {
   }
 }
 
+/**
+ * The most bytes one bound parameter takes on the wire. A ClickHouse server refuses a request
+ * holding a longer parameter, in the URL or in a multipart body alike (`Poco::Exception. Code:
+ * 1000 … HTML Form Exception: Field value too long`): its `http_max_field_value_size`, 128 KiB
+ * unless the server's default profile raises it, is checked while the request is read, before
+ * any setting sent with the request applies. Lists that can be longer go in pieces of at most
+ * this size ({@link stringList}); some room is left below the limit for what a server is
+ * configured with.
+ */
+export const MAX_PARAM_BYTES = 100 * 1024;
+
+const PARAM_ESCAPES: Readonly<Record<string, string>> = { '\t': '\\t', '\n': '\\n', '\r': '\\r', "'": "\\'", '\\': '\\\\' };
+
+/**
+ * A parameter value as text, the way @clickhouse/client 1.x sends it (`formatQueryParams` of
+ * client-common): strings escaped, and quoted inside arrays and maps; null as `\N` (NULL inside
+ * a container); booleans 1/0 (TRUE/FALSE inside); dates as unix seconds; objects and Maps as
+ * `{k:v}`. Used to send command parameters in a multipart body and to measure parameters.
+ */
+export function formatParam(value: unknown, nested = false): string {
+  if (value === null || value === undefined) return nested ? 'NULL' : '\\N';
+  if (typeof value === 'number') {
+    if (Number.isNaN(value)) return 'nan';
+    if (value === Number.POSITIVE_INFINITY) return '+inf';
+    if (value === Number.NEGATIVE_INFINITY) return '-inf';
+    return String(value);
+  }
+  if (typeof value === 'bigint') return String(value);
+  if (typeof value === 'boolean') return nested ? (value ? 'TRUE' : 'FALSE') : value ? '1' : '0';
+  if (typeof value === 'string') {
+    const escaped = value.replace(/[\t\n\r'\\]/g, (c) => PARAM_ESCAPES[c] ?? c);
+    return nested ? `'${escaped}'` : escaped;
+  }
+  if (Array.isArray(value)) return `[${value.map((v: unknown) => formatParam(v, true)).join(',')}]`;
+  if (value instanceof Date) {
+    const seconds = Math.floor(value.getTime() / 1000).toString().padStart(10, '0');
+    const ms = value.getUTCMilliseconds();
+    return ms === 0 ? seconds : `${seconds}.${ms.toString().padStart(3, '0')}`;
+  }
+  const entries = value instanceof Map ? [...(value as Map<unknown, unknown>).entries()] : typeof value === 'object' ? Object.entries(value) : undefined;
+  if (entries === undefined) throw new MsgpipeError('MSGPIPE_ERR_CONFIG', `Query parameter of type ${typeof value} cannot be sent.`);
+  return `{${entries.map(([k, v]) => `${formatParam(k, true)}:${formatParam(v, true)}`).join(',')}}`;
+}
+
+/** Bytes of `value` as a quoted string inside a list, and its comma. */
+function listedBytes(value: string): number {
+  return Buffer.byteLength(formatParam(value, true)) + 1;
+}
+
 /** Joins a {@link stringList}; chosen because ids never hold it (and checked per call). */
 const LIST_SEPARATOR = '\u001f';
 
+/** A list bound as parameters: the SQL expression (an `Array(String)`) and the parameters it names. */
+export interface BoundList {
+  readonly sql: string;
+  readonly params: Readonly<Record<string, string | readonly string[]>>;
+}
+
 /**
- * A list of strings for `IN` as query parameter `name`: the SQL expression to put in the query
- * and the parameter value. The list travels as one string split by the engine, not as an
- * `Array(String)` literal: for a batch's 7 300 message ids that literal took the engine about
- * 10 ms to parse, and a duplicate lookup used it twice (docs/benchmarks.md). A list holding the
+ * A list of strings for `IN` as query parameters: the SQL expression to put in the query and the
+ * parameters to bind. The list travels as strings split by the engine, not as an `Array(String)`
+ * literal: for a batch's 7 300 message ids that literal took the engine about 10 ms to parse, and
+ * a duplicate lookup used it twice (docs/benchmarks.md). A list longer than
+ * {@link MAX_PARAM_BYTES} goes in pieces, joined again by `arrayConcat`. A piece holding the
  * separator itself, or an empty list, goes as the array.
  *
- * `stringList('ids', ['a', 'b'])` → `{ sql: "splitByChar('\\x1F', {ids:String})", value: 'a\u001fb' }`.
+ * Parameter names are `name` for one piece, `name_0` … `name_n` for several.
+ *
+ * `stringList('ids', ['a', 'b'])` → `{ sql: "splitByChar('\\x1F', {ids:String})", params: { ids: 'a\u001fb' } }`.
  */
-export function stringList(name: string, values: readonly string[]): { readonly sql: string; readonly value: string | readonly string[] } {
+export function stringList(name: string, values: readonly string[]): BoundList {
   assertIdentifier(name, 'Parameter name');
-  if (values.length === 0 || values.some((v) => v.includes(LIST_SEPARATOR))) return { sql: `{${name}:Array(String)}`, value: values };
-  return { sql: `splitByChar('\\x1F', {${name}:String})`, value: values.join(LIST_SEPARATOR) };
+  if (values.length === 0) return { sql: `{${name}:Array(String)}`, params: { [name]: [] } };
+  const pieces: string[][] = [];
+  let piece: string[] = [];
+  let bytes = 2;
+  for (const value of values) {
+    // Measured as the array (the larger form), so either form of the piece fits.
+    const size = listedBytes(value);
+    if (piece.length > 0 && bytes + size > MAX_PARAM_BYTES) {
+      pieces.push(piece);
+      piece = [];
+      bytes = 2;
+    }
+    piece.push(value);
+    bytes += size;
+  }
+  pieces.push(piece);
+  const params: Record<string, string | readonly string[]> = {};
+  const parts = pieces.map((p, i) => {
+    const key = pieces.length === 1 ? name : `${name}_${i}`;
+    if (p.some((v) => v.includes(LIST_SEPARATOR))) {
+      params[key] = p;
+      return `{${key}:Array(String)}`;
+    }
+    params[key] = p.join(LIST_SEPARATOR);
+    return `splitByChar('\\x1F', {${key}:String})`;
+  });
+  return { sql: parts.length === 1 ? (parts[0] ?? '') : `arrayConcat(${parts.join(', ')})`, params };
 }
 
 /**

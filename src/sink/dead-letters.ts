@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 
 import type { DeadLetterRow } from '../core/types.ts';
-import type { CallOptions, Store } from './clickhouse.ts';
+import { stringList, type CallOptions, type Store } from './clickhouse.ts';
 
 export const DEAD_LETTERS_TABLE = 'dead_letters';
 
@@ -55,9 +55,10 @@ export async function findStoredDeadLetters(
   options: CallOptions = {},
 ): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
+  const list = stringList('ids', [...new Set(ids)]);
   const found = await store.query<{ dead_letter_id: string }>(
-    `SELECT dead_letter_id FROM ${DEAD_LETTERS_TABLE} WHERE dead_letter_id IN {ids:Array(String)}`,
-    { ids: [...new Set(ids)] },
+    `SELECT dead_letter_id FROM ${DEAD_LETTERS_TABLE} WHERE dead_letter_id IN ${list.sql}`,
+    list.params,
     options,
   );
   return new Set(found.map((r) => r.dead_letter_id));

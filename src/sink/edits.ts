@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 
 import type { EditMark, MessageEditRow } from '../core/types.ts';
-import type { CallOptions, Store } from './clickhouse.ts';
+import { stringList, type CallOptions, type Store } from './clickhouse.ts';
 import { MESSAGES_TABLE } from './messages.ts';
 
 /** The aggregate behind the `sessions` view (migrations/0002). */
@@ -160,13 +160,14 @@ async function refreshSessions(store: Store, latest: readonly EditMark[], option
 /** Keys of history rows already stored among `rows`. */
 async function findStoredHistory(store: Store, rows: readonly MessageEditRow[], options: CallOptions): Promise<Set<string>> {
   if (rows.length === 0) return new Set();
+  const ids = stringList('ids', distinct(rows.map((r) => r.msgid)));
   const found = await store.query<{ tenant: string; staff_id: string; msgid: string; edit_id: string }>(
     `SELECT tenant, staff_id, msgid, edit_id FROM ${MESSAGE_EDITS_TABLE}
-     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)} AND msgid IN {ids:Array(String)}`,
+     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)} AND msgid IN ${ids.sql}`,
     {
       tenants: distinct(rows.map((r) => r.tenant)),
       staffs: distinct(rows.map((r) => r.staff_id)),
-      ids: distinct(rows.map((r) => r.msgid)),
+      ...ids.params,
     },
     options,
   );

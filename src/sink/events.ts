@@ -6,7 +6,7 @@
  * keys already stored, the sort key folds any copy that slips through.
  */
 import type { EventRow } from '../core/types.ts';
-import type { CallOptions, Store } from './clickhouse.ts';
+import { stringList, type CallOptions, type Store } from './clickhouse.ts';
 
 export const EVENTS_TABLE = 'events';
 
@@ -65,17 +65,18 @@ export async function findStoredEvents(
     if (r.event_time < lo) lo = r.event_time;
     if (r.event_time > hi) hi = r.event_time;
   }
+  const ids = stringList('ids', [...new Set(rows.map((r) => r.event_id))]);
   const found = await store.query<{ tenant: string; staff_id: string; event_id: string }>(
     `SELECT tenant, staff_id, event_id FROM ${EVENTS_TABLE}
      WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
        AND event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND event_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')
-       AND event_id IN {ids:Array(String)}`,
+       AND event_id IN ${ids.sql}`,
     {
       tenants: [...new Set(rows.map((r) => r.tenant))],
       staffs: [...new Set(rows.map((r) => r.staff_id))],
       lo,
       hi,
-      ids: [...new Set(rows.map((r) => r.event_id))],
+      ...ids.params,
     },
     options,
   );

@@ -282,7 +282,7 @@ export async function findStored(store: Store, rows: readonly MessageIdentity[],
       staffs: distinct(rows.map((r) => r.staff_id)),
       lo,
       hi,
-      ids: ids.value,
+      ...ids.params,
     },
     options,
   );

@@ -208,6 +208,24 @@ describe('the sink writer on a server', () => {
     });
   });
 
+  it('stores a batch of the default size once, and finds all of it again when it is replayed', async () => {
+    await withStore(async (store) => {
+      // 20 000 rows: the writer's default maxRows; the lookup binds all their ids.
+      const rows = realisticMessages(20_000, { seed: 5 });
+      const first = new SinkWriter(store, silent, { retry: FAST_RETRY, maxBytes: 64 * 1024 * 1024 });
+      await first.add(unit({ messages: rows }, 'kb-1'));
+      await first.close();
+      const replay = new SinkWriter(store, silent, { retry: FAST_RETRY, maxBytes: 64 * 1024 * 1024 });
+      await replay.add(unit({ messages: rows }, 'kb-1'));
+      await replay.close();
+      expect(first.stats.written.messages).toBe(20_000);
+      expect(replay.stats.duplicates.messages).toBe(20_000);
+      expect(await ch.engineQuery(`SELECT toString(count()) AS n, toString(uniqExact(msgid)) AS ids FROM messages`, store.database)).toEqual([
+        { n: '20000', ids: '20000' },
+      ]);
+    });
+  });
+
   describe('recalls', () => {
     const target = message({ msgid: '3876235366388279544' });
     const revoke = (t: number, msgid = '3876235366388279999', of: MessageRow = target): MessageRow =>

@@ -1,11 +1,12 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+import { formatQueryParams } from '@clickhouse/client-common';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { MsgpipeError } from '../../../src/core/errors.ts';
 
-import { CHDB_MALLOC_CONF, JsonLines, openStore, stringList, toStoreError } from '../../../src/sink/clickhouse.ts';
+import { CHDB_MALLOC_CONF, formatParam, JsonLines, MAX_PARAM_BYTES, openStore, stringList, toStoreError } from '../../../src/sink/clickhouse.ts';
 import { openTempStore, silent, type TempStore } from './helpers.ts';
 
 describe('openStore on chDB', () => {
@@ -124,11 +125,43 @@ describe('openStore on chDB', () => {
 
 describe('stringList', () => {
   it('joins a list by U+001F for the engine to split, and sends it as an array when it cannot', () => {
-    expect(stringList('ids', ['a', '', 'b'])).toEqual({ sql: "splitByChar('\\x1F', {ids:String})", value: 'a\u001f\u001fb' });
+    expect(stringList('ids', ['a', '', 'b'])).toEqual({ sql: "splitByChar('\\x1F', {ids:String})", params: { ids: 'a\u001f\u001fb' } });
     // The separator inside an id, or nothing to join (splitting '' gives one empty id).
-    expect(stringList('ids', ['a\u001fb', 'b'])).toEqual({ sql: '{ids:Array(String)}', value: ['a\u001fb', 'b'] });
-    expect(stringList('ids', [])).toEqual({ sql: '{ids:Array(String)}', value: [] });
+    expect(stringList('ids', ['a\u001fb', 'b'])).toEqual({ sql: '{ids:Array(String)}', params: { ids: ['a\u001fb', 'b'] } });
+    expect(stringList('ids', [])).toEqual({ sql: '{ids:Array(String)}', params: { ids: [] } });
     expect(() => stringList('ids}', ['a'])).toThrow(/not a plain identifier/);
+  });
+
+  it('binds a list longer than a server takes in one parameter in pieces, each within MAX_PARAM_BYTES', async () => {
+    // 20 000 message ids (a batch of the default size): about 400 KB joined.
+    const ids = Array.from({ length: 20_000 }, (_, i) => String(3_876_235_366_388_000_000n + BigInt(i)));
+    ids[12_345] = "odd 'quoted' \\ id\u001fwith the separator";
+    const list = stringList('ids', ids);
+    const names = Object.keys(list.params);
+    expect(names.length).toBeGreaterThan(3);
+    expect(names).toEqual(names.map((_, i) => `ids_${i}`));
+    for (const value of Object.values(list.params)) expect(Buffer.byteLength(formatParam(value))).toBeLessThanOrEqual(MAX_PARAM_BYTES);
+    // The piece holding the separator travels as an array; the others joined.
+    expect(Object.values(list.params).filter((v) => Array.isArray(v))).toHaveLength(1);
+    expect(list.sql).toMatch(/^arrayConcat\(splitByChar\('\\x1F', \{ids_0:String\}\), /);
+    const temp = await openTempStore({ migrate: false });
+    try {
+      const [row] = await temp.store.query<{ list: string[] }>(`SELECT ${list.sql} AS list`, list.params);
+      expect(row?.list).toEqual(ids);
+    } finally {
+      await temp.dispose();
+    }
+  });
+});
+
+describe('formatParam', () => {
+  it('writes parameters as @clickhouse/client does', () => {
+    const values: unknown[] = [
+      "it's\t\\ \n\r 你好 🌙", '', ['a', "b'c", null, true, 3], { "k'": -9_007_199_254_740_991, z: 'v\\' }, new Map([[1, ['x']]]),
+      null, undefined, false, true, 12n, -1.5, Number.NaN, Number.POSITIVE_INFINITY, new Date(1_700_000_000_123), new Date(1_700_000_000_000), [[]],
+    ];
+    for (const value of values) expect(formatParam(value), String(value)).toBe(formatQueryParams({ value }));
+    expect(formatParam(['a', "b'c"])).toBe("['a','b\\'c']");
   });
 });
 
