@@ -26,6 +26,7 @@
  *   `chdb` is therefore imported lazily, after {@link CHDB_MALLOC_CONF} is in place
  *   (docs/adr/0011-embedded-sink-throughput-and-memory.md).
  */
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
@@ -365,6 +366,42 @@ export function stringList(name: string, values: readonly string[]): BoundList {
 }
 
 /**
+ * `items` in consecutive groups whose sizes add up to at most `max` bytes; an item larger than
+ * `max` makes a group of its own. For commands that bind one parameter per group (a map of
+ * recall times): one statement per group keeps every parameter within {@link MAX_PARAM_BYTES}.
+ */
+export function groupBySize<T>(items: readonly T[], size: (item: T) => number, max: number = MAX_PARAM_BYTES): T[][] {
+  const groups: T[][] = [];
+  let group: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const n = size(item);
+    if (group.length > 0 && bytes + n > max) {
+      groups.push(group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(item);
+    bytes += n;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}
+
+/**
+ * A multipart/form-data body of named text parts (RFC 7578), as @clickhouse/client builds one
+ * for a query's parameters: `query` and one `param_<name>` part per parameter.
+ */
+function multipartBody(parts: Readonly<Record<string, string>>, boundary: string): Buffer {
+  const chunks: string[] = [];
+  for (const [name, value] of Object.entries(parts)) {
+    chunks.push(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`);
+  }
+  chunks.push(`--${boundary}--\r\n`);
+  return Buffer.from(chunks.join(''), 'utf8');
+}
+
+/**
  * Settings every insert needs on either backend.
  *
  * `optimize_on_insert=0`: ClickHouse would otherwise merge the rows of each inserted block that
@@ -498,6 +535,15 @@ class ClickHouseStore implements Store {
 
   async command(sql: string, params?: QueryParams, options?: CallOptions): Promise<void> {
     try {
+      if (this.backend === 'server' && params !== undefined && Object.keys(params).length > 0) {
+        // @clickhouse/client sends a command's parameters in the URL, where a server takes at
+        // most 1 MiB in all and 128 KiB per parameter, both URL-encoded (a CJK character takes 9
+        // bytes there): the text of an edited message, or the times of a few thousand recalls,
+        // did not fit. In a multipart body, as the client sends a query's long parameters, only
+        // the 128 KiB per parameter remain, counted in plain bytes.
+        await this.multipartCommand(sql, params, options);
+        return;
+      }
       await this.client.command({
         query: sql,
         clickhouse_settings: settingsFor(this.backend, options),
@@ -507,6 +553,27 @@ class ClickHouseStore implements Store {
     } catch (err) {
       throw toStoreError(err, 'command', options?.signal);
     }
+  }
+
+  /** A statement without a result, with its text and parameters in a multipart body (server only). */
+  private async multipartCommand(sql: string, params: QueryParams, options: CallOptions | undefined): Promise<void> {
+    const parts: Record<string, string> = { query: sql };
+    for (const [name, value] of Object.entries(params)) {
+      assertIdentifier(name, 'Parameter name');
+      parts[`param_${name}`] = formatParam(value);
+    }
+    const boundary = `----msgpipe-${randomUUID()}`;
+    // exec sends `values` as the body; with an empty `query`, the URL carries none.
+    const { stream } = await this.client.exec({
+      query: '',
+      values: Readable.from([multipartBody(parts, boundary)], { objectMode: false }),
+      clickhouse_settings: settingsFor(this.backend, options),
+      http_headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` },
+      ...(options?.signal === undefined ? {} : { abort_signal: options.signal }),
+    });
+    // A command answers with an empty body; reading it ends the request and frees the socket.
+    stream.resume();
+    await finished(stream);
   }
 
   async insert(table: string, rows: readonly object[] | JsonLines, options?: InsertOptions): Promise<void> {

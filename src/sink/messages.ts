@@ -8,7 +8,7 @@
  * recall UPDATE, and the select list that reads rows back in the {@link MessageRow} shape.
  */
 import type { MessageRow, RecallMark } from '../core/types.ts';
-import { stringList, wellFormedJson, type CallOptions, type Store } from './clickhouse.ts';
+import { formatParam, groupBySize, stringList, wellFormedJson, type CallOptions, type Store } from './clickhouse.ts';
 
 export const MESSAGES_TABLE = 'messages';
 
@@ -301,35 +301,42 @@ export async function findStored(store: Store, rows: readonly MessageIdentity[],
 }
 
 /**
- * Marks stored targets of `marks` as recalled, in one lightweight UPDATE (a patch part, no
- * rewrite). Idempotent: rows already recalled are left alone, so the first recall time stays.
- * Targets not stored (yet) are untouched; {@link findStored} catches them on arrival.
+ * Marks stored targets of `marks` as recalled by lightweight UPDATE (a patch part, no rewrite):
+ * one per group of about 1 500 targets, so that the map of recall times stays within what a
+ * server takes in one parameter ({@link MAX_PARAM_BYTES}). Idempotent: rows already recalled
+ * are left alone, so the first recall time stays. Targets not stored (yet) are untouched;
+ * {@link findStored} catches them on arrival.
  */
 export async function applyRecalls(store: Store, marks: readonly RecallMark[], options: CallOptions = {}): Promise<void> {
   if (marks.length === 0) return;
-  const times: Record<string, number> = {};
+  const earliest = new Map<string, RecallMark>();
   for (const mark of marks) {
     const key = recallTargetKey(mark);
-    const prev = times[key];
-    if (prev === undefined || mark.recall_time < prev) times[key] = mark.recall_time;
+    const prev = earliest.get(key);
+    if (prev === undefined || mark.recall_time < prev.recall_time) earliest.set(key, mark);
   }
-  await store.command(
-    `UPDATE ${MESSAGES_TABLE}
-     SET recalled = 1,
-         recall_time = fromUnixTimestamp64Milli({times:Map(String, Int64)}[concat(tenant, {sep:String}, staff_id, {sep:String}, msgid)], 'UTC')
-     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
-       AND msgid IN {ids:Array(String)}
-       AND mapContains({times:Map(String, Int64)}, concat(tenant, {sep:String}, staff_id, {sep:String}, msgid))
-       AND recalled = 0`,
-    {
-      times,
-      sep: SEP,
-      tenants: distinct(marks.map((m) => m.tenant)),
-      staffs: distinct(marks.map((m) => m.staff_id)),
-      ids: distinct(marks.map((m) => m.target_msgid)),
-    },
-    options,
-  );
+  // Each target's share of the times map: `'<key>':<ms>,`.
+  const groups = groupBySize([...earliest], ([key, mark]) => Buffer.byteLength(formatParam(key, true)) + String(mark.recall_time).length + 2);
+  for (const group of groups) {
+    const ids = stringList('ids', distinct(group.map(([, m]) => m.target_msgid)));
+    await store.command(
+      `UPDATE ${MESSAGES_TABLE}
+       SET recalled = 1,
+           recall_time = fromUnixTimestamp64Milli({times:Map(String, Int64)}[concat(tenant, {sep:String}, staff_id, {sep:String}, msgid)], 'UTC')
+       WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
+         AND msgid IN ${ids.sql}
+         AND mapContains({times:Map(String, Int64)}, concat(tenant, {sep:String}, staff_id, {sep:String}, msgid))
+         AND recalled = 0`,
+      {
+        times: Object.fromEntries(group.map(([key, m]) => [key, m.recall_time])),
+        sep: SEP,
+        tenants: distinct(group.map(([, m]) => m.tenant)),
+        staffs: distinct(group.map(([, m]) => m.staff_id)),
+        ...ids.params,
+      },
+      options,
+    );
+  }
 }
 
 /**

@@ -123,6 +123,21 @@ describe('the stand-in as the store sees it', () => {
     });
   });
 
+  it('sends a command with its parameters in a multipart body, bound exactly', async () => {
+    await withStore(async (store) => {
+      await store.command('CREATE TABLE kv (k String, v Int64, tags Array(String)) ENGINE = MergeTree ORDER BY k');
+      const text = "it's \\ a\ttab\nnew line 你好 🌙 \u001f".repeat(20);
+      await store.command(
+        'INSERT INTO kv SELECT {k:String}, {m:Map(String, Int64)}[{k:String}], {tags:Array(String)}',
+        { k: text, m: { [text]: -9_007_199_254_740_991 }, tags: ["a'b", 'c\\'] },
+      );
+      expect(await ch.engineQuery('SELECT k, v, tags FROM kv', store.database)).toEqual([{ k: text, v: '-9007199254740991', tags: ["a'b", 'c\\'] }]);
+      const sent = ch.requests.at(-1);
+      expect(sent?.formFields).toEqual(['query', 'param_k', 'param_m', 'param_tags']);
+      expect(sent?.urlFields.filter((name) => name.startsWith('param_') || name === 'query')).toEqual([]);
+    });
+  });
+
   it('reports server errors with the codes and the retry flags the store derives from them', async () => {
     await withStore(async (store) => {
       const unknown = await failure(store.query('SELECT * FROM no_such_table'));
@@ -248,6 +263,23 @@ describe('the sink writer on a server', () => {
         expect(rows.find((r) => r.msgid === late.msgid)).toMatchObject({ recalled: 1, recall_time: t + 1000 });
         expect(rows.find((r) => r.msgid === '1')).toMatchObject({ recalled: 0, recall_time: null });
         expect(rows).toHaveLength(5);
+      });
+    });
+
+    it('applies thousands of recalls of one batch', async () => {
+      await withStore(async (store) => {
+        const targets = realisticMessages(5000, { seed: 3 });
+        const w = writer(store, { maxRows: 100_000 });
+        await w.add(unit({ messages: targets }, 'kb-1'));
+        await w.flush();
+        const revokes = targets.map((m, i) => revoke(m.msg_time + 60_000, String(4_000_000_000_000_000_000n + BigInt(i)), m));
+        await w.add(unit({ messages: revokes, recalls: targets.map((m) => recall(m, m.msg_time + 60_000)) }, 'kb-2'));
+        await w.close();
+        expect(await ch.engineQuery(
+          `SELECT toString(count()) AS n, toString(countIf(recall_time = msg_time + INTERVAL 60 SECOND)) AS timed
+           FROM messages WHERE msg_type != 'revoke' AND recalled = 1`,
+          store.database,
+        )).toEqual([{ n: '5000', timed: '5000' }]);
       });
     });
   });

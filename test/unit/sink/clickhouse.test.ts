@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { MsgpipeError } from '../../../src/core/errors.ts';
 
-import { CHDB_MALLOC_CONF, formatParam, JsonLines, MAX_PARAM_BYTES, openStore, stringList, toStoreError } from '../../../src/sink/clickhouse.ts';
+import { CHDB_MALLOC_CONF, formatParam, groupBySize, JsonLines, MAX_PARAM_BYTES, openStore, stringList, toStoreError } from '../../../src/sink/clickhouse.ts';
 import { openTempStore, silent, type TempStore } from './helpers.ts';
 
 describe('openStore on chDB', () => {
@@ -151,6 +151,13 @@ describe('stringList', () => {
     } finally {
       await temp.dispose();
     }
+  });
+});
+
+describe('groupBySize', () => {
+  it('groups items in order up to the size, an oversized item alone', () => {
+    expect(groupBySize([3, 4, 2, 9, 1, 1], (n) => n, 8)).toEqual([[3, 4], [2], [9], [1, 1]]);
+    expect(groupBySize([], (n: number) => n, 8)).toEqual([]);
   });
 });
 
