@@ -365,6 +365,39 @@ export function stringList(name: string, values: readonly string[]): BoundList {
   return { sql: parts.length === 1 ? (parts[0] ?? '') : `arrayConcat(${parts.join(', ')})`, params };
 }
 
+/** Bytes one code point takes in a parameter's text: its UTF-8 bytes, and a backslash if escaped. */
+function paramCodePointBytes(code: number): number {
+  if (code === 0x09 || code === 0x0a || code === 0x0d || code === 0x27 || code === 0x5c) return 2;
+  return code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
+}
+
+/**
+ * `text` cut into pieces that each take at most `maxBytes` as a parameter (escapes counted), at
+ * code point boundaries (a piece never ends in half of a surrogate pair); joined by `concat` in
+ * SQL, they give the text again. A text that fits is one piece; '' is [''].
+ */
+export function textPieces(text: string, maxBytes: number = MAX_PARAM_BYTES): string[] {
+  if (maxBytes < 8) throw new MsgpipeError('MSGPIPE_ERR_CONFIG', `A text piece of ${maxBytes} bytes cannot hold a character.`);
+  const pieces: string[] = [];
+  let start = 0;
+  let bytes = 0;
+  let i = 0;
+  while (i < text.length) {
+    const code = text.codePointAt(i) ?? 0;
+    const units = code > 0xffff ? 2 : 1;
+    const n = paramCodePointBytes(code);
+    if (bytes + n > maxBytes) {
+      pieces.push(text.slice(start, i));
+      start = i;
+      bytes = 0;
+    }
+    bytes += n;
+    i += units;
+  }
+  pieces.push(text.slice(start));
+  return pieces;
+}
+
 /**
  * `items` in consecutive groups whose sizes add up to at most `max` bytes; an item larger than
  * `max` makes a group of its own. For commands that bind one parameter per group (a map of

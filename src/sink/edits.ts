@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 
 import type { EditMark, MessageEditRow } from '../core/types.ts';
-import { stringList, type CallOptions, type Store } from './clickhouse.ts';
+import { formatParam, groupBySize, MAX_PARAM_BYTES, stringList, textPieces, type CallOptions, type Store } from './clickhouse.ts';
 import { MESSAGES_TABLE } from './messages.ts';
 
 /** The aggregate behind the `sessions` view (migrations/0002). */
@@ -69,56 +69,84 @@ function latestMarks(marks: readonly EditMark[]): EditMark[] {
   return [...latest.values()];
 }
 
+/** Bytes of a map entry `'<key>':'<value>',` beyond the value's own. */
+function entryOverhead(key: string): number {
+  return Buffer.byteLength(formatParam(key, true)) + 4;
+}
+
+/** An edited target's share of each map parameter of its UPDATE, at most. */
+function editBytes(key: string, mark: EditMark): number {
+  const longest = Math.max(
+    Buffer.byteLength(formatParam(mark.content_text, true)),
+    Buffer.byteLength(formatParam(mark.content, true)),
+    Buffer.byteLength(formatParam(mark.raw_content, true)),
+    24,
+  );
+  return entryOverhead(key) + longest;
+}
+
 /**
- * Replaces the content of stored targets of `marks` in one lightweight UPDATE, where the stored
- * edit time is older (or absent). Targets not stored are untouched: a Yunhu message always
- * arrives with (or before) its marks, so the writer applies marks after inserting messages.
+ * Replaces the content of stored targets of `marks` by lightweight UPDATE, where the stored edit
+ * time is older (or absent). Targets not stored are untouched: a Yunhu message always arrives
+ * with (or before) its marks, so the writer applies marks after inserting messages.
+ *
+ * The new texts travel as maps from target to text, and a server takes at most
+ * {@link MAX_PARAM_BYTES} in one parameter: one UPDATE per group of targets whose texts fit, and
+ * a target whose text alone does not fit gets one of its own, its texts cut into pieces (one map
+ * per piece, joined again by `concat`).
  */
 export async function applyEdits(store: Store, marks: readonly EditMark[], options: CallOptions = {}): Promise<number> {
   const latest = latestMarks(marks);
   if (latest.length === 0) return 0;
-  const times: Record<string, number> = {};
-  const texts: Record<string, string> = {};
-  const contents: Record<string, string> = {};
-  const raws: Record<string, string> = {};
-  const types: Record<string, string> = {};
-  const wxTypes: Record<string, number> = {};
-  for (const m of latest) {
-    const key = editTargetKey(m);
-    times[key] = m.edit_time;
-    texts[key] = m.content_text;
-    contents[key] = m.content;
-    raws[key] = m.raw_content;
-    types[key] = m.msg_type;
-    wxTypes[key] = m.wx_msg_type;
-  }
+  const keyed = latest.map((m) => [editTargetKey(m), m] as const);
   const key = 'concat(tenant, {sep:String}, staff_id, {sep:String}, msgid)';
-  await store.command(
-    `UPDATE ${MESSAGES_TABLE}
-     SET content_text = {texts:Map(String, String)}[${key}],
-         content = {contents:Map(String, String)}[${key}],
-         raw_content = {raws:Map(String, String)}[${key}],
-         msg_type = {types:Map(String, String)}[${key}],
-         wx_msg_type = {wxTypes:Map(String, Int32)}[${key}],
-         edit_time = fromUnixTimestamp64Milli({times:Map(String, Int64)}[${key}], 'UTC')
-     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
-       AND msgid IN {ids:Array(String)}
-       AND mapContains({times:Map(String, Int64)}, ${key})
-       AND (edit_time IS NULL OR edit_time < fromUnixTimestamp64Milli({times:Map(String, Int64)}[${key}], 'UTC'))`,
-    {
-      times,
-      texts,
-      contents,
-      raws,
-      types,
-      wxTypes,
-      sep: SEP,
-      tenants: distinct(latest.map((m) => m.tenant)),
-      staffs: distinct(latest.map((m) => m.staff_id)),
-      ids: distinct(latest.map((m) => m.target_msgid)),
-    },
-    options,
-  );
+  for (const group of groupBySize(keyed, ([k, m]) => editBytes(k, m))) {
+    const maxPiece = MAX_PARAM_BYTES - Math.max(...group.map(([k]) => entryOverhead(k)));
+    const layered = { texts: [] as Record<string, string>[], contents: [] as Record<string, string>[], raws: [] as Record<string, string>[] };
+    const times: Record<string, number> = {};
+    const types: Record<string, string> = {};
+    const wxTypes: Record<string, number> = {};
+    for (const [k, m] of group) {
+      times[k] = m.edit_time;
+      types[k] = m.msg_type;
+      wxTypes[k] = m.wx_msg_type;
+      for (const [name, text] of [['texts', m.content_text], ['contents', m.content], ['raws', m.raw_content]] as const) {
+        // Alone in its group when over the limit; otherwise one piece, in layer 0.
+        textPieces(text, maxPiece).forEach((piece, layer) => {
+          (layered[name][layer] ??= {})[k] = piece;
+        });
+      }
+    }
+    const params: Record<string, unknown> = { times, types, wxTypes, sep: SEP };
+    const value = (name: keyof typeof layered): string => {
+      const refs = layered[name].map((layer, i) => {
+        params[`${name}_${i}`] = layer;
+        return `{${name}_${i}:Map(String, String)}[${key}]`;
+      });
+      return refs.length === 1 ? (refs[0] ?? '') : `concat(${refs.join(', ')})`;
+    };
+    const ids = stringList('ids', distinct(group.map(([, m]) => m.target_msgid)));
+    await store.command(
+      `UPDATE ${MESSAGES_TABLE}
+       SET content_text = ${value('texts')},
+           content = ${value('contents')},
+           raw_content = ${value('raws')},
+           msg_type = {types:Map(String, String)}[${key}],
+           wx_msg_type = {wxTypes:Map(String, Int32)}[${key}],
+           edit_time = fromUnixTimestamp64Milli({times:Map(String, Int64)}[${key}], 'UTC')
+       WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
+         AND msgid IN ${ids.sql}
+         AND mapContains({times:Map(String, Int64)}, ${key})
+         AND (edit_time IS NULL OR edit_time < fromUnixTimestamp64Milli({times:Map(String, Int64)}[${key}], 'UTC'))`,
+      {
+        ...params,
+        tenants: distinct(group.map(([, m]) => m.tenant)),
+        staffs: distinct(group.map(([, m]) => m.staff_id)),
+        ...ids.params,
+      },
+      options,
+    );
+  }
   await refreshSessions(store, latest, options);
   return latest.length;
 }
@@ -133,6 +161,7 @@ export async function applyEdits(store: Store, marks: readonly EditMark[], optio
  * session's latest message only when the edited message is that one.
  */
 async function refreshSessions(store: Store, latest: readonly EditMark[], options: CallOptions): Promise<void> {
+  const ids = stringList('ids', distinct(latest.map((m) => m.target_msgid)));
   await store.command(
     `INSERT INTO ${SESSIONS_AGG_TABLE}
      SELECT tenant, staff_id, session_type, session_id,
@@ -145,13 +174,13 @@ async function refreshSessions(store: Store, latest: readonly EditMark[], option
        argMaxState(peer_avatar, (toUInt8(peer_avatar != ''), msg_time)),
        min(msg_time), max(msg_time), toUInt64(0), toUInt64(0)
      FROM ${MESSAGES_TABLE}
-     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)} AND msgid IN {ids:Array(String)}
+     WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)} AND msgid IN ${ids.sql}
        AND edit_time IS NOT NULL
      GROUP BY tenant, staff_id, session_type, session_id, msgid`,
     {
       tenants: distinct(latest.map((m) => m.tenant)),
       staffs: distinct(latest.map((m) => m.staff_id)),
-      ids: distinct(latest.map((m) => m.target_msgid)),
+      ...ids.params,
     },
     options,
   );

@@ -346,6 +346,27 @@ describe('the sink writer on a server', () => {
         ]);
       });
     });
+
+    it('applies the edits of a batch, one of them to a text longer than a server takes in one parameter', async () => {
+      await withStore(async (store) => {
+        // 50 000 CJK characters and emoji: about 190 KB of UTF-8 in each of the three texts (raw_content is base64).
+        const long = `${'长文🌙'.repeat(16_000)}'\\end`;
+        const ids = Array.from({ length: 40 }, (_, i) => `m${i}`);
+        const w = writer(store);
+        await w.add(yunhuUnit(ids.map((id, i) => yunhuMsg(`first ${i}`, 0, 0, id, i + 1)), '0'));
+        await w.flush();
+        await w.add(yunhuUnit(ids.map((id, i) => yunhuMsg(i === 7 ? long : `edited ${i} 你好`, SEND + 100, 0, id, i + 1)), '1'));
+        await w.close();
+        const rows = await ch.engineQuery<{ msgid: string; text: string; raw: string; edited: string }>(
+          'SELECT msgid, content_text AS text, raw_content AS raw, toString(toUnixTimestamp64Milli(edit_time)) AS edited FROM messages ORDER BY msg_seq',
+          store.database,
+        );
+        expect(rows.map((r) => r.text)).toEqual(ids.map((_, i) => (i === 7 ? long : `edited ${i} 你好`)));
+        // raw_content: the message's bytes, base64.
+        expect(rows[7]!.raw).toBe(Buffer.from(yunhuMsg(long, SEND + 100, 0, 'm7', 8)).toString('base64'));
+        expect(new Set(rows.map((r) => r.edited))).toEqual(new Set([String(SEND + 100)]));
+      });
+    });
   });
 });
 

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { MsgpipeError } from '../../../src/core/errors.ts';
 
-import { CHDB_MALLOC_CONF, formatParam, groupBySize, JsonLines, MAX_PARAM_BYTES, openStore, stringList, toStoreError } from '../../../src/sink/clickhouse.ts';
+import { CHDB_MALLOC_CONF, formatParam, groupBySize, JsonLines, MAX_PARAM_BYTES, openStore, stringList, textPieces, toStoreError } from '../../../src/sink/clickhouse.ts';
 import { openTempStore, silent, type TempStore } from './helpers.ts';
 
 describe('openStore on chDB', () => {
@@ -158,6 +158,24 @@ describe('groupBySize', () => {
   it('groups items in order up to the size, an oversized item alone', () => {
     expect(groupBySize([3, 4, 2, 9, 1, 1], (n) => n, 8)).toEqual([[3, 4], [2], [9], [1, 1]]);
     expect(groupBySize([], (n: number) => n, 8)).toEqual([]);
+  });
+});
+
+describe('textPieces', () => {
+  it('cuts a text into pieces within the bytes a parameter takes, never inside a character', () => {
+    expect(textPieces('')).toEqual(['']);
+    expect(textPieces('short')).toEqual(['short']);
+    // 'a' 1 byte, '你' 3, '🌙' 4 (two UTF-16 units), "'" 2 escaped.
+    expect(textPieces("a你🌙'b🌙", 8)).toEqual(['a你🌙', "'b🌙"]);
+    expect(textPieces('abcde🌙x', 8)).toEqual(['abcde', '🌙x']);
+    const text = `${'长文🌙\\'.repeat(30_000)}end`;
+    const pieces = textPieces(text);
+    expect(pieces.join('')).toBe(text);
+    expect(pieces.length).toBeGreaterThan(3);
+    for (const piece of pieces) {
+      expect(Buffer.byteLength(formatParam(piece))).toBeLessThanOrEqual(MAX_PARAM_BYTES);
+      expect(piece).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/);
+    }
   });
 });
 

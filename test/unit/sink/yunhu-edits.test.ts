@@ -122,4 +122,17 @@ describe('SinkWriter with Yunhu edits', () => {
     );
     expect(rows).toEqual([{ content_text: 'v2', edit_time: String(SEND + 100) }]);
   });
+
+  it('applies an edit whose text is bound in pieces, and shows it as the session\'s latest message', async () => {
+    const long = `${'长文🌙'.repeat(16_000)}'\\end`;
+    const w = new SinkWriter(t.store, silent, { maxAgeMs: 60_000 });
+    await w.add(unit([msg('short', 0)], '0'));
+    await w.flush();
+    await w.add(unit([msg(long, SEND + 100)], '1'));
+    await w.close();
+    const [row] = await t.store.query<{ content_text: string; last: string }>(
+      "SELECT content_text, (SELECT last_content_text FROM sessions) AS last FROM messages WHERE msgid = 'm1'",
+    );
+    expect(row).toEqual({ content_text: long, last: long });
+  });
 });
