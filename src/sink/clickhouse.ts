@@ -35,6 +35,10 @@ import {
   type ClickHouseClient,
   type ClickHouseClientConfigOptions,
   type ClickHouseSettings,
+  type ErrorLogParams,
+  type Logger as ClientLogger,
+  type LogParams,
+  type WarnLogParams,
 } from '@clickhouse/client';
 import type * as ChdbModule from 'chdb';
 import type * as ChdbConnectionModule from 'chdb/connection';
@@ -674,6 +678,37 @@ class ClickHouseStore implements Store {
 }
 
 /**
+ * @clickhouse/client's own log lines, sent to the store's logger. Left to itself, the client
+ * writes them to the console as text of several lines in the middle of msgpipe's JSON log: a
+ * warning for every client created (a long `request_timeout` without progress headers) and,
+ * for every failed request, the error the store also throws to its caller. Those errors go to
+ * debug (the caller decides how loud a failure is); the rest keeps its level.
+ */
+function clientLog(log: Logger): { LoggerClass: new () => ClientLogger } {
+  const target = log.child({ lib: '@clickhouse/client' });
+  const fields = (p: LogParams, err?: Error): object => ({ module: p.module, ...(p.args ?? {}), ...(err === undefined ? {} : { err }) });
+  return {
+    LoggerClass: class implements ClientLogger {
+      trace(p: LogParams): void {
+        target.trace(fields(p), p.message);
+      }
+      debug(p: LogParams): void {
+        target.debug(fields(p), p.message);
+      }
+      info(p: LogParams): void {
+        target.info(fields(p), p.message);
+      }
+      warn(p: WarnLogParams): void {
+        target.warn(fields(p, p.err), p.message);
+      }
+      error(p: ErrorLogParams): void {
+        target.debug(fields(p, p.err), p.message);
+      }
+    },
+  };
+}
+
+/**
  * Opens the store: a ClickHouse server when `url` is given, else chDB at `path`; creates
  * `database` if absent and makes it the default for unqualified table names.
  *
@@ -692,7 +727,7 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sto
     };
     // The HTTP `database` parameter must name an existing database, so create it first with a
     // client bound to `default`.
-    const bootstrap = createClient({ url: options.url, ...auth, request_timeout: options.requestTimeoutMs ?? 300_000 });
+    const bootstrap = createClient({ url: options.url, ...auth, request_timeout: options.requestTimeoutMs ?? 300_000, log: clientLog(log) });
     try {
       await bootstrap.command({
         query: `CREATE DATABASE IF NOT EXISTS \`${options.database}\``,
@@ -704,6 +739,7 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sto
     }
     const client = createClient({
       url: options.url,
+      log: clientLog(log),
       ...auth,
       database: options.database,
       request_timeout: options.requestTimeoutMs ?? 300_000,
@@ -724,7 +760,7 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sto
     // chdb/connection implements the Connection of @clickhouse/client-common, which the client
     // bundles its own copy of; the shapes agree, only exactOptionalPropertyTypes tells them apart.
     const connection = chdb as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>;
-    client = createClient({ connection });
+    client = createClient({ connection, log: clientLog(log) });
   } catch (err) {
     throw toStoreError(err, 'open chDB');
   }

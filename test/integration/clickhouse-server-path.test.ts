@@ -430,6 +430,10 @@ describe('msgpipe run with clickhouse.url', () => {
         );
         proc.child.kill('SIGTERM');
         expect(await proc.exited).toBe(0);
+        // The log is JSON lines only: the client's own lines too (they came as console text).
+        const stderr = proc.stderr().split('\n').filter((line) => line !== '');
+        expect(stderr.filter((line) => !line.startsWith('{'))).toEqual([]);
+        expect(stderr.some((line) => line.includes('"lib":"@clickhouse/client"'))).toBe(true);
 
         const rows = await sql<{ msgid: string; msg_type: string; session_id: string; content_text: string; recalled: number }>(
           configFile,
