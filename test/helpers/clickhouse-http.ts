@@ -30,6 +30,7 @@
  * - Request bodies with Content-Encoding gzip, deflate or br; a compressed answer when
  *   `enable_http_compression` (the engine's default unless the URL sets it) and Accept-Encoding
  *   ask for one of those.
+ * - A server time zone other than the engine's, as `session_timezone` of every request.
  * - One user (HTTP Basic, X-ClickHouse-User/X-ClickHouse-Key or user/password parameters);
  *   anything else fails as AUTHENTICATION_FAILED (HTTP 403).
  * - Errors: the engine's exception text with the server's ` (version …)` suffix, the HTTP status
@@ -87,6 +88,11 @@ export interface ClickHouseHttpOptions {
   readonly password?: string;
   /** Limits other than the engine's defaults. */
   readonly limits?: Partial<ClickHouseHttpLimits>;
+  /**
+   * The server's time zone (its `<timezone>`), e.g. `Asia/Shanghai`: every request runs with it as
+   * `session_timezone` unless the request sets that. Default: the engine's, that of the process.
+   */
+  readonly timezone?: string;
 }
 
 /** One request as the stand-in received it (for tests that check what went over the wire). */
@@ -442,7 +448,7 @@ export async function startClickHouseHttp(options: ClickHouseHttpOptions = {}): 
     maxFieldValueSize: options.limits?.maxFieldValueSize ?? Number(setting('http_max_field_value_size')),
   };
   const versionSuffix = ` (version ${setting('version')} (official build))`;
-  const timezone = setting('timezone');
+  const timezone = options.timezone ?? setting('timezone');
   const compressionByDefault = setting('enable_http_compression') === '1';
   const user: Credentials = { user: options.username ?? 'default', password: options.password ?? '' };
   const displayName = 'clickhouse-http-stand-in';
@@ -557,6 +563,7 @@ export async function startClickHouseHttp(options: ClickHouseHttpOptions = {}): 
       // HTTPHandler::processQuery order: the database, readonly for a method other than POST,
       // then the URL's settings (which readonly=2 then forbids from touching readonly).
       const prelude: string[] = [];
+      if (options.timezone !== undefined) prelude.push(`SET session_timezone = ${quoteString(options.timezone)}`);
       const database = (typeof req.headers['x-clickhouse-database'] === 'string' ? req.headers['x-clickhouse-database'] : undefined) ?? field('database');
       if (database !== undefined && database !== '') prelude.push(`USE ${quoteIdentifier(database)}`);
       if (method !== 'POST') prelude.push('SET readonly = 2');
@@ -643,7 +650,8 @@ export async function startClickHouseHttp(options: ClickHouseHttpOptions = {}): 
     async engineQuery<T>(sql: string, database = 'default'): Promise<T[]> {
       const session = new Session(dataDir);
       try {
-        await engine(session, `USE ${quoteIdentifier(database)}; SET output_format_json_quote_64bit_integers = 1`, 'TabSeparated');
+        const zone = options.timezone === undefined ? '' : `, session_timezone = ${quoteString(options.timezone)}`;
+        await engine(session, `USE ${quoteIdentifier(database)}; SET output_format_json_quote_64bit_integers = 1${zone}`, 'TabSeparated');
         const result = await engine(session, sql, 'JSONEachRow');
         return Buffer.from(result.bytes)
           .toString('utf8')

@@ -6,6 +6,8 @@
  * child process. The stand-in holds this process's only chDB data directory; each test works in
  * a database of its own.
  */
+import { gzipSync } from 'node:zlib';
+
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -33,7 +35,8 @@ const PASSWORD = 'p@ss word';
 
 let ch: ClickHouseHttp;
 beforeAll(async () => {
-  ch = await startClickHouseHttp({ username: USER, password: PASSWORD });
+  // A server in China keeps China's time: nothing msgpipe stores or answers may depend on it.
+  ch = await startClickHouseHttp({ username: USER, password: PASSWORD, timezone: 'Asia/Shanghai' });
 });
 afterAll(async () => {
   await ch.close();
@@ -95,9 +98,39 @@ async function failure(promise: Promise<unknown>): Promise<MsgpipeError> {
   return err;
 }
 
+describe('the stand-in over plain HTTP', () => {
+  const auth = { Authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}` };
+
+  it('answers pings, queries in the URL or the body, compressed both ways, and runs GET read-only', async () => {
+    expect(await (await fetch(`${ch.url}/ping`)).text()).toBe('Ok.\n');
+    const get = await fetch(`${ch.url}/?query=${encodeURIComponent('SELECT 1 AS a, 2 AS b')}`, { headers: auth });
+    expect([get.status, await get.text()]).toEqual([200, '1\t2\n']);
+    const body = gzipSync('SELECT number FROM numbers(3) FORMAT JSONEachRow');
+    const zipped = await fetch(`${ch.url}/?enable_http_compression=1`, {
+      method: 'POST', body, headers: { ...auth, 'Content-Encoding': 'gzip', 'Accept-Encoding': 'gzip' },
+    });
+    // fetch undoes the Content-Encoding it was answered with.
+    expect([zipped.headers.get('content-encoding'), await zipped.text()]).toEqual(['gzip', '{"number":0}\n{"number":1}\n{"number":2}\n']);
+    const write = await fetch(`${ch.url}/?query=${encodeURIComponent('CREATE TABLE default.t (a UInt8) ENGINE = Memory')}`, { headers: auth });
+    expect([write.status, write.headers.get('x-clickhouse-exception-code')]).toEqual([500, '164']);
+    expect(await write.text()).toMatch(/^Code: 164\. DB::Exception: .*\(READONLY\) \(version [\d.]+ \(official build\)\)\n$/s);
+  });
+
+  it('refuses what a server refuses: a long URI, a long field, and what it does not emulate', async () => {
+    const long = await fetch(`${ch.url}/?query=SELECT%201&x=${'a'.repeat(ch.limits.maxUriSize)}`, { method: 'POST', headers: auth });
+    expect([long.status, await long.text()]).toEqual([400, '']);
+    const field = await fetch(`${ch.url}/?param_x=${'a'.repeat(ch.limits.maxFieldValueSize + 1)}`, { method: 'POST', headers: auth, body: 'SELECT {x:String}' });
+    expect([field.status, field.headers.get('x-clickhouse-exception-code')]).toEqual([500, '1000']);
+    expect(await field.text()).toMatch(/^Poco::Exception\. Code: 1000, e\.code\(\) = 0, HTML Form Exception: Field value too long/);
+    const session = await fetch(`${ch.url}/?session_id=s1`, { method: 'POST', headers: auth, body: 'SELECT 1' });
+    expect([session.status, session.headers.get('x-clickhouse-exception-code')]).toEqual([501, '48']);
+  });
+});
+
 describe('the stand-in as the store sees it', () => {
   it('keeps settings and the dedup token to the one request that sent them', async () => {
     await withStore(async (store) => {
+      expect(await store.query('SELECT timezone() AS tz')).toEqual([{ tz: 'Asia/Shanghai' }]);
       const limit = (): Promise<{ v: string }[]> => store.query("SELECT toString(getSetting('max_execution_time')) AS v");
       expect(await store.query("SELECT toString(getSetting('max_execution_time')) AS v", {}, { settings: { max_execution_time: 7 } })).toEqual([{ v: '7' }]);
       expect(await limit()).toEqual([{ v: '0' }]);
