@@ -27,6 +27,8 @@
  *   multipart body) the number of fields (http_max_fields) and the length of a field's name and
  *   value (http_max_field_name_size, http_max_field_value_size; for the URL on the still
  *   URL-encoded text), answered with the Poco exception a server sends (code 1000, HTTP 500).
+ *   They are the limits of a server's default profile: a setting sent with the request does not
+ *   change them (the newest servers let the user's settings raise those of a multipart body).
  * - Request bodies with Content-Encoding gzip, deflate or br; a compressed answer when
  *   `enable_http_compression` (the engine's default unless the URL sets it) and Accept-Encoding
  *   ask for one of those.
@@ -42,7 +44,7 @@
  * Not covered (msgpipe uses none of it; a request that asks for it is refused with
  * NOT_IMPLEMENTED, HTTP 501, so nothing passes here that a server would treat otherwise):
  * sessions (`session_id`), external tables (file parts of a multipart body), ClickHouse's native
- * compression (`compress`, `decompress`), roles, request encodings other than gzip, deflate, br.
+ * compression (`compress`, `decompress`), roles, encodings other than gzip, deflate and br.
  *
  * Different from a server, by construction:
  * - A result is computed in full before the answer starts, so an error always comes with its
@@ -52,7 +54,9 @@
  *   its data in the body written rows and bytes; read_rows, read_bytes and total_rows_to_read
  *   are 0. No X-ClickHouse-Format, no per-format Content-Type, no X-ClickHouse-Progress.
  * - A statement carried entirely in the body (not an INSERT in the URL with its data in the
- *   body) reaches the engine as UTF-8 text: bytes that are not UTF-8 there would be altered.
+ *   body), and the fields of a multipart body, reach the engine as UTF-8 text: bytes that are not
+ *   UTF-8 there would be altered.
+ * - Header sizes (http_max_request_header_size and the field limits for headers) are not checked.
  * - The engine is a local instance: no replication, cluster, quotas, user profiles or server
  *   configuration beyond the engine's defaults.
  * - libchdb binds one data directory per process: the stand-in must be the only chDB user of
