@@ -23,6 +23,7 @@ import { applyEmbeddedTableSettings } from '../../src/sink/embedded-settings.ts'
 import { EVENT_SELECT } from '../../src/sink/events.ts';
 import { MESSAGE_SELECT } from '../../src/sink/messages.ts';
 import { migrate, readMigrations } from '../../src/sink/migrate.ts';
+import { rebuildSessions } from '../../src/sink/sessions-rebuild.ts';
 import { SinkWriter, type SinkWriterOptions } from '../../src/sink/writer.ts';
 import { transformYunhuRecord } from '../../src/transform/yunhu.ts';
 import { startClickHouseHttp, type ClickHouseHttp } from '../helpers/clickhouse-http.ts';
@@ -208,6 +209,22 @@ describe('migrations on a server', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('rebuilding the sessions on a server', () => {
+  it('fills sessions_agg again from messages, with the view\'s own SELECT', async () => {
+    await withStore(async (store) => {
+      const w = writer(store);
+      await w.add(unit({ messages: realisticMessages(500, { seed: 2 }) }));
+      await w.close();
+      const sessions = (): Promise<{ n: string; s: string }[]> => store.query('SELECT toString(count()) AS n, toString(sum(msg_count)) AS s FROM sessions');
+      const before = await sessions();
+      await store.command('TRUNCATE TABLE sessions_agg');
+      expect(await sessions()).toEqual([{ n: '0', s: '0' }]);
+      expect(await rebuildSessions(store, silent)).toEqual({ sessions: Number(before[0]!.n), messages: 500 });
+      expect(await sessions()).toEqual(before);
+    });
   });
 });
 
