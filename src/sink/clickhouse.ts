@@ -25,6 +25,15 @@
  * - libchdb carries its own jemalloc, configured from the environment when the library loads;
  *   `chdb` is therefore imported lazily, after {@link CHDB_MALLOC_CONF} is in place
  *   (docs/adr/0011-embedded-sink-throughput-and-memory.md).
+ *
+ * Server specifics this module hides:
+ * - A server reads at most 1 MiB of URL and 128 KiB per parameter (its `http_max_uri_size` and
+ *   `http_max_field_value_size`). @clickhouse/client moves a query's parameters into a multipart
+ *   body past 4 KiB (`use_multipart_params_auto`), but leaves a command's in the URL; commands
+ *   with parameters are therefore sent as multipart bodies here. The 128 KiB per parameter stay:
+ *   callers bind long values in pieces.
+ * - The client's own log lines go to the store's logger, not to the console.
+ * - The tests run this path against an HTTP stand-in over chDB (test/helpers/clickhouse-http.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
