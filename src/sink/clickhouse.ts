@@ -254,8 +254,12 @@ export function toStoreError(err: unknown, operation: string, signal?: AbortSign
   } else if (errno !== undefined || typeof causeCode === 'string') {
     retriable = NETWORK_ERRNOS.has(errno ?? '') || NETWORK_ERRNOS.has(typeof causeCode === 'string' ? causeCode : '');
   } else {
-    // The client's own request timeout and dropped sockets carry no code.
-    retriable = /timeout|socket hang up|ECONNRESET|ECONNREFUSED|network/i.test(rawMessage);
+    // The client's own request timeout and dropped sockets carry no code; neither does the
+    // page a proxy or load balancer answers for a server that is down or restarting (the client
+    // keeps only the body: nginx "502 Bad Gateway", "503 Service Temporarily Unavailable", …).
+    retriable =
+      /timeout|socket hang up|ECONNRESET|ECONNREFUSED|network/i.test(rawMessage) ||
+      /\b50[234]\b[^\n]{0,40}(?:bad gateway|service (?:temporarily )?unavailable|gateway time-?out)/i.test(rawMessage);
   }
   return new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', `ClickHouse ${operation} failed: ${message}`, {
     retriable,

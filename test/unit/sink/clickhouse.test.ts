@@ -210,6 +210,36 @@ describe('toStoreError', () => {
     expect(classify(new Error('Timeout error.'))).toBe(true);
   });
 
+  it('retries the page a proxy answers for a server that is down, as a server reached through it', async () => {
+    const pages: [number, string][] = [
+      [502, '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n'],
+      [503, '<html><head><title>503 Service Temporarily Unavailable</title></head></html>'],
+      [504, '504 Gateway Time-out'],
+    ];
+    let answer = 0;
+    const proxy = createServer((req, res) => {
+      req.resume();
+      const [status, body] = pages[answer++ % pages.length]!;
+      res.writeHead(status, { 'Content-Type': 'text/html' });
+      res.end(body);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const { port } = proxy.address() as AddressInfo;
+    try {
+      // openStore's CREATE DATABASE meets the first page.
+      const opened = openStore({ url: `http://127.0.0.1:${port}`, database: 'msgpipe' }, silent);
+      await expect(opened).rejects.toMatchObject({ code: 'MSGPIPE_ERR_CLICKHOUSE', retriable: true });
+      for (let i = 1; i < pages.length; i++) {
+        const store = await openStore({ url: `http://127.0.0.1:${port}`, database: 'msgpipe' }, silent).catch((err: unknown) => err);
+        expect(store, `page ${i}`).toMatchObject({ retriable: true });
+      }
+    } finally {
+      await new Promise((resolve) => { proxy.close(resolve); });
+    }
+    // A ClickHouse error that mentions such words stays what its code says.
+    expect(classify(Object.assign(new Error('Code: 62. DB::Exception: Syntax error near 503 Service Unavailable'), { code: '62', type: 'SYNTAX_ERROR' }))).toBe(false);
+  });
+
   it('does not retry bad data, bad SQL, auth or an abort', () => {
     expect(classify(Object.assign(new Error('x'), { code: '27', type: 'CANNOT_PARSE_INPUT_ASSERTION_FAILED' }))).toBe(false);
     expect(classify(Object.assign(new Error('x'), { code: '62', type: 'SYNTAX_ERROR' }))).toBe(false);
