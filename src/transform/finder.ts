@@ -33,6 +33,7 @@ import { readFinderItem } from './item.ts';
 import type { FinderItem } from './item.ts';
 import type { EventKind, MessageKind } from './kind.ts';
 import { readAtUserList } from './msgsource.ts';
+import { utf8LongerThan } from './values.ts';
 
 /**
  * Largest item accepted, in bytes. Real items are a few KB (an inline thumbnail or a SILK voice
@@ -180,12 +181,6 @@ function eventOutput(record: RawRecord, text: string, item: FinderItem, parsed: 
   return { messages: [], events: [row], deadLetters: [], recalls: [] };
 }
 
-/** Whether `text` takes more than `bytes` bytes as UTF-8 (at most 3 per UTF-16 unit). */
-function largerThan(text: string, bytes: number): boolean {
-  if (text.length * 3 <= bytes) return false;
-  return text.length > bytes || Buffer.byteLength(text, 'utf8') > bytes;
-}
-
 /**
  * Makes a finder transform with the given limits.
  *
@@ -219,7 +214,7 @@ export function createFinderTransform(options: FinderTransformOptions = {}): Fin
       const parsed = parseContent(item.msgType, item.content, rootContext(item.from, item.to));
       const payload = JSON.stringify(parsed.payload);
       const outputText = parsed.kind === 'message' ? parsed.text : '';
-      const grown = largerThan(payload, maxOutputBytes) ? payload : largerThan(outputText, maxOutputBytes) ? outputText : undefined;
+      const grown = utf8LongerThan(payload, maxOutputBytes) ? payload : utf8LongerThan(outputText, maxOutputBytes) ? outputText : undefined;
       if (grown !== undefined) {
         // Small XML can describe a large structure (20,000 empty <dataitem/> in nested chat
         // records): the row must stay within what one Kafka record and one batch can carry.

@@ -91,3 +91,9 @@ export function joinText(...parts: readonly string[]): string {
 
 /** A typed payload as the JSON object text stored in `content` (keys in insertion order). */
 export type Payload = Record<string, unknown>;
+
+/** Whether `text` takes more than `bytes` bytes as UTF-8 (at most 3 per UTF-16 unit). */
+export function utf8LongerThan(text: string, bytes: number): boolean {
+  if (text.length * 3 <= bytes) return false;
+  return text.length > bytes || Buffer.byteLength(text, 'utf8') > bytes;
+}

@@ -31,7 +31,7 @@ import type { ErrorCode } from '../core/errors.ts';
 import { decodeUtf8, parseLossless, toDecimal } from '../core/json.ts';
 import type { DeadLetterRow, EditMark, MessageEditRow, MessageRow, RawRecord, RecallMark, TransformOutput } from '../core/types.ts';
 import { decodeYunhu, scalarText, WireError } from '../ingest/yunhu-proto.ts';
-import { usv } from './values.ts';
+import { usv, utf8LongerThan } from './values.ts';
 import { jsonOrString, oldContentText, yunhuKind } from './yunhu-content.ts';
 
 /** Largest record accepted, in bytes; a larger one is a dead letter `MSGPIPE_ERR_TOO_LARGE`. */
@@ -103,7 +103,7 @@ function ms(value: unknown, field: string): number {
   return n;
 }
 
-function messageOutput(record: RawRecord, chat: Chat, now: number): TransformOutput {
+function messageOutput(record: RawRecord, chat: Chat, now: number, maxBytes: number): TransformOutput {
   let msg: Record<string, unknown>;
   try {
     msg = decodeYunhu('Msg', record.bytes);
@@ -162,6 +162,13 @@ function messageOutput(record: RawRecord, chat: Chat, now: number): TransformOut
   const contentJson = usv(JSON.stringify(payload));
   const rawContent = Buffer.from(record.bytes.buffer, record.bytes.byteOffset, record.bytes.byteLength).toString('base64');
   const text = usv(kind.text);
+  // JSON escaping makes a control character six bytes, and an edit carries text, content and
+  // raw content a second time: within the cap each, the record of a message stays under the
+  // 8 MiB a Kafka record may take (about 6.7 MiB at most, edits included).
+  const grown = utf8LongerThan(contentJson, maxBytes) ? contentJson : utf8LongerThan(text, maxBytes) ? text : undefined;
+  if (grown !== undefined) {
+    throw new Bad('MSGPIPE_ERR_TOO_LARGE', `Parsed content of ${Buffer.byteLength(grown, 'utf8')} bytes exceeds the ${maxBytes}-byte cap`);
+  }
   const seqNumber = Number(seq);
   const row: MessageRow = {
     tenant: origin.tenant,
@@ -275,7 +282,7 @@ export function createYunhuTransform(options: YunhuTransformOptions = {}): (reco
     }
     try {
       const chat = chatOf(record);
-      return bytes[0] === OPEN_BRACE ? editEntryOutput(record, chat, now) : messageOutput(record, chat, now);
+      return bytes[0] === OPEN_BRACE ? editEntryOutput(record, chat, now) : messageOutput(record, chat, now, maxBytes);
     } catch (err) {
       if (err instanceof Bad) return deadLetter(record, err.code, err.message, now);
       // A value nested thousands deep parses, but overflows the stack when written out again.

@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 
 import type { Origin, RawRecord } from '../../../src/core/types.ts';
 import { encodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
+import { encodeMessage } from '../../../src/kafka/codec.ts';
+import { MAX_RECORD_BATCH_BYTES } from '../../../src/kafka/topics.ts';
 import { transformYunhuRecord } from '../../../src/transform/yunhu.ts';
 
 const ORIGIN: Origin = { source: 'yh1', sourceType: 'yunhu', tenant: 'corp1', staffId: '7311890' };
@@ -23,6 +25,23 @@ const XIAOLIN = {
 };
 
 describe('transformYunhuRecord', () => {
+  it('refuses a message whose parsed content would outgrow a Kafka record, keeping its bytes', () => {
+    // 1 MB of control characters: six bytes each once JSON-escaped, and an edit repeats it all.
+    const hostile = '\u0001'.repeat(1_000_000);
+    const bytes = encodeYunhu('Msg', { msg_id: 'big1', sender: XIAOLIN, direction: 'left', content_type: 1, content: { text: hostile }, send_time: '1731059312457', msg_seq: '5', edit_time: '1731059399000' });
+    expect(bytes.byteLength).toBeLessThan(1024 * 1024);
+    const out = transformYunhuRecord(record(bytes), NOW);
+    expect(out.messages).toEqual([]);
+    expect(out.deadLetters[0]).toMatchObject({ error_code: 'MSGPIPE_ERR_TOO_LARGE', original_base64: Buffer.from(bytes).toString('base64') });
+    expect(out.deadLetters[0]?.error_message).toMatch(/^Parsed content of \d+ bytes exceeds the 1048576-byte cap$/);
+    // The same length of ordinary text is a row, and its Kafka record stays under the 8 MiB limit.
+    const plain = encodeYunhu('Msg', { msg_id: 'big2', sender: XIAOLIN, direction: 'left', content_type: 1, content: { text: '好'.repeat(300_000) }, send_time: '1731059312457', msg_seq: '6', edit_time: '1731059399000' });
+    const ok = transformYunhuRecord(record(plain), NOW);
+    expect(ok.messages).toHaveLength(1);
+    expect(ok.edits).toHaveLength(1);
+    expect(encodeMessage(ok.messages[0]!, ok.recalls, ok.edits ?? []).byteLength).toBeLessThan(MAX_RECORD_BATCH_BYTES);
+  });
+
   it.each([20_000, 100_000])('keeps a text message whose buttons nest %i deep, with the buttons as the string they are', (levels) => {
     const deep = '['.repeat(levels) + ']'.repeat(levels);
     const bytes = encodeYunhu('Msg', { msg_id: 'deep1', sender: XIAOLIN, direction: 'left', content_type: 1, content: { text: '明天几点开会？', buttons: deep }, send_time: '1731059312457', msg_seq: '5' });
