@@ -177,6 +177,14 @@ export interface EmbeddedPipelineOptions<U> {
 }
 
 /**
+ * Whether a source's error is the stop itself: a source stopped while it waited (loading its
+ * cursor, a backoff) ends with the stop's reason or an AbortError, which is not a failure.
+ */
+export function isStop(err: unknown, signal: AbortSignal): boolean {
+  return signal.aborted && (err === signal.reason || (err instanceof Error && err.name === 'AbortError'));
+}
+
+/**
  * Runs the sources until `signal` aborts (or one fails), then drains: every page already
  * fetched is transformed and stored, and its cursor saved, before this resolves.
  *
@@ -223,10 +231,7 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
     try {
       await source.run(ctx);
     } catch (err) {
-      // A source stopped while it waited (loading its cursor, a backoff) ends with the stop's
-      // reason or an AbortError: that is the stop, not a failure.
-      const stopped = options.signal.aborted && (err === options.signal.reason || (err instanceof Error && err.name === 'AbortError'));
-      if (!stopped) failWith(err, source, 'Source failed; stopping the pipeline.');
+      if (!isStop(err, options.signal)) failWith(err, source, 'Source failed; stopping the pipeline.');
     }
   });
   await Promise.all(runs);

@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 
-import type { CursorUpdate, Wakeups } from '../core/pipeline.ts';
+import { type CursorUpdate, isStop, type Wakeups } from '../core/pipeline.ts';
 import type { Source, SourceContext, SourcePage } from '../ingest/source.ts';
 import type { Kafka, Message } from './client.ts';
 import { createIdempotentProducer, retryKafka } from './client.ts';
@@ -75,7 +75,24 @@ export function rawMessages(page: SourcePage, account: string): Message[] {
  */
 export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestStats): Promise<void> {
   const { kafka, topics, log } = options;
-  const cursors = await retryKafka(() => readCursors(kafka, topics.cursors, log), log);
+  const stop = new AbortController();
+  const onAbort = (): void => { stop.abort(options.signal.reason); };
+  options.signal.addEventListener('abort', onAbort, { once: true });
+  if (options.signal.aborted) stop.abort(options.signal.reason);
+  // Stopped before anything was fetched (reading the cursors joins a group: seconds).
+  if (stop.signal.aborted) {
+    options.signal.removeEventListener('abort', onAbort);
+    return;
+  }
+  let cursors: Awaited<ReturnType<typeof readCursors>>;
+  try {
+    cursors = await retryKafka(() => readCursors(kafka, topics.cursors, log), log, undefined, undefined, undefined, stop.signal);
+  } catch (err) {
+    options.signal.removeEventListener('abort', onAbort);
+    // A read given up because of the stop is the stop, not a failure.
+    if (isStop(err, options.signal) || options.signal.aborted) return;
+    throw err;
+  }
   log.info({ cursors: cursors.size }, 'Cursors read from the cursors topic.');
   const reader = new TopicCursorReader(cursors);
   const producer = createIdempotentProducer(kafka);
@@ -84,11 +101,6 @@ export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestS
     options.onProduced?.(topics.cursors, written.length);
     options.onCursors?.(written);
   });
-
-  const stop = new AbortController();
-  const onAbort = (): void => { stop.abort(options.signal.reason); };
-  options.signal.addEventListener('abort', onAbort, { once: true });
-  if (options.signal.aborted) stop.abort(options.signal.reason);
 
   let fatal: unknown;
   const runs = options.sources.map(async (source) => {
@@ -119,6 +131,7 @@ export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestS
     try {
       await source.run(ctx);
     } catch (err) {
+      if (isStop(err, options.signal)) return;
       fatal ??= err;
       log.error({ err, source: source.name }, 'Source failed; stopping ingest.');
       stop.abort(err);

@@ -7,7 +7,9 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 
+import { parseConfig } from '../../../src/core/config.ts';
 import { Wakeups } from '../../../src/core/pipeline.ts';
+import { createSource } from '../../../src/ingest/registry.ts';
 import { newSourceStats, type Source } from '../../../src/ingest/source.ts';
 import { createIdempotentProducer, ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
 import { cursorKey, readCursors } from '../../../src/kafka/cursors.ts';
@@ -106,6 +108,19 @@ describe('large records', () => {
       await transform.stop();
     }
   }, 120_000);
+
+  it('ends without an error, and without reading the cursors, when stopped before it started', async () => {
+    // The distributed ingest role stopped during start-up: as the embedded pipeline, not a failure.
+    const topics = topicNames(uniqueTopic('early-stop'));
+    const config = parseConfig({ tenants: [{ id: 'corp1', secret: 's' }], sources: [{ type: 'gewe', name: 'gw', tenant: 'corp1', baseUrl: 'http://127.0.0.1:9', token: 'x', appId: 'wx_gw' }] });
+    const stop = new AbortController();
+    stop.abort(new Error('stopped by SIGTERM'));
+    const stats = { records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 };
+    await expect(
+      runKafkaIngest({ kafka, topics, sources: [createSource(config.sources[0]!)], accounts: new Map(), wakeups: new Wakeups(), signal: stop.signal, log }, stats),
+    ).resolves.toBeUndefined();
+    expect(stats).toEqual({ records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 });
+  }, 60_000);
 
   it('fails a record larger than its topic takes with MSGPIPE_ERR_TOO_LARGE', async () => {
     const topic = uniqueTopic('small-limit');
