@@ -79,7 +79,8 @@ const SQL_VALUE_OPTIONS = new Set(['-c', '--config', '-f', '--format']);
  */
 export function sqlQueryOperand(argv: readonly string[]): readonly string[] {
   if (argv[0] !== 'sql' || argv.includes('--')) return argv;
-  const i = argv.findIndex((word, k) => k > 0 && word.startsWith('-') && /\s/.test(word) && !SQL_VALUE_OPTIONS.has(argv[k - 1] ?? ''));
+  // `-- daily…` or `--\n…`: two dashes and white space, which no option (`--config=a b`) has.
+  const i = argv.findIndex((word, k) => k > 0 && /^--\s/.test(word) && !SQL_VALUE_OPTIONS.has(argv[k - 1] ?? ''));
   if (i === -1) return argv;
   return [...argv.slice(0, i), ...argv.slice(i + 1), '--', argv[i] ?? ''];
 }

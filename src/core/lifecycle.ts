@@ -25,7 +25,8 @@ let libcExit: ExitFunction | null | undefined;
  * embedded engine's exit hook closes its connection even while a statement runs in it, which
  * crashed the process (SIGSEGV) or held `process.exit` until the statement ended (2 min seen),
  * so a deadline that must bound the drain cannot go through it. Where `_exit` cannot be had,
- * `process.exit`. Output written before is not lost: stdout and stderr are synchronous on Linux.
+ * `process.exit`. msgpipe's log lines go to stderr, which Node writes synchronously to files
+ * and terminals; to a pipe a line may still be queued, and is lost as it was with process.exit.
  */
 export function exitNow(code: number): never {
   libcExit ??= libcFunction('void _exit(int status)') as ExitFunction | null;
@@ -59,10 +60,10 @@ export interface LifecycleOptions {
   readonly lingerMs?: number;
 }
 
-/** Whether Node writes files when the process exits (`--cpu-prof`, `--heap-prof`, coverage). */
+/** Whether Node writes files when the process exits (`--prof`, `--cpu-prof`, `--heap-prof`, coverage). */
 function writesAtExit(): boolean {
   const flags = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
-  return process.env['NODE_V8_COVERAGE'] !== undefined || flags.some((f) => f.startsWith('--cpu-prof') || f.startsWith('--heap-prof'));
+  return process.env['NODE_V8_COVERAGE'] !== undefined || flags.some((f) => f === '--prof' || f.startsWith('--cpu-prof') || f.startsWith('--heap-prof'));
 }
 
 /** Installs the stop-signal handlers for a long-running command. */

@@ -256,10 +256,11 @@ export function toStoreError(err: unknown, operation: string, signal?: AbortSign
   } else {
     // The client's own request timeout and dropped sockets carry no code; neither does the
     // page a proxy or load balancer answers for a server that is down or restarting (the client
-    // keeps only the body: nginx "502 Bad Gateway", "503 Service Temporarily Unavailable", …).
+    // keeps only the body: nginx "502 Bad Gateway", Traefik "Service Unavailable", Envoy "no
+    // healthy upstream", …). A ClickHouse error carries its code and was classified above.
     retriable =
       /timeout|socket hang up|ECONNRESET|ECONNREFUSED|network/i.test(rawMessage) ||
-      /\b50[234]\b[^\n]{0,40}(?:bad gateway|service (?:temporarily )?unavailable|gateway time-?out)/i.test(rawMessage);
+      /bad gateway|service (?:temporarily )?unavailable|gateway time-?out|no healthy upstream|upstream connect error|upstream request timeout/i.test(rawMessage);
   }
   return new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', `ClickHouse ${operation} failed: ${message}`, {
     retriable,

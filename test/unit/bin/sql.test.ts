@@ -50,6 +50,8 @@ describe('sqlQueryOperand', () => {
     for (const argv of [
       ['sql', 'SELECT 1', '--config', 'c.yaml'],
       ['sql', '--config', '-- odd name.yaml', 'SELECT 1'],
+      ['sql', '--config=/tmp/cfg dir/m.yaml', 'SELECT 1'],
+      ['sql', '-c/tmp/cfg dir/m.yaml', 'SELECT 1'],
       ['sql', '--', '-- x\nSELECT 1'],
       ['run', '--config', 'c.yaml'],
     ]) {

@@ -215,6 +215,8 @@ describe('toStoreError', () => {
       [502, '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n'],
       [503, '<html><head><title>503 Service Temporarily Unavailable</title></head></html>'],
       [504, '504 Gateway Time-out'],
+      [503, 'no healthy upstream'],
+      [502, 'Bad Gateway'],
     ];
     let answer = 0;
     const proxy = createServer((req, res) => {
