@@ -355,21 +355,8 @@ export interface BoundList {
 export function stringList(name: string, values: readonly string[]): BoundList {
   assertIdentifier(name, 'Parameter name');
   if (values.length === 0) return { sql: `{${name}:Array(String)}`, params: { [name]: [] } };
-  const pieces: string[][] = [];
-  let piece: string[] = [];
-  let bytes = 2;
-  for (const value of values) {
-    // Measured as the array (the larger form), so either form of the piece fits.
-    const size = listedBytes(value);
-    if (piece.length > 0 && bytes + size > MAX_PARAM_BYTES) {
-      pieces.push(piece);
-      piece = [];
-      bytes = 2;
-    }
-    piece.push(value);
-    bytes += size;
-  }
-  pieces.push(piece);
+  // Measured as the array (the larger form, its brackets included), so either form of a piece fits.
+  const pieces = groupBySize(values, listedBytes, MAX_PARAM_BYTES - 2);
   const params: Record<string, string | readonly string[]> = {};
   const parts = pieces.map((p, i) => {
     const key = pieces.length === 1 ? name : `${name}_${i}`;
@@ -437,6 +424,15 @@ export function groupBySize<T>(items: readonly T[], size: (item: T) => number, m
   }
   if (group.length > 0) groups.push(group);
   return groups;
+}
+
+/**
+ * Reads the (empty) answer of a statement without a result, a command or an INSERT, to its end:
+ * that ends the request and frees the socket.
+ */
+async function readToEnd(stream: Readable): Promise<void> {
+  stream.resume();
+  await finished(stream);
 }
 
 /**
@@ -622,9 +618,7 @@ class ClickHouseStore implements Store {
       http_headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` },
       ...(options?.signal === undefined ? {} : { abort_signal: options.signal }),
     });
-    // A command answers with an empty body; reading it ends the request and frees the socket.
-    stream.resume();
-    await finished(stream);
+    await readToEnd(stream);
   }
 
   async insert(table: string, rows: readonly object[] | JsonLines, options?: InsertOptions): Promise<void> {
@@ -669,9 +663,7 @@ class ClickHouseStore implements Store {
         clickhouse_settings: settingsFor(this.backend, options, { token }),
         ...(options?.signal === undefined ? {} : { abort_signal: options.signal }),
       });
-      // An INSERT answers with an empty body; reading it ends the request and frees the socket.
-      stream.resume();
-      await finished(stream);
+      await readToEnd(stream);
     } catch (err) {
       throw toStoreError(err, 'insert', options?.signal);
     }
