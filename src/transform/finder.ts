@@ -14,9 +14,10 @@
  * ```
  *
  * Column mapping (DESIGN §6): tenant/source/source_type/staff_id from the record's origin;
- * msgid = NewMsgId (exact; derived from the content where it is a pseudo id); from_id / tolist = FromUserName / [ToUserName]; peer_id = isSender ?
- * ToUserName : FromUserName; session_id = msgSessionId; msg_time = CreateTime × 1000; seq =
- * content.seq (exact); action = send, or recall for a revoke row. msg_type, content_text and
+ * msgid = NewMsgId (exact; derived from the content where it is a pseudo id); from_id / tolist =
+ * FromUserName / [ToUserName]; peer_id = isSender ? ToUserName : FromUserName; session_id =
+ * msgSessionId; msg_time = CreateTime × 1000; seq = content.seq (exact); action = send, or recall
+ * for a revoke row. msg_type, content_text and
  * content come from the per-kind readers (content.ts lists them).
  *
  * Pure: no I/O, no clock (`now` is the ingestion time), and it never throws for bad input. Only
@@ -33,7 +34,7 @@ import { readFinderItem } from './item.ts';
 import type { FinderItem } from './item.ts';
 import type { EventKind, MessageKind } from './kind.ts';
 import { readAtUserList } from './msgsource.ts';
-import { utf8LongerThan } from './values.ts';
+import { oversizedBytes } from './values.ts';
 
 /**
  * Largest item accepted, in bytes. Real items are a few KB (an inline thumbnail or a SILK voice
@@ -213,12 +214,10 @@ export function createFinderTransform(options: FinderTransformOptions = {}): Fin
       const item = readFinderItem(value);
       const parsed = parseContent(item.msgType, item.content, rootContext(item.from, item.to));
       const payload = JSON.stringify(parsed.payload);
-      const outputText = parsed.kind === 'message' ? parsed.text : '';
-      const grown = utf8LongerThan(payload, maxOutputBytes) ? payload : utf8LongerThan(outputText, maxOutputBytes) ? outputText : undefined;
-      if (grown !== undefined) {
-        // Small XML can describe a large structure (20,000 empty <dataitem/> in nested chat
-        // records): the row must stay within what one Kafka record and one batch can carry.
-        const size = Buffer.byteLength(grown, 'utf8');
+      // Small XML can describe a large structure (20,000 empty <dataitem/> in nested chat
+      // records): the row must stay within what one Kafka record and one batch can carry.
+      const size = oversizedBytes(maxOutputBytes, payload, parsed.kind === 'message' ? parsed.text : '');
+      if (size !== undefined) {
         return deadLetter(record, 'MSGPIPE_ERR_XML_LIMIT', `Parsed content of ${size} bytes exceeds the ${maxOutputBytes}-byte cap`, now);
       }
       return parsed.kind === 'message' ? messageOutput(record, item, parsed, payload, now) : eventOutput(record, text, item, parsed, payload, now);

@@ -93,7 +93,16 @@ export function joinText(...parts: readonly string[]): string {
 export type Payload = Record<string, unknown>;
 
 /** Whether `text` takes more than `bytes` bytes as UTF-8 (at most 3 per UTF-16 unit). */
-export function utf8LongerThan(text: string, bytes: number): boolean {
+function utf8LongerThan(text: string, bytes: number): boolean {
   if (text.length * 3 <= bytes) return false;
   return text.length > bytes || Buffer.byteLength(text, 'utf8') > bytes;
+}
+
+/**
+ * The UTF-8 size of the first of `texts` longer than `max` bytes, or undefined when all fit: the
+ * check that keeps a row parsed from a small item within what a Kafka record carries.
+ */
+export function oversizedBytes(max: number, ...texts: readonly string[]): number | undefined {
+  const grown = texts.find((text) => utf8LongerThan(text, max));
+  return grown === undefined ? undefined : Buffer.byteLength(grown, 'utf8');
 }

@@ -70,7 +70,8 @@ const REFERENCE = /&(?:(amp|lt|gt|quot|apos)|#([0-9]{1,8})|#[xX]([0-9a-fA-F]{1,7
 
 const NAMED: Readonly<Record<string, string>> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
 
-function codePointText(cp: number): string {
+/** A numeric character reference's code point as text. */
+export function codePointText(cp: number): string {
   // NUL, lone surrogates and values past Unicode cannot be stored as text: U+FFFD, as parsers do.
   if (cp === 0 || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return '\uFFFD';
   return String.fromCodePoint(cp);

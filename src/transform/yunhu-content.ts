@@ -21,6 +21,7 @@
  */
 import { parseLossless } from '../core/json.ts';
 import type { MsgType } from '../core/types.ts';
+import { codePointText } from './xml.ts';
 
 /** Decoded `MsgContent` (protobufjs plain object, 64-bit as decimal strings). */
 export type YunhuContent = Readonly<Record<string, unknown>>;
@@ -155,10 +156,8 @@ const ENTITY = /&(?:#(\d{1,8})|#[xX]([0-9A-Fa-f]{1,8})|([A-Za-z][A-Za-z0-9]{1,31
 
 function decodeEntity(whole: string, dec: string | undefined, hex: string | undefined, name: string | undefined): string {
   if (name !== undefined) return NAMED_ENTITIES[name] ?? whole;
-  const code = dec !== undefined ? Number.parseInt(dec, 10) : Number.parseInt(hex ?? '', 16);
   // As an HTML parser does: NUL, surrogates and numbers past U+10FFFF read as U+FFFD.
-  if (!(code > 0 && code <= 0x10ffff) || (code >= 0xd800 && code <= 0xdfff)) return '\ufffd';
-  return String.fromCodePoint(code);
+  return codePointText(dec !== undefined ? Number.parseInt(dec, 10) : Number.parseInt(hex ?? '', 16));
 }
 
 /** Text of an HTML fragment: script and style dropped, tags removed, entities decoded, spaces folded. */

@@ -31,7 +31,7 @@ import type { ErrorCode } from '../core/errors.ts';
 import { decodeUtf8, parseLossless, toDecimal } from '../core/json.ts';
 import type { DeadLetterRow, EditMark, MessageEditRow, MessageRow, RawRecord, RecallMark, TransformOutput } from '../core/types.ts';
 import { decodeYunhu, scalarText, WireError } from '../ingest/yunhu-proto.ts';
-import { usv, utf8LongerThan } from './values.ts';
+import { oversizedBytes, usv } from './values.ts';
 import { jsonOrString, oldContentText, yunhuKind } from './yunhu-content.ts';
 
 /** Largest record accepted, in bytes; a larger one is a dead letter `MSGPIPE_ERR_TOO_LARGE`. */
@@ -165,10 +165,8 @@ function messageOutput(record: RawRecord, chat: Chat, now: number, maxBytes: num
   // JSON escaping makes a control character six bytes, and an edit carries text, content and
   // raw content a second time: within the cap each, the record of a message stays under the
   // 8 MiB a Kafka record may take (about 6.7 MiB at most, edits included).
-  const grown = utf8LongerThan(contentJson, maxBytes) ? contentJson : utf8LongerThan(text, maxBytes) ? text : undefined;
-  if (grown !== undefined) {
-    throw new Bad('MSGPIPE_ERR_TOO_LARGE', `Parsed content of ${Buffer.byteLength(grown, 'utf8')} bytes exceeds the ${maxBytes}-byte cap`);
-  }
+  const size = oversizedBytes(maxBytes, contentJson, text);
+  if (size !== undefined) throw new Bad('MSGPIPE_ERR_TOO_LARGE', `Parsed content of ${size} bytes exceeds the ${maxBytes}-byte cap`);
   const seqNumber = Number(seq);
   const row: MessageRow = {
     tenant: origin.tenant,
