@@ -90,7 +90,7 @@ export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestS
   } catch (err) {
     options.signal.removeEventListener('abort', onAbort);
     // A read given up because of the stop is the stop, not a failure.
-    if (isStop(err, options.signal) || options.signal.aborted) return;
+    if (options.signal.aborted) return;
     throw err;
   }
   log.info({ cursors: cursors.size }, 'Cursors read from the cursors topic.');

@@ -16,7 +16,8 @@ import type { SIM_PROVIDERS } from './stream.ts';
 /** The port `msgpipe simulate` listens on unless told otherwise (DESIGN §7's example baseUrl). */
 export const DEFAULT_SIMULATOR_PORT = 8801;
 
-const rate = z.number().min(0).max(1);
+/** A share from 0 to 1, as every fault rate is given. */
+export const rate = z.number().min(0).max(1);
 
 /** Fault knobs. Every field is optional: absent means "inherit" (account → global → off). */
 export const simulatorFaultsSchema = z.strictObject({

@@ -42,7 +42,7 @@ export interface SimulatorState {
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-function parseJsonObject(body: unknown): Record<string, unknown> | undefined {
+export function parseJsonObject(body: unknown): Record<string, unknown> | undefined {
   if (!Buffer.isBuffer(body) || body.length === 0) return undefined;
   try {
     const value: unknown = JSON.parse(body.toString('utf8'));

@@ -23,7 +23,9 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 
 import { decodeYunhu, encodeYunhu, WireError } from '../ingest/yunhu-proto.ts';
+import { rate } from './options.ts';
 import { hashString, Rng } from './random.ts';
+import { parseJsonObject } from './server.ts';
 import { key, type YunhuChatInput, YunhuSimAccount, type YunhuSimChat, type YunhuSimContent, type YunhuSimMessage } from './yunhu-state.ts';
 import { closeServer, trackConnections } from '../core/close-server.ts';
 
@@ -38,8 +40,6 @@ export interface YunhuSimFaults {
   /** Chats (`<chatType>:<chatId>`) whose reads answer status -1 "会话不存在", as for a dissolved group. */
   readonly goneChats?: readonly string[];
 }
-
-const rate = z.number().min(0).max(1);
 
 /** {@link YunhuSimFaults} as the `/_sim` routes accept them. */
 const yunhuFaultsSchema = z.strictObject({
@@ -433,18 +433,24 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
     );
   }
 
-  // The fault knobs over HTTP, as the finder simulators have them (docs/simulator.md).
-  const jsonBody = (req: FastifyRequest): unknown => {
-    const raw = bytesOf(req.body);
-    if (raw.length === 0) return {};
-    try {
-      return JSON.parse(Buffer.from(raw).toString('utf8')) as unknown;
-    } catch {
-      return undefined;
+  /** Merges `faults` into those of every account (`*`) or of one; the handle and `/_sim` share it. */
+  const setFaults = (id: string, faults: YunhuSimFaults): void => {
+    if (id === '*') global = { ...global, ...faults };
+    else {
+      const s = get(id);
+      s.faults = { ...s.faults, ...faults };
+      if (faults.tokenExpiresAfter !== undefined) s.accepted = 0;
     }
   };
+  const clearFaults = (id: string): void => {
+    if (id === '*') global = undefined;
+    else get(id).faults = undefined;
+  };
+
+  // The fault knobs over HTTP, as the finder simulators have them (docs/simulator.md).
   const faultPatch = (req: FastifyRequest, reply: FastifyReply): YunhuSimFaults | undefined => {
-    const parsed = yunhuFaultsSchema.safeParse(jsonBody(req));
+    const body = Buffer.isBuffer(req.body) && req.body.length > 0 ? parseJsonObject(req.body) : {};
+    const parsed = yunhuFaultsSchema.safeParse(body);
     // Parsed from JSON, so no key holds undefined.
     if (parsed.success) return parsed.data as YunhuSimFaults;
     void reply.code(400).send({ error: 'invalid body', problems: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) });
@@ -460,25 +466,24 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
   app.put('/_sim/faults', (req, reply) => {
     const patch = faultPatch(req, reply);
     if (patch === undefined) return reply;
-    global = { ...global, ...patch };
+    setFaults('*', patch);
     return global;
   });
   app.delete('/_sim/faults', () => {
-    global = undefined;
+    clearFaults('*');
     return {};
   });
   app.put('/_sim/accounts/:id/faults', (req, reply) => {
     const s = accountOf(req, reply);
     const patch = s === undefined ? undefined : faultPatch(req, reply);
     if (s === undefined || patch === undefined) return reply;
-    s.faults = { ...s.faults, ...patch };
-    if (patch.tokenExpiresAfter !== undefined) s.accepted = 0;
+    setFaults(s.account.id, patch);
     return { own: s.faults, effective: faultsOf(s) };
   });
   app.delete('/_sim/accounts/:id/faults', (req, reply) => {
     const s = accountOf(req, reply);
     if (s === undefined) return reply;
-    s.faults = undefined;
+    clearFaults(s.account.id);
     return { own: {}, effective: faultsOf(s) };
   });
 
@@ -528,18 +533,8 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
           hostile: m.raw === undefined ? undefined : m.raw.length > 1024 * 1024 ? 'oversized' : 'malformed',
         })),
       ),
-    setFaults: (id, faults) => {
-      if (id === '*') global = { ...global, ...faults };
-      else {
-        const s = get(id);
-        s.faults = { ...s.faults, ...faults };
-        if (faults.tokenExpiresAfter !== undefined) s.accepted = 0;
-      }
-    },
-    clearFaults: (id) => {
-      if (id === '*') global = undefined;
-      else get(id).faults = undefined;
-    },
+    setFaults,
+    clearFaults,
     renewToken: (id, token) => {
       const s = get(id);
       s.expired = false;
