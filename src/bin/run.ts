@@ -13,6 +13,7 @@ import { createSource } from '../ingest/registry.ts';
 import { type Ops, type OpsDeps, startOps } from '../ops/server.ts';
 import { type QueryService, startQueryService } from '../query/index.ts';
 import { openStore, type Store } from '../sink/clickhouse.ts';
+import { journalDir, journaledStore, replayJournal } from '../sink/journal.ts';
 import { CursorStore } from '../sink/cursors.ts';
 import { applyEmbeddedTableSettings } from '../sink/embedded-settings.ts';
 import { migrate } from '../sink/migrate.ts';
@@ -23,7 +24,9 @@ import { defaultTransformWorkers, TransformThreads } from '../transform/threads.
 
 /**
  * Opens the configured ClickHouse (server or embedded chDB), applying migrations if asked, and
- * with them the embedded engine's own table settings (src/sink/embedded-settings.ts).
+ * with them the embedded engine's own table settings (src/sink/embedded-settings.ts). On the
+ * embedded engine, migrating first sends again the inserts a killed process left in the insert
+ * journal (src/sink/journal.ts).
  */
 export async function openConfiguredStore(config: Config, log: Logger, options: { migrate: boolean }): Promise<Store> {
   const { clickhouse } = config;
@@ -38,6 +41,9 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
   );
   if (options.migrate) {
     try {
+      // An insert a killed process left unfinished goes first: before a migration changes the
+      // tables it was made for, and before any writer looks up what is stored (src/sink/journal.ts).
+      if (clickhouse.url === undefined) await replayJournal(store, journalDir(clickhouse.path), log.child({ component: 'sink.journal' }));
       const migrateLog = log.child({ component: 'sink.migrate' });
       await migrate(store, migrateLog);
       await applyEmbeddedTableSettings(store, config.clickhouse.maxMergeBytes, migrateLog);
@@ -51,11 +57,14 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
 
 /**
  * Opens the store for a long-running process (`run`, `demo`): as {@link openConfiguredStore},
- * then, on the embedded engine, releases the ~200 MB of its code that loading it left resident
- * and that it will not run again (ADR 0017). Short commands (`sql`, `migrate`) skip that.
+ * then, on the embedded engine, journals the inserts into `messages` (src/sink/journal.ts) and
+ * releases the ~200 MB of its code that loading it left resident and that it will not run again
+ * (ADR 0017). Short commands (`sql`, `migrate`) skip that.
  */
 async function openRunningStore(config: Config, log: Logger): Promise<Store> {
-  const store = await openConfiguredStore(config, log, { migrate: true });
+  const opened = await openConfiguredStore(config, log, { migrate: true });
+  const { path } = config.clickhouse;
+  const store = config.clickhouse.url === undefined ? journaledStore(opened, journalDir(path)) : opened;
   if (config.clickhouse.url === undefined) {
     const released = releaseCodePages(log);
     if (released !== undefined) {

@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 
 import type { SinkObserver } from '../core/pipeline.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark, TransformOutput } from '../core/types.ts';
-import type { Store } from '../sink/clickhouse.ts';
+import type { InsertOptions, Store } from '../sink/clickhouse.ts';
 import { EncodedUnit, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
 import type { Kafka } from './client.ts';
 import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
@@ -65,6 +65,9 @@ export function rangeScopedStore(store: Store, range: string): Store {
     command: (sql, params, options) => store.command(sql, params, options),
     insert: (table, rows, options = {}) =>
       store.insert(table, rows, { ...options, dedupToken: `${range}:${options.dedupToken ?? table}` }),
+    ...(store.forget === undefined
+      ? {}
+      : { forget: (table: string, options: InsertOptions = {}) => store.forget?.(table, { ...options, dedupToken: `${range}:${options.dedupToken ?? table}` }) ?? Promise.resolve() }),
     close: () => Promise.resolve(),
   };
 }

@@ -141,6 +141,11 @@ export interface Store {
    * sharing a sort key are not merged at insert (`optimize_on_insert=0`): drop duplicates first.
    */
   insert(table: string, rows: readonly object[] | JsonLines, options?: InsertOptions): Promise<void>;
+  /**
+   * Only a store that journals its inserts (src/sink/journal.ts) has this: the writer will not
+   * send the failed insert that `table` and `options` name again, so its journal file goes.
+   */
+  forget?(table: string, options?: InsertOptions): Promise<void>;
   /** Closes the connection; for chDB also waits until the engine has released the data directory. */
   close(): Promise<void>;
 }
@@ -460,6 +465,9 @@ function multipartBody(parts: Readonly<Record<string, string>>, boundary: string
 const INSERT_SETTINGS = {
   async_insert: 0,
   insert_deduplicate: 1,
+  // A retried insert whose table part is a duplicate still reaches the views, which check their
+  // own parts: the repair of src/sink/journal.ts. The default since ClickHouse 26.2, not before.
+  deduplicate_blocks_in_dependent_materialized_views: 1,
   optimize_on_insert: 0,
   throw_on_max_partitions_per_insert_block: 0,
 } as const satisfies ClickHouseSettings;

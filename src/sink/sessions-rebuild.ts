@@ -6,8 +6,12 @@
  * the two (kill -9, the OOM killer, a power cut), or a view insert that fails after the messages
  * part was written, leaves those messages stored but not counted. The restarted writer finds
  * them stored and skips them, so the view never gets them: the session's `msg_count` stays low
- * and its latest message may be an older one. Nothing in `messages` is lost. Running this with
- * the writers stopped makes `sessions` agree with `messages` again (docs/operations.md).
+ * and its latest message may be an older one. Nothing in `messages` is lost. The insert journal
+ * (src/sink/journal.ts) repairs a failed insert, and on the embedded store a killed process, by
+ * itself; this covers the rest: a sink killed while it wrote to a ClickHouse server, a Kafka
+ * batch given up after its partitions moved, a power cut, counts from before the journal.
+ * Running this with the writers stopped makes `sessions` agree with `messages` again
+ * (docs/operations.md).
  *
  * It runs the view's own SELECT (read from `system.tables`), so it cannot drift from
  * migrations/0003. Edits and recalls applied since are read as they are now.

@@ -16,8 +16,11 @@
  * - Every insert carries `insert_deduplication_token` = sha256 of the sorted keys it inserts,
  *   with `async_insert=0`.
  * - A retriable failure retries the whole flush (each step is idempotent: lookups run again, so
- *   nothing is lost or doubled); a permanent one, or running out of attempts, rejects, and the
- *   writer refuses further work. The cursor of a failed batch is never saved.
+ *   nothing is lost or doubled). A failed insert into `messages` is first sent again as it was,
+ *   with its token, so that `sessions_mv` counts what its part may have missed (ADR 0019); this
+ *   relies on the token still being in the table's deduplication window (10 000 inserts).
+ *   A permanent failure, or running out of attempts, rejects, and the writer refuses further
+ *   work. The cursor of a failed batch is never saved.
  * - A row that ClickHouse would refuse (bad msgid, seq, time …) becomes a dead letter of stage
  *   `sink` instead of failing its batch forever.
  */
@@ -29,7 +32,7 @@ import { MsgpipeError } from '../core/errors.ts';
 import type { CursorUpdate, SinkObserver, SinkUnit, UnitSink } from '../core/pipeline.ts';
 import { retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark } from '../core/types.ts';
-import { JsonLines, type CallOptions, type Store } from './clickhouse.ts';
+import { type CallOptions, type InsertOptions, JsonLines, type Store } from './clickhouse.ts';
 import { CursorStore } from './cursors.ts';
 import { estimateEditBytes, storeEdits } from './edits.ts';
 import {
@@ -181,6 +184,15 @@ interface Prepared {
   readonly duplicates: TableCounts;
   readonly invalid: number;
   readonly rows: number;
+}
+
+/** Rows one stored batch inserted per table, and how long its lookup took. */
+interface StoreOutcome {
+  readonly messages: number;
+  readonly events: number;
+  readonly deadLetters: number;
+  readonly recalls: number;
+  readonly lookupMs: number;
 }
 
 /** What the lookups found already stored for a prepared batch. */
@@ -402,6 +414,8 @@ export class SinkWriter implements UnitSink {
   private readonly flights: Promise<void>[] = [];
   /** What the last stored batch holds, for the lookup of the next one (see {@link startFlush}). */
   private lastStored: Found | undefined;
+  /** The insert into `messages` of the attempt that failed last, until it is answered; see {@link resendUnanswered}. */
+  private unanswered: { readonly lines: JsonLines; readonly options: InsertOptions } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failure: Error | undefined;
   private closed = false;
@@ -552,21 +566,28 @@ export class SinkWriter implements UnitSink {
     const started = performance.now();
     let first: Found | undefined = await early;
     if (first !== undefined) first = withStored(first, this.lastStored);
-    const outcome = await retry(
-      async () => {
-        const found = first ?? (await this.lookup(prepared));
-        first = undefined;
-        return this.storeBatch(prepared, found);
-      },
-      {
-        policy: this.retryPolicy,
-        ...(this.signal === undefined ? {} : { signal: this.signal }),
-        onRetry: (err, attempt, waitMs) => {
-          this.stats.retries += 1;
-          this.log.warn({ err, attempt, waitMs }, 'Sink flush failed; retrying.');
+    let outcome: StoreOutcome;
+    try {
+      outcome = await retry(
+        async () => {
+          await this.resendUnanswered();
+          const found = first ?? (await this.lookup(prepared));
+          first = undefined;
+          return this.storeBatch(prepared, found);
         },
-      },
-    );
+        {
+          policy: this.retryPolicy,
+          ...(this.signal === undefined ? {} : { signal: this.signal }),
+          onRetry: (err, attempt, waitMs) => {
+            this.stats.retries += 1;
+            this.log.warn({ err, attempt, waitMs }, 'Sink flush failed; retrying.');
+          },
+        },
+      );
+    } catch (err) {
+      await this.abandonUnanswered();
+      throw err;
+    }
     this.lastStored = storedBy(prepared);
     const s = this.stats;
     s.flushes += 1;
@@ -682,6 +703,46 @@ export class SinkWriter implements UnitSink {
     };
   }
 
+  /**
+   * Sends the insert into `messages` of the last failed attempt again, as it was, before the
+   * retry looks up what is stored. That insert may have committed its part and failed in
+   * `sessions_mv` (the two are not one transaction): the lookup would then find the messages
+   * stored and leave them out, and the view would never count them. Sent again with its token,
+   * the part is a duplicate and the view inserts only what it missed (src/sink/journal.ts).
+   */
+  private async resendUnanswered(): Promise<void> {
+    const last = this.unanswered;
+    if (last === undefined) return;
+    await this.store.insert(MESSAGES_TABLE, last.lines, last.options);
+    this.unanswered = undefined;
+  }
+
+  /**
+   * The writer gives up a batch whose last insert into `messages` failed. Its messages may be
+   * stored without being counted in `sessions`. A journaling store keeps the insert for the next
+   * start, which follows when the writer stops the process; a writer stopped by its signal
+   * (the Kafka sink, when another consumer took the partitions) leaves a process that goes on
+   * writing, so the file goes (sent later, it could be past the deduplication window).
+   */
+  private async abandonUnanswered(): Promise<void> {
+    const last = this.unanswered;
+    if (last === undefined) return;
+    this.unanswered = undefined;
+    if (this.store.forget !== undefined && this.signal?.aborted !== true) {
+      this.log.warn({ rows: last.lines.length }, 'The last insert into messages failed; the insert journal keeps it, and the next start sends it again.');
+      return;
+    }
+    try {
+      await this.store.forget?.(MESSAGES_TABLE, last.options);
+    } catch (err) {
+      this.log.warn({ err }, 'Could not remove the insert journal file of a batch given up.');
+    }
+    this.log.warn(
+      { rows: last.lines.length },
+      'The last insert into messages failed and is not sent again: its messages may be stored without being counted in sessions. Check sessions (docs/operations.md) and run msgpipe migrate --rebuild-sessions if they disagree.',
+    );
+  }
+
   /** The rows of a prepared batch already stored, and the revocations stored before their targets. */
   private async lookup(p: Prepared): Promise<Found> {
     const opts = this.callOptions;
@@ -709,7 +770,7 @@ export class SinkWriter implements UnitSink {
   private async storeBatch(
     p: Prepared,
     found: Found,
-  ): Promise<{ messages: number; events: number; deadLetters: number; recalls: number; lookupMs: number }> {
+  ): Promise<StoreOutcome> {
     const opts = this.callOptions;
     const { messages: storedMessages, recalls: lateRecalls, events: storedEvents, deadLetters: storedLetters } = found;
     const lookupMs = found.ms;
@@ -725,11 +786,11 @@ export class SinkWriter implements UnitSink {
       const time = batchTime === undefined ? lateTime : lateTime === undefined ? batchTime : Math.min(batchTime, lateTime);
       pieces.push(line, messageLineEnd(time));
     }
-    await this.store.insert(MESSAGES_TABLE, new JsonLines(Buffer.concat(pieces), newMessages.length), {
-      ...opts,
-      columns: MESSAGE_COLUMNS,
-      dedupToken: dedupToken(MESSAGES_TABLE, [...insertedKeys]),
-    });
+    const lines = new JsonLines(Buffer.concat(pieces), newMessages.length);
+    const insertOptions: InsertOptions = { ...opts, columns: MESSAGE_COLUMNS, dedupToken: dedupToken(MESSAGES_TABLE, [...insertedKeys]) };
+    this.unanswered = { lines, options: insertOptions };
+    await this.store.insert(MESSAGES_TABLE, lines, insertOptions);
+    this.unanswered = undefined;
 
     const newEvents = p.events.filter((e) => !storedEvents.has(e.key));
     await this.store.insert(

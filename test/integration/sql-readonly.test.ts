@@ -1,15 +1,19 @@
 /**
  * `msgpipe sql` on the embedded store is read-only in the engine, not only by the statement's
- * first word: `WITH … INSERT …` starts like a read.
+ * first word: `WITH … INSERT …` starts like a read. `migrate` also sends an insert left in the
+ * journal again, and `--rebuild-sessions` runs.
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { describe, expect, it } from 'vitest';
 
+import { journalDir } from '../../src/sink/journal.ts';
+import { encodeMessageLine, MESSAGE_COLUMNS, messageLineEnd } from '../../src/sink/messages.ts';
 import { BIN, ROOT, sql, withTempDir, writeConfig } from '../helpers/msgpipe.ts';
+import { realisticMessages } from '../unit/sink/helpers.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -33,9 +37,21 @@ describe('msgpipe sql', () => {
         { cwd: ROOT, env },
       );
       expect(stdout).toBe('{"semi":";","n":"0"}\n');
+      // An insert a killed process left in the journal is sent again by the next start (here
+      // `migrate`), before anything else writes (src/sink/journal.ts).
+      const rows = realisticMessages(20, { seed: 9 });
+      const body = Buffer.concat(rows.flatMap((r) => [encodeMessageLine(r), messageLineEnd(undefined)]));
+      const header = { format: 'msgpipe-insert-journal/1', table: 'messages', token: 'messages:left', columns: MESSAGE_COLUMNS, rows: 20, bytes: body.length };
+      const journal = journalDir(`${dir}/ch`);
+      await mkdir(journal, { recursive: true });
+      await writeFile(join(journal, 'left.insert'), Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), body]));
+      const replayed = await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile], { cwd: ROOT, env });
+      expect(replayed.stderr).toContain('Sent an insert left unfinished by the last run again.');
+      expect(await readdir(journal)).toEqual([]);
+      expect(await sql(configFile, 'SELECT (SELECT count() FROM messages) AS m, (SELECT sum(msg_count) FROM sessions) AS s')).toEqual([{ m: '20', s: '20' }]);
       // The repair of docs/operations.md: the rebuild runs, and the check finds nothing to repair.
       const rebuilt = await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile, '--rebuild-sessions'], { cwd: ROOT, env });
-      expect(rebuilt.stdout).toBe('sessions rebuilt: 0 sessions, 0 messages\n');
+      expect(rebuilt.stdout).toMatch(/^sessions rebuilt: \d+ sessions, 20 messages\n$/);
       const check = (/```sql\n(-- sessions whose count[\s\S]*?)```/.exec((await readFile(join(ROOT, 'docs', 'operations.md'), 'utf8'))))?.[1] ?? '';
       expect(check).toContain('FROM sessions');
       expect(await sql(configFile, check)).toEqual([]);

@@ -1,0 +1,209 @@
+/**
+ * The insert journal of the embedded store: every INSERT into `messages` is on disk until
+ * ClickHouse has taken it, so a restart after a crash can send it again (ADR 0019).
+ *
+ * Why: an INSERT into `messages` commits the table's part before `sessions_mv` commits the part
+ * it derives for `sessions_agg`; the two are not one transaction. A process killed between the
+ * two (kill -9, the OOM killer) left those messages stored but not counted, and the restarted
+ * writer, finding them stored, never sent them again: the session's `msg_count` stayed low.
+ * ClickHouse repairs exactly this when the same insert is sent again with the same
+ * `insert_deduplication_token`: the table's part is recognised as a duplicate, and each view
+ * checks its own part against its target table's deduplication window, inserting it only when
+ * it is missing. The repair needs the same rows, not a batch the writer makes anew after a
+ * restart, so they are kept here.
+ *
+ * Each insert is one file, `<sha256 of table and token>.insert`: a JSON header line (table,
+ * token, columns, rows, bytes), then the body as sent. It is written to a temporary name and
+ * renamed, so a file under its final name is whole. It goes when the insert succeeds, or when
+ * the writer gives it up while the process goes on ({@link Store.forget}); after a failed insert
+ * it stays, because the writer sends the same rows again after its backoff, and a process that
+ * dies in the meantime leaves it to {@link replayJournal} at the next start.
+ *
+ * Durability is that of the engine's own parts: no fsync (ClickHouse does not fsync a part by
+ * default either), so a power cut may lose both, or leave a file that is not whole; a killed
+ * process loses neither.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { Logger } from 'pino';
+
+import { MsgpipeError } from '../core/errors.ts';
+import { retry, type RetryPolicy } from '../core/retry.ts';
+import { type InsertOptions, JsonLines, type Store } from './clickhouse.ts';
+import { MESSAGES_TABLE } from './messages.ts';
+
+/** Tables whose inserts are journaled: those a materialized view reads. */
+const JOURNALED = new Set([MESSAGES_TABLE]);
+
+const FORMAT = 'msgpipe-insert-journal/1';
+const SUFFIX = '.insert';
+const TEMP_SUFFIX = '.tmp';
+const DAMAGED_SUFFIX = '.damaged';
+
+/** File system errors that may pass on their own (a full disk, too many open files). */
+const TRANSIENT_IO = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'EIO']);
+
+/** The journal's directory inside an embedded store's data directory. */
+export function journalDir(dataPath: string): string {
+  return join(dataPath, 'msgpipe-insert-journal');
+}
+
+interface Header {
+  readonly format: typeof FORMAT;
+  readonly table: string;
+  readonly token: string;
+  readonly columns: readonly string[];
+  readonly rows: number;
+  readonly bytes: number;
+}
+
+function fileName(table: string, token: string): string {
+  return createHash('sha256').update(table).update('\n').update(token).digest('hex') + SUFFIX;
+}
+
+/** The insert's journal file, or undefined for an insert the journal leaves alone. */
+function entryName(table: string, rows: readonly object[] | JsonLines, options: InsertOptions): string | undefined {
+  const token = options.dedupToken ?? '';
+  // Without a token, sending the rows again would insert them twice; without rows, nothing is sent.
+  if (!JOURNALED.has(table) || !(rows instanceof JsonLines) || rows.length === 0 || token === '' || options.columns === undefined) {
+    return undefined;
+  }
+  return fileName(table, token);
+}
+
+function journalError(err: unknown, action: string, path: string): MsgpipeError {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const reason = err instanceof Error ? err.message : String(err);
+  return new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', `Could not ${action} the insert journal file ${path}: ${reason}`, {
+    retriable: TRANSIENT_IO.has(code),
+    cause: err,
+  });
+}
+
+/**
+ * `store` with every journaled insert on disk in `dir` until ClickHouse has taken it. Only
+ * inserts of {@link JsonLines} with rows and a deduplication token are journaled (the writer's
+ * inserts into `messages`).
+ */
+export function journaledStore(store: Store, dir: string): Store {
+  return {
+    backend: store.backend,
+    database: store.database,
+    query: (sql, params, options) => store.query(sql, params, options),
+    command: (sql, params, options) => store.command(sql, params, options),
+    insert: async (table, rows, options = {}) => {
+      const name = entryName(table, rows, options);
+      if (name === undefined || !(rows instanceof JsonLines)) return store.insert(table, rows, options);
+      const path = join(dir, name);
+      const temp = path + TEMP_SUFFIX;
+      const header: Header = { format: FORMAT, table, token: options.dedupToken ?? '', columns: options.columns ?? [], rows: rows.length, bytes: rows.body.length };
+      try {
+        await mkdir(dir, { recursive: true });
+        await writeFile(temp, [Buffer.from(JSON.stringify(header) + '\n', 'utf8'), rows.body]);
+        await rename(temp, path);
+      } catch (err) {
+        await rm(temp, { force: true }).catch(() => undefined);
+        throw journalError(err, 'write', path);
+      }
+      await store.insert(table, rows, options);
+      try {
+        await rm(path, { force: true });
+      } catch (err) {
+        throw journalError(err, 'remove', path);
+      }
+    },
+    forget: async (table, options = {}) => {
+      const token = options.dedupToken ?? '';
+      if (!JOURNALED.has(table) || token === '') return;
+      const path = join(dir, fileName(table, token));
+      try {
+        await rm(path, { force: true });
+      } catch (err) {
+        throw journalError(err, 'remove', path);
+      }
+    },
+    close: () => store.close(),
+  };
+}
+
+function readEntry(data: Buffer): { header: Header; body: Buffer } | undefined {
+  const newline = data.indexOf(0x0a);
+  if (newline < 0) return undefined;
+  let header: Partial<Header>;
+  try {
+    header = JSON.parse(data.subarray(0, newline).toString('utf8')) as Partial<Header>;
+  } catch {
+    return undefined;
+  }
+  const body = data.subarray(newline + 1);
+  const whole =
+    header.format === FORMAT &&
+    typeof header.table === 'string' &&
+    typeof header.token === 'string' &&
+    header.token !== '' &&
+    Array.isArray(header.columns) &&
+    typeof header.rows === 'number' &&
+    header.bytes === body.length;
+  return whole ? { header: header as Header, body } : undefined;
+}
+
+/**
+ * Sends every insert left in `dir` again, with its own token, and removes it. Run before the
+ * migrations and before anything writes: a writer that looked up what is stored before the
+ * replay could insert the same messages under another token, and a migration that replaced
+ * `sessions_mv` and filled `sessions_agg` anew would count them twice.
+ *
+ * A file that is not a whole entry (a power cut can leave one: nothing is fsynced) cannot be
+ * sent; it is renamed to `….damaged` with an error in the log, and `sessions` may need
+ * `msgpipe migrate --rebuild-sessions`.
+ *
+ * @returns how many inserts were sent again
+ * @throws MsgpipeError when ClickHouse refuses one after retries; its file is left in place
+ */
+export async function replayJournal(store: Store, dir: string, log: Logger, policy?: RetryPolicy): Promise<number> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw journalError(err, 'read', dir);
+  }
+  let replayed = 0;
+  for (const name of names) {
+    const path = join(dir, name);
+    // A temporary file was never renamed, so its insert was never sent.
+    if (name.endsWith(TEMP_SUFFIX)) {
+      await rm(path, { force: true });
+      continue;
+    }
+    if (!name.endsWith(SUFFIX)) continue;
+    const entry = readEntry(await readFile(path));
+    if (entry === undefined) {
+      await rename(path, path + DAMAGED_SUFFIX);
+      log.error(
+        { file: path + DAMAGED_SUFFIX },
+        'An insert journal file is not whole (a power cut?) and cannot be sent again: its messages may be stored without being counted in sessions. Check sessions (docs/operations.md) and run msgpipe migrate --rebuild-sessions if they disagree.',
+      );
+      continue;
+    }
+    const { header, body } = entry;
+    const options: InsertOptions = { columns: header.columns, dedupToken: header.token };
+    try {
+      await retry(() => store.insert(header.table, new JsonLines(body, header.rows), options), policy === undefined ? {} : { policy });
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new MsgpipeError(
+        'MSGPIPE_ERR_CLICKHOUSE',
+        `Could not send the unfinished insert in ${path} again: ${reason}. It holds ${header.rows} rows of ${header.table}; ` +
+          'to start without it, remove the file, then check sessions (docs/operations.md).',
+        { cause: err },
+      );
+    }
+    await rm(path, { force: true });
+    replayed += 1;
+    log.warn({ table: header.table, rows: header.rows, file: path }, 'Sent an insert left unfinished by the last run again.');
+  }
+  return replayed;
+}

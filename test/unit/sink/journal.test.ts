@@ -1,0 +1,236 @@
+/**
+ * The insert journal (src/sink/journal.ts) and the writer's re-sending of a failed insert: an
+ * INSERT into `messages` whose part committed while `sessions_mv`'s did not (a process killed
+ * between the two, or a view that failed) is sent again with its token, so `sessions` counts
+ * those messages once.
+ */
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+import { MsgpipeError } from '../../../src/core/errors.ts';
+import { rangeScopedStore } from '../../../src/kafka/sink.ts';
+import { JsonLines, type InsertOptions, type Store } from '../../../src/sink/clickhouse.ts';
+import { journalDir, journaledStore, replayJournal } from '../../../src/sink/journal.ts';
+import { encodeMessageLine, MESSAGE_COLUMNS, messageLineEnd } from '../../../src/sink/messages.ts';
+import { SinkWriter } from '../../../src/sink/writer.ts';
+import { openTempStore, realisticMessages, silent, type TempStore } from './helpers.ts';
+
+const FAST_RETRY = { attempts: 5, minMs: 1, maxMs: 5, factor: 2 } as const;
+
+async function counts(store: Store): Promise<{ messages: number; counted: number }> {
+  const [row] = await store.query<{ messages: string; counted: string }>(
+    'SELECT (SELECT count() FROM messages) AS messages, (SELECT sum(msg_count) FROM sessions) AS counted',
+  );
+  return { messages: Number(row?.messages), counted: Number(row?.counted) };
+}
+
+/** `inner` with its insert replaced (a class instance's methods do not survive a spread). */
+function withInsert(inner: Store, insert: Store['insert']): Store {
+  return {
+    backend: inner.backend,
+    database: inner.database,
+    query: (sql, params, options) => inner.query(sql, params, options),
+    command: (sql, params, options) => inner.command(sql, params, options),
+    insert,
+    close: () => inner.close(),
+  };
+}
+
+function lines(n: number, seed = 1): JsonLines {
+  const rows = realisticMessages(n, { seed });
+  return new JsonLines(Buffer.concat(rows.flatMap((r) => [encodeMessageLine(r), messageLineEnd(undefined)])), rows.length);
+}
+
+/**
+ * `inner` whose inserts into `messages` commit the table's part without the view's, then fail,
+ * or with `hang`, never answer: what a view that failed, or a process killed between the two
+ * parts, leaves (`times` inserts; later ones pass).
+ */
+function viewMissingStore(inner: Store, times = 1, hang = false): Store {
+  let left = times;
+  return withInsert(inner, async (table: string, rows: readonly object[] | JsonLines, options?: InsertOptions) => {
+    if (table !== 'messages' || left === 0) return inner.insert(table, rows, options);
+    left -= 1;
+    await inner.command('DETACH TABLE sessions_mv');
+    try {
+      await inner.insert(table, rows, options);
+    } finally {
+      await inner.command('ATTACH TABLE sessions_mv');
+    }
+    if (hang) await new Promise(() => undefined);
+    throw new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', 'killed between the two parts', { retriable: true });
+  });
+}
+
+describe('insert journal', () => {
+  let temp: TempStore;
+  let dir: string;
+  beforeEach(async () => {
+    temp = await openTempStore();
+    dir = journalDir(temp.dir);
+  });
+  afterEach(async () => {
+    await temp.dispose();
+  });
+
+  it('sends an insert the view missed again at the next start, and the view counts it once', async () => {
+    const body = lines(300);
+    const options = { columns: MESSAGE_COLUMNS, dedupToken: 'messages:t1' };
+    // The process dies during the insert: it never answers, and the file stays.
+    const inserted = (async () => {
+      for (;;) {
+        if ((await counts(temp.store)).messages === 300) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    void journaledStore(viewMissingStore(temp.store, 1, true), dir).insert('messages', body, options);
+    await inserted;
+    expect(await readdir(dir)).toHaveLength(1);
+    expect(await counts(temp.store)).toEqual({ messages: 300, counted: 0 });
+
+    expect(await replayJournal(temp.store, dir, silent)).toBe(1);
+    expect(await counts(temp.store)).toEqual({ messages: 300, counted: 300 });
+    expect(await readdir(dir)).toEqual([]);
+    expect(await replayJournal(temp.store, dir, silent)).toBe(0);
+  });
+
+  it('counts nothing twice when the insert it sends again had completed', async () => {
+    const body = lines(200, 2);
+    const options = { columns: MESSAGE_COLUMNS, dedupToken: 'messages:t2' };
+    // Both parts committed, then the process died before the file was removed.
+    let committed!: () => void;
+    const done = new Promise<void>((resolve) => (committed = resolve));
+    const answerLost = withInsert(temp.store, async (table, rows, o) => {
+      await temp.store.insert(table, rows, o);
+      committed();
+      await new Promise(() => undefined);
+    });
+    void journaledStore(answerLost, dir).insert('messages', body, options);
+    await done;
+    expect(await replayJournal(temp.store, dir, silent)).toBe(1);
+    expect(await counts(temp.store)).toEqual({ messages: 200, counted: 200 });
+  });
+
+  it('keeps a failed insert until it is sent again or forgotten, and a start after a death in between sends it', async () => {
+    const store = journaledStore(viewMissingStore(temp.store), dir);
+    const options = { columns: MESSAGE_COLUMNS, dedupToken: 'messages:t7' };
+    await expect(store.insert('messages', lines(30, 7), options)).rejects.toThrow('killed');
+    // The process dies during the writer's backoff: the next start repairs the view.
+    expect(await readdir(dir)).toHaveLength(1);
+    expect(await replayJournal(temp.store, dir, silent)).toBe(1);
+    expect(await counts(temp.store)).toEqual({ messages: 30, counted: 30 });
+
+    const other = { columns: MESSAGE_COLUMNS, dedupToken: 'messages:t8' };
+    const failing = journaledStore(viewMissingStore(temp.store), dir);
+    await expect(failing.insert('messages', lines(10, 8), other)).rejects.toThrow('killed');
+    expect(await readdir(dir)).toHaveLength(1);
+    await failing.forget?.('messages', other);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('journals only token-bearing line inserts into messages, while they run', async () => {
+    const seen: string[][] = [];
+    const watching = withInsert(temp.store, async (table, rows, o) => {
+      seen.push(await readdir(dir).catch(() => []));
+      await temp.store.insert(table, rows, o);
+    });
+    const store = journaledStore(watching, dir);
+    await store.insert('messages', lines(10, 3), { columns: MESSAGE_COLUMNS, dedupToken: 'messages:t3' });
+    await store.insert('messages', lines(10, 4), { columns: MESSAGE_COLUMNS });
+    await store.insert('messages', new JsonLines(Buffer.alloc(0), 0), { columns: MESSAGE_COLUMNS, dedupToken: 'messages:empty' });
+    await store.insert('cursors', [{ source: 's', stream: 'main', cursor: 'c', updated_at: 1 }], { dedupToken: 'cursors:x' });
+    expect(seen.map((files) => files.length)).toEqual([1, 0, 0, 0]);
+    expect(await readdir(dir)).toEqual([]);
+    expect((await counts(temp.store)).counted).toBe(20);
+  });
+
+  it('drops a file never renamed into place, and sets a damaged entry aside with an error', async () => {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'abc.insert.tmp'), '{"format":"msgpipe-insert-jour');
+    expect(await replayJournal(temp.store, dir, silent)).toBe(0);
+    expect(await readdir(dir)).toEqual([]);
+
+    const body = lines(5, 5).body;
+    const header = { format: 'msgpipe-insert-journal/1', table: 'messages', token: 'messages:t5', columns: MESSAGE_COLUMNS, rows: 5, bytes: body.length };
+    // Cut short: the body is not the length the header gives.
+    await writeFile(join(dir, 'def.insert'), Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), body.subarray(0, 100)]));
+    const logged: string[] = [];
+    const log = pino({ level: 'error' }, { write: (line: string) => void logged.push(line) });
+    expect(await replayJournal(temp.store, dir, log)).toBe(0);
+    expect(await readdir(dir)).toEqual(['def.insert.damaged']);
+    expect(logged.join('')).toContain('is not whole');
+    expect((await counts(temp.store)).messages).toBe(0);
+  });
+
+  it('refuses to start past an insert ClickHouse will not take, naming its file', async () => {
+    await mkdir(dir, { recursive: true });
+    const body = Buffer.from('["not","a","message"]\n');
+    const header = { format: 'msgpipe-insert-journal/1', table: 'messages', token: 'messages:bad', columns: MESSAGE_COLUMNS, rows: 1, bytes: body.length };
+    await writeFile(join(dir, 'bad.insert'), Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), body]));
+    await expect(replayJournal(temp.store, dir, silent, FAST_RETRY)).rejects.toThrow(/bad\.insert again: .*remove the file/s);
+    expect(await readdir(dir)).toEqual(['bad.insert']);
+  });
+
+  it('journals the token the Kafka sink scopes to its offset range, and forgets it through the same scope', async () => {
+    const scoped = rangeScopedStore(journaledStore(viewMissingStore(temp.store), dir), 'p.messages-0-10-20');
+    const options = { columns: MESSAGE_COLUMNS, dedupToken: 'messages:t9' };
+    await expect(scoped.insert('messages', lines(5, 9), options)).rejects.toThrow('killed');
+    const [file] = await readdir(dir);
+    const [header] = (await readFile(join(dir, file ?? ''), 'utf8')).split('\n');
+    expect(JSON.parse(header ?? '')).toMatchObject({ token: 'p.messages-0-10-20:messages:t9', rows: 5 });
+    await scoped.forget?.('messages', options);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('is a no-op for a store that never journaled', async () => {
+    expect(await replayJournal(temp.store, join(temp.dir, 'absent'), silent)).toBe(0);
+  });
+});
+
+describe('SinkWriter retry after a view failed', () => {
+  let temp: TempStore;
+  beforeEach(async () => {
+    temp = await openTempStore();
+  });
+  afterEach(async () => {
+    await temp.dispose();
+  });
+
+  it('sends the failed insert again before it looks up what is stored, so sessions count every message once', async () => {
+    const writer = new SinkWriter(viewMissingStore(temp.store), silent, { maxAgeMs: 60_000, retry: FAST_RETRY });
+    await writer.add({ output: { messages: realisticMessages(400, { seed: 6 }), events: [], deadLetters: [], recalls: [] } });
+    await writer.close();
+    expect(writer.stats.retries).toBe(1);
+    expect(await counts(temp.store)).toEqual({ messages: 400, counted: 400 });
+  });
+
+  it('forgets the journaled insert of a batch its signal gave up, and keeps the one of a batch that failed', async () => {
+    const dir = journalDir(temp.dir);
+    // Stopped by its signal during the backoff (the Kafka sink when the partitions moved): the
+    // process goes on, so the file must not wait for a later start.
+    const controller = new AbortController();
+    const aborted = new SinkWriter(journaledStore(viewMissingStore(temp.store), dir), silent, {
+      maxAgeMs: 60_000,
+      retry: { attempts: 5, minMs: 5_000, maxMs: 5_000, factor: 1 },
+      signal: controller.signal,
+    });
+    await aborted.add({ output: { messages: realisticMessages(50, { seed: 10 }), events: [], deadLetters: [], recalls: [] } });
+    const closed = aborted.close();
+    await vi.waitFor(() => { expect(aborted.stats.retries).toBe(1); });
+    expect(await readdir(dir)).toHaveLength(1);
+    controller.abort();
+    await expect(closed).rejects.toThrow();
+    expect(await readdir(dir)).toEqual([]);
+
+    // Out of attempts: the writer stops its process, and the next start sends the insert again.
+    const failing = new SinkWriter(journaledStore(viewMissingStore(temp.store, 10), dir), silent, { maxAgeMs: 60_000, retry: { ...FAST_RETRY, attempts: 2 } });
+    await failing.add({ output: { messages: realisticMessages(60, { seed: 11, firstId: 5_000_000_000_000_000_000n }), events: [], deadLetters: [], recalls: [] } });
+    await expect(failing.close()).rejects.toThrow();
+    expect(await readdir(dir)).toHaveLength(1);
+    expect(await replayJournal(temp.store, dir, silent)).toBe(1);
+    expect(await counts(temp.store)).toEqual({ messages: 110, counted: 60 });
+  });
+});
