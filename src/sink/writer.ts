@@ -729,7 +729,10 @@ export class SinkWriter implements UnitSink {
     if (last === undefined) return;
     this.unanswered = undefined;
     if (this.store.forget !== undefined && this.signal?.aborted !== true) {
-      this.log.warn({ rows: last.lines.length }, 'The last insert into messages failed; the insert journal keeps it, and the next start sends it again.');
+      this.log.warn(
+        { rows: last.lines.length },
+        'The last insert into messages failed; the insert journal keeps it (unless writing the journal was what failed), and the next start sends it again.',
+      );
       return;
     }
     try {
