@@ -115,6 +115,8 @@ export async function startEmbedded(
   }
   const sink = new SinkWriter(store, log.child({ component: 'sink.writer' }), {
     ...config.sink,
+    // A sink failure stops the pipeline, and the next start sends a kept insert again.
+    failureEndsProcess: true,
     ...(ops === undefined ? {} : { observer: ops.metrics.sinkObserver }),
   });
   const sources = config.sources.map((s) => createSource(s));

@@ -19,7 +19,7 @@ const MERGE_SETTING = 'max_bytes_to_merge_at_max_space_in_pool';
 
 /**
  * The bound as `create_table_query` shows it, at the end of the SETTINGS list:
- * `… SETTINGS non_replicated_deduplication_window = 1000, …, max_bytes_to_merge_at_max_space_in_pool = 33554432`
+ * `… SETTINGS non_replicated_deduplication_window = 10000, …, max_bytes_to_merge_at_max_space_in_pool = 33554432`
  * (quotes allowed, for a value an operator set as a string).
  */
 const MERGE_SETTING_VALUE = new RegExp(`\\b${MERGE_SETTING} = '?(\\d+)'?`);

@@ -24,7 +24,7 @@
  * process loses neither.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, writevSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -77,10 +77,15 @@ function entryName(table: string, rows: readonly object[] | JsonLines, options: 
 function journalError(err: unknown, action: string, path: string): MsgpipeError {
   const code = (err as NodeJS.ErrnoException).code ?? '';
   const reason = err instanceof Error ? err.message : String(err);
-  return new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', `Could not ${action} the insert journal file ${path}: ${reason}`, {
+  return new MsgpipeError('MSGPIPE_ERR_JOURNAL', `Could not ${action} the insert journal file ${path}: ${reason}`, {
     retriable: TRANSIENT_IO.has(code),
     cause: err,
   });
+}
+
+/** Writes all of `bytes` to `fd`: one write(2) may take fewer bytes than it was given. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
 }
 
 /**
@@ -100,7 +105,7 @@ export function journaledStore(store: Store, dir: string): Store {
       const path = join(dir, name);
       const temp = path + TEMP_SUFFIX;
       const header: Header = { format: FORMAT, table, token: options.dedupToken ?? '', columns: options.columns ?? [], rows: rows.length, bytes: rows.body.length };
-      // Synchronous: an 8 MiB batch is one writev into the page cache, about 4 ms of this thread.
+      // Synchronous: an 8 MiB batch is one write into the page cache, about 4 ms of this thread.
       // The promise API writes it in 512 KiB pieces through libuv's four threads, each piece
       // queued behind the engine's queries there: about 200 ms per batch on the critical path,
       // which took the e2e bench from 20k to 15k messages/s (docs/benchmarks.md).
@@ -108,13 +113,18 @@ export function journaledStore(store: Store, dir: string): Store {
         mkdirSync(dir, { recursive: true });
         const fd = openSync(temp, 'w');
         try {
-          writevSync(fd, [Buffer.from(JSON.stringify(header) + '\n', 'utf8'), rows.body]);
+          writeAll(fd, Buffer.from(JSON.stringify(header) + '\n', 'utf8'));
+          writeAll(fd, rows.body);
         } finally {
           closeSync(fd);
         }
         renameSync(temp, path);
       } catch (err) {
-        rmSync(temp, { force: true });
+        try {
+          rmSync(temp, { force: true });
+        } catch {
+          // The write's error is the one to report; a temporary file left is dropped at the next start.
+        }
         throw journalError(err, 'write', path);
       }
       await store.insert(table, rows, options);
@@ -137,6 +147,14 @@ export function journaledStore(store: Store, dir: string): Store {
     },
     close: () => store.close(),
   };
+}
+
+async function fileOp<T>(op: Promise<T>, action: string, path: string): Promise<T> {
+  try {
+    return await op;
+  } catch (err) {
+    throw journalError(err, action, path);
+  }
 }
 
 function readEntry(data: Buffer): { header: Header; body: Buffer } | undefined {
@@ -171,7 +189,8 @@ function readEntry(data: Buffer): { header: Header; body: Buffer } | undefined {
  * `msgpipe migrate --rebuild-sessions`.
  *
  * @returns how many inserts were sent again
- * @throws MsgpipeError when ClickHouse refuses one after retries; its file is left in place
+ * @throws MsgpipeError MSGPIPE_ERR_CLICKHOUSE when ClickHouse refuses one after retries (its file
+ *   is left in place), MSGPIPE_ERR_JOURNAL when a file cannot be read or removed
  */
 export async function replayJournal(store: Store, dir: string, log: Logger, policy?: RetryPolicy): Promise<number> {
   let names: string[];
@@ -186,13 +205,13 @@ export async function replayJournal(store: Store, dir: string, log: Logger, poli
     const path = join(dir, name);
     // A temporary file was never renamed, so its insert was never sent.
     if (name.endsWith(TEMP_SUFFIX)) {
-      await rm(path, { force: true });
+      await fileOp(rm(path, { force: true }), 'remove', path);
       continue;
     }
     if (!name.endsWith(SUFFIX)) continue;
-    const entry = readEntry(await readFile(path));
+    const entry = readEntry(await fileOp(readFile(path), 'read', path));
     if (entry === undefined) {
-      await rename(path, path + DAMAGED_SUFFIX);
+      await fileOp(rename(path, path + DAMAGED_SUFFIX), 'set aside', path);
       log.error(
         { file: path + DAMAGED_SUFFIX },
         'An insert journal file is not whole (a power cut?) and cannot be sent again: its messages may be stored without being counted in sessions. Check sessions (docs/operations.md) and run msgpipe migrate --rebuild-sessions if they disagree.',
@@ -212,7 +231,7 @@ export async function replayJournal(store: Store, dir: string, log: Logger, poli
         { cause: err },
       );
     }
-    await rm(path, { force: true });
+    await fileOp(rm(path, { force: true }), 'remove', path);
     replayed += 1;
     log.warn({ table: header.table, rows: header.rows, file: path }, 'Sent an insert left unfinished by the last run again.');
   }

@@ -8,8 +8,8 @@
  * them stored and skips them, so the view never gets them: the session's `msg_count` stays low
  * and its latest message may be an older one. Nothing in `messages` is lost. The insert journal
  * (src/sink/journal.ts) repairs a failed insert, and on the embedded store a killed process, by
- * itself; this covers the rest: a sink killed while it wrote to a ClickHouse server, a Kafka
- * batch given up after its partitions moved, a power cut, counts from before the journal.
+ * itself; this covers the rest: a sink killed while it wrote to a ClickHouse server, a writer
+ * that gave up (on a server, or in the Kafka sink), a power cut, counts from before the journal.
  * Running this with the writers stopped makes `sessions` agree with `messages` again
  * (docs/operations.md).
  *

@@ -18,7 +18,8 @@
  * - A retriable failure retries the whole flush (each step is idempotent: lookups run again, so
  *   nothing is lost or doubled). A failed insert into `messages` is first sent again as it was,
  *   with its token, so that `sessions_mv` counts what its part may have missed (ADR 0019); this
- *   relies on the token still being in the table's deduplication window (10 000 inserts).
+ *   relies on the token still being in the table's deduplication window (10 000 inserts), so
+ *   only within 120 s of the first send.
  *   A permanent failure, or running out of attempts, rejects, and the writer refuses further
  *   work. The cursor of a failed batch is never saved.
  * - A row that ClickHouse would refuse (bad msgid, seq, time …) becomes a dead letter of stage
@@ -89,7 +90,22 @@ export interface SinkWriterOptions extends SinkBatchOptions {
   readonly clock?: () => number;
   /** Told about every stored batch (metrics); see {@link SinkObserver}. */
   readonly observer?: SinkObserver;
+  /**
+   * Whether a failure of this writer ends its process, as in the embedded pipeline. Then an
+   * insert into `messages` that failed stays in the insert journal (src/sink/journal.ts) when
+   * the writer gives up, and the next start sends it again. Default false: the writer removes
+   * it, since a process that goes on (the Kafka sink, whose consumer takes the records again)
+   * could send it only after the token has left the deduplication window.
+   */
+  readonly failureEndsProcess?: boolean;
 }
+
+/**
+ * How long after it was sent a failed insert into `messages` is still sent again as it was. The
+ * tables remember 10 000 insert tokens (migrations 0011, 0012); later, the rows could be inserted
+ * and counted twice, so the retry looks up what is stored instead and logs the rebuild hint.
+ */
+const RESEND_WITHIN_MS = 120_000;
 
 export const SINK_DEFAULTS = { maxRows: 20_000, maxBytes: 16 * 1024 * 1024, maxAgeMs: 1000 } as const;
 
@@ -401,6 +417,7 @@ export class SinkWriter implements UnitSink {
   private readonly maxAgeMs: number;
   private readonly retryPolicy: RetryPolicy;
   private readonly signal: AbortSignal | undefined;
+  private readonly failureEndsProcess: boolean;
   private readonly clock: () => number;
   private readonly callOptions: CallOptions;
   private readonly observer: SinkObserver | undefined;
@@ -415,7 +432,7 @@ export class SinkWriter implements UnitSink {
   /** What the last stored batch holds, for the lookup of the next one (see {@link startFlush}). */
   private lastStored: Found | undefined;
   /** The insert into `messages` of the attempt that failed last, until it is answered; see {@link resendUnanswered}. */
-  private unanswered: { readonly lines: JsonLines; readonly options: InsertOptions } | undefined;
+  private unanswered: { readonly lines: JsonLines; readonly options: InsertOptions; readonly sentAt: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failure: Error | undefined;
   private closed = false;
@@ -436,6 +453,7 @@ export class SinkWriter implements UnitSink {
     this.maxAgeMs = options.maxAgeMs ?? SINK_DEFAULTS.maxAgeMs;
     this.retryPolicy = options.retry ?? SINK_RETRY;
     this.signal = options.signal;
+    this.failureEndsProcess = options.failureEndsProcess ?? false;
     this.clock = options.clock ?? Date.now;
     this.callOptions = this.signal === undefined ? {} : { signal: this.signal };
     this.observer = options.observer;
@@ -713,28 +731,40 @@ export class SinkWriter implements UnitSink {
   private async resendUnanswered(): Promise<void> {
     const last = this.unanswered;
     if (last === undefined) return;
+    if (performance.now() - last.sentAt > RESEND_WITHIN_MS) {
+      // Too late to rely on the token: look up what is stored, as before the journal.
+      await this.forgetUnanswered();
+      return;
+    }
     await this.store.insert(MESSAGES_TABLE, last.lines, last.options);
     this.unanswered = undefined;
   }
 
   /**
    * The writer gives up a batch whose last insert into `messages` failed. Its messages may be
-   * stored without being counted in `sessions`. A journaling store keeps the insert for the next
-   * start, which follows when the writer stops the process; a writer stopped by its signal
-   * (the Kafka sink, when another consumer took the partitions) leaves a process that goes on
-   * writing, so the file goes (sent later, it could be past the deduplication window).
+   * stored without being counted in `sessions`. When the writer's failure ends the process, a
+   * journaling store keeps the insert for the next start, and no other insert comes in between;
+   * otherwise it goes (see {@link SinkWriterOptions.failureEndsProcess}).
    */
   private async abandonUnanswered(): Promise<void> {
     const last = this.unanswered;
     if (last === undefined) return;
-    this.unanswered = undefined;
-    if (this.store.forget !== undefined && this.signal?.aborted !== true) {
+    if (this.failureEndsProcess && this.store.forget !== undefined && this.signal?.aborted !== true) {
+      this.unanswered = undefined;
       this.log.warn(
         { rows: last.lines.length },
         'The last insert into messages failed; the insert journal keeps it (unless writing the journal was what failed), and the next start sends it again.',
       );
       return;
     }
+    await this.forgetUnanswered();
+  }
+
+  /** Gives up sending the failed insert again: its journal file goes, and the log says what to check. */
+  private async forgetUnanswered(): Promise<void> {
+    const last = this.unanswered;
+    if (last === undefined) return;
+    this.unanswered = undefined;
     try {
       await this.store.forget?.(MESSAGES_TABLE, last.options);
     } catch (err) {
@@ -791,7 +821,7 @@ export class SinkWriter implements UnitSink {
     }
     const lines = new JsonLines(Buffer.concat(pieces), newMessages.length);
     const insertOptions: InsertOptions = { ...opts, columns: MESSAGE_COLUMNS, dedupToken: dedupToken(MESSAGES_TABLE, [...insertedKeys]) };
-    this.unanswered = { lines, options: insertOptions };
+    this.unanswered = { lines, options: insertOptions, sentAt: performance.now() };
     await this.store.insert(MESSAGES_TABLE, lines, insertOptions);
     this.unanswered = undefined;
 

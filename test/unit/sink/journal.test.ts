@@ -225,12 +225,48 @@ describe('SinkWriter retry after a view failed', () => {
     await expect(closed).rejects.toThrow();
     expect(await readdir(dir)).toEqual([]);
 
-    // Out of attempts: the writer stops its process, and the next start sends the insert again.
-    const failing = new SinkWriter(journaledStore(viewMissingStore(temp.store, 10), dir), silent, { maxAgeMs: 60_000, retry: { ...FAST_RETRY, attempts: 2 } });
+    // Out of attempts, in a process that goes on (the default): the file goes too.
+    const goesOn = new SinkWriter(journaledStore(viewMissingStore(temp.store, 10), dir), silent, { maxAgeMs: 60_000, retry: { ...FAST_RETRY, attempts: 2 } });
+    await goesOn.add({ output: { messages: realisticMessages(20, { seed: 12, firstId: 6_000_000_000_000_000_000n }), events: [], deadLetters: [], recalls: [] } });
+    await expect(goesOn.close()).rejects.toThrow();
+    expect(await readdir(dir)).toEqual([]);
+
+    // Out of attempts where the failure ends the process (the embedded pipeline): the next start
+    // sends the insert again.
+    const failing = new SinkWriter(journaledStore(viewMissingStore(temp.store, 10), dir), silent, {
+      maxAgeMs: 60_000,
+      retry: { ...FAST_RETRY, attempts: 2 },
+      failureEndsProcess: true,
+    });
     await failing.add({ output: { messages: realisticMessages(60, { seed: 11, firstId: 5_000_000_000_000_000_000n }), events: [], deadLetters: [], recalls: [] } });
     await expect(failing.close()).rejects.toThrow();
     expect(await readdir(dir)).toHaveLength(1);
     expect(await replayJournal(temp.store, dir, silent)).toBe(1);
-    expect(await counts(temp.store)).toEqual({ messages: 110, counted: 60 });
+    expect(await counts(temp.store)).toEqual({ messages: 130, counted: 60 });
+  });
+
+  it('does not send an insert again once its token may have left the deduplication window', async () => {
+    const sends: number[] = [];
+    let now = 1_000;
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => now);
+    try {
+      const inner = viewMissingStore(temp.store);
+      const store = withInsert(temp.store, async (table, rows, options) => {
+        if (table === 'messages' && rows.length > 0) {
+          sends.push(rows.length);
+          // The failed attempt took longer than the resend bound.
+          now += 121_000;
+        }
+        await inner.insert(table, rows, options);
+      });
+      const writer = new SinkWriter(store, silent, { maxAgeMs: 60_000, retry: FAST_RETRY });
+      await writer.add({ output: { messages: realisticMessages(40, { seed: 13 }), events: [], deadLetters: [], recalls: [] } });
+      await writer.close();
+    } finally {
+      clock.mockRestore();
+    }
+    // Sent once; the retry looked up what is stored instead, found every message, sent none.
+    expect(sends).toEqual([40]);
+    expect(await counts(temp.store)).toEqual({ messages: 40, counted: 0 });
   });
 });
