@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 
 import type { SinkObserver } from '../core/pipeline.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark, TransformOutput } from '../core/types.ts';
-import type { InsertOptions, Store } from '../sink/clickhouse.ts';
+import { type InsertOptions, type Store, wrapStore } from '../sink/clickhouse.ts';
 import { EncodedUnit, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
 import type { Kafka } from './client.ts';
 import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
@@ -58,18 +58,13 @@ export function addWriterStats(into: WriterStats, from: WriterStats): void {
 
 /** The store as the writer of one batch sees it: every insert token is scoped to the offset range. */
 export function rangeScopedStore(store: Store, range: string): Store {
-  return {
-    backend: store.backend,
-    database: store.database,
-    query: (sql, params, options) => store.query(sql, params, options),
-    command: (sql, params, options) => store.command(sql, params, options),
-    insert: (table, rows, options = {}) =>
-      store.insert(table, rows, { ...options, dedupToken: `${range}:${options.dedupToken ?? table}` }),
-    ...(store.forget === undefined
-      ? {}
-      : { forget: (table: string, options: InsertOptions = {}) => store.forget?.(table, { ...options, dedupToken: `${range}:${options.dedupToken ?? table}` }) ?? Promise.resolve() }),
+  const scoped = (table: string, options: InsertOptions = {}): InsertOptions => ({ ...options, dedupToken: `${range}:${options.dedupToken ?? table}` });
+  return wrapStore(store, {
+    insert: (table, rows, options) => store.insert(table, rows, scoped(table, options)),
+    // The insert journal names a file by the token it was sent with.
+    ...(store.forget === undefined ? {} : { forget: (table: string, options?: InsertOptions) => store.forget?.(table, scoped(table, options)) ?? Promise.resolve() }),
     close: () => Promise.resolve(),
-  };
+  });
 }
 
 /** Decodes one partition batch into rows; undecodable records become sink dead letters. */

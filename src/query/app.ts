@@ -21,7 +21,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino';
 
 import type { Config } from '../core/config.ts';
-import type { CallOptions, QueryParams, Store } from '../sink/clickhouse.ts';
+import { type CallOptions, type QueryParams, type Store, wrapStore } from '../sink/clickhouse.ts';
 import type { QueryContext } from './context.ts';
 import { API_CODES, API_MESSAGES, ApiError, httpStatusOf, serializeEnvelope, type ApiCode } from './envelope.ts';
 import { openApiDocument } from './openapi.ts';
@@ -83,20 +83,15 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
   // Store calls in flight: closing the app waits for them, so the caller may close the store
   // right after (a client that hung up leaves its handler still reading).
   const inFlight = new Set<Promise<unknown>>();
-  const tracked: Store = {
-    backend: store.backend,
-    database: store.database,
+  const tracked: Store = wrapStore(store, {
     query: <T>(sql: string, params?: QueryParams, options?: CallOptions): Promise<T[]> => {
       const call = store.query<T>(sql, params, options);
       inFlight.add(call);
-      const forget = (): void => { inFlight.delete(call); };
-      call.then(forget, forget);
+      const done = (): void => { inFlight.delete(call); };
+      call.then(done, done);
       return call;
     },
-    command: (sql, params, options) => store.command(sql, params, options),
-    insert: (table, rows, options) => store.insert(table, rows, options),
-    close: () => store.close(),
-  };
+  });
   const ctx: QueryContext = { store: tracked, timezone: config.query.timezone, sourceType: (name) => sourceTypes.get(name) ?? '' };
   const nonces = new NonceCache(2 * TIMESTAMP_WINDOW_S * 1000);
   // Unknown tenants are checked against a random secret, so they take as long as known ones.

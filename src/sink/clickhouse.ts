@@ -150,6 +150,26 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** The calls of a {@link Store} that {@link wrapStore} can replace. */
+export type StoreCalls = Partial<Pick<Store, 'query' | 'command' | 'insert' | 'forget' | 'close'>>;
+
+/**
+ * `inner` with some of its calls replaced; every other call goes to `inner`, `forget` included
+ * when `inner` has it, so a wrapper cannot drop the insert journal's (src/sink/journal.ts).
+ */
+export function wrapStore(inner: Store, calls: StoreCalls): Store {
+  const forget = calls.forget ?? inner.forget?.bind(inner);
+  return {
+    backend: inner.backend,
+    database: inner.database,
+    query: calls.query ?? (<T>(sql: string, params?: QueryParams, options?: CallOptions) => inner.query<T>(sql, params, options)),
+    command: calls.command ?? ((sql, params, options) => inner.command(sql, params, options)),
+    insert: calls.insert ?? ((table, rows, options) => inner.insert(table, rows, options)),
+    ...(forget === undefined ? {} : { forget }),
+    close: calls.close ?? (() => inner.close()),
+  };
+}
+
 /**
  * Settings sent with every call, at these values unless the call overrides them.
  *

@@ -32,7 +32,7 @@ import type { Logger } from 'pino';
 
 import { MsgpipeError } from '../core/errors.ts';
 import { retry, type RetryPolicy } from '../core/retry.ts';
-import { type InsertOptions, JsonLines, type Store } from './clickhouse.ts';
+import { type InsertOptions, JsonLines, type Store, wrapStore } from './clickhouse.ts';
 import { MESSAGES_TABLE } from './messages.ts';
 
 /** Tables whose inserts are journaled: those a materialized view reads. */
@@ -94,11 +94,7 @@ function writeAll(fd: number, bytes: Uint8Array): void {
  * inserts into `messages`).
  */
 export function journaledStore(store: Store, dir: string): Store {
-  return {
-    backend: store.backend,
-    database: store.database,
-    query: (sql, params, options) => store.query(sql, params, options),
-    command: (sql, params, options) => store.command(sql, params, options),
+  return wrapStore(store, {
     insert: async (table, rows, options = {}) => {
       const name = entryName(table, rows, options);
       if (name === undefined || !(rows instanceof JsonLines)) return store.insert(table, rows, options);
@@ -145,8 +141,7 @@ export function journaledStore(store: Store, dir: string): Store {
       }
       return Promise.resolve();
     },
-    close: () => store.close(),
-  };
+  });
 }
 
 async function fileOp<T>(op: Promise<T>, action: string, path: string): Promise<T> {

@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { MsgpipeError } from '../../../src/core/errors.ts';
 import { rangeScopedStore } from '../../../src/kafka/sink.ts';
-import { JsonLines, type InsertOptions, type Store } from '../../../src/sink/clickhouse.ts';
+import { JsonLines, type InsertOptions, type Store, wrapStore } from '../../../src/sink/clickhouse.ts';
 import { journalDir, journaledStore, replayJournal } from '../../../src/sink/journal.ts';
 import { encodeMessageLine, MESSAGE_COLUMNS, messageLineEnd } from '../../../src/sink/messages.ts';
 import { SinkWriter } from '../../../src/sink/writer.ts';
@@ -27,16 +27,9 @@ async function counts(store: Store): Promise<{ messages: number; counted: number
   return { messages: Number(row?.messages), counted: Number(row?.counted) };
 }
 
-/** `inner` with its insert replaced (a class instance's methods do not survive a spread). */
+/** `inner` with its insert replaced. */
 function withInsert(inner: Store, insert: Store['insert']): Store {
-  return {
-    backend: inner.backend,
-    database: inner.database,
-    query: (sql, params, options) => inner.query(sql, params, options),
-    command: (sql, params, options) => inner.command(sql, params, options),
-    insert,
-    close: () => inner.close(),
-  };
+  return wrapStore(inner, { insert });
 }
 
 function lines(n: number, seed = 1): JsonLines {
@@ -183,6 +176,16 @@ describe('insert journal', () => {
     expect(JSON.parse(header ?? '')).toMatchObject({ token: 'p.messages-0-10-20:messages:t9', rows: 5 });
     await scoped.forget?.('messages', options);
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('keeps forget through any wrapper, and adds none to a store without a journal', async () => {
+    const wrapped = wrapStore(journaledStore(viewMissingStore(temp.store), dir), {});
+    const options = { columns: MESSAGE_COLUMNS, dedupToken: 'messages:t10' };
+    await expect(wrapped.insert('messages', lines(3, 10), options)).rejects.toThrow('killed');
+    expect(await readdir(dir)).toHaveLength(1);
+    await wrapped.forget?.('messages', options);
+    expect(await readdir(dir)).toEqual([]);
+    expect('forget' in wrapStore(temp.store, {})).toBe(false);
   });
 
   it('is a no-op for a store that never journaled', async () => {
