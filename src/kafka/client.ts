@@ -12,6 +12,7 @@ export type {
   Admin,
   Consumer,
   ConsumerConfig,
+  ConsumerRunConfig,
   EachBatchPayload,
   Kafka,
   Message,

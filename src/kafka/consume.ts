@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 
-import { type Consumer, type EachBatchPayload, type Kafka, retryKafka } from './client.ts';
+import { type Consumer, type ConsumerRunConfig, type EachBatchPayload, type Kafka, retryKafka } from './client.ts';
 
 /** One partition's records, in offset order, as a handler sees them. */
 export interface PartitionBatch {
@@ -45,6 +45,95 @@ export class BatchAbandonedError extends Error {
 
 /** How long `stop()` waits for the batches in flight to be handled and committed. */
 const DRAIN_MS = 20_000;
+
+/**
+ * How long a consumer that lost the broker keeps connecting again without joining its group
+ * before the role fails: a broker restart takes tens of seconds (scripts/kafka.sh allows 60 s).
+ */
+const RECONNECT_WINDOW_MS = 120_000;
+const RECONNECT_MAX_DELAY_MS = 5_000;
+
+/**
+ * Errors kafkajs does not restart a consumer after, though they end when the broker answers
+ * again: it finds no group coordinator while every broker refuses connections (kafkajs#1630),
+ * or a connection fails below a non-retriable wrapper.
+ */
+const CURED_BY_RECONNECT = new Set([
+  'KafkaJSGroupCoordinatorNotFound',
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSNumberOfRetriesExceeded',
+]);
+
+/** Whether the error or one of its causes is one a reconnect cures. */
+export function curedByReconnect(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 10; e = e.cause, depth++) {
+    if (CURED_BY_RECONNECT.has(e.name)) return true;
+  }
+  return false;
+}
+
+/** Watches a running consumer for crashes; see {@link superviseConsumer}. */
+export interface CrashSupervisor {
+  /** Rejects when the consumer crashed for good. */
+  readonly crashed: Promise<never>;
+  /** No reconnect from now on (the owner stops the consumer). */
+  stop(): void;
+}
+
+/**
+ * Keeps a consumer running through what kafkajs gives up on: a crash it does not restart from,
+ * though the broker coming back cures it (a broker going down while the member rejoins its
+ * group, kafkajs#1630), is met with connect and run again, backing off, until the member joins
+ * or RECONNECT_WINDOW_MS passed without a join. Other crashes reject `crashed`.
+ */
+export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConfig, log: Logger): CrashSupervisor {
+  let stopped = false;
+  let crashesSince: number | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let rejectCrash: (err: Error) => void = () => undefined;
+  const crashed = new Promise<never>((_resolve, reject) => {
+    rejectCrash = reject;
+  });
+  crashed.catch(() => undefined);
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    crashesSince = undefined;
+  });
+  consumer.on(consumer.events.CRASH, (event) => {
+    const { error, restart } = event.payload;
+    if (restart) log.warn({ err: error }, 'Consumer failed; kafkajs restarts it.');
+    else crashedFor(error);
+  });
+  function crashedFor(error: Error): void {
+    if (stopped) return;
+    const now = Date.now();
+    crashesSince ??= now;
+    if (!curedByReconnect(error) || now - crashesSince >= RECONNECT_WINDOW_MS) {
+      log.error({ err: error }, 'Consumer crashed and will not restart.');
+      rejectCrash(error);
+      return;
+    }
+    const delay = Math.min(RECONNECT_MAX_DELAY_MS, 500 + (now - crashesSince) / 4);
+    log.warn({ err: error, retryInMs: Math.round(delay) }, 'Consumer lost the broker; connecting again.');
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (stopped) return;
+      // A join that fails again comes back as another CRASH event, a failed connect here.
+      consumer.connect().then(() => consumer.run(runConfig)).catch((err: unknown) => {
+        crashedFor(err instanceof Error ? err : new Error(String(err)));
+      });
+    }, delay);
+  }
+  return {
+    crashed,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
 
 /** kafkajs error types that mean this member no longer owns its partitions. */
 const LOST = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
@@ -109,19 +198,7 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
     rebalanceTimeout,
     heartbeatInterval,
   });
-  let rejectCrash: (err: Error) => void = () => undefined;
-  const crashed = new Promise<never>((_resolve, reject) => {
-    rejectCrash = reject;
-  });
-  crashed.catch(() => undefined);
-  consumer.on(consumer.events.CRASH, (event) => {
-    const { error, restart } = event.payload;
-    if (restart) log.warn({ err: error }, 'Consumer failed; kafkajs restarts it.');
-    else {
-      log.error({ err: error }, 'Consumer crashed and will not restart.');
-      rejectCrash(error);
-    }
-  });
+  let stopping = false;
   await consumer.connect();
   try {
     // kafkajs retries a metadata request that meets a leader election but gives up at once on a
@@ -132,10 +209,9 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
     await consumer.disconnect().catch(() => undefined);
     throw err;
   }
-  let stopping = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  await consumer.run({
+  const runConfig: ConsumerRunConfig = {
     autoCommit: false,
     eachBatchAutoResolve: false,
     partitionsConsumedConcurrently: options.concurrency ?? 1,
@@ -149,7 +225,9 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
         if (inFlight === 0) drained?.();
       }
     },
-  });
+  };
+  const supervisor = superviseConsumer(consumer, runConfig, log);
+  await consumer.run(runConfig);
 
   async function handleFetched(payload: EachBatchPayload): Promise<void> {
     const { batch } = payload;
@@ -226,6 +304,7 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
    */
   async function drainAndLeave(): Promise<void> {
     stopping = true;
+    supervisor.stop();
     try {
       consumer.pause(options.topics.map((topic) => ({ topic })));
       if (inFlight > 0) {
@@ -250,7 +329,7 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
   let stopped: Promise<void> | undefined;
   return {
     consumer,
-    crashed,
+    crashed: supervisor.crashed,
     stop: () => (stopped ??= drainAndLeave()),
   };
 }

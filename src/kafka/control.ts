@@ -12,9 +12,10 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 
 import type { Wakeups } from '../core/pipeline.ts';
-import type { Kafka, Producer } from './client.ts';
+import type { ConsumerRunConfig, Kafka, Producer } from './client.ts';
 import { createIdempotentProducer, retryKafka } from './client.ts';
 import { decodeSyncRequest, encodeSyncRequest } from './codec.ts';
+import { superviseConsumer } from './consume.ts';
 import type { Topics } from './topics.ts';
 
 /** Publishes sync requests; the shape the query API's `SyncTrigger` expects. */
@@ -71,7 +72,7 @@ export async function startSyncListener(kafka: Kafka, topics: Topics, wakeups: W
     await consumer.disconnect().catch(() => undefined);
     throw err;
   }
-  await consumer.run({
+  const runConfig: ConsumerRunConfig = {
     eachMessage: ({ message }) => {
       received += 1;
       try {
@@ -83,10 +84,17 @@ export async function startSyncListener(kafka: Kafka, topics: Topics, wakeups: W
       }
       return Promise.resolve();
     },
+  };
+  const supervisor = superviseConsumer(consumer, runConfig, log);
+  // The sources poll on their own schedule without it: the ingest goes on.
+  supervisor.crashed.catch(() => {
+    log.error('The sync request listener stopped: POST /chat-msg/sync no longer wakes this process\'s sources before their next poll.');
   });
+  await consumer.run(runConfig);
   return {
     received: () => received,
     async stop() {
+      supervisor.stop();
       await consumer.disconnect();
       const admin = kafka.admin();
       await admin.connect();

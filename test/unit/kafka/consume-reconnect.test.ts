@@ -1,0 +1,191 @@
+/**
+ * A consumer that loses the broker while it rejoins its group crashes in kafkajs with an error
+ * kafkajs does not restart from (KafkaJSGroupCoordinatorNotFound, kafkajs#1630): the consumer
+ * loop connects and runs it again until the broker answers, and fails the role only for other
+ * errors or after RECONNECT_WINDOW_MS without a join.
+ *
+ * The crash itself needs a broker going down in a narrow window (the Kafka crash test meets it
+ * now and then); here a stand-in consumer emits kafkajs's CRASH and GROUP_JOIN events with
+ * kafkajs's own error classes, so every branch runs on every test run.
+ */
+import { EventEmitter } from 'node:events';
+
+import {
+  type Kafka,
+  KafkaJSConnectionError,
+  KafkaJSGroupCoordinatorNotFound,
+  KafkaJSNonRetriableError,
+} from 'kafkajs';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+import { curedByReconnect, startConsumerLoop } from '../../../src/kafka/consume.ts';
+
+const EVENTS = { CRASH: 'consumer.crash', GROUP_JOIN: 'consumer.group_join' } as const;
+
+/** What kafkajs's consumer does for the loop, and what the loop did to it. */
+class StandInConsumer extends EventEmitter {
+  readonly events = EVENTS;
+  connects = 0;
+  runs = 0;
+  disconnects = 0;
+  /** Errors the next connects reject with, one each. */
+  readonly connectFailures: Error[] = [];
+
+  connect(): Promise<void> {
+    this.connects += 1;
+    const failure = this.connectFailures.shift();
+    return failure === undefined ? Promise.resolve() : Promise.reject(failure);
+  }
+  subscribe(): Promise<void> {
+    return Promise.resolve();
+  }
+  run(): Promise<void> {
+    this.runs += 1;
+    return Promise.resolve();
+  }
+  disconnect(): Promise<void> {
+    this.disconnects += 1;
+    return Promise.resolve();
+  }
+  pause(): void {
+    // A crashed consumer throws here in kafkajs; the loop's stop handles both.
+  }
+  crash(error: Error, restart = false): void {
+    this.emit(EVENTS.CRASH, { payload: { error, restart, groupId: 'g' } });
+  }
+  join(): void {
+    this.emit(EVENTS.GROUP_JOIN, { payload: { groupId: 'g' } });
+  }
+}
+
+/**
+ * What kafkajs throws there: the cluster's `KafkaJSGroupCoordinatorNotFound` (its typings omit
+ * the constructor's message) wrapped by the retrier in a `KafkaJSNonRetriableError` with it as
+ * the cause (kafkajs src/retry/index.js).
+ */
+function coordinatorNotFound(): Error {
+  const NotFound = KafkaJSGroupCoordinatorNotFound as unknown as new (message: string) => Error;
+  const cause = new NotFound('Failed to find group coordinator');
+  return Object.assign(new KafkaJSNonRetriableError(cause), { cause });
+}
+
+async function startLoop(consumer: StandInConsumer) {
+  const kafka = { consumer: () => consumer } as unknown as Kafka;
+  const loop = await startConsumerLoop({
+    kafka,
+    groupId: 'g',
+    topics: ['t'],
+    log: pino({ level: 'silent' }),
+    maxRecords: 10,
+    sessionTimeoutMs: 6000,
+    handle: () => Promise.resolve(),
+  });
+  let crashed: unknown;
+  loop.crashed.catch((err: unknown) => {
+    crashed = err;
+  });
+  return { loop, crashedWith: () => crashed };
+}
+
+describe('curedByReconnect', () => {
+  it('looks through the causes for a connection or coordinator error', () => {
+    expect(curedByReconnect(coordinatorNotFound())).toBe(true);
+    expect(curedByReconnect(new KafkaJSConnectionError('Connection error: connect ECONNREFUSED 127.0.0.1:9092'))).toBe(true);
+    expect(curedByReconnect(new KafkaJSNonRetriableError('Invalid topic name'))).toBe(false);
+    expect(curedByReconnect(new Error('handler failed'))).toBe(false);
+  });
+});
+
+describe('consumer loop after a crash kafkajs does not restart from', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('connects and runs the consumer again until it joins, and the role keeps going', async () => {
+    const consumer = new StandInConsumer();
+    const { loop, crashedWith } = await startLoop(consumer);
+    expect(consumer.runs).toBe(1);
+
+    consumer.crash(coordinatorNotFound());
+    await vi.advanceTimersByTimeAsync(600);
+    expect(consumer.connects).toBe(2);
+    expect(consumer.runs).toBe(2);
+
+    // The broker still refuses: the connect fails, and the loop tries again later.
+    consumer.connectFailures.push(new KafkaJSConnectionError('Connection error: connect ECONNREFUSED 127.0.0.1:9092'));
+    consumer.crash(coordinatorNotFound());
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(consumer.connects).toBe(4);
+    expect(consumer.runs).toBe(3);
+    consumer.join();
+    expect(crashedWith()).toBeUndefined();
+    await loop.stop();
+  });
+
+  it('fails the role when no join came within the reconnect window', async () => {
+    const consumer = new StandInConsumer();
+    const { crashedWith } = await startLoop(consumer);
+    for (let i = 0; i < 200 && crashedWith() === undefined; i++) {
+      consumer.crash(coordinatorNotFound());
+      await vi.advanceTimersByTimeAsync(5000);
+    }
+    expect(crashedWith()).toBeInstanceOf(KafkaJSNonRetriableError);
+    // 120 s of crashes at most 5 s apart, then the give-up: not one more reconnect after it.
+    const runs = consumer.runs;
+    expect(runs).toBeGreaterThan(20);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(consumer.runs).toBe(runs);
+  });
+
+  it('starts a new window after a join', async () => {
+    const consumer = new StandInConsumer();
+    const { loop, crashedWith } = await startLoop(consumer);
+    for (let i = 0; i < 5; i++) {
+      // 100 s of crashes, then a join: each outage is within the window by itself.
+      for (let t = 0; t < 100_000; t += 5000) {
+        consumer.crash(coordinatorNotFound());
+        await vi.advanceTimersByTimeAsync(5000);
+      }
+      consumer.join();
+    }
+    expect(crashedWith()).toBeUndefined();
+    await loop.stop();
+  });
+
+  it('fails the role at once for an error a reconnect does not cure', async () => {
+    const consumer = new StandInConsumer();
+    const { crashedWith } = await startLoop(consumer);
+    const error = new KafkaJSNonRetriableError('Invalid topic name');
+    consumer.crash(error);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(crashedWith()).toBe(error);
+    expect(consumer.runs).toBe(1);
+  });
+
+  it('leaves a crash kafkajs restarts itself to kafkajs', async () => {
+    const consumer = new StandInConsumer();
+    const { loop, crashedWith } = await startLoop(consumer);
+    consumer.crash(new KafkaJSConnectionError('Connection error'), true);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(consumer.runs).toBe(1);
+    expect(crashedWith()).toBeUndefined();
+    await loop.stop();
+  });
+
+  it('does not reconnect once stopping, also when the crash came before the stop', async () => {
+    const consumer = new StandInConsumer();
+    const { loop, crashedWith } = await startLoop(consumer);
+    consumer.crash(coordinatorNotFound());
+    await loop.stop();
+    await vi.advanceTimersByTimeAsync(10_000);
+    consumer.crash(coordinatorNotFound());
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(consumer.runs).toBe(1);
+    expect(consumer.disconnects).toBe(1);
+    expect(crashedWith()).toBeUndefined();
+  });
+});
