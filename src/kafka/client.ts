@@ -21,6 +21,9 @@ export type {
   RecordMetadata,
 } from 'kafkajs';
 
+/** The retries of the role processes' client: they ride out a broker restart (tens of seconds). */
+export const ROLE_RETRY: RetryOptions = { retries: 60, initialRetryTime: 300, maxRetryTime: 5_000 };
+
 /** What {@link createKafka} needs. */
 export interface KafkaClientOptions {
   /** Bootstrap brokers as `host:port`. */

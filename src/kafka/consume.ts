@@ -67,12 +67,43 @@ const CURED_BY_RECONNECT = new Set([
   'KafkaJSNumberOfRetriesExceeded',
 ]);
 
-/** Whether the error or one of its causes is one a reconnect cures. */
+/**
+ * Group errors a new join cures. kafkajs rejoins on them where it meets them itself, but one
+ * that reaches it wrapped by a retrier ends the consumer: a broker killed and started again no
+ * longer knows the member (UNKNOWN_MEMBER_ID on the next offset commit).
+ */
+const CURED_BY_REJOIN = new Set([
+  'UNKNOWN_MEMBER_ID',
+  'ILLEGAL_GENERATION',
+  'REBALANCE_IN_PROGRESS',
+  'NOT_COORDINATOR_FOR_GROUP',
+  'GROUP_COORDINATOR_NOT_AVAILABLE',
+  'GROUP_LOAD_IN_PROGRESS',
+]);
+
+/** kafkajs error types that mean this member no longer owns its partitions. */
+const LOST = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
+
+function errorType(err: unknown): string | undefined {
+  const type = (err as { type?: unknown } | null)?.type;
+  return typeof type === 'string' ? type : undefined;
+}
+
+/** The error and its causes (kafkajs wraps what its retrier gave up on), outermost first. */
+function causes(error: unknown): Error[] {
+  const chain: Error[] = [];
+  for (let e = error; e instanceof Error && chain.length < 10; e = e.cause) chain.push(e);
+  return chain;
+}
+
+/** Whether the error or one of its causes is one a reconnect and a new join cure. */
 export function curedByReconnect(error: unknown): boolean {
-  for (let e = error, depth = 0; e instanceof Error && depth < 10; e = e.cause, depth++) {
-    if (CURED_BY_RECONNECT.has(e.name)) return true;
-  }
-  return false;
+  return causes(error).some((e) => CURED_BY_RECONNECT.has(e.name) || CURED_BY_REJOIN.has(errorType(e) ?? ''));
+}
+
+/** Whether the error or one of its causes says the member no longer owns its partitions. */
+function partitionLost(error: unknown): boolean {
+  return causes(error).some((e) => LOST.has(errorType(e) ?? ''));
 }
 
 /** Watches a running consumer for crashes; see {@link superviseConsumer}. */
@@ -133,14 +164,6 @@ export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConf
       clearTimeout(timer);
     },
   };
-}
-
-/** kafkajs error types that mean this member no longer owns its partitions. */
-const LOST = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
-
-function errorType(err: unknown): string | undefined {
-  const type = (err as { type?: unknown } | null)?.type;
-  return typeof type === 'string' ? type : undefined;
 }
 
 export interface ConsumerLoopOptions {
@@ -287,7 +310,16 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
         return;
       }
       const next = (BigInt(last.offset) + 1n).toString();
-      await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+      try {
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+      } catch (err) {
+        // The group moved on without this member (a broker restarted and forgot it): the batch
+        // is handled but not committed, and the partition's next owner takes it again. kafkajs
+        // rejoins on the next fetch; a throw here would end the consumer instead.
+        if (!partitionLost(err)) throw err;
+        log.warn({ err, topic: batch.topic, partition: batch.partition, firstOffset: first.offset }, 'Partition lost before its offset commit; its records are left to the next owner.');
+        return;
+      }
       // A consumer stopped meanwhile (a drain past its time) returns without committing.
       if (!payload.isRunning()) return;
       payload.resolveOffset(last.offset);

@@ -15,7 +15,7 @@ import { createSource } from '../ingest/registry.ts';
 import type { OpsDeps } from '../ops/server.ts';
 import type { Store } from '../sink/clickhouse.ts';
 import { newSinkStats } from '../sink/writer.ts';
-import { createKafka, ensureTopics, type Kafka, retryKafka } from './client.ts';
+import { createKafka, ensureTopics, type Kafka, retryKafka, ROLE_RETRY } from './client.ts';
 import { createSyncPublisher, startSyncListener, type SyncPublisher } from './control.ts';
 import { type IngestStats, runKafkaIngest } from './ingest.ts';
 import { type KafkaMetrics, registerKafkaMetrics } from './metrics.ts';
@@ -125,8 +125,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     brokers: kafkaConfig.brokers,
     clientId: `msgpipe-${roles.join('+')}-${hostname()}-${process.pid}`,
     logger: log,
-    // Ride out a broker restart (tens of seconds) instead of failing the role.
-    retry: { retries: 60, initialRetryTime: 300, maxRetryTime: 5_000 },
+    retry: ROLE_RETRY,
   });
   const cleanups: (() => Promise<void>)[] = [() => metrics.close()];
   const failures: Promise<never>[] = [];

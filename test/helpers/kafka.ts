@@ -8,6 +8,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -249,4 +250,77 @@ export async function readTopic(kafka: Kafka, topic: string): Promise<TopicRecor
   await admin.disconnect();
   out.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
   return out;
+}
+
+/** A broker a test file runs for itself, to stop, kill and start again. */
+export interface OwnBroker {
+  /** `127.0.0.1:<port>`, once started. */
+  readonly brokers: string[];
+  /** `scripts/kafka.sh start`: its state is kept between stops. */
+  start(): Promise<void>;
+  /** `scripts/kafka.sh stop`: a controlled shutdown. */
+  stop(): Promise<void>;
+  /** SIGKILL to the broker's JVM, as a crash or the OOM killer would end it. */
+  kill(): Promise<void>;
+}
+
+/** A port where it and the next one (the controller) are free. */
+async function freePortPair(): Promise<number> {
+  const free = (port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const server = createServer();
+      server.once('error', () => { resolve(false); });
+      server.listen(port, '127.0.0.1', () => server.close(() => { resolve(true); }));
+    });
+  for (let port = 29_200 + 2 * Math.floor(Math.random() * 300); port < 29_900; port += 2) {
+    if ((await free(port)) && (await free(port + 1))) return port;
+  }
+  throw new Error('no free port pair for the test broker');
+}
+
+/**
+ * A broker of the file's own (scripts/kafka.sh on a free port, fresh state), started before its
+ * tests and stopped and deleted after them, so a test can stop or kill it: the shared broker
+ * of the other files is never touched.
+ */
+export function useOwnBroker(): OwnBroker {
+  let port = 0;
+  let env: NodeJS.ProcessEnv = {};
+  let stateDir = '';
+  const script = async (command: 'start' | 'stop'): Promise<void> => {
+    await execFileAsync('bash', [SCRIPT, command], { env, cwd: ROOT, timeout: 180_000 });
+  };
+  const broker: OwnBroker = {
+    get brokers() {
+      return [`127.0.0.1:${String(port)}`];
+    },
+    start: () => script('start'),
+    stop: () => script('stop'),
+    async kill() {
+      const pid = Number((await readFile(join(stateDir, 'broker.pid'), 'utf8')).trim());
+      process.kill(pid, 'SIGKILL');
+      // Gone once signal 0 fails; the script's next start then finds no broker running.
+      for (let i = 0; i < 100; i++) {
+        try {
+          process.kill(pid, 0);
+        } catch {
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`the broker (pid ${String(pid)}) outlived SIGKILL for 5 s`);
+    },
+  };
+  beforeAll(async () => {
+    port = await freePortPair();
+    env = { ...process.env, KAFKA_PORT: String(port), KAFKA_HEAP: '320m' };
+    stateDir = join(process.env['KAFKA_CACHE_DIR'] ?? join(ROOT, '.cache', 'kafka'), `broker-${String(port)}`);
+    await rm(stateDir, { recursive: true, force: true });
+    await script('start');
+  }, 240_000);
+  afterAll(async () => {
+    await script('stop').catch(() => undefined);
+    await rm(stateDir, { recursive: true, force: true });
+  }, 120_000);
+  return broker;
 }

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 
+import { KafkaJSGroupCoordinatorNotFound, KafkaJSNonRetriableError } from 'kafkajs';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 
@@ -99,6 +100,45 @@ describe('consumer loop', () => {
     expect(finished).toBe(started);
     // Every batch that was handled is committed: the group has nothing left to read.
     expect(await groupLag(kafka, groupId, [topic])).toBe(0);
+  });
+
+  it('runs a consumer kafkajs ended for good again when the error is one the broker coming back cures', async () => {
+    const topic = await topicHolding('crash', 2, 20);
+    const groupId = `crash-${randomUUID()}`;
+    const handled = new Set<string>();
+    let failures = 0;
+    const loop = await startConsumerLoop({
+      kafka,
+      groupId,
+      topics: [topic],
+      log: pino({ level: 'silent' }),
+      maxRecords: 100,
+      sessionTimeoutMs: 6000,
+      handle: (batch) => {
+        // The first two batches fail with what kafkajs's retrier throws when every broker
+        // refused the coordinator lookup (kafkajs#1630): kafkajs itself does not restart then.
+        if (failures < 2) {
+          failures += 1;
+          const NotFound = KafkaJSGroupCoordinatorNotFound as unknown as new (message: string) => Error;
+          const cause = new NotFound('Failed to find group coordinator');
+          return Promise.reject(Object.assign(new KafkaJSNonRetriableError(cause), { cause }));
+        }
+        for (const m of batch.messages) handled.add(String(m.value));
+        return Promise.resolve();
+      },
+    });
+    let crashed: unknown;
+    loop.crashed.catch((err: unknown) => {
+      crashed = err;
+    });
+    try {
+      await waitFor(async () => (await groupLag(kafka, groupId, [topic])) === 0, 60_000, 'every record to be committed');
+      expect(failures).toBe(2);
+      expect(handled.size).toBe(20);
+      expect(crashed).toBeUndefined();
+    } finally {
+      await loop.stop();
+    }
   });
 
   it('stops cleanly when the consumer is already down (a crash), and once when asked twice', async () => {

@@ -11,23 +11,15 @@
  * sources had got, and the last log lines of every process. `MSGPIPE_TEST_TIMING=1` prints the
  * phases of a passing run.
  */
-import { execFile } from 'node:child_process';
-import { rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import type { Kafka } from '../../../src/kafka/client.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { startSimulator, type SimulatorHandle } from '../../../src/simulate/index.ts';
-import { groupLag, testKafka, uniqueTopic } from '../../helpers/kafka.ts';
-import { type MsgpipeProcess, ROOT, sql, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
+import { groupLag, testKafka, uniqueTopic, useOwnBroker } from '../../helpers/kafka.ts';
+import { type MsgpipeProcess, sql, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import { accounts, caughtUp, expectExactContents, IDS, kafkaConfig, pipelineLag, requestCounts, startRole } from './support.ts';
 
-const execFileAsync = promisify(execFile);
-const SCRIPT = join(ROOT, 'scripts', 'kafka.sh');
 const PER_ACCOUNT = 16_700;
 const KILLS = 10;
 /** Messages of each account held back until the kills and stops are done. */
@@ -44,40 +36,7 @@ const STOP_AFTER_RUNNING_MS = 5000;
 /** The broker restarts after this many kills. */
 const RESTART_AFTER_KILLS = 3;
 
-/** A port where it and the next one (the controller) are free. */
-async function freePortPair(): Promise<number> {
-  const free = (port: number): Promise<boolean> =>
-    new Promise((resolve) => {
-      const server = createServer();
-      server.once('error', () => { resolve(false); });
-      server.listen(port, '127.0.0.1', () => server.close(() => { resolve(true); }));
-    });
-  for (let port = 29_200 + 2 * Math.floor(Math.random() * 300); port < 29_900; port += 2) {
-    if ((await free(port)) && (await free(port + 1))) return port;
-  }
-  throw new Error('no free port pair for the test broker');
-}
-
-let port = 0;
-let env: NodeJS.ProcessEnv = {};
-let stateDir = '';
-
-async function broker(command: 'start' | 'stop'): Promise<void> {
-  await execFileAsync('bash', [SCRIPT, command], { env, cwd: ROOT, timeout: 180_000 });
-}
-
-beforeAll(async () => {
-  port = await freePortPair();
-  env = { ...process.env, KAFKA_PORT: String(port), KAFKA_HEAP: '320m' };
-  stateDir = join(process.env['KAFKA_CACHE_DIR'] ?? join(ROOT, '.cache', 'kafka'), `broker-${port}`);
-  await rm(stateDir, { recursive: true, force: true });
-  await broker('start');
-}, 240_000);
-
-afterAll(async () => {
-  await broker('stop').catch(() => undefined);
-  await rm(stateDir, { recursive: true, force: true });
-}, 120_000);
+const own = useOwnBroker();
 
 const timing = process.env['MSGPIPE_TEST_TIMING'] === '1';
 
@@ -170,7 +129,7 @@ async function stopWithin(slot: Slot, timeoutMs: number, repeated = false): Prom
 describe('distributed pipeline under failures', () => {
   it('survives kill -9 of ingest, transform and sink processes, graceful stops and a broker restart with exact contents', async () => {
     await withTempDir('kafka-crash', async (dir) => {
-      const brokers = [`127.0.0.1:${port}`];
+      const brokers = own.brokers;
       const kafka: Kafka = testKafka(brokers);
       const prefix = uniqueTopic('crash');
       // The test releases the messages itself, 200 per second per account, and holds the last
@@ -202,9 +161,9 @@ describe('distributed pipeline under failures', () => {
             await sleep(1000 + Math.floor(Math.random() * 1500));
             if (kills === RESTART_AFTER_KILLS && !brokerRestarted) {
               const b0 = Date.now();
-              await broker('stop');
+              await own.stop();
               await sleep(1000);
-              await broker('start');
+              await own.start();
               brokerRestarted = true;
               phases['brokerRestartMs'] = Date.now() - b0;
               continue;
