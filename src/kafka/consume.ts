@@ -152,7 +152,8 @@ export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConf
       timer = undefined;
       if (stopped) return;
       // A join that fails again comes back as another CRASH event, a failed connect here.
-      consumer.connect().then(() => consumer.run(runConfig)).catch((err: unknown) => {
+      // The owner may stop it while it connects: leave it disconnected then.
+      consumer.connect().then(() => (stopped ? consumer.disconnect() : consumer.run(runConfig))).catch((err: unknown) => {
         crashedFor(err instanceof Error ? err : new Error(String(err)));
       });
     }, delay);

@@ -31,11 +31,14 @@ class StandInConsumer extends EventEmitter {
   disconnects = 0;
   /** Errors the next connects reject with, one each. */
   readonly connectFailures: Error[] = [];
+  /** While set, connects wait for it. */
+  connectGate: Promise<void> | undefined;
 
-  connect(): Promise<void> {
+  async connect(): Promise<void> {
     this.connects += 1;
     const failure = this.connectFailures.shift();
-    return failure === undefined ? Promise.resolve() : Promise.reject(failure);
+    await this.connectGate;
+    if (failure !== undefined) throw failure;
   }
   subscribe(): Promise<void> {
     return Promise.resolve();
@@ -187,5 +190,23 @@ describe('consumer loop after a crash kafkajs does not restart from', () => {
     expect(consumer.runs).toBe(1);
     expect(consumer.disconnects).toBe(1);
     expect(crashedWith()).toBeUndefined();
+  });
+
+  it('leaves the consumer disconnected when the stop came while it connected again', async () => {
+    const consumer = new StandInConsumer();
+    const { loop } = await startLoop(consumer);
+    let open: () => void = () => undefined;
+    consumer.connectGate = new Promise((resolve) => {
+      open = resolve;
+    });
+    consumer.crash(coordinatorNotFound());
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(consumer.connects).toBe(2);
+    await loop.stop();
+    open();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(consumer.runs).toBe(1);
+    // The loop's own disconnect, and the one after the late connect.
+    expect(consumer.disconnects).toBe(2);
   });
 });
