@@ -1,7 +1,7 @@
 /**
  * The distributed mode survives kill -9 of any role process at random moments, graceful stops
- * by a repeated SIGTERM, and a broker restart while 50k messages flow: at the end nothing is
- * missing and nothing is doubled.
+ * by a repeated SIGTERM, and two broker restarts (a controlled shutdown, then a SIGKILL) while
+ * 50k messages flow: at the end nothing is missing and nothing is doubled.
  *
  * The test runs a broker of its own (scripts/kafka.sh on a free port, fresh state) so it can
  * restart it; the shared development broker is never touched.
@@ -33,8 +33,14 @@ const STOP_DEADLINE_MS = 35_000;
  * loading, before its handlers exist, would die of the signal (a kill, not a stop).
  */
 const STOP_AFTER_RUNNING_MS = 5000;
-/** The broker restarts after this many kills. */
-const RESTART_AFTER_KILLS = 3;
+/**
+ * The broker restarts after this many kills: first a controlled shutdown (`kafka.sh stop`), then
+ * a SIGKILL, after which the broker no longer knows the group members.
+ */
+const BROKER_RESTARTS: readonly { readonly afterKills: number; readonly how: 'stop' | 'kill' }[] = [
+  { afterKills: 3, how: 'stop' },
+  { afterKills: 6, how: 'kill' },
+];
 
 const own = useOwnBroker();
 
@@ -127,7 +133,7 @@ async function stopWithin(slot: Slot, timeoutMs: number, repeated = false): Prom
 }
 
 describe('distributed pipeline under failures', () => {
-  it('survives kill -9 of ingest, transform and sink processes, graceful stops and a broker restart with exact contents', async () => {
+  it('survives kill -9 of ingest, transform and sink processes, graceful stops and broker restarts (stopped, then killed) with exact contents', async () => {
     await withTempDir('kafka-crash', async (dir) => {
       const brokers = own.brokers;
       const kafka: Kafka = testKafka(brokers);
@@ -155,17 +161,18 @@ describe('distributed pipeline under failures', () => {
         const stopped: Record<Role, number> = { ingest: 0, transform: 0, sink: 0 };
         let kills = 0;
         let stops = 0;
-        let brokerRestarted = false;
+        let brokerRestarts = 0;
         try {
-          while (kills < KILLS || stops < STOPS || !brokerRestarted) {
+          while (kills < KILLS || stops < STOPS || brokerRestarts < BROKER_RESTARTS.length) {
             await sleep(1000 + Math.floor(Math.random() * 1500));
-            if (kills === RESTART_AFTER_KILLS && !brokerRestarted) {
+            const restart = BROKER_RESTARTS[brokerRestarts];
+            if (restart !== undefined && kills >= restart.afterKills) {
               const b0 = Date.now();
-              await own.stop();
+              await (restart.how === 'stop' ? own.stop() : own.kill());
               await sleep(1000);
               await own.start();
-              brokerRestarted = true;
-              phases['brokerRestartMs'] = Date.now() - b0;
+              brokerRestarts += 1;
+              phases[`broker${restart.how === 'stop' ? 'Stop' : 'Kill'}RestartMs`] = Date.now() - b0;
               continue;
             }
             const dead = slots.find((s) => !alive(s.proc));
