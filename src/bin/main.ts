@@ -10,6 +10,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 
 import { type Config, LOG_LEVELS, loadConfig, parseConfig } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
+import { releaseStopSignals, releaseStopSignalsToDefault } from '../core/early-signals.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { signUrl } from '../query/index.ts';
@@ -69,6 +70,9 @@ function logLevel(fallback: string): string {
   return level;
 }
 
+/** Commands that install a lifecycle (src/core/lifecycle.ts) and drain on a stop signal. */
+const OWN_LIFECYCLE = new Set(['run', 'demo', 'simulate']);
+
 /** `msgpipe sql` options that take a value: the word after one of them is that value. */
 const SQL_VALUE_OPTIONS = new Set(['-c', '--config', '-f', '--format']);
 
@@ -102,6 +106,11 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     .exitOverride()
     .configureOutput({ writeOut: (s) => out.write(s), writeErr: (s) => process.stderr.write(s) })
     .showHelpAfterError();
+  // Stop signals held while the command line loaded (bin/msgpipe.js) go to the lifecycle of a
+  // long-running command; the others take them with the default action again, from here on.
+  program.hook('preAction', (_program, action) => {
+    if (!OWN_LIFECYCLE.has(action.name())) releaseStopSignalsToDefault();
+  });
 
   program
     .command('run')
@@ -212,6 +221,7 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     else process.stderr.write(`msgpipe: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   } finally {
+    releaseStopSignals();
     log?.flush();
   }
 }

@@ -13,6 +13,7 @@
  */
 import type { Logger } from 'pino';
 
+import { releaseStopSignals } from './early-signals.ts';
 import { libcFunction } from './libc.ts';
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
@@ -91,6 +92,11 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
     process.on(sig, handler);
     return [sig, handler] as const;
   });
+  // What bin/msgpipe.js held while the command line loaded (./early-signals.ts).
+  for (const sig of releaseStopSignals()) {
+    options.log.info({ reason: sig }, 'A stop signal came while msgpipe loaded.');
+    stop(sig);
+  }
   const dispose = (): void => {
     for (const [sig, handler] of handlers) process.off(sig, handler);
     if (deadline) clearTimeout(deadline);

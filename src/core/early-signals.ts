@@ -1,0 +1,50 @@
+/**
+ * Stop signals that arrive while the command line loads. Loading msgpipe's modules takes about
+ * 0.4 s before a long-running command installs its lifecycle (./lifecycle.ts); a SIGTERM or
+ * Ctrl-C in that time would end the process with the signal's default action, as a kill, and
+ * a supervisor stopping a service that just started would see it die instead of exit 0.
+ *
+ * bin/msgpipe.js loads this module alone and holds the signals before it loads the rest. The
+ * lifecycle takes over what was held; a command without a lifecycle releases the hold before
+ * it starts, and a signal held until then is raised again with its default action.
+ *
+ * No imports: this module must load in a few milliseconds.
+ */
+
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
+interface Hold {
+  readonly signals: NodeJS.Signals[];
+  readonly handler: (signal: NodeJS.Signals) => void;
+}
+
+let hold: Hold | undefined;
+
+/** From now on, stop signals are recorded instead of ending the process. */
+export function holdStopSignals(): void {
+  if (hold !== undefined) return;
+  const signals: NodeJS.Signals[] = [];
+  const handler = (signal: NodeJS.Signals): void => {
+    signals.push(signal);
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, handler);
+  hold = { signals, handler };
+}
+
+/** Ends the hold and returns the signals that arrived during it, in order (none without a hold). */
+export function releaseStopSignals(): NodeJS.Signals[] {
+  if (hold === undefined) return [];
+  for (const signal of STOP_SIGNALS) process.off(signal, hold.handler);
+  const { signals } = hold;
+  hold = undefined;
+  return signals;
+}
+
+/**
+ * Ends the hold for a command that handles no stop signal itself: a signal that arrived during
+ * it is raised again, and ends the process as it would have without the hold.
+ */
+export function releaseStopSignalsToDefault(): void {
+  const first = releaseStopSignals()[0];
+  if (first !== undefined && process.listenerCount(first) === 0) process.kill(process.pid, first);
+}
