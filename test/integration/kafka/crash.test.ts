@@ -29,8 +29,8 @@ const STOPS = 3;
 /** How long a stopped role may take: its drain deadline is 30 s (src/core/lifecycle.ts). */
 const STOP_DEADLINE_MS = 35_000;
 /**
- * A graceful stop goes to a process running for at least this long: one signalled while still
- * loading, before its handlers exist, would die of the signal (a kill, not a stop).
+ * A graceful stop goes to a process running for at least this long, so that it has fetched work
+ * to drain (one signalled while loading stops at once: test/integration/early-signal.test.ts).
  */
 const STOP_AFTER_RUNNING_MS = 5000;
 /**
