@@ -11,7 +11,7 @@ export default defineConfig(
   ...tseslint.configs.stylisticTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'test/fixtures/lifecycle/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
     },
     rules: {
       'no-console': 'error',

@@ -115,6 +115,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     );
     const { readiness } = ops;
     lifecycle.signal.addEventListener('abort', () => { readiness.drain(); }, { once: true });
+    if (lifecycle.signal.aborted) readiness.drain();
     const run = await startEmbedded(config, log, lifecycle.signal, ops, { query: true });
     let examplesShown = false;
     if (options.duration !== undefined) {

@@ -10,7 +10,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 
 import { type Config, LOG_LEVELS, loadConfig, parseConfig } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
-import { releaseStopSignals, releaseStopSignalsToDefault } from '../core/early-signals.ts';
+import { releaseStopSignalsToDefault } from '../core/early-signals.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { signUrl } from '../query/index.ts';
@@ -221,7 +221,9 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     else process.stderr.write(`msgpipe: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   } finally {
-    releaseStopSignals();
     log?.flush();
+    // A command that ended without taking the held signals (help, a usage error, a run that
+    // failed before its lifecycle) ends by the signal, as it would have without the hold.
+    releaseStopSignalsToDefault();
   }
 }

@@ -47,8 +47,11 @@ export class BatchAbandonedError extends Error {
 const DRAIN_MS = 20_000;
 
 /**
- * How long a consumer that lost the broker keeps connecting again without joining its group
- * before the role fails: a broker restart takes tens of seconds (scripts/kafka.sh allows 60 s).
+ * How long a consumer that lost the broker keeps connecting again without joining its group:
+ * the first attempt that fails after it fails the role. A broker restart takes tens of seconds
+ * (scripts/kafka.sh allows 60 s). One attempt retries as long as the client's retries allow
+ * (about 5 minutes for the role processes, ROLE_RETRY), so a broker that stays away fails the
+ * role within about 7 minutes.
  */
 const RECONNECT_WINDOW_MS = 120_000;
 const RECONNECT_MAX_DELAY_MS = 5_000;
@@ -101,29 +104,63 @@ export function curedByReconnect(error: unknown): boolean {
   return causes(error).some((e) => CURED_BY_RECONNECT.has(e.name) || CURED_BY_REJOIN.has(errorType(e) ?? ''));
 }
 
-/** Whether the error or one of its causes says the member no longer owns its partitions. */
-function partitionLost(error: unknown): boolean {
-  return causes(error).some((e) => LOST.has(errorType(e) ?? ''));
+/**
+ * Group errors kafkajs's runner answers with a new join at once when they reach it unwrapped
+ * from a batch handler (kafkajs src/consumer/runner.js); wrapped by a retrier they end the
+ * consumer instead.
+ */
+const REJOIN_AT_ONCE = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'REBALANCE_IN_PROGRESS', 'NOT_COORDINATOR_FOR_GROUP']);
+
+/**
+ * For an offset commit the group refused because it moved on without this member: the kafkajs
+ * error to throw from the handler so kafkajs rejoins at once (undefined: none to throw, the
+ * batch is just left), or `false` for any other failure.
+ */
+function refusedCommit(error: unknown): Error | undefined | false {
+  const chain = causes(error);
+  const rejoin = chain.find((e) => REJOIN_AT_ONCE.has(errorType(e) ?? ''));
+  if (rejoin !== undefined) return rejoin;
+  return chain.some((e) => LOST.has(errorType(e) ?? '')) ? undefined : false;
+}
+
+/** Resolves when `promise` settles or after `ms`, whichever comes first. */
+export async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Watches a running consumer for crashes; see {@link superviseConsumer}. */
 export interface CrashSupervisor {
   /** Rejects when the consumer crashed for good. */
   readonly crashed: Promise<never>;
-  /** No reconnect from now on (the owner stops the consumer). */
-  stop(): void;
+  /**
+   * No reconnect from now on; resolves once an attempt under way has settled, so the owner
+   * does not stop the consumer while kafkajs starts a run (a run stopped before it joined goes
+   * on joining, out of the consumer's reach).
+   */
+  stop(): Promise<void>;
 }
 
 /**
  * Keeps a consumer running through what kafkajs gives up on: a crash it does not restart from,
  * though the broker coming back cures it (a broker going down while the member rejoins its
  * group, kafkajs#1630), is met with connect and run again, backing off, until the member joins
- * or RECONNECT_WINDOW_MS passed without a join. Other crashes reject `crashed`.
+ * or an attempt fails after RECONNECT_WINDOW_MS without a join. Other crashes reject `crashed`.
  */
 export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConfig, log: Logger): CrashSupervisor {
   let stopped = false;
   let crashesSince: number | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let attempt: Promise<void> | undefined;
   let rejectCrash: (err: Error) => void = () => undefined;
   const crashed = new Promise<never>((_resolve, reject) => {
     rejectCrash = reject;
@@ -153,9 +190,15 @@ export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConf
       if (stopped) return;
       // A join that fails again comes back as another CRASH event, a failed connect here.
       // The owner may stop it while it connects: leave it disconnected then.
-      consumer.connect().then(() => (stopped ? consumer.disconnect() : consumer.run(runConfig))).catch((err: unknown) => {
-        crashedFor(err instanceof Error ? err : new Error(String(err)));
-      });
+      attempt = consumer
+        .connect()
+        .then(() => (stopped ? consumer.disconnect() : consumer.run(runConfig)))
+        .catch((err: unknown) => {
+          crashedFor(err instanceof Error ? err : new Error(String(err)));
+        })
+        .finally(() => {
+          attempt = undefined;
+        });
     }, delay);
   }
   return {
@@ -163,6 +206,7 @@ export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConf
     stop() {
       stopped = true;
       clearTimeout(timer);
+      return attempt ?? Promise.resolve();
     },
   };
 }
@@ -314,11 +358,14 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
       try {
         await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
       } catch (err) {
-        // The group moved on without this member (a broker restarted and forgot it): the batch
-        // is handled but not committed, and the partition's next owner takes it again. kafkajs
-        // rejoins on the next fetch; a throw here would end the consumer instead.
-        if (!partitionLost(err)) throw err;
+        // The group moved on without this member (a broker restarted and forgot it, or a
+        // rebalance began): the batch is handled but not committed, and the partition's next
+        // owner takes it again. kafkajs's retrier hands the refusal over wrapped, which would end
+        // the consumer: the kafkajs error itself goes to the runner, which rejoins at once.
+        const refusal = refusedCommit(err);
+        if (refusal === false) throw err;
         log.warn({ err, topic: batch.topic, partition: batch.partition, firstOffset: first.offset }, 'Partition lost before its offset commit; its records are left to the next owner.');
+        if (refusal !== undefined) throw refusal;
         return;
       }
       // A consumer stopped meanwhile (a drain past its time) returns without committing.
@@ -337,20 +384,17 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
    */
   async function drainAndLeave(): Promise<void> {
     stopping = true;
-    supervisor.stop();
+    const drainBy = Date.now() + DRAIN_MS;
+    // A reconnect under way first: a consumer stopped while kafkajs starts its run would go on
+    // joining the group after the disconnect, out of reach.
+    await settledWithin(supervisor.stop(), DRAIN_MS);
     try {
       consumer.pause(options.topics.map((topic) => ({ topic })));
       if (inFlight > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((resolve) => {
-            drained = resolve;
-          }),
-          new Promise<void>((resolve) => {
-            timer = setTimeout(resolve, DRAIN_MS);
-          }),
-        ]);
-        clearTimeout(timer);
+        const allDrained = new Promise<void>((resolve) => {
+          drained = resolve;
+        });
+        await settledWithin(allDrained, Math.max(0, drainBy - Date.now()));
       }
     } catch (err) {
       log.debug({ err }, 'Consumer not running at stop; leaving the group.');

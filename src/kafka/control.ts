@@ -15,7 +15,7 @@ import type { Wakeups } from '../core/pipeline.ts';
 import type { ConsumerRunConfig, Kafka, Producer } from './client.ts';
 import { createIdempotentProducer, retryKafka } from './client.ts';
 import { decodeSyncRequest, encodeSyncRequest } from './codec.ts';
-import { superviseConsumer } from './consume.ts';
+import { settledWithin, superviseConsumer } from './consume.ts';
 import type { Topics } from './topics.ts';
 
 /** Publishes sync requests; the shape the query API's `SyncTrigger` expects. */
@@ -94,7 +94,8 @@ export async function startSyncListener(kafka: Kafka, topics: Topics, wakeups: W
   return {
     received: () => received,
     async stop() {
-      supervisor.stop();
+      // A reconnect under way settles first: a run stopped before it joined would go on.
+      await settledWithin(supervisor.stop(), 10_000);
       await consumer.disconnect();
       const admin = kafka.admin();
       await admin.connect();

@@ -43,12 +43,21 @@ class StandInConsumer extends EventEmitter {
   subscribe(): Promise<void> {
     return Promise.resolve();
   }
-  run(): Promise<void> {
+  /** While set, runs (kafkajs: until the member joined or crashed) wait for it. */
+  runGate: Promise<void> | undefined;
+  /** Whether a run was under way when each disconnect came. */
+  readonly disconnectedDuringRun: boolean[] = [];
+  private running = false;
+
+  async run(): Promise<void> {
     this.runs += 1;
-    return Promise.resolve();
+    this.running = true;
+    await this.runGate;
+    this.running = false;
   }
   disconnect(): Promise<void> {
     this.disconnects += 1;
+    this.disconnectedDuringRun.push(this.running);
     return Promise.resolve();
   }
   pause(): void {
@@ -195,18 +204,59 @@ describe('consumer loop after a crash kafkajs does not restart from', () => {
   it('leaves the consumer disconnected when the stop came while it connected again', async () => {
     const consumer = new StandInConsumer();
     const { loop } = await startLoop(consumer);
-    let open: () => void = () => undefined;
-    consumer.connectGate = new Promise((resolve) => {
-      open = resolve;
-    });
+    const gate = opening();
+    consumer.connectGate = gate.promise;
     consumer.crash(coordinatorNotFound());
     await vi.advanceTimersByTimeAsync(1000);
     expect(consumer.connects).toBe(2);
-    await loop.stop();
-    open();
+    const stopped = loop.stop();
+    gate.open();
     await vi.advanceTimersByTimeAsync(1000);
+    await stopped;
     expect(consumer.runs).toBe(1);
-    // The loop's own disconnect, and the one after the late connect.
+    // The one after the late connect, and the loop's own.
     expect(consumer.disconnects).toBe(2);
   });
+
+  it('stops the consumer only after a run it started again has settled', async () => {
+    const consumer = new StandInConsumer();
+    const { loop } = await startLoop(consumer);
+    const gate = opening();
+    consumer.runGate = gate.promise;
+    consumer.crash(coordinatorNotFound());
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(consumer.runs).toBe(2);
+    let done = false;
+    const stopped = loop.stop().then(() => {
+      done = true;
+    });
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(done).toBe(false);
+    expect(consumer.disconnects).toBe(0);
+    gate.open();
+    await vi.advanceTimersByTimeAsync(0);
+    await stopped;
+    expect(consumer.disconnectedDuringRun).toEqual([false]);
+  });
+
+  it('stops anyway when a run it started again is still joining at the drain deadline', async () => {
+    const consumer = new StandInConsumer();
+    const { loop } = await startLoop(consumer);
+    consumer.runGate = new Promise(() => undefined);
+    consumer.crash(coordinatorNotFound());
+    await vi.advanceTimersByTimeAsync(1000);
+    const stopped = loop.stop();
+    await vi.advanceTimersByTimeAsync(20_000);
+    await stopped;
+    expect(consumer.disconnects).toBe(1);
+  });
 });
+
+/** A promise and the function that resolves it. */
+function opening(): { promise: Promise<void>; open: () => void } {
+  let open: () => void = () => undefined;
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
