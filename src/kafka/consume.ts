@@ -67,7 +67,6 @@ const CURED_BY_RECONNECT = new Set([
   'KafkaJSConnectionClosedError',
   'KafkaJSBrokerNotFound',
   'KafkaJSRequestTimeoutError',
-  'KafkaJSNumberOfRetriesExceeded',
 ]);
 
 /**
