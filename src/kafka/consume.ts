@@ -155,7 +155,7 @@ export interface CrashSupervisor {
  * group, kafkajs#1630), is met with connect and run again, backing off, until the member joins
  * or an attempt fails after RECONNECT_WINDOW_MS without a join. Other crashes reject `crashed`.
  */
-export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConfig, log: Logger): CrashSupervisor {
+export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConfig, log: Logger, onReconnect?: () => void): CrashSupervisor {
   let stopped = false;
   let crashesSince: number | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -187,6 +187,7 @@ export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConf
     timer = setTimeout(() => {
       timer = undefined;
       if (stopped) return;
+      onReconnect?.();
       // A join that fails again comes back as another CRASH event, a failed connect here.
       // The owner may stop it while it connects: leave it disconnected then.
       attempt = consumer
@@ -236,6 +237,8 @@ export interface ConsumerLoopOptions {
   readonly handle: (batch: PartitionBatch) => Promise<void>;
   /** Called after an offset was committed, with the records it covered. */
   readonly onCommitted?: (topic: string, partition: number, offset: string, records: number) => void;
+  /** Called when the loop connects a consumer kafkajs had ended again (metrics). */
+  readonly onReconnect?: () => void;
 }
 
 /**
@@ -293,7 +296,7 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
       }
     },
   };
-  const supervisor = superviseConsumer(consumer, runConfig, log);
+  const supervisor = superviseConsumer(consumer, runConfig, log, options.onReconnect);
   await consumer.run(runConfig);
 
   async function handleFetched(payload: EachBatchPayload): Promise<void> {

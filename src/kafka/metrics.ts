@@ -7,7 +7,10 @@
  * - `msgpipe_kafka_consumed_records_total{group,topic}`: records this process handled and
  *   committed (its throughput: `rate()` of it);
  * - `msgpipe_kafka_produced_records_total{topic}`: records this process produced and had
- *   acknowledged.
+ *   acknowledged;
+ * - `msgpipe_kafka_consumer_reconnects_total{group}`: attempts to connect again a consumer of
+ *   this process that kafkajs ended for good (the broker away, or its member forgotten;
+ *   src/kafka/consume.ts). A rate above zero for long means the group cannot join.
  */
 import type { Logger } from 'pino';
 
@@ -24,6 +27,7 @@ export interface WatchedGroup {
 export interface KafkaMetrics {
   consumed(group: string, topic: string, records: number): void;
   produced(topic: string, records: number): void;
+  reconnected(group: string): void;
   watchGroup(group: WatchedGroup): void;
   close(): Promise<void>;
 }
@@ -73,6 +77,11 @@ export function registerKafkaMetrics(metrics: Metrics, brokers: readonly string[
     help: 'Records this process produced and the broker acknowledged, by topic.',
     labelNames: ['topic'],
   });
+  const reconnects = metrics.counter({
+    name: 'msgpipe_kafka_consumer_reconnects_total',
+    help: 'Attempts to connect again a consumer of this process that kafkajs had ended, by consumer group.',
+    labelNames: ['group'],
+  });
   metrics.gauge({
     name: 'msgpipe_kafka_consumer_lag',
     help: 'Records after the committed offset of a consumer group this process belongs to, per partition.',
@@ -93,6 +102,7 @@ export function registerKafkaMetrics(metrics: Metrics, brokers: readonly string[
   return {
     consumed: (group, topic, records) => { consumed.inc({ group, topic }, records); },
     produced: (topic, records) => { produced.inc({ topic }, records); },
+    reconnected: (group) => { reconnects.inc({ group }); },
     watchGroup: (group) => { groups.push(group); },
     close: async () => {
       const a = admin;

@@ -44,6 +44,7 @@ export interface DistributedOptions {
 const NO_METRICS: KafkaMetrics = {
   consumed: () => undefined,
   produced: () => undefined,
+  reconnected: () => undefined,
   watchGroup: () => undefined,
   close: () => Promise.resolve(),
 };
@@ -177,6 +178,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
         log: log.child({ component: 'kafka.sink' }),
         writerStats,
         onCommitted: (topic, _partition, _offset, records) => { metrics.consumed(group, topic, records); },
+        onReconnect: () => { metrics.reconnected(group); },
         ...(ops === undefined ? {} : { observer: ops.metrics.sinkObserver }),
       }), (r) => r.stop());
       sink = running;
@@ -193,6 +195,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
         sessionTimeoutMs: kafkaConfig.sessionTimeoutMs,
         log: log.child({ component: 'kafka.transform' }),
         onCommitted: (topic, _partition, _offset, records) => { metrics.consumed(group, topic, records); },
+        onReconnect: () => { metrics.reconnected(group); },
         onProduced: (topic, records) => { metrics.produced(topic, records); },
       }), (r) => r.stop());
       transform = running;

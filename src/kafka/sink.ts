@@ -36,6 +36,8 @@ export interface KafkaSinkOptions {
   readonly log: Logger;
   readonly clock?: () => number;
   readonly onCommitted?: (topic: string, partition: number, offset: string, records: number) => void;
+  /** Called when a consumer kafkajs had ended is connected again (metrics). */
+  readonly onReconnect?: () => void;
   /** Told about every stored batch (metrics). */
   readonly observer?: SinkObserver;
   /** The writers' counters summed over every batch (metrics read it at scrape time). */
@@ -314,6 +316,7 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
           minBytes: SINK_FETCH_MIN_BYTES,
           handle: handler(),
           ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
+          ...(options.onReconnect === undefined ? {} : { onReconnect: options.onReconnect }),
         }),
       );
     }

@@ -38,6 +38,8 @@ export interface KafkaTransformOptions {
   readonly log: Logger;
   readonly clock?: () => number;
   readonly onCommitted?: (topic: string, partition: number, offset: string, records: number) => void;
+  /** Called when a consumer kafkajs had ended is connected again (metrics). */
+  readonly onReconnect?: () => void;
   /** Called after records were produced and acknowledged. */
   readonly onProduced?: (topic: string, records: number) => void;
 }
@@ -268,6 +270,7 @@ export async function startKafkaTransform(options: KafkaTransformOptions): Promi
           sessionTimeoutMs: options.sessionTimeoutMs,
           handle,
           ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
+          ...(options.onReconnect === undefined ? {} : { onReconnect: options.onReconnect }),
         }),
       );
     }

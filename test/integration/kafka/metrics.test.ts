@@ -43,11 +43,14 @@ describe('kafka metrics', () => {
         await admin.setOffsets({ groupId, topic, partitions: [{ partition: 0, offset: '2' }, { partition: 1, offset: '2' }] });
         km.consumed(groupId, topic, 4);
         km.produced('out', 7);
+        km.reconnected(groupId);
+        km.reconnected(groupId);
         samples = parseMetrics(await metrics.text());
         expect(sampleValue(samples, 'msgpipe_kafka_consumer_lag', { group: groupId, topic, partition: '0' })).toBe(1);
         expect(sampleValue(samples, 'msgpipe_kafka_consumer_lag', { group: groupId, topic, partition: '1' })).toBe(0);
         expect(sumSamples(samples, 'msgpipe_kafka_consumed_records_total', { group: groupId })).toBe(4);
         expect(sampleValue(samples, 'msgpipe_kafka_produced_records_total', { topic: 'out' })).toBe(7);
+        expect(sampleValue(samples, 'msgpipe_kafka_consumer_reconnects_total', { group: groupId })).toBe(2);
       } finally {
         await km.close();
       }

@@ -84,7 +84,11 @@ function coordinatorNotFound(): Error {
 
 async function startLoop(consumer: StandInConsumer) {
   const kafka = { consumer: () => consumer } as unknown as Kafka;
+  let reconnects = 0;
   const loop = await startConsumerLoop({
+    onReconnect: () => {
+      reconnects += 1;
+    },
     kafka,
     groupId: 'g',
     topics: ['t'],
@@ -97,7 +101,7 @@ async function startLoop(consumer: StandInConsumer) {
   loop.crashed.catch((err: unknown) => {
     crashed = err;
   });
-  return { loop, crashedWith: () => crashed };
+  return { loop, crashedWith: () => crashed, reconnects: () => reconnects };
 }
 
 describe('curedByReconnect', () => {
@@ -119,7 +123,7 @@ describe('consumer loop after a crash kafkajs does not restart from', () => {
 
   it('connects and runs the consumer again until it joins, and the role keeps going', async () => {
     const consumer = new StandInConsumer();
-    const { loop, crashedWith } = await startLoop(consumer);
+    const { loop, crashedWith, reconnects } = await startLoop(consumer);
     expect(consumer.runs).toBe(1);
 
     consumer.crash(coordinatorNotFound());
@@ -133,6 +137,8 @@ describe('consumer loop after a crash kafkajs does not restart from', () => {
     await vi.advanceTimersByTimeAsync(5000);
     expect(consumer.connects).toBe(4);
     expect(consumer.runs).toBe(3);
+    // Every attempt counts (metrics), the failed connect too.
+    expect(reconnects()).toBe(3);
     consumer.join();
     expect(crashedWith()).toBeUndefined();
     await loop.stop();
