@@ -11,7 +11,8 @@
  * No imports: this module must load in a few milliseconds.
  */
 
-const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+/** The signals that stop msgpipe; the lifecycle (./lifecycle.ts) handles the same ones. */
+export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 interface Hold {
   readonly signals: NodeJS.Signals[];

@@ -13,10 +13,8 @@
  */
 import type { Logger } from 'pino';
 
-import { releaseStopSignals } from './early-signals.ts';
+import { releaseStopSignals, STOP_SIGNALS } from './early-signals.ts';
 import { libcFunction } from './libc.ts';
-
-const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 type ExitFunction = (status: number) => void;
 let libcExit: ExitFunction | null | undefined;
@@ -87,7 +85,7 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
     deadline.unref();
     controller.abort(new Error(`stopped by ${reason}`));
   };
-  const handlers = SIGNALS.map((sig) => {
+  const handlers = STOP_SIGNALS.map((sig) => {
     const handler = (): void => { stop(sig); };
     process.on(sig, handler);
     return [sig, handler] as const;
@@ -109,7 +107,7 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
       dispose();
       // A signal repeated while the process winds down (npx forwarding it, a second Ctrl-C) must
       // not turn a finished run into a killed one: keep handlers that only log it.
-      const quiet = SIGNALS.map((sig) => {
+      const quiet = STOP_SIGNALS.map((sig) => {
         const handler = (): void => { options.log.info({ reason: sig, code }, 'Already finished; exiting.'); };
         process.on(sig, handler);
         return [sig, handler] as const;

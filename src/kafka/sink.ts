@@ -61,10 +61,11 @@ export function addWriterStats(into: WriterStats, from: WriterStats): void {
 /** The store as the writer of one batch sees it: every insert token is scoped to the offset range. */
 export function rangeScopedStore(store: Store, range: string): Store {
   const scoped = (table: string, options: InsertOptions = {}): InsertOptions => ({ ...options, dedupToken: `${range}:${options.dedupToken ?? table}` });
+  const forget = store.forget?.bind(store);
   return wrapStore(store, {
     insert: (table, rows, options) => store.insert(table, rows, scoped(table, options)),
     // The insert journal names a file by the token it was sent with.
-    ...(store.forget === undefined ? {} : { forget: (table: string, options?: InsertOptions) => store.forget?.(table, scoped(table, options)) ?? Promise.resolve() }),
+    ...(forget === undefined ? {} : { forget: (table: string, options?: InsertOptions) => forget(table, scoped(table, options)) }),
     close: () => Promise.resolve(),
   });
 }
