@@ -74,6 +74,11 @@ const MAX_EDIT_PAGES = 20;
 
 /** Backoff for transient failures: 0.5 s doubling to 60 s, forever (until stopped). */
 const TRANSIENT_RETRY: RetryPolicy = { attempts: Infinity, minMs: 500, maxMs: 60_000, factor: 2 };
+/**
+ * Attempts of one read before its chat (or the conversation list) is set back with a backoff of
+ * its own: a chat whose reads keep failing must not hold up the account's other chats.
+ */
+const READ_ATTEMPTS = 5;
 const PARK_RETRY_MS = 60_000;
 const MAX_IDLE_FACTOR = 10;
 
@@ -242,6 +247,8 @@ export class YunhuSource implements Source {
   readonly stats: SourceStats = newSourceStats();
   private readonly config: YunhuSourceConfig;
   private readonly retryPolicy: RetryPolicy;
+  /** {@link retryPolicy} with at most {@link READ_ATTEMPTS} attempts: one provider read. */
+  private readonly readPolicy: RetryPolicy;
   private readonly parkRetryMs: number;
   private readonly base: string;
   /** Chat stream → stored high-water msg_seq (loaded once, then kept up to date). */
@@ -264,6 +271,7 @@ export class YunhuSource implements Source {
   constructor(config: YunhuSourceConfig, options: YunhuSourceOptions = {}) {
     this.config = config;
     this.retryPolicy = options.retry ?? TRANSIENT_RETRY;
+    this.readPolicy = { ...this.retryPolicy, attempts: Math.min(this.retryPolicy.attempts, READ_ATTEMPTS) };
     this.parkRetryMs = options.parkRetryMs ?? PARK_RETRY_MS;
     this.name = config.name;
     this.origin = Object.freeze({
@@ -316,10 +324,11 @@ export class YunhuSource implements Source {
   }
 
   /**
-   * One pass over every chat; returns how many new messages it handed on. An unusable answer
-   * (dead-lettered by {@link bad}) sets its chat back with a backoff of its own and the pass goes
-   * on, so a dissolved group or a mistyped chat id does not stop the account's other chats. The
-   * account-wide failures (a refused token, a provider down past the retries) end the pass.
+   * One pass over every chat; returns how many new messages it handed on. A read that fails (an
+   * unusable answer, dead-lettered by {@link bad}; a permanent HTTP status; transient failures
+   * past {@link READ_ATTEMPTS}) sets its chat back with a backoff of its own and the pass goes
+   * on, so a dissolved group, a mistyped chat id or one chat the provider cannot serve does not
+   * stop the account's other chats. A refused token ends the pass.
    */
   private async round(ctx: SourceContext, log: SourceContext['log']): Promise<{ fresh: number; answered: boolean }> {
     let reads = 0;
@@ -351,14 +360,27 @@ export class YunhuSource implements Source {
       this.backoff.delete(key);
       return { ran: true, ok: true, value };
     } catch (err) {
-      if (!(err instanceof BadPosition)) throw err;
+      if (!this.isReadFailure(err)) throw err;
       this.stats.errors++;
       const failures = (backoff?.failures ?? 0) + 1;
       const waitMs = backoffMs(this.retryPolicy, failures);
       this.backoff.set(key, { failures, until: Date.now() + waitMs });
-      log.warn({ stream: key, code: err.bad.code, reason: err.bad.message, attempt: failures, waitMs }, 'Unusable answer kept as a dead letter; asking again later.');
+      if (err instanceof BadPosition) {
+        log.warn({ stream: key, code: err.bad.code, reason: err.bad.message, attempt: failures, waitMs }, 'Unusable answer kept as a dead letter; asking again later.');
+      } else {
+        log.error({ err, stream: key, attempt: failures, waitMs }, 'Read failed; asking again later, the other chats go on.');
+      }
       return { ran: true, ok: false, value: undefined };
     }
+  }
+
+  /**
+   * A failure of one read, which sets back that read alone: an unusable answer, or the provider's
+   * failure to answer (a permanent HTTP status, transient failures past the attempts). Not a
+   * refused token (the whole account), not a page the pipeline refused, not a stop, not a bug.
+   */
+  private isReadFailure(err: unknown): err is MsgpipeError {
+    return err instanceof MsgpipeError && !(err instanceof AuthError) && !isProgrammerError(err);
   }
 
   private async refreshChats(ctx: SourceContext, log: SourceContext['log']): Promise<void> {
@@ -441,7 +463,11 @@ export class YunhuSource implements Source {
     }
   }
 
-  /** Fetches edit histories where needed and emits one page. */
+  /**
+   * Fetches edit histories where needed and emits one page. A history that cannot be read does
+   * not hold the page back: the message goes on without it (its latest content and edit time are
+   * in the message itself), and the failed answer is a dead letter ({@link bad}).
+   */
   private async emitMessages(ctx: SourceContext, chat: YunhuChat, before: bigint, after: bigint, messages: readonly Listed[]): Promise<void> {
     const stream = chatStream(chat);
     const seen = this.seen.get(stream);
@@ -454,7 +480,7 @@ export class YunhuSource implements Source {
     for (const m of messages) {
       push(m.bytes);
       if (m.msgId !== undefined && m.msgId !== '' && m.editTime !== '0' && seen?.get(m.msgId)?.editTime !== m.editTime) {
-        for (const entry of await this.editHistory(ctx, stream, m.msgId)) push(entry);
+        for (const entry of await this.editHistoryOrNone(ctx, stream, m.msgId)) push(entry);
       }
     }
     this.stats.pages++;
@@ -524,6 +550,18 @@ export class YunhuSource implements Source {
     return list.spans.map((s) => listed(body.subarray(s.start, s.end)));
   }
 
+  /** {@link editHistory}, or none when it cannot be read (logged; an unusable answer is a dead letter). */
+  private async editHistoryOrNone(ctx: SourceContext, stream: string, msgId: string): Promise<Uint8Array[]> {
+    try {
+      return await this.editHistory(ctx, stream, msgId);
+    } catch (err) {
+      if (!this.isReadFailure(err) || ctx.signal.aborted) throw err;
+      this.stats.errors++;
+      ctx.log.warn({ err, source: this.name, stream, msgId }, 'Edit history could not be read; the message goes on without it.');
+      return [];
+    }
+  }
+
   /** The edit history entries of a message, each as its exact JSON bytes. */
   private async editHistory(ctx: SourceContext, stream: string, msgId: string): Promise<Uint8Array[]> {
     const entries: Uint8Array[] = [];
@@ -589,7 +627,7 @@ export class YunhuSource implements Source {
     throw new BadPosition(bad);
   }
 
-  /** POSTs with retries of transient failures; returns the 2xx body. */
+  /** POSTs with retries of transient failures, at most {@link READ_ATTEMPTS}; returns the 2xx body. */
   private async request(ctx: SourceContext, path: string, body: Uint8Array, contentType = PROTOBUF): Promise<Uint8Array> {
     const url = `${this.base}${path}`;
     const res = await retry(
@@ -603,7 +641,7 @@ export class YunhuSource implements Source {
         );
       },
       {
-        policy: this.retryPolicy,
+        policy: this.readPolicy,
         signal: ctx.signal,
         onRetry: (err, attempt, waitMs) => {
           this.stats.errors++;

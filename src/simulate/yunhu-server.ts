@@ -12,8 +12,10 @@
  * Faults (per account or `'*'`): `errorRate` (HTTP 502/503), `rateLimitRate` (429 with
  * Retry-After), `errorStatusRate` (HTTP 200 with `status.code` -1), `malformedRate` (a cut
  * protobuf body), `latencyMs`, `tokenExpiresAfter` (then `status.code` -101 "未登录" until
- * renewToken), `goneChats` (status -1 "会话不存在" for those chats only). They apply to the read
- * endpoints; send, edit and recall only see latency.
+ * renewToken), `goneChats` (status -1 "会话不存在" for those chats only), `chatHttpStatus` (an
+ * HTTP status, such as 404 or 503, for every read of those chats), `failingEditRecords` (the
+ * edit record answers status -1 "消息不存在"). They apply to the read endpoints; send, edit and
+ * recall only see latency.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -39,6 +41,10 @@ export interface YunhuSimFaults {
   readonly tokenExpiresAfter?: number | null;
   /** Chats (`<chatType>:<chatId>`) whose reads answer status -1 "会话不存在", as for a dissolved group. */
   readonly goneChats?: readonly string[];
+  /** Chats (`<chatType>:<chatId>`) whose reads answer this HTTP status with an HTML body. */
+  readonly chatHttpStatus?: Readonly<Record<string, number>>;
+  /** The edit record answers status -1 "消息不存在" for every message. */
+  readonly failingEditRecords?: boolean;
 }
 
 /** {@link YunhuSimFaults} as the `/_sim` routes accept them. */
@@ -51,6 +57,8 @@ const yunhuFaultsSchema = z.strictObject({
   latencyMs: z.int().min(0).max(120_000).optional(),
   tokenExpiresAfter: z.int().min(0).nullable().optional(),
   goneChats: z.array(z.string().regex(/^[123]:.+$/)).optional(),
+  chatHttpStatus: z.record(z.string().regex(/^[123]:.+$/), z.int().min(400).max(599)).optional(),
+  failingEditRecords: z.boolean().optional(),
 });
 
 export interface YunhuSimAccountInput {
@@ -265,6 +273,11 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
       record(s, { path, chat, msgStart, outcome: 'error', items: 0, body: undefined });
       return reply.code(dice.chance(0.5) ? 502 : 503).type('text/html').send('<html><title>502 Bad Gateway</title></html>');
     }
+    const httpStatus = chat === '' ? undefined : f.chatHttpStatus?.[chat];
+    if (httpStatus !== undefined) {
+      record(s, { path, chat, msgStart, outcome: 'error', items: 0, body: undefined });
+      return reply.code(httpStatus).type('text/html').send(`<html><title>${String(httpStatus)}</title></html>`);
+    }
     if (chat !== '' && f.goneChats?.includes(chat) === true) {
       const body = Buffer.from(statusOnly(-1, '会话不存在'));
       record(s, { path, chat, msgStart, outcome: 'error_status', items: 0, body });
@@ -368,6 +381,11 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
     const admitted = await admit(req, reply, '/v1/msg/list-message-edit-record', '', '', true);
     if (!('account' in admitted)) return admitted;
     const s = admitted;
+    if (faultsOf(s).failingEditRecords === true) {
+      const failed = Buffer.from('{"code":-1,"msg":"消息不存在"}');
+      record(s, { path: '/v1/msg/list-message-edit-record', chat: '', msgStart: '', outcome: 'error_status', items: 0, body: failed });
+      return reply.code(200).type('application/json').send(failed);
+    }
     const size = Math.max(1, Math.min(Number(body['size']) || 10, 100));
     const page = Math.max(1, Number(body['page']) || 1);
     let edits: YunhuSimMessage['edits'] = [];

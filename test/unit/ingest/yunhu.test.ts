@@ -179,6 +179,54 @@ describe('yunhu source', () => {
     await r.stop();
   });
 
+  it('reads the other chats while one answers HTTP 404 and another 503 past the retries, and reads both once they recover', async () => {
+    const sim = await simulator();
+    // The failing chats come first in the pass, so a pass that stopped at them would never reach the third.
+    const source = build(sim, { rereadWindow: 0, chats: ACCOUNT.chats.map((c) => ({ chatId: c.chatId, chatType: c.chatType })) });
+    sim.setFaults('7311890', { chatHttpStatus: { '2:51309476': 404, '1:7356214': 503 } });
+    const r = run(source);
+    await vi.waitFor(() => { expect(r.cursors.get('3:82041957')).toBe('7'); }, WAIT);
+    // Each failing chat is asked again in later passes, not once and never again.
+    await vi.waitFor(() => {
+      expect(sim.received('7311890').filter((x) => x.chat === '2:51309476').length).toBeGreaterThanOrEqual(3);
+      // The 503 chat: 5 attempts per read, then its own backoff, then another read.
+      expect(sim.received('7311890').filter((x) => x.chat === '1:7356214').length).toBeGreaterThanOrEqual(6);
+    }, WAIT);
+    expect(r.cursors.get('2:51309476')).toBeUndefined();
+    expect(r.cursors.get('1:7356214')).toBeUndefined();
+    sim.clearFaults('7311890');
+    await vi.waitFor(() => {
+      expect(r.cursors.get('2:51309476')).toBe('45');
+      expect(r.cursors.get('1:7356214')).toBe('12');
+    }, WAIT);
+    expect(new Set(msgIds(r.pages)).size).toBe(45 + 12 + 7);
+    await r.stop();
+  });
+
+  it('hands on an edited message without its history when the edit record cannot be read, and keeps reading the chat', async () => {
+    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
+    const chat = { chatId: '7356214', chatType: 1 };
+    const client = yunhuClient(sim.url, 'tok-yh');
+    const a = await client.send(chat, { content: { text: 'v1' } });
+    await client.edit(chat, a, 'v2');
+    sim.setFaults('7311890', { failingEditRecords: true });
+    const r = run(build(sim, { chats: [chat] }));
+    await vi.waitFor(() => { expect(msgIds(r.pages)).toContain(a); }, WAIT);
+    const edited = r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] !== 0x7b).map((x) => decodeYunhu('Msg', x.bytes)).find((m) => m['msg_id'] === a);
+    expect((edited?.['content'] as { text: string } | undefined)?.text).toBe('v2');
+    expect(r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] === 0x7b)).toHaveLength(0);
+    const letters = r.pages.flatMap((p) => p.deadLetters);
+    expect(letters.map((d) => d.error_code)).toEqual(['MSGPIPE_ERR_PROVIDER']);
+    expect(Buffer.from(letters[0]?.original_base64 ?? '', 'base64').toString()).toBe('{"code":-1,"msg":"消息不存在"}');
+    // Later messages of the chat still arrive, and the cursor passes the edited message.
+    const b = await client.send(chat, { content: { text: 'after' } });
+    await vi.waitFor(() => {
+      expect(msgIds(r.pages)).toContain(b);
+      expect(r.cursors.get('1:7356214')).toBe('5');
+    }, WAIT);
+    await r.stop();
+  });
+
   it('takes its fault knobs over HTTP too, as the finder simulators do (/_sim)', async () => {
     const sim = await simulator();
     const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
