@@ -50,6 +50,10 @@ export async function postJson(
 /**
  * POSTs a body as is (protobuf, say; set `content-type` in `headers`) and returns the raw
  * response bytes of a 2xx answer. Errors as {@link postJson}.
+ *
+ * `timeoutMs` bounds the whole request, body included: undici's own timeouts only bound the wait
+ * for the headers and each gap between body chunks, so a server trickling a byte at a time
+ * could hold one request, and the poller behind it, for as long as it liked.
  */
 export async function postBytes(
   url: string,
@@ -57,6 +61,40 @@ export async function postBytes(
   body: string | Uint8Array,
   options: { timeoutMs: number; signal?: AbortSignal },
 ): Promise<HttpResponse> {
+  // One controller per request, its listener on the caller's long-lived signal removed at the
+  // end (AbortSignal.any kept every request's signal alive on Node 20: nodejs/node#55351).
+  const controller = new AbortController();
+  const stop = (): void => {
+    controller.abort(options.signal?.reason);
+  };
+  let deadlinePassed = false;
+  const timer = setTimeout(() => {
+    deadlinePassed = true;
+    controller.abort();
+  }, options.timeoutMs);
+  if (options.signal?.aborted === true) stop();
+  else options.signal?.addEventListener('abort', stop, { once: true });
+  try {
+    return await exchange(url, headers, body, options, controller.signal, () => deadlinePassed);
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', stop);
+  }
+}
+
+/** {@link postBytes}'s request and response, aborted by `signal`; `deadlinePassed` tells a timeout from a stop. */
+async function exchange(
+  url: string,
+  headers: Record<string, string>,
+  body: string | Uint8Array,
+  options: { timeoutMs: number; signal?: AbortSignal },
+  signal: AbortSignal,
+  deadlinePassed: () => boolean,
+): Promise<HttpResponse> {
+  const timedOut = (): TransientError =>
+    new TransientError('MSGPIPE_ERR_HTTP_TRANSIENT', `Provider request took longer than ${String(options.timeoutMs)} ms.`, {
+      details: { timeoutMs: options.timeoutMs },
+    });
   let res;
   try {
     res = await request(url, {
@@ -66,10 +104,11 @@ export async function postBytes(
       body,
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
-      ...(options.signal ? { signal: options.signal } : {}),
+      signal,
     });
   } catch (err) {
     if (options.signal?.aborted) throw err;
+    if (deadlinePassed()) throw timedOut();
     throw new TransientError('MSGPIPE_ERR_HTTP_TRANSIENT', 'Provider request failed.', {
       cause: err,
       details: { errorCode: (err as { code?: string }).code },
@@ -106,6 +145,7 @@ export async function postBytes(
     }
   } catch (err) {
     if (err instanceof MsgpipeError || options.signal?.aborted) throw err;
+    if (deadlinePassed()) throw timedOut();
     throw new TransientError('MSGPIPE_ERR_HTTP_TRANSIENT', 'Provider response was cut off.', { cause: err });
   }
   return { status: statusCode, body: Buffer.concat(chunks, size) };

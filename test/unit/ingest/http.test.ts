@@ -1,0 +1,79 @@
+/** The pollers' HTTP client against a real local server. */
+import { getEventListeners } from 'node:events';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { TransientError } from '../../../src/core/errors.ts';
+import { postBytes } from '../../../src/ingest/http.ts';
+
+let servers: Server[] = [];
+let responses: ServerResponse[] = [];
+
+afterEach(async () => {
+  for (const res of responses) res.destroy();
+  responses = [];
+  await Promise.all(servers.map((s) => new Promise<void>((resolve) => { s.closeAllConnections(); s.close(() => { resolve(); }); })));
+  servers = [];
+});
+
+/** A server whose answer is written by `answer`; resolves to its URL. */
+async function serve(answer: (res: ServerResponse) => void): Promise<string> {
+  const server = createServer((req, res) => {
+    responses.push(res);
+    req.resume();
+    req.on('end', () => { answer(res); });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${String((server.address() as AddressInfo).port)}/`;
+}
+
+/** Headers at once, then one byte every 50 ms for `ms`, then the end. */
+function trickle(ms: number): (res: ServerResponse) => void {
+  return (res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const started = Date.now();
+    const tick = setInterval(() => {
+      if (Date.now() - started >= ms) {
+        clearInterval(tick);
+        res.end('1');
+      } else res.write(' ');
+    }, 50);
+    res.on('close', () => { clearInterval(tick); });
+  };
+}
+
+describe('postBytes', () => {
+  it('gives up on a body that trickles in past the request timeout, though no gap between its chunks reaches it', async () => {
+    const url = await serve(trickle(4000));
+    const started = Date.now();
+    const outcome = postBytes(url, {}, '{}', { timeoutMs: 300 });
+    await expect(outcome).rejects.toBeInstanceOf(TransientError);
+    await expect(outcome).rejects.toThrow('Provider request took longer than 300 ms.');
+    // Well before the server's 4 s of trickling were over.
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it('returns the body that arrives within the timeout', async () => {
+    const url = await serve(trickle(150));
+    const res = await postBytes(url, {}, '{}', { timeoutMs: 5000 });
+    expect(res.status).toBe(200);
+    expect(res.body.toString().trim()).toBe('1');
+  });
+
+  it('ends with the stop reason, not a timeout, when the caller stops it, and leaves no listener on the caller signal', async () => {
+    const url = await serve(trickle(4000));
+    const stop = new AbortController();
+    const reason = new Error('stopping');
+    const outcome = postBytes(url, {}, '{}', { timeoutMs: 10_000, signal: stop.signal });
+    setTimeout(() => { stop.abort(reason); }, 100);
+    await expect(outcome).rejects.toBe(reason);
+
+    const long = new AbortController();
+    const quick = await serve((res) => { res.end('{}'); });
+    for (let i = 0; i < 20; i++) await postBytes(quick, {}, '{}', { timeoutMs: 5000, signal: long.signal });
+    expect(getEventListeners(long.signal, 'abort')).toHaveLength(0);
+  });
+});
