@@ -161,7 +161,7 @@ export async function runPipelineCommand(config: Config, log: Logger, roles: rea
   if (missing.length > 0) {
     throw new ConfigError([`--role: without kafka.brokers every stage runs in one process; ${missing.join(', ')} cannot be left out`]);
   }
-  if (config.sources.length === 0) log.warn('No sources configured: nothing to poll.');
+  if (config.sources.length === 0) log.warn('No sources configured: nothing to poll; running until stopped.');
   return supervise(config, log, async (signal, ops) => {
     log.info({ sources: config.sources.length, roles }, 'Pipeline starting.');
     let query = roles.includes('query');

@@ -186,7 +186,8 @@ export function isStop(err: unknown, signal: AbortSignal): boolean {
 
 /**
  * Runs the sources until `signal` aborts (or one fails), then drains: every page already
- * fetched is transformed and stored, and its cursor saved, before this resolves.
+ * fetched is transformed and stored, and its cursor saved, before this resolves. With no
+ * sources it waits for `signal` all the same.
  *
  * @throws the first fatal error of a source or of the sink, after draining what it can.
  */
@@ -234,6 +235,10 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
       if (!isStop(err, options.signal)) failWith(err, source, 'Source failed; stopping the pipeline.');
     }
   });
+  // Without sources (a store served by the query API alone) there is nothing to end the run but the stop.
+  if (runs.length === 0 && !stop.signal.aborted) {
+    await new Promise<void>((resolve) => { stop.signal.addEventListener('abort', () => { resolve(); }, { once: true }); });
+  }
   await Promise.all(runs);
   options.signal.removeEventListener('abort', onAbort);
   try {

@@ -230,6 +230,8 @@ export class FinderSource implements Source {
       occurred_at: Date.now(),
     };
     await ctx.emit(this.page(cursor, cursor, [], [deadLetter]));
+    // A body that changes on every answer (an error page with a request id) must not grow the set without end.
+    if (this.reportedMalformed.size >= 10_000) this.reportedMalformed.clear();
     this.reportedMalformed.add(hash);
   }
 

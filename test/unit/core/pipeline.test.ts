@@ -112,6 +112,26 @@ describe('runEmbeddedPipeline', () => {
     expect(source.failures).toBe(1);
   });
 
+  it('runs until stopped when there is no source, and then closes the sink', async () => {
+    const stop = new AbortController();
+    const sink = new RecordingSink();
+    let settled = false;
+    const outcome = runEmbeddedPipeline({
+      sources: [],
+      transformer: inThreadTransformer(() => transformFinderItem),
+      sink,
+      cursors: { load: () => Promise.resolve(undefined) },
+      signal: stop.signal,
+      log,
+    }).finally(() => { settled = true; });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(settled).toBe(false);
+    expect(sink.closed).toBe(false);
+    stop.abort(new Error('stopped by SIGTERM'));
+    await expect(outcome).resolves.toBeUndefined();
+    expect(sink.closed).toBe(true);
+  });
+
   it('ends cleanly when stopped before a finder source has loaded its cursor', async () => {
     // The stop arrives before the sources start (during migrations, say): the cursor load is
     // refused with the stop's reason, which is the stop and not a source failure.
