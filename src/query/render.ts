@@ -26,7 +26,8 @@ export interface MessageRecord {
   readonly msg_time_ms: string;
   readonly msg_type: string;
   readonly content_text: string;
-  readonly seq: string;
+  /** `seq` as decimal text (the column keeps its own name, so `ORDER BY seq` sorts numbers). */
+  readonly seq_text: string;
   readonly session_id: string;
   readonly session_type: string;
   readonly peer_id: string;
@@ -41,7 +42,7 @@ export interface MessageRecord {
 
 /** SELECT list matching {@link MessageRecord}. */
 export const MESSAGE_COLUMNS = `msgid, tenant, source_type, action, from_id, tolist, room_id,
-  toUnixTimestamp64Milli(msg_time) AS msg_time_ms, msg_type, content_text, toString(seq) AS seq,
+  toUnixTimestamp64Milli(msg_time) AS msg_time_ms, msg_type, content_text, toString(seq) AS seq_text,
   session_id, session_type, peer_id, is_sender, peer_name, peer_avatar, content, pre_msgid, recalled,
   toUnixTimestamp64Milli(recall_time) AS recall_time_ms`;
 
@@ -169,7 +170,7 @@ export function renderMessage(row: MessageRecord): Json {
     msg_time: Number(row.msg_time_ms),
     msg_type: row.msg_type,
     content_text: row.content_text,
-    seq: exactNumber(row.seq),
+    seq: exactNumber(row.seq_text),
     session_id: row.session_id,
     session_type: row.session_type,
     peer_ext_id: row.peer_id,

@@ -68,9 +68,17 @@ const others: MessageRow[] = [
   ...conversation(2, { peer_id: 'room1', session_id: 'room1', session_type: 'group', room_id: 'room1', peer_name: '销售群' }, BASE, 6_100_000_000_000_000_000n),
 ];
 
+// corp123/staff_seq ↔ customer_seq: seqs of 1 to 3 digits, in another order than their times.
+const seqOrder: MessageRow[] = ['100', '9', '10', '2'].map((seq, i) =>
+  message({
+    tenant: 'corp123', staff_id: 'staff_seq', session_id: 'sess_seq', peer_id: 'customer_seq', from_id: 'customer_seq',
+    tolist: ['staff_seq'], msgid: String(6_200_000_000_000_000_000n + BigInt(i)), msg_time: BASE + i * 1000, seq,
+  }),
+);
+
 let fx: Fixture;
 beforeAll(async () => {
-  fx = await openFixture([...golden, ...seedLike, ...otherTenant, ...others]);
+  fx = await openFixture([...golden, ...seedLike, ...otherTenant, ...others, ...seqOrder]);
 });
 afterAll(async () => {
   await fx.dispose();
@@ -362,6 +370,15 @@ describe('filters and order', () => {
     expect(items.map((m) => m['seq'])).toEqual([1000, 1001, 1002]);
     const none = await get(fx.app, MSGS, signedQuery({ ...A, receiver_id: 'customer789', msg_type: 'image' }, SECRET_A));
     expect((none.body.data as Page).total).toBe(0);
+  });
+
+  it('sorts by seq as a number, not as its text', async () => {
+    const order = async (sortType: string): Promise<unknown[]> => {
+      const res = await get(fx.app, MSGS, signedQuery({ ext_corp_id: 'corp123', ext_staff_id: 'staff_seq', receiver_id: 'customer_seq', sort_field: 'seq', sort_type: sortType }, SECRET_A));
+      return (res.body.data as Page).items.map((m) => m['seq']);
+    };
+    expect(await order('asc')).toEqual([2, 9, 10, 100]);
+    expect(await order('desc')).toEqual([100, 10, 9, 2]);
   });
 
   it('reads dates as days in query.timezone with the end day included', async () => {
