@@ -41,7 +41,16 @@ const paging = {
   page_size: pageInt(1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE),
 };
 
-export const syncSchema = z.object({ ext_corp_id: corp });
+/**
+ * `/sync` takes its tenant and the signature fields, nothing else: as it needs no other
+ * parameter, extra ones would let the signature of any GET of the tenant be posted here again.
+ */
+export const syncSchema = z.strictObject({
+  ext_corp_id: corp,
+  signature: z.string(),
+  timestamp: z.string().optional(),
+  nonce: z.string().optional(),
+});
 
 export const sessionsSchema = z.object({
   ext_corp_id: corp,

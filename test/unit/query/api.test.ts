@@ -173,6 +173,18 @@ describe('the seed requests', () => {
     expect(forged.statusCode).toBe(401);
     expect(fx.syncs).toEqual(['corp123']);
   });
+
+  it('refuses a sync posted with the parameters and signature of a read', async () => {
+    const read = { ...A, session_type: 'external', page: 1, page_size: 20 };
+    const captured = Object.fromEntries(new URLSearchParams(signedQuery(read, SECRET_A)));
+    // The signature is good for those parameters: the read itself passes.
+    expect((await get(fx.app, SESSIONS, signedQuery(read, SECRET_A))).body.code).toBe(0);
+    const before = fx.syncs.length;
+    const res = await fx.app.inject({ method: 'POST', url: SYNC, payload: captured });
+    expect(res.statusCode).toBe(400);
+    expect(JSON.parse(res.body)).toMatchObject({ code: 400, message: 'invalid request parameters' });
+    expect(fx.syncs).toHaveLength(before);
+  });
 });
 
 describe('parameter codes', () => {
