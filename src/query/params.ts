@@ -139,14 +139,29 @@ function zoneOffsetMs(utcMs: number, timeZone: string): number {
   return asUtc - Math.floor(utcMs / 1000) * 1000;
 }
 
-/** The instant a calendar day (`YYYY-MM-DD`, plus `addDays`) starts in `timeZone`, unix ms. */
+/** The calendar day (`YYYY-MM-DD`) of instant `utcMs` in `timeZone`. */
+function localDay(utcMs: number, timeZone: string): string {
+  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(utcMs));
+}
+
+/**
+ * The instant a calendar day (`YYYY-MM-DD`, plus `addDays`) starts in `timeZone`, unix ms: its
+ * first instant, also where a DST change at midnight skips 00:00 (America/Santiago, 2024-09-08:
+ * the day starts at 01:00, 04:00 UTC) or repeats it.
+ */
 export function dayStartMs(day: string, timeZone: string, addDays = 0): number {
   const [y, m, d] = day.split('-').map(Number) as [number, number, number];
   const wall = Date.UTC(y, m - 1, d + addDays);
-  // Two rounds settle the offset across a DST change at midnight.
-  let utc = wall - zoneOffsetMs(wall, timeZone);
-  utc = wall - zoneOffsetMs(utc, timeZone);
-  return utc;
+  const target = new Date(wall).toISOString().slice(0, 10);
+  // Local midnight read with the offset of either side of a change there: the earlier candidate
+  // that falls on the day is its start.
+  const first = wall - zoneOffsetMs(wall, timeZone);
+  const second = wall - zoneOffsetMs(first, timeZone);
+  const candidates = first <= second ? [first, second] : [second, first];
+  const onDay = candidates.find((c) => localDay(c, timeZone) === target);
+  if (onDay !== undefined) return onDay;
+  // A day the zone skipped altogether (Pacific/Apia, 2011-12-30) starts where the next one does.
+  return candidates.find((c) => localDay(c, timeZone) > target) ?? candidates[1]!;
 }
 
 /** `send_at_start` / `send_at_end` as a half-open range of unix ms, end date included. */
