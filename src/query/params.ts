@@ -157,11 +157,11 @@ export function dayStartMs(day: string, timeZone: string, addDays = 0): number {
   // that falls on the day is its start.
   const first = wall - zoneOffsetMs(wall, timeZone);
   const second = wall - zoneOffsetMs(first, timeZone);
-  const candidates = first <= second ? [first, second] : [second, first];
-  const onDay = candidates.find((c) => localDay(c, timeZone) === target);
-  if (onDay !== undefined) return onDay;
+  const [early, late] = first <= second ? [first, second] : [second, first];
+  if (localDay(early, timeZone) === target) return early;
+  if (localDay(late, timeZone) === target) return late;
   // A day the zone skipped altogether (Pacific/Apia, 2011-12-30) starts where the next one does.
-  return candidates.find((c) => localDay(c, timeZone) > target) ?? candidates[1]!;
+  return localDay(early, timeZone) > target ? early : late;
 }
 
 /** `send_at_start` / `send_at_end` as a half-open range of unix ms, end date included. */

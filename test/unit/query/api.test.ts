@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { MSG_TYPES, type MessageRow } from '../../../src/core/types.ts';
 import { buildQueryApp } from '../../../src/query/app.ts';
+import { searchSchema, sessionMsgsSchema, sessionsSchema } from '../../../src/query/params.ts';
 import { type QueryParams, type Store, toStoreError } from '../../../src/sink/clickhouse.ts';
 import { message } from '../sink/helpers.ts';
 import {
@@ -424,6 +425,15 @@ describe('openapi', () => {
     const doc = JSON.parse(res.body) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths)).toEqual([SYNC, SESSIONS, MSGS, SEARCH]);
+  });
+
+  it('documents every parameter each read accepts', async () => {
+    const res = await fx.app.inject({ method: 'GET', url: '/openapi.json' });
+    const doc = JSON.parse(res.body) as { paths: Record<string, { get?: { parameters: { name: string }[] } }> };
+    const documented = (path: string): string[] => (doc.paths[path]?.get?.parameters ?? []).map((p) => p.name).sort();
+    for (const [path, schema] of [[SESSIONS, sessionsSchema], [MSGS, sessionMsgsSchema], [SEARCH, searchSchema]] as const) {
+      expect(documented(path), path).toEqual(expect.arrayContaining(Object.keys(schema.shape)));
+    }
   });
 });
 
