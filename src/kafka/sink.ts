@@ -92,7 +92,9 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number):
       } else if (batch.topic === topics.events) events.push(decodeEvent(value));
       else deadLetters.push(decodeDeadLetter(value));
     } catch (err) {
-      const key = record.key?.toString('utf8') ?? '';
+      // The messages and events topics are keyed `<tenant>:…`; a dlq record by its origin_key,
+      // which starts with a source name, so its tenant is not known.
+      const key = batch.topic === topics.dlq ? '' : (record.key?.toString('utf8') ?? '');
       deadLetters.push({
         tenant: key.split(':')[0] ?? '',
         source: '',

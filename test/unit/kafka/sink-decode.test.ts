@@ -50,6 +50,12 @@ describe('sink decodeBatch', () => {
     expect(events.deadLetters[0]!.error_message).toContain('empty');
   });
 
+  it('leaves the tenant of an undecodable dlq record empty: its key is an origin_key, which starts with a source name', () => {
+    const letters = decodeBatch(topics, { ...batch(topics.dlq, [Buffer.from('not protobuf')]), messages: [{ key: Buffer.from('shop-a:kb-9#3'), value: Buffer.from('not protobuf'), offset: '10' }] as unknown as PartitionBatch['messages'] }, 1000);
+    expect(letters.deadLetters).toHaveLength(1);
+    expect(letters.deadLetters[0]).toMatchObject({ tenant: '', stage: 'sink', origin_key: `kafka:${topics.dlq}-3@10` });
+  });
+
   it('encodes a batch in units of 500 records that together hold what the whole batch decodes to', () => {
     const rows = output.messages;
     expect(rows.length).toBeGreaterThan(0);
