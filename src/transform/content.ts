@@ -32,6 +32,9 @@ import { readVoice } from './voice.ts';
 import { parseXml } from './xml.ts';
 import type { XmlElement } from './xml.ts';
 
+/** `sender:` and a line break before an XML body: `^[^<\s][^:\n]*:\n` of the formats reference. */
+const LOOSE_SENDER_PREFIX = /^[^<\s][^:\n]{0,128}:\r?\n(?=\s*<)/;
+
 /**
  * The XML document of an XML-bearing message, `undefined` for empty content.
  *
@@ -46,6 +49,12 @@ function xmlOf(wxMsgType: number, content: string, ctx: KindContext): XmlElement
   if (body !== '' && !body.startsWith('<')) {
     const split = splitSenderPrefix(body, ctx);
     if (split.sender !== '') body = split.body.trim();
+    else {
+      // A group member with a custom id (`alice_88:`) is no known sender form, but before XML
+      // a first line ending in a colon is a sender prefix all the same (formats reference, edge case 7).
+      const loose = LOOSE_SENDER_PREFIX.exec(body);
+      if (loose !== null) body = body.slice(loose[0].length).trim();
+    }
   }
   if (body === '') return undefined;
   if (!body.startsWith('<')) throw new PoisonError('MSGPIPE_ERR_XML', `MsgType ${wxMsgType} content is not XML`);

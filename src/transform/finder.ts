@@ -34,7 +34,7 @@ import { readFinderItem } from './item.ts';
 import type { FinderItem } from './item.ts';
 import type { EventKind, MessageKind } from './kind.ts';
 import { readAtUserList } from './msgsource.ts';
-import { oversizedBytes } from './values.ts';
+import { int32OrMinusOne, oversizedBytes } from './values.ts';
 
 /**
  * Largest item accepted, in bytes. Real items are a few KB (an inline thumbnail or a SILK voice
@@ -130,8 +130,8 @@ function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind,
     seq: item.seq,
     msg_seq: item.msgSeq,
     msg_type: parsed.msgType,
-    wx_msg_type: item.msgType,
-    app_type: parsed.appType ?? 0,
+    wx_msg_type: int32OrMinusOne(item.msgType),
+    app_type: int32OrMinusOne(parsed.appType ?? 0),
     sys_type: parsed.sysType ?? '',
     content_text: parsed.text,
     content,

@@ -35,6 +35,14 @@ export function leadingInt(text: string): number {
 }
 
 /**
+ * A type number as an Int32 column stores it: `value`, or -1 when it does not fit (a modified
+ * client can send `<type>4294967296</type>`; ClickHouse would wrap it, so the sink refuses it).
+ */
+export function int32OrMinusOne(value: number): number {
+  return Number.isSafeInteger(value) && value >= -(2 ** 31) && value <= 2 ** 31 - 1 ? value : -1;
+}
+
+/**
  * A decimal float from XML text (`x="31.230416"`), `0` when it is not a finite number.
  */
 export function decimalNumber(text: string): number {

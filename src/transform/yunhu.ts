@@ -31,7 +31,7 @@ import type { ErrorCode } from '../core/errors.ts';
 import { decodeUtf8, parseLossless, toDecimal } from '../core/json.ts';
 import type { DeadLetterRow, EditMark, MessageEditRow, MessageRow, RawRecord, RecallMark, TransformOutput } from '../core/types.ts';
 import { decodeYunhu, scalarText, WireError } from '../ingest/yunhu-proto.ts';
-import { oversizedBytes, usv } from './values.ts';
+import { int32OrMinusOne, oversizedBytes, usv } from './values.ts';
 import { jsonOrString, oldContentText, yunhuKind } from './yunhu-content.ts';
 
 /** Largest record accepted, in bytes; a larger one is a dead letter `MSGPIPE_ERR_TOO_LARGE`. */
@@ -187,7 +187,7 @@ function messageOutput(record: RawRecord, chat: Chat, now: number, maxBytes: num
     seq,
     msg_seq: Number.isSafeInteger(seqNumber) ? seqNumber : 0,
     msg_type: kind.msgType,
-    wx_msg_type: Number.isSafeInteger(contentType) && contentType <= 2 ** 31 - 1 ? contentType : -1,
+    wx_msg_type: int32OrMinusOne(contentType),
     app_type: 0,
     sys_type: '',
     content_text: text,

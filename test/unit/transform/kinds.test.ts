@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 
 import type { MessageRow } from '../../../src/core/types.ts';
+import { invalidMessageReason } from '../../../src/sink/messages.ts';
 import { transformFinderItem } from '../../../src/transform/finder.ts';
 import { NOW, itemText, record } from './support.ts';
 import type { ItemFields } from './support.ts';
@@ -61,6 +62,25 @@ describe('media', () => {
 
   it('reads an XML content after a BOM and white space, and a bare element without <msg>', () => {
     expect(payload({ msgType: 3, content: '\uFEFF \n<img md5="ab" length="12"/>' })).toMatchObject({ md5sum: 'ab', filesize: 12 });
+  });
+
+  it('takes off the sender prefix of a group member with a custom id before an XML body', () => {
+    const group = { from: '123@chatroom' };
+    expect(payload({ ...group, msgType: 3, content: 'zhang-san:\n<msg><img md5="a" length="7"/></msg>' })).toMatchObject({ md5sum: 'a', filesize: 7 });
+    expect(row({ ...group, msgType: 49, content: 'alice_88:\n<msg><appmsg><title>t</title><type>5</type></appmsg></msg>' })).toMatchObject({ msg_type: 'link', app_type: 5 });
+    // Not XML after the line: the content is malformed, as before.
+    const out = transformFinderItem(record(itemText({ ...group, msgType: 3, content: 'alice_88:\nhello' })), NOW);
+    expect(out.deadLetters.map((d) => d.error_code)).toEqual(['MSGPIPE_ERR_XML']);
+  });
+
+  it('keeps a type number past Int32 as -1 on an unknown row, which the sink stores', () => {
+    const wide = row({ msgType: 4294967296, content: 'x' });
+    expect(wide).toMatchObject({ msg_type: 'unknown', wx_msg_type: -1 });
+    expect(invalidMessageReason(wide)).toBeUndefined();
+    const app = row({ msgType: 49, content: '<msg><appmsg><title>hi</title><type>4294967296</type></appmsg></msg>' });
+    expect(app).toMatchObject({ msg_type: 'unknown', wx_msg_type: 49, app_type: -1 });
+    expect(invalidMessageReason(app)).toBeUndefined();
+    expect(app.raw_content).toContain('<type>4294967296</type>');
   });
 });
 
