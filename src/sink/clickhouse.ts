@@ -525,6 +525,14 @@ function compactRows(rows: readonly object[], columns: readonly string[]): unkno
   });
 }
 
+/** Largest DateTime64(3) value ClickHouse stores (2299-12-31 23:59:59.999 UTC). */
+export const MAX_DATETIME64_MS = 10_413_791_999_999;
+
+/** A unix ms time a DateTime64(3) column stores as it is (and an Int64 parameter binds exactly). */
+export function isUnixMs(value: unknown): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= MAX_DATETIME64_MS;
+}
+
 /** `\udXXX` (a lone surrogate as JSON.stringify escapes it) after an even run of backslashes. */
 const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
 

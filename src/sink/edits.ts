@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 
 import type { EditMark, MessageEditRow } from '../core/types.ts';
-import { formatParam, groupBySize, MAX_PARAM_BYTES, stringList, textPieces, type CallOptions, type Store } from './clickhouse.ts';
+import { formatParam, groupBySize, isUnixMs, MAX_PARAM_BYTES, stringList, textPieces, type CallOptions, type Store } from './clickhouse.ts';
 import { MESSAGES_TABLE } from './messages.ts';
 
 /** The aggregate behind the `sessions` view (migrations/0002). */
@@ -48,6 +48,35 @@ function historyKey(row: { tenant: string; staff_id: string; msgid: string; edit
 
 function distinct<T>(values: Iterable<T>): T[] {
   return [...new Set(values)];
+}
+
+function isInt32(value: unknown): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= -(2 ** 31) && value <= 2 ** 31 - 1;
+}
+
+/** Why an edit mark cannot be applied (its UPDATE would fail, or store a wrong value), or undefined. */
+export function invalidEditReason(mark: EditMark): string | undefined {
+  const r = mark as unknown as Readonly<Record<string, unknown>>;
+  for (const field of ['tenant', 'staff_id', 'session_id', 'msg_type', 'content_text', 'content', 'raw_content']) {
+    if (typeof r[field] !== 'string') return `${field} is not a string`;
+  }
+  if (typeof r['target_msgid'] !== 'string' || r['target_msgid'] === '') return 'target_msgid is empty';
+  if (!isUnixMs(r['edit_time'])) return 'edit_time is not a unix ms time';
+  if (!isInt32(r['wx_msg_type'])) return 'wx_msg_type is outside Int32';
+  return undefined;
+}
+
+/** Why ClickHouse would refuse (or wrap) a history row, or undefined when it is insertable. */
+export function invalidEditHistoryReason(row: MessageEditRow): string | undefined {
+  const r = row as unknown as Readonly<Record<string, unknown>>;
+  for (const field of ['tenant', 'source', 'source_type', 'staff_id', 'session_id', 'content_old', 'content_text_old', 'raw']) {
+    if (typeof r[field] !== 'string') return `${field} is not a string`;
+  }
+  if (typeof r['msgid'] !== 'string' || r['msgid'] === '') return 'msgid is empty';
+  if (typeof r['edit_id'] !== 'string' || r['edit_id'] === '') return 'edit_id is empty';
+  for (const field of ['msg_time', 'edit_time', 'ingested_at']) if (!isUnixMs(r[field])) return `${field} is not a unix ms time`;
+  if (!isInt32(r['content_type'])) return 'content_type is outside Int32';
+  return undefined;
 }
 
 /** Approximate size of edit marks and history rows, for the batch byte bound. */

@@ -6,7 +6,7 @@
  * keys already stored, the sort key folds any copy that slips through.
  */
 import type { EventRow } from '../core/types.ts';
-import { stringList, type CallOptions, type Store } from './clickhouse.ts';
+import { isUnixMs, stringList, type CallOptions, type Store } from './clickhouse.ts';
 
 export const EVENTS_TABLE = 'events';
 
@@ -26,7 +26,6 @@ export const EVENT_COLUMNS = [
 ] as const satisfies readonly (keyof EventRow)[];
 
 const SEP = '\u001f';
-const MAX_MS = 10_413_791_999_999;
 
 /** The identity of an event as one string. */
 export function eventKey(row: { tenant: string; staff_id: string; event_id: string }): string {
@@ -39,7 +38,7 @@ export function invalidEventReason(row: EventRow): string | undefined {
   const r = row as unknown as Readonly<Record<string, unknown>>;
   if (typeof r['event_id'] !== 'string' || r['event_id'] === '') return 'event_id is empty';
   for (const t of [r['event_time'], r['ingested_at']]) {
-    if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0 || t > MAX_MS) return 'time is not a unix ms time';
+    if (!isUnixMs(t)) return 'time is not a unix ms time';
   }
   for (const field of ['tenant', 'source', 'source_type', 'staff_id', 'event_type', 'session_id', 'payload', 'raw']) {
     if (typeof r[field] !== 'string') return `${field} is not a string`;

@@ -8,7 +8,7 @@
  * recall UPDATE, and the select list that reads rows back in the {@link MessageRow} shape.
  */
 import type { MessageRow, RecallMark } from '../core/types.ts';
-import { formatParam, groupBySize, stringList, wellFormedJson, type CallOptions, type Store } from './clickhouse.ts';
+import { formatParam, groupBySize, isUnixMs, MAX_DATETIME64_MS, stringList, wellFormedJson, type CallOptions, type Store } from './clickhouse.ts';
 
 export const MESSAGES_TABLE = 'messages';
 
@@ -67,8 +67,7 @@ export function recallTargetKey(mark: RecallMark): string {
   return `${mark.tenant}${SEP}${mark.staff_id}${SEP}${mark.target_msgid}`;
 }
 
-/** Largest DateTime64(3) value ClickHouse stores (2299-12-31 23:59:59.999 UTC). */
-const MAX_MS = 10_413_791_999_999;
+const MAX_MS = MAX_DATETIME64_MS;
 const UINT64_MAX = 18_446_744_073_709_551_615n;
 const DECIMAL = /^\d{1,20}$/;
 
@@ -146,6 +145,19 @@ export function invalidMessageReason(row: MessageRow): string | undefined {
     if (v < INT32_MIN || v > INT32_MAX) return `${field} is outside Int32`;
   }
   if (!isStringArray(r['tolist']) || !isStringArray(r['at_user_list'])) return 'tolist/at_user_list is not a string array';
+  return undefined;
+}
+
+/**
+ * Why a recall mark cannot be applied, or undefined when it can. Its time goes into a stored row
+ * (or an UPDATE's Int64 parameter, which refuses a value past 2^53): a revoke with an impossible
+ * CreateTime, whose own row the sink refuses, must not stop the batch with its mark.
+ */
+export function invalidRecallReason(mark: RecallMark): string | undefined {
+  const r = mark as unknown as Readonly<Record<string, unknown>>;
+  for (const field of ['tenant', 'staff_id', 'session_id']) if (typeof r[field] !== 'string') return `${field} is not a string`;
+  if (typeof r['target_msgid'] !== 'string' || r['target_msgid'] === '') return 'target_msgid is empty';
+  if (!isUnixMs(r['recall_time'])) return 'recall_time is not a unix ms time';
   return undefined;
 }
 

@@ -35,7 +35,7 @@ import { retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark } from '../core/types.ts';
 import { type CallOptions, type InsertOptions, JsonLines, type Store } from './clickhouse.ts';
 import { CursorStore } from './cursors.ts';
-import { estimateEditBytes, storeEdits } from './edits.ts';
+import { estimateEditBytes, invalidEditHistoryReason, invalidEditReason, storeEdits } from './edits.ts';
 import {
   DEAD_LETTER_COLUMNS,
   DEAD_LETTERS_TABLE,
@@ -57,6 +57,7 @@ import {
   encodeMessageLine,
   findStored,
   invalidMessageReason,
+  invalidRecallReason,
   keepEarliest,
   MESSAGE_COLUMNS,
   messageKey,
@@ -650,12 +651,12 @@ export class SinkWriter implements UnitSink {
     // Identities of the refused rows' dead letters: without `ingested_at` (the transform's clock),
     // so the same row refused again after a replay is the same dead letter.
     const refusedIds = new Map<DeadLetterRow, string>();
-    const sinkDeadLetter = (table: string, key: string, row: MessageRow | EventRow, reason: string): void => {
+    const sinkDeadLetter = (table: string, key: string, row: MessageRow | EventRow | RecallMark | EditMark | MessageEditRow, reason: string): void => {
       invalid += 1;
       const letter: DeadLetterRow = {
-        tenant: row.tenant,
-        source: row.source,
-        source_type: row.source_type,
+        tenant: typeof row.tenant === 'string' ? row.tenant : '',
+        source: 'source' in row && typeof row.source === 'string' ? row.source : '',
+        source_type: 'source_type' in row && typeof row.source_type === 'string' ? row.source_type : ('' as DeadLetterRow['source_type']),
         stage: 'sink',
         error_code: 'MSGPIPE_ERR_SHAPE',
         error_message: `Row refused by the ${table} sink: ${reason}.`,
@@ -663,12 +664,32 @@ export class SinkWriter implements UnitSink {
         origin_key: `sink:${table}:${key}`,
         occurred_at: now,
       };
-      const { ingested_at: _ingestedAt, ...stable } = row;
+      const { ingested_at: _ingestedAt, ...stable } = row as Partial<MessageRow>;
       refusedIds.set(letter, deadLetterId({ ...letter, original_base64: Buffer.from(safeJson(stable), 'utf8').toString('base64') }));
       deadLetters.push(letter);
     };
 
     for (const { key, row, reason } of batch.refused) sinkDeadLetter(MESSAGES_TABLE, key, row, reason);
+    // Recalls and edits are checked as the rows are: one with an impossible time would fail the
+    // batch's UPDATE (or insert) on every retry, and no later batch could be stored.
+    const recalls: RecallMark[] = [];
+    for (const mark of batch.recalls) {
+      const reason = invalidRecallReason(mark);
+      if (reason === undefined) recalls.push(mark);
+      else sinkDeadLetter('recalls', recallTargetKey(mark), mark, reason);
+    }
+    const edits: EditMark[] = [];
+    for (const mark of batch.edits) {
+      const reason = invalidEditReason(mark);
+      if (reason === undefined) edits.push(mark);
+      else sinkDeadLetter('edits', `${mark.tenant}\u001f${mark.staff_id}\u001f${mark.target_msgid}`, mark, reason);
+    }
+    const editHistory: MessageEditRow[] = [];
+    for (const row of batch.editHistory) {
+      const reason = invalidEditHistoryReason(row);
+      if (reason === undefined) editHistory.push(row);
+      else sinkDeadLetter('message_edits', `${row.tenant}\u001f${row.staff_id}\u001f${row.msgid}\u001f${row.edit_id}`, row, reason);
+    }
     const messages: EncodedMessage[] = [];
     const seenMessages = new Set<string>();
     for (const m of batch.messages) {
@@ -704,16 +725,16 @@ export class SinkWriter implements UnitSink {
     }
 
     const recallTimes = new Map<string, number>();
-    for (const mark of batch.recalls) keepEarliest(recallTimes, recallTargetKey(mark), mark.recall_time);
+    for (const mark of recalls) keepEarliest(recallTimes, recallTargetKey(mark), mark.recall_time);
 
     return {
       messages,
       events,
       deadLetters: letters,
       recallTimes,
-      recalls: batch.recalls,
-      edits: batch.edits,
-      editHistory: batch.editHistory,
+      recalls,
+      edits,
+      editHistory,
       cursors: [...batch.cursors.values()],
       duplicates,
       invalid,

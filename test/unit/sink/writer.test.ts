@@ -155,6 +155,38 @@ describe('SinkWriter', () => {
     expect(() => EncodedUnit.fromWire({ ...wire, identities: [] })).toThrow(/inconsistent/);
   });
 
+  it('dead-letters a recall or edit with an impossible time and stores the rest of the batch, cursor included', async () => {
+    const stored = message({ msgid: '100' });
+    const w1 = writer(temp.store);
+    await w1.add(unit({ messages: [stored] }, 'kb-1'));
+    await w1.close();
+    const inBatch = message({ msgid: '200', msg_time: stored.msg_time + 1000 });
+    // Past 2^53 ms: an UPDATE's Int64 parameter refuses it; past 2299: a DateTime64 cannot hold it.
+    const w2 = writer(temp.store);
+    await w2.add({
+      output: {
+        messages: [inBatch],
+        events: [],
+        deadLetters: [],
+        recalls: [recall(stored, 1e16), recall(inBatch, 1e14)],
+        edits: [{ tenant: stored.tenant, staff_id: stored.staff_id, session_id: stored.session_id, target_msgid: stored.msgid, edit_time: -5, msg_type: 'text', wx_msg_type: 1, content_text: 'x', content: '{}', raw_content: 'x' }],
+        editHistory: [],
+      },
+      cursor: { source: 'shop-a', stream: 'main', cursor: 'kb-2' },
+    });
+    await w2.close();
+
+    expect((await storedMessages(temp.store)).map((m) => [m.msgid, m.recalled, m.recall_time])).toEqual([['100', 0, null], ['200', 0, null]]);
+    expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-2');
+    const letters = await temp.store.query<{ error_message: string; stage: string; tenant: string }>('SELECT error_message, stage, tenant FROM dead_letters ORDER BY error_message');
+    expect(letters).toEqual([
+      { error_message: 'Row refused by the edits sink: edit_time is not a unix ms time.', stage: 'sink', tenant: stored.tenant },
+      { error_message: 'Row refused by the recalls sink: recall_time is not a unix ms time.', stage: 'sink', tenant: stored.tenant },
+      { error_message: 'Row refused by the recalls sink: recall_time is not a unix ms time.', stage: 'sink', tenant: stored.tenant },
+    ]);
+    expect(w2.stats.invalid).toBe(3);
+  });
+
   it('stores a message once when it repeats within a batch and across batches', async () => {
     const m = message();
     const other = message({ msgid: '1767797523284146072' });
