@@ -73,14 +73,16 @@ export async function demoExamples(store: Store, baseUrl: string): Promise<strin
 }
 
 async function summary(store: Store): Promise<string> {
-  const rows = await store.query<Record<string, unknown>>(
+  const [names, ...rows] = await store.query<unknown[]>(
     `SELECT msg_type, count() AS messages, countIf(recalled = 1) AS recalled, max(msg_time) AS latest
      FROM messages GROUP BY msg_type ORDER BY messages DESC`,
+    undefined,
+    { format: 'JSONCompactEachRowWithNames' },
   );
   const [other] = await store.query<{ events: string; dead_letters: string }>(
     'SELECT (SELECT count() FROM events) AS events, (SELECT count() FROM dead_letters) AS dead_letters',
   );
-  return `${formatRows(rows, 'table')}events: ${other?.events ?? '0'}, dead letters: ${other?.dead_letters ?? '0'}\n`;
+  return `${formatRows((names ?? []).map(String), rows, 'table')}events: ${other?.events ?? '0'}, dead letters: ${other?.dead_letters ?? '0'}\n`;
 }
 
 /** Runs the demo until Ctrl-C (or `duration` seconds); returns the exit code. */

@@ -201,8 +201,11 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
       try {
         // The statement check is about intent; the engine's readonly mode is the guarantee
         // (`WITH … INSERT …` starts like a read).
-        const rows = await store.query<Record<string, unknown>>(soleStatement(query) ?? query, undefined, { settings: { readonly: '2' } });
-        out.write(formatRows(rows, opts.format));
+        const [names, ...rows] = await store.query<unknown[]>(soleStatement(query) ?? query, undefined, {
+          settings: { readonly: '2' },
+          format: 'JSONCompactEachRowWithNames',
+        });
+        out.write(formatRows((names ?? []).map(String), rows, opts.format));
       } finally {
         await store.close();
       }

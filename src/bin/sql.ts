@@ -55,10 +55,31 @@ export function soleStatement(sql: string): string | undefined {
   return sql.slice(start);
 }
 
+/** `sql` with its quoted strings, quoted identifiers and comments blanked out: the words of the statement only. */
+function codeOf(sql: string): string {
+  let out = '';
+  let i = 0;
+  while (i < sql.length) {
+    const ch = sql.charAt(i);
+    let end = i;
+    if (ch === "'" || ch === '"' || ch === '`') end = skipQuoted(sql, i);
+    else if (sql.startsWith('--', i) || sql.startsWith('/*', i)) end = skipTrivia(sql, i);
+    if (end > i) {
+      out += ' ';
+      i = end;
+    } else {
+      out += ch;
+      i++;
+    }
+  }
+  return out;
+}
+
 /**
  * Why `sql` may not run as `msgpipe sql`, or `undefined` when it may: one statement that only
- * reads (SELECT, WITH, SHOW, DESCRIBE/DESC, EXPLAIN, EXISTS), after any leading comments. The
- * check is about intent; the engine's readonly mode is the guarantee.
+ * reads (SELECT, WITH, SHOW, DESCRIBE/DESC, EXPLAIN, EXISTS), after any leading comments, and
+ * writes no file (`INTO OUTFILE`, which the embedded engine runs in its readonly mode too). The
+ * engine's readonly mode refuses writes to the store.
  */
 export function readOnlyProblem(sql: string): string | undefined {
   const statement = soleStatement(sql);
@@ -66,6 +87,7 @@ export function readOnlyProblem(sql: string): string | undefined {
   if (!/^(select|with|show|describe|desc|explain|exists)\b/i.test(statement)) {
     return 'sql: only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN are allowed';
   }
+  if (/\binto\s+outfile\b/i.test(codeOf(statement))) return 'sql: INTO OUTFILE writes a file; redirect the output instead';
   return undefined;
 }
 
@@ -96,14 +118,23 @@ export function displayWidth(text: string): number {
   return width;
 }
 
-/** Renders query rows as a text table aligned for a terminal, a JSON array, or JSON lines. */
-export function formatRows(rows: readonly Record<string, unknown>[], format: OutputFormat): string {
-  if (format === 'json') return `${JSON.stringify(rows, null, 2)}\n`;
-  if (format === 'jsonl') return rows.map((r) => `${JSON.stringify(r)}\n`).join('');
-  const first = rows[0];
-  if (first === undefined) return '(0 rows)\n';
-  const columns = Object.keys(first);
-  const cells = rows.map((r) => columns.map((c) => cell(r[c]).replace(/\n/g, '\\n')));
+/**
+ * One row as a JSON object, its keys in the query's order: `JSON.stringify` of an object would put
+ * a name like `10` first, and keep one of two columns that share a name.
+ */
+function jsonObject(columns: readonly string[], values: readonly unknown[]): string {
+  return `{${columns.map((c, i) => `${JSON.stringify(c)}:${JSON.stringify(values[i] ?? null)}`).join(',')}}`;
+}
+
+/**
+ * Renders query rows (`columns`, then each row's values in that order) as a text table aligned
+ * for a terminal, a JSON array of objects, or JSON lines.
+ */
+export function formatRows(columns: readonly string[], rows: readonly (readonly unknown[])[], format: OutputFormat): string {
+  if (format === 'json') return rows.length === 0 ? '[]\n' : `[\n${rows.map((r) => `  ${jsonObject(columns, r)}`).join(',\n')}\n]\n`;
+  if (format === 'jsonl') return rows.map((r) => `${jsonObject(columns, r)}\n`).join('');
+  if (rows.length === 0) return '(0 rows)\n';
+  const cells = rows.map((r) => columns.map((_, i) => cell(r[i]).replace(/\n/g, '\\n')));
   const widths = columns.map((c, i) => Math.max(displayWidth(c), ...cells.map((row) => displayWidth(row[i] ?? ''))));
   const line = (values: readonly string[]): string =>
     values.map((v, i) => v + ' '.repeat(Math.max(0, (widths[i] ?? 0) - displayWidth(v)))).join('  ').trimEnd();

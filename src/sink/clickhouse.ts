@@ -94,6 +94,15 @@ export interface CallOptions {
   readonly settings?: CallSettings;
 }
 
+export interface QueryOptions extends CallOptions {
+  /**
+   * The rows' JSON form: objects (JSONEachRow, the default), or arrays of values after a first
+   * array of the column names, which keeps the query's columns in order and each of them (two
+   * columns of one name, a name like `10`, which an object puts first).
+   */
+  readonly format?: 'JSONEachRow' | 'JSONCompactEachRowWithNames';
+}
+
 export interface InsertOptions extends CallOptions {
   /**
    * The table columns, in the order to send them. Given, rows travel as JSONCompactEachRow
@@ -131,8 +140,8 @@ export interface Store {
   /** `chdb` for the embedded engine, `server` for a ClickHouse server. */
   readonly backend: 'chdb' | 'server';
   readonly database: string;
-  /** Runs a SELECT and returns its rows (JSONEachRow; UInt64/Int64 as decimal strings). */
-  query<T>(sql: string, params?: QueryParams, options?: CallOptions): Promise<T[]>;
+  /** Runs a SELECT and returns its rows (JSONEachRow unless `options.format`; UInt64/Int64 as decimal strings). */
+  query<T>(sql: string, params?: QueryParams, options?: QueryOptions): Promise<T[]>;
   /** Runs a statement without a result (DDL, UPDATE, …). */
   command(sql: string, params?: QueryParams, options?: CallOptions): Promise<void>;
   /**
@@ -162,7 +171,7 @@ export function wrapStore(inner: Store, calls: StoreCalls): Store {
   return {
     backend: inner.backend,
     database: inner.database,
-    query: calls.query ?? (<T>(sql: string, params?: QueryParams, options?: CallOptions) => inner.query<T>(sql, params, options)),
+    query: calls.query ?? (<T>(sql: string, params?: QueryParams, options?: QueryOptions) => inner.query<T>(sql, params, options)),
     command: calls.command ?? ((sql, params, options) => inner.command(sql, params, options)),
     insert: calls.insert ?? ((table, rows, options) => inner.insert(table, rows, options)),
     ...(forget === undefined ? {} : { forget }),
@@ -601,11 +610,11 @@ class ClickHouseStore implements Store {
     this.log = log;
   }
 
-  async query<T>(sql: string, params?: QueryParams, options?: CallOptions): Promise<T[]> {
+  async query<T>(sql: string, params?: QueryParams, options?: QueryOptions): Promise<T[]> {
     try {
       const result = await this.client.query({
         query: sql,
-        format: 'JSONEachRow',
+        format: options?.format ?? 'JSONEachRow',
         clickhouse_settings: settingsFor(this.backend, options),
         ...(params === undefined ? {} : { query_params: params }),
         ...(options?.signal === undefined ? {} : { abort_signal: options.signal }),

@@ -37,6 +37,14 @@ describe('msgpipe sql', () => {
         { cwd: ROOT, env },
       );
       expect(stdout).toBe('{"semi":";","n":"0"}\n');
+      // Columns come out in the query's order, each of them.
+      const ordered = await execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, '-f', 'jsonl', "SELECT 'a' AS x, 10, 5, 1, 1"], { cwd: ROOT, env });
+      expect(ordered.stdout).toBe('{"x":"a","10":10,"5":5,"1":1,"1":1}\n');
+      // A read that would write a file is refused before it runs.
+      const outfile = join(dir, 'out.txt');
+      const into = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, `SELECT 1 INTO OUTFILE '${outfile}'`], { cwd: ROOT, env });
+      await expect(into).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('INTO OUTFILE writes a file') as unknown });
+      await expect(readFile(outfile)).rejects.toMatchObject({ code: 'ENOENT' });
       // An insert a killed process left in the journal is sent again by the next start (here
       // `migrate`), before anything else writes (src/sink/journal.ts).
       const rows = realisticMessages(20, { seed: 9 });

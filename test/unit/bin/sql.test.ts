@@ -21,6 +21,15 @@ describe('readOnlyProblem', () => {
     expect(readOnlyProblem('SELECT 1 -- a; b\n/* c; d */')).toBeUndefined();
   });
 
+  it('refuses a read that writes a file, but not the words in a string or a comment', () => {
+    const outfile = 'sql: INTO OUTFILE writes a file; redirect the output instead';
+    expect(readOnlyProblem("SELECT 1 AS a INTO OUTFILE '/tmp/x.txt'")).toBe(outfile);
+    expect(readOnlyProblem("select * from messages into\n  outfile '/tmp/x' TRUNCATE")).toBe(outfile);
+    expect(readOnlyProblem("WITH 1 AS a SELECT a INTO OUTFILE 'f' APPEND FORMAT CSV")).toBe(outfile);
+    expect(readOnlyProblem("SELECT 'into outfile' AS x")).toBeUndefined();
+    expect(readOnlyProblem('SELECT 1 AS `into outfile` -- into outfile\n')).toBeUndefined();
+  });
+
   it('refuses writes and stacked statements, saying which', () => {
     expect(readOnlyProblem('DROP TABLE messages')).toBe(ONLY_READS);
     expect(readOnlyProblem('INSERT INTO t VALUES (1)')).toBe(ONLY_READS);
@@ -62,12 +71,19 @@ describe('sqlQueryOperand', () => {
 
 describe('formatRows', () => {
   it('aligns a table by characters, not bytes', () => {
-    const text = formatRows([{ k: '天气', n: '12' }, { k: 'ok', n: '3' }], 'table');
+    const text = formatRows(['k', 'n'], [['天气', '12'], ['ok', '3']], 'table');
     expect(text.split('\n')).toEqual(['k     n', '----  --', '天气  12', 'ok    3', '(2 rows)', '']);
   });
 
-  it('writes JSON lines', () => {
-    expect(formatRows([{ a: 1 }, { a: 2 }], 'jsonl')).toBe('{"a":1}\n{"a":2}\n');
-    expect(formatRows([], 'table')).toBe('(0 rows)\n');
+  it('writes JSON lines and a JSON array', () => {
+    expect(formatRows(['a'], [[1], [2]], 'jsonl')).toBe('{"a":1}\n{"a":2}\n');
+    expect(JSON.parse(formatRows(['a', 'b'], [[1, 'x'], [2, null]], 'json'))).toEqual([{ a: 1, b: 'x' }, { a: 2, b: null }]);
+    expect(formatRows(['a'], [], 'json')).toBe('[]\n');
+    expect(formatRows(['a'], [], 'table')).toBe('(0 rows)\n');
+  });
+
+  it('keeps the columns in the query order, a name like 10 and two columns of one name included', () => {
+    expect(formatRows(['x', '10', '5'], [['a', 10, 5]], 'jsonl')).toBe('{"x":"a","10":10,"5":5}\n');
+    expect(formatRows(['1', 'plus(1, 0)', '1'], [[1, 1, 1]], 'table').split('\n')[0]).toBe('1  plus(1, 0)  1');
   });
 });
