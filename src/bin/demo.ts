@@ -16,7 +16,7 @@ import { type Ops, startOps } from '../ops/server.ts';
 import { API_PREFIX, sign, signUrl } from '../query/index.ts';
 import { defaultSimulatorAccounts, simulatorSources, startSimulator } from '../simulate/index.ts';
 import { defaultYunhuAccount, startYunhuTraffic, yunhuSimulatorSource } from '../simulate/yunhu-demo.ts';
-import { startYunhuSimulator } from '../simulate/yunhu-server.ts';
+import { startYunhuSimulator, type YunhuSimulatorHandle } from '../simulate/yunhu-server.ts';
 import type { Store } from '../sink/clickhouse.ts';
 import { openConfiguredStore, startEmbedded } from './run.ts';
 import { formatRows } from './sql.ts';
@@ -92,7 +92,14 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   await mkdir(dataDir, { recursive: true });
   const accounts = defaultSimulatorAccounts({ messages: options.messages });
   const sim = await startSimulator({ port: options.port, accounts, logger: log.child({ component: 'simulate' }) });
-  const yunhu = await startYunhuSimulator({ accounts: [defaultYunhuAccount(Math.min(options.messages, 600))], logger: log });
+  let yunhu: YunhuSimulatorHandle;
+  try {
+    yunhu = await startYunhuSimulator({ accounts: [defaultYunhuAccount(Math.min(options.messages, 600))], logger: log });
+  } catch (err) {
+    // A listening server would keep the process alive after the failure.
+    await sim.close();
+    throw err;
+  }
   const stopTraffic = startYunhuTraffic(yunhu, 1000, log);
   limitNativeHeap(log);
   const lifecycle = installLifecycle({ log });

@@ -1,0 +1,41 @@
+/** `msgpipe simulate`: what it prints is a configuration that loads, and a failed start ends the process. */
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+import { parseConfig } from '../../src/core/config.ts';
+import { startMsgpipe, waitFor } from '../helpers/msgpipe.ts';
+
+describe('msgpipe simulate', () => {
+  it('prints sources that load as configuration as they are, and stops with exit 0', async () => {
+    const proc = startMsgpipe(['simulate', '--port', '0', '--messages', '10'], { MSGPIPE_LOG_LEVEL: 'warn' });
+    try {
+      await waitFor(() => proc.stdout().includes('Press Ctrl-C to stop.'), 20_000, 'the simulators to start');
+      const text = proc.stdout();
+      const block = text.slice(text.indexOf('sources:'), text.indexOf('Press Ctrl-C to stop.'));
+      const config = parseConfig({ tenants: [{ id: 'demo', secret: 's' }], ...(parse(block) as object) });
+      expect(config.sources.map((s) => s.type)).toEqual(['gewe', 'videosapi', 'syncfinder', 'yunhu']);
+    } finally {
+      proc.child.kill('SIGTERM');
+    }
+    expect(await proc.exited).toBe(0);
+  }, 40_000);
+
+  it('exits 1 when the second simulator cannot listen, instead of staying up with the first', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const taken = (blocker.address() as AddressInfo).port;
+    try {
+      // The Yunhu simulator takes the port after --port.
+      const proc = startMsgpipe(['simulate', '--port', String(taken - 1), '--messages', '10'], { MSGPIPE_LOG_LEVEL: 'warn' });
+      const outcome = await Promise.race([proc.exited, new Promise((resolve) => setTimeout(() => { resolve('still running'); }, 15_000))]);
+      if (outcome === 'still running') proc.child.kill('SIGKILL');
+      expect(outcome).toBe(1);
+      expect(proc.stderr()).toContain('EADDRINUSE');
+    } finally {
+      blocker.close();
+    }
+  }, 40_000);
+});
