@@ -5,6 +5,7 @@
  * listed); 70 the drain deadline passed after a stop signal.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
@@ -197,6 +198,10 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
       const problem = readOnlyProblem(query);
       if (problem !== undefined) throw new ConfigError([problem]);
       const config = await resolveConfig(opts.config, false);
+      // Opening a chDB directory creates it: a mistyped path would give an empty store and "Unknown table".
+      if (config.clickhouse.url === undefined && !existsSync(config.clickhouse.path)) {
+        throw new ConfigError([`clickhouse.path: no store at ${config.clickhouse.path} (pass --config, or run msgpipe run or demo first)`]);
+      }
       const store = await openConfiguredStore(config, logger(config), { migrate: false });
       try {
         // The statement check is about intent; the engine's readonly mode is the guarantee

@@ -261,5 +261,12 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   }
   const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length > 0) throw new ConfigError(doc.errors.map((e) => `${file}: ${e.message}`));
-  return parseConfig(doc.toJS(), env);
+  let raw: unknown;
+  try {
+    // Refuses what parses but cannot be built, such as aliases nested into a billion values.
+    raw = doc.toJS();
+  } catch (err) {
+    throw new ConfigError([`${file}: ${err instanceof Error ? err.message : String(err)}`]);
+  }
+  return parseConfig(raw, env);
 }

@@ -40,6 +40,13 @@ describe('msgpipe sql', () => {
       // Columns come out in the query's order, each of them.
       const ordered = await execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, '-f', 'jsonl', "SELECT 'a' AS x, 10, 5, 1, 1"], { cwd: ROOT, env });
       expect(ordered.stdout).toBe('{"x":"a","10":10,"5":5,"1":1,"1":1}\n');
+      // Without a configuration and without a store at the default path, nothing is created.
+      const bare = join(dir, 'bare');
+      await mkdir(bare);
+      const { MSGPIPE_CONFIG: _unset, ...noConfig } = env;
+      const none = execFileAsync(process.execPath, [BIN, 'sql', 'SELECT 1'], { cwd: bare, env: noConfig });
+      await expect(none).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('clickhouse.path: no store at ./data/clickhouse') as unknown });
+      expect(await readdir(bare)).toEqual([]);
       // A read that would write a file is refused before it runs.
       const outfile = join(dir, 'out.txt');
       const into = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, `SELECT 1 INTO OUTFILE '${outfile}'`], { cwd: ROOT, env });

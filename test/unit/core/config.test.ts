@@ -131,4 +131,15 @@ describe('loadConfig', () => {
     await expect(loadConfig(bad, {})).rejects.toBeInstanceOf(ConfigError);
     await expect(loadConfig(join(dir, 'missing.yaml'), {})).rejects.toThrow(/cannot read the file \(ENOENT\)/);
   });
+
+  it('refuses aliases that would expand without end as a configuration error', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'msgpipe-config-'));
+    const bomb = join(dir, 'bomb.yaml');
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++) levels.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
+    await writeFile(bomb, `${levels.join('\n')}\n`);
+    const outcome = loadConfig(bomb, {});
+    await expect(outcome).rejects.toBeInstanceOf(ConfigError);
+    await expect(outcome).rejects.toThrow(/bomb\.yaml: .*alias/i);
+  });
 });
