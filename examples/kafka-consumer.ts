@@ -44,6 +44,8 @@ const done = new Promise<void>((resolve) => {
         process.stderr.write(`skipping offset ${message.offset}: ${String(err)}\n`);
         return;
       }
+      // An edit carrier (empty msgid, docs/kafka.md) brings edit history, not a message.
+      if (m['msgid'] === '') return;
       const id = `${String(m['tenant'])}:${String(m['staff_id'])}:${String(m['msgid'])}`;
       if (seen.has(id)) return;
       seen.add(id);

@@ -36,6 +36,11 @@ interface Row {
 function typeOf(s: JsonSchema): string {
   if (s.const !== undefined) return `\`${JSON.stringify(s.const)}\``;
   if (s.enum) return s.enum.map((v) => `\`${JSON.stringify(v)}\``).join(' \\| ');
+  // A union of literals (`z.union([z.literal(1), …])`) lists its values as an enum does.
+  const alternatives = s.anyOf ?? s.oneOf;
+  if (alternatives !== undefined && alternatives.length > 0 && alternatives.every((a) => a.const !== undefined)) {
+    return alternatives.map((a) => `\`${JSON.stringify(a.const)}\``).join(' \\| ');
+  }
   const base = Array.isArray(s.type) ? s.type.join(' | ') : (s.type ?? 'any');
   if (base === 'array' && s.items?.type !== undefined && s.items.type !== 'object') return `${String(s.items.type)}[]`;
   const bounds = [

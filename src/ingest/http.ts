@@ -3,7 +3,7 @@
  *
  * One keep-alive agent per process. A request either returns the full body as bytes (decoding
  * is the caller's business: items are sliced from the raw bytes) or throws a classified error:
- * network failures, timeouts, 408/425/429/5xx are {@link TransientError} (with Retry-After),
+ * network failures, timeouts, 408/425/429 and every 5xx are {@link TransientError} (with Retry-After),
  * 401/403 are {@link AuthError}, any other status is permanent.
  */
 import { Agent, request } from 'undici';
@@ -29,7 +29,12 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-const TRANSIENT_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+/** Statuses worth asking again: every 5xx (DESIGN §2; a proxy's 520–524 too) and these. */
+const TRANSIENT_STATUS = new Set([408, 425, 429]);
+
+function isTransientStatus(status: number): boolean {
+  return status >= 500 || TRANSIENT_STATUS.has(status);
+}
 
 /**
  * POSTs a JSON body and returns the raw response bytes of a 2xx answer.
@@ -120,7 +125,7 @@ async function exchange(
     if (statusCode === 401 || statusCode === 403) {
       throw new AuthError('Provider refused the credentials.', { details: { status: statusCode } });
     }
-    if (TRANSIENT_STATUS.has(statusCode)) {
+    if (isTransientStatus(statusCode)) {
       const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
       throw new TransientError('MSGPIPE_ERR_HTTP_TRANSIENT', `Provider answered HTTP ${statusCode}.`, {
         details: { status: statusCode },

@@ -46,6 +46,21 @@ function trickle(ms: number): (res: ServerResponse) => void {
 }
 
 describe('postBytes', () => {
+  it('takes every 5xx (a proxy 520 and 501 too) and 408/425/429 for transient, other 4xx for permanent', async () => {
+    let status = 200;
+    const url = await serve((res) => { res.writeHead(status).end(); });
+    for (const s of [500, 501, 503, 520, 599, 408, 425, 429]) {
+      status = s;
+      await expect(postBytes(url, {}, '{}', { timeoutMs: 5000 }), String(s)).rejects.toBeInstanceOf(TransientError);
+    }
+    for (const s of [400, 404, 413]) {
+      status = s;
+      const outcome = postBytes(url, {}, '{}', { timeoutMs: 5000 });
+      await expect(outcome, String(s)).rejects.toMatchObject({ code: 'MSGPIPE_ERR_HTTP_STATUS' });
+      await expect(outcome).rejects.not.toBeInstanceOf(TransientError);
+    }
+  });
+
   it('gives up on a body that trickles in past the request timeout, though no gap between its chunks reaches it', async () => {
     const url = await serve(trickle(4000));
     const started = Date.now();
