@@ -453,8 +453,11 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
 
   /** Merges `faults` into those of every account (`*`) or of one; the handle and `/_sim` share it. */
   const setFaults = (id: string, faults: YunhuSimFaults): void => {
-    if (id === '*') global = { ...global, ...faults };
-    else {
+    if (id === '*') {
+      global = { ...global, ...faults };
+      // The count starts now for every account, as it does for one.
+      if (faults.tokenExpiresAfter !== undefined) for (const state of states.values()) state.accepted = 0;
+    } else {
       const s = get(id);
       s.faults = { ...s.faults, ...faults };
       if (faults.tokenExpiresAfter !== undefined) s.accepted = 0;
@@ -498,12 +501,29 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
     setFaults(s.account.id, patch);
     return { own: s.faults, effective: faultsOf(s) };
   });
+  app.post('/_sim/accounts/:id/renew-token', (req, reply) => {
+    const s = accountOf(req, reply);
+    if (s === undefined) return reply;
+    const body = Buffer.isBuffer(req.body) && req.body.length > 0 ? parseJsonObject(req.body) : {};
+    const parsed = z.strictObject({ token: z.string().min(1).optional() }).safeParse(body);
+    if (!parsed.success) return reply.code(400).send({ error: 'invalid body', problems: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) });
+    renewToken(s.account.id, parsed.data.token);
+    return { token: s.account.token };
+  });
   app.delete('/_sim/accounts/:id/faults', (req, reply) => {
     const s = accountOf(req, reply);
     if (s === undefined) return reply;
     clearFaults(s.account.id);
     return { own: {}, effective: faultsOf(s) };
   });
+
+  /** A new token for the account (or the same one), accepted again: an expired token stays refused until then. */
+  function renewToken(id: string, token?: string): void {
+    const s = get(id);
+    s.expired = false;
+    s.accepted = 0;
+    if (token !== undefined) s.account.token = token;
+  }
 
   await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
   const address = app.server.address();
@@ -553,12 +573,7 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
       ),
     setFaults,
     clearFaults,
-    renewToken: (id, token) => {
-      const s = get(id);
-      s.expired = false;
-      s.accepted = 0;
-      if (token !== undefined) s.account.token = token;
-    },
+    renewToken,
     postAsPeer: (id, chatType, chatId, contentType) => {
       const s = get(id);
       return s.account.postAsPeer(chatOf(s, chatType, chatId), Date.now(), contentType).msgId;

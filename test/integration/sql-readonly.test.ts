@@ -43,7 +43,8 @@ describe('msgpipe sql', () => {
       // Without a configuration and without a store at the default path, nothing is created.
       const bare = join(dir, 'bare');
       await mkdir(bare);
-      const { MSGPIPE_CONFIG: _unset, ...noConfig } = env;
+      const noConfig: NodeJS.ProcessEnv = { ...env };
+      delete noConfig['MSGPIPE_CONFIG'];
       const none = execFileAsync(process.execPath, [BIN, 'sql', 'SELECT 1'], { cwd: bare, env: noConfig });
       await expect(none).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('clickhouse.path: no store at ./data/clickhouse') as unknown });
       expect(await readdir(bare)).toEqual([]);

@@ -9,7 +9,7 @@ import { sourceSchema } from '../../../src/core/config.ts';
 import { MsgpipeError } from '../../../src/core/errors.ts';
 import { createSource } from '../../../src/ingest/registry.ts';
 import type { Source, SourceContext, SourcePage } from '../../../src/ingest/source.ts';
-import { decodeYunhu, encodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
+import { decodeYunhu, encodeYunhu, readListResponse } from '../../../src/ingest/yunhu-proto.ts';
 import { yunhuClient } from '../../../src/simulate/yunhu-client.ts';
 import { startYunhuSimulator, type YunhuSimulatorHandle, type YunhuSimAccountInput } from '../../../src/simulate/yunhu-server.ts';
 
@@ -239,6 +239,22 @@ describe('yunhu source', () => {
     expect(await call('PUT', '/faults', { latencyMs: 1 })).toEqual({ status: 200, json: { latencyMs: 1 } });
     expect(await call('GET', '/faults')).toEqual({ status: 200, json: { latencyMs: 1 } });
     expect(await call('DELETE', '/faults')).toEqual({ status: 200, json: {} });
+    // An expired token stays refused once the knob is gone, until it is renewed over HTTP too.
+    const list = async (): Promise<number> => {
+      const res = await fetch(`${sim.url}/v1/msg/list-message-by-seq`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-protobuf', token: 'tok-yh' },
+        body: encodeYunhu('ListMessageBySeqRequest', { msg_start: '0', chat_type: 1, chat_id: '7356214' }),
+      });
+      return readListResponse(new Uint8Array(await res.arrayBuffer())).status?.code ?? 0;
+    };
+    expect((await call('PUT', '/faults', { tokenExpiresAfter: 0 })).status).toBe(200);
+    expect(await list()).toBe(-101);
+    expect(await call('DELETE', '/faults')).toEqual({ status: 200, json: {} });
+    expect(await list()).toBe(-101);
+    expect(await call('POST', '/accounts/7311890/renew-token', {})).toEqual({ status: 200, json: { token: 'tok-yh' } });
+    expect(await list()).toBe(1);
+    expect((await call('POST', '/accounts/nobody/renew-token', {})).status).toBe(404);
 
     const source = build(sim, { rereadWindow: 0, chats: ACCOUNT.chats.map((c) => ({ chatId: c.chatId, chatType: c.chatType })) });
     const r = run(source);
