@@ -345,7 +345,8 @@ export class SimAccount {
         continue;
       }
       if (g >= available) break;
-      if (duplicateRate > 0 && g > 0 && hash3(this.seed, g, SALT_DUP) / 4294967296 < duplicateRate) {
+      // A re-send goes before its message only when both fit: a page never exceeds its size.
+      if (duplicateRate > 0 && g > 0 && parts.length + 2 <= size && hash3(this.seed, g, SALT_DUP) / 4294967296 < duplicateRate) {
         // A re-send of an earlier message: same NewMsgId, same bytes, possibly pages back.
         const back = 1 + (hash3(this.seed, g, SALT_DUP_AT) % Math.min(g, 3 * pageSize));
         parts.push(this.item(g - back));

@@ -116,6 +116,19 @@ describe('simulator paging', () => {
     expect(sim.received('g').some((r) => r.duplicates > 0)).toBe(true);
   });
 
+  it('counts re-sends toward the page size ("Largest page, in items")', async () => {
+    const dense = await startSimulator({ accounts: [{ provider: 'gewe', id: 'd', token: 'tok-d', appId: 'wx_d', messages: 200, duplicateRate: 0.5, pageSize: 5, pageSizeVariation: 0, seed: 4 }] });
+    try {
+      await pullAll(dense, 'd');
+      const pages = dense.received('d').filter((r) => r.outcome === 'page');
+      expect(pages.some((r) => r.duplicates > 0)).toBe(true);
+      expect(Math.max(...pages.map((r) => r.items))).toBe(5);
+      expect(dense.expected('d')).toHaveLength(200);
+    } finally {
+      await dense.close();
+    }
+  });
+
   it('emits 64-bit ids as bare JSON numbers with every digit', async () => {
     const res = await sync(sim, 'g', '');
     // The first page holds the whole opening plan only if it is large enough: read two pages.
