@@ -122,10 +122,24 @@ function isRealDate(text: string): boolean {
   return y >= 1970 && y <= 9999 && t.getUTCFullYear() === y && t.getUTCMonth() === m - 1 && t.getUTCDate() === d;
 }
 
+const DAY_MS = 86_400_000;
+
+/** Formatters per time zone: making one costs far more than using it. */
+const clockFormats = new Map<string, Intl.DateTimeFormat>();
+const dayFormats = new Map<string, Intl.DateTimeFormat>();
+
+function formatIn(cache: Map<string, Intl.DateTimeFormat>, timeZone: string, options: Intl.DateTimeFormatOptions): Intl.DateTimeFormat {
+  let format = cache.get(timeZone);
+  if (format === undefined) {
+    format = new Intl.DateTimeFormat(options.hour === undefined ? 'en-CA' : 'en-US', { timeZone, ...options });
+    cache.set(timeZone, format);
+  }
+  return format;
+}
+
 /** Offset of `timeZone` from UTC at instant `utcMs`, in ms (Asia/Shanghai: +8 h). */
 function zoneOffsetMs(utcMs: number, timeZone: string): number {
-  const parts = new Intl.DateTimeFormat('en-US', {
-    timeZone,
+  const parts = formatIn(clockFormats, timeZone, {
     hourCycle: 'h23',
     year: 'numeric',
     month: '2-digit',
@@ -141,27 +155,27 @@ function zoneOffsetMs(utcMs: number, timeZone: string): number {
 
 /** The calendar day (`YYYY-MM-DD`) of instant `utcMs` in `timeZone`. */
 function localDay(utcMs: number, timeZone: string): string {
-  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(utcMs));
+  return formatIn(dayFormats, timeZone, { year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(utcMs));
 }
 
 /**
  * The instant a calendar day (`YYYY-MM-DD`, plus `addDays`) starts in `timeZone`, unix ms: its
  * first instant, also where a DST change at midnight skips 00:00 (America/Santiago, 2024-09-08:
- * the day starts at 01:00, 04:00 UTC) or repeats it.
+ * the day starts at 01:00, 04:00 UTC) or repeats it (Asia/Amman, 2020-10-30: the first of the
+ * two midnights).
  */
 export function dayStartMs(day: string, timeZone: string, addDays = 0): number {
   const [y, m, d] = day.split('-').map(Number) as [number, number, number];
   const wall = Date.UTC(y, m - 1, d + addDays);
   const target = new Date(wall).toISOString().slice(0, 10);
-  // Local midnight read with the offset of either side of a change there: the earlier candidate
-  // that falls on the day is its start.
-  const first = wall - zoneOffsetMs(wall, timeZone);
-  const second = wall - zoneOffsetMs(first, timeZone);
-  const [early, late] = first <= second ? [first, second] : [second, first];
-  if (localDay(early, timeZone) === target) return early;
-  if (localDay(late, timeZone) === target) return late;
+  // Local midnight read with each offset in force around it (a day before, at it, a day after):
+  // the earliest reading that falls on the day is its start. Where midnight does not exist, the
+  // reading with the offset before the change lands on the change itself, the day's first instant.
+  const candidates = [...new Set([-DAY_MS, 0, DAY_MS].map((shift) => wall - zoneOffsetMs(wall + shift, timeZone)))].sort((a, b) => a - b);
+  const onDay = candidates.find((c) => localDay(c, timeZone) === target);
+  if (onDay !== undefined) return onDay;
   // A day the zone skipped altogether (Pacific/Apia, 2011-12-30) starts where the next one does.
-  return localDay(early, timeZone) > target ? early : late;
+  return candidates.find((c) => localDay(c, timeZone) > target) ?? wall - zoneOffsetMs(wall, timeZone);
 }
 
 /** `send_at_start` / `send_at_end` as a half-open range of unix ms, end date included. */

@@ -21,9 +21,48 @@ describe('dayStartMs', () => {
   });
 
   it('is the first of the two midnights when DST repeats midnight', () => {
+    // Amman went back from 01:00 (+03) to 00:00 (+02): midnight came twice, first at 21:00 UTC.
+    expect(iso(dayStartMs('2020-10-30', 'Asia/Amman'))).toBe('2020-10-29T21:00:00.000Z');
     // 00:00 (-03) goes back to 23:00 (-04) of the day before; the day starts at 00:00 -04.
     expect(iso(dayStartMs('2025-04-06', 'America/Santiago'))).toBe('2025-04-06T04:00:00.000Z');
     expect(iso(dayStartMs('2024-03-31', 'Europe/Berlin'))).toBe('2024-03-30T23:00:00.000Z');
+  });
+
+  it('agrees with a search for the first instant of the day on every day around a DST change, 2010-2024', () => {
+    const zones = ['America/Santiago', 'America/Sao_Paulo', 'America/Havana', 'Asia/Amman', 'Asia/Gaza', 'Asia/Beirut', 'Asia/Tehran', 'Europe/Berlin', 'America/New_York', 'Australia/Lord_Howe', 'Pacific/Apia', 'Asia/Shanghai'];
+    let checked = 0;
+    for (const zone of zones) {
+      const fmt = new Intl.DateTimeFormat('en-CA', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit' });
+      const offsetName = new Intl.DateTimeFormat('en-US', { timeZone: zone, timeZoneName: 'longOffset' });
+      const local = (ms: number): string => fmt.format(ms);
+      // The first minute whose local day is `target` or later, searched within two days of UTC midnight.
+      const firstInstant = (target: string): number => {
+        const wall = Date.parse(`${target}T00:00:00Z`);
+        let lo = (wall - 30 * 3_600_000) / 60_000;
+        let hi = (wall + 30 * 3_600_000) / 60_000;
+        while (lo < hi) {
+          const mid = Math.floor((lo + hi) / 2);
+          if (local(mid * 60_000) >= target) hi = mid;
+          else lo = mid + 1;
+        }
+        return lo * 60_000;
+      };
+      let previous = '';
+      for (let t = Date.parse('2010-01-01T12:00:00Z'); t < Date.parse('2025-01-01T00:00:00Z'); t += 86_400_000) {
+        // A change of the UTC offset between two noons: check the days around it.
+        const offset = offsetName.format(t).split(' ').at(-1) ?? '';
+        if (previous !== '' && offset !== previous) {
+          for (const shift of [-1, 0, 1]) {
+            const target = new Date(t + shift * 86_400_000).toISOString().slice(0, 10);
+            if (local(firstInstant(target)) !== target) continue; // a day the zone skipped
+            expect(iso(dayStartMs(target, zone)), `${zone} ${target}`).toBe(iso(firstInstant(target)));
+            checked++;
+          }
+        }
+        previous = offset;
+      }
+    }
+    expect(checked).toBeGreaterThan(500);
   });
 
   it('gives the whole local day as a half-open range', () => {
