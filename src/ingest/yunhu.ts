@@ -20,11 +20,14 @@
  * protobuf), read again every `conversationRefreshMs`.
  *
  * Failures: network, timeouts, 408/425/429/5xx are retried with jittered backoff (Retry-After
- * honoured) and the same request. `status.code` -101 (not logged in) or a token text, and HTTP
- * 401/403, park the account (tried again every minute). Any other non-success status, and a body
- * that is not the protobuf (or JSON) it should be, becomes a dead letter with the whole body (once
- * per position and distinct body, or distinct status code and text) and the same request is
- * tried again after a backoff; no cursor moves past it.
+ * honoured) and the same request, 5 attempts in all. `status.code` -101 (not logged in) or a
+ * token text, and HTTP 401/403, park the account (tried again every minute). Any other
+ * non-success status, and a body that is not the protobuf (or JSON) it should be, becomes a dead
+ * letter with the whole body (once per position and distinct body, or distinct status code and
+ * text). A read that fails so (or with a permanent HTTP status, or past its attempts) sets its
+ * chat back with a backoff of its own while the other chats go on, and is tried again then; no
+ * cursor moves past it. The exception is an edit history: its message goes on without it, and
+ * the next re-read asks for it again.
  */
 import { createHash } from 'node:crypto';
 
@@ -334,7 +337,7 @@ export class YunhuSource implements Source {
     let reads = 0;
     let answers = 0;
     const read = async <T>(key: string, fn: () => Promise<T>): Promise<T | undefined> => {
-      const outcome = await this.isolated(log, key, fn);
+      const outcome = await this.isolated(log, ctx.signal, key, fn);
       if (outcome.ran) reads++;
       if (outcome.ok) answers++;
       return outcome.value;
@@ -352,7 +355,7 @@ export class YunhuSource implements Source {
   }
 
   /** Runs `read` unless `key` is backing off; an unusable answer starts or lengthens its backoff. */
-  private async isolated<T>(log: SourceContext['log'], key: string, read: () => Promise<T>): Promise<{ ran: boolean; ok: boolean; value: T | undefined }> {
+  private async isolated<T>(log: SourceContext['log'], signal: AbortSignal, key: string, read: () => Promise<T>): Promise<{ ran: boolean; ok: boolean; value: T | undefined }> {
     const backoff = this.backoff.get(key);
     if (backoff !== undefined && Date.now() < backoff.until) return { ran: false, ok: false, value: undefined };
     try {
@@ -360,7 +363,8 @@ export class YunhuSource implements Source {
       this.backoff.delete(key);
       return { ran: true, ok: true, value };
     } catch (err) {
-      if (!this.isReadFailure(err)) throw err;
+      // A stop is not the chat's failure: a request it ends may reject with the stop's reason.
+      if (!this.isReadFailure(err) || signal.aborted) throw err;
       this.stats.errors++;
       const failures = (backoff?.failures ?? 0) + 1;
       const waitMs = backoffMs(this.retryPolicy, failures);
@@ -466,7 +470,9 @@ export class YunhuSource implements Source {
   /**
    * Fetches edit histories where needed and emits one page. A history that cannot be read does
    * not hold the page back: the message goes on without it (its latest content and edit time are
-   * in the message itself), and the failed answer is a dead letter ({@link bad}).
+   * in the message itself), an unusable answer is a dead letter ({@link bad}), and the message is
+   * not remembered, so the next re-read (within `rereadWindow`) hands it on again and asks for
+   * its history once more.
    */
   private async emitMessages(ctx: SourceContext, chat: YunhuChat, before: bigint, after: bigint, messages: readonly Listed[]): Promise<void> {
     const stream = chatStream(chat);
@@ -477,17 +483,20 @@ export class YunhuSource implements Source {
     const push = (bytes: Uint8Array): void => {
       records.push({ origin: this.origin, bytes, fetchedAt, cursor: `${stream}@${cursorBefore}`, index: records.length, session: chat.chatId });
     };
+    const historyMissing = new Set<string>();
     for (const m of messages) {
       push(m.bytes);
       if (m.msgId !== undefined && m.msgId !== '' && m.editTime !== '0' && seen?.get(m.msgId)?.editTime !== m.editTime) {
-        for (const entry of await this.editHistoryOrNone(ctx, stream, m.msgId)) push(entry);
+        const history = await this.editHistoryOrNone(ctx, stream, m.msgId);
+        if (history === undefined) historyMissing.add(m.msgId);
+        for (const entry of history ?? []) push(entry);
       }
     }
     this.stats.pages++;
     this.stats.records += records.length;
     await emitPage(ctx, { origin: this.origin, stream, cursorBefore, cursorAfter: after.toString(), records, deadLetters: [] });
     this.cursors.set(stream, after);
-    for (const m of messages) this.remember(stream, m);
+    for (const m of messages) if (m.msgId === undefined || !historyMissing.has(m.msgId)) this.remember(stream, m);
     this.rememberUnreadable(stream, messages);
   }
 
@@ -550,15 +559,15 @@ export class YunhuSource implements Source {
     return list.spans.map((s) => listed(body.subarray(s.start, s.end)));
   }
 
-  /** {@link editHistory}, or none when it cannot be read (logged; an unusable answer is a dead letter). */
-  private async editHistoryOrNone(ctx: SourceContext, stream: string, msgId: string): Promise<Uint8Array[]> {
+  /** {@link editHistory}, or undefined when it cannot be read now (logged; an unusable answer is a dead letter). */
+  private async editHistoryOrNone(ctx: SourceContext, stream: string, msgId: string): Promise<Uint8Array[] | undefined> {
     try {
       return await this.editHistory(ctx, stream, msgId);
     } catch (err) {
       if (!this.isReadFailure(err) || ctx.signal.aborted) throw err;
       this.stats.errors++;
-      ctx.log.warn({ err, source: this.name, stream, msgId }, 'Edit history could not be read; the message goes on without it.');
-      return [];
+      ctx.log.warn({ err, source: this.name, stream, msgId }, 'Edit history could not be read; the message goes on without it, and the next re-read asks again.');
+      return undefined;
     }
   }
 

@@ -21,13 +21,16 @@ describe('readOnlyProblem', () => {
     expect(readOnlyProblem('SELECT 1 -- a; b\n/* c; d */')).toBeUndefined();
   });
 
-  it('refuses a read that writes a file, but not the words in a string or a comment', () => {
-    const outfile = 'sql: INTO OUTFILE writes a file; redirect the output instead';
+  it('refuses a read that names OUTFILE, in whatever comment or string form it hides', () => {
+    const outfile = 'sql: a statement that names OUTFILE is refused (INTO OUTFILE writes a file); redirect the output instead';
     expect(readOnlyProblem("SELECT 1 AS a INTO OUTFILE '/tmp/x.txt'")).toBe(outfile);
     expect(readOnlyProblem("select * from messages into\n  outfile '/tmp/x' TRUNCATE")).toBe(outfile);
     expect(readOnlyProblem("WITH 1 AS a SELECT a INTO OUTFILE 'f' APPEND FORMAT CSV")).toBe(outfile);
-    expect(readOnlyProblem("SELECT 'into outfile' AS x")).toBeUndefined();
-    expect(readOnlyProblem('SELECT 1 AS `into outfile` -- into outfile\n')).toBeUndefined();
+    expect(readOnlyProblem("SELECT 'x' AS x INTO # c\nOUTFILE '/tmp/o1.txt'")).toBe(outfile);
+    expect(readOnlyProblem("SELECT 'x' AS x INTO /* a /* b */ c */ OUTFILE '/tmp/o3.txt'")).toBe(outfile);
+    expect(readOnlyProblem("SELECT 1 -- it's\nINTO OUTFILE 'x'")).toBe(outfile);
+    expect(readOnlyProblem("SELECT 'into outfile' AS x")).toBe(outfile);
+    expect(readOnlyProblem('SELECT 1 AS outfit, 2 AS file')).toBeUndefined();
   });
 
   it('refuses writes and stacked statements, saying which', () => {

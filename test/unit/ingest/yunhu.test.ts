@@ -224,6 +224,13 @@ describe('yunhu source', () => {
       expect(msgIds(r.pages)).toContain(b);
       expect(r.cursors.get('1:7356214')).toBe('5');
     }, WAIT);
+    // Once the edit record answers, a re-read hands the message on again with its history.
+    sim.clearFaults('7311890');
+    await vi.waitFor(() => {
+      const history = r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] === 0x7b).map((x) => JSON.parse(Buffer.from(x.bytes).toString()) as { contentOld: string });
+      expect(history.map((h) => h.contentOld)).toContain('{"text":"v1"}');
+    }, WAIT);
+    expect(r.pages.flatMap((p) => p.deadLetters)).toHaveLength(1);
     await r.stop();
   });
 
