@@ -27,7 +27,7 @@
  * text). A read that fails so (or with a permanent HTTP status, or past its attempts) sets its
  * chat back with a backoff of its own while the other chats go on, and is tried again then; no
  * cursor moves past it. The exception is an edit history: its message goes on without it, and
- * the next re-read asks for it again.
+ * later re-reads ask for it again ({@link HISTORY_ATTEMPTS} times in all).
  */
 import { createHash } from 'node:crypto';
 
@@ -82,6 +82,12 @@ const TRANSIENT_RETRY: RetryPolicy = { attempts: Infinity, minMs: 500, maxMs: 60
  * its own: a chat whose reads keep failing must not hold up the account's other chats.
  */
 const READ_ATTEMPTS = 5;
+/**
+ * Rounds in which a message whose edit history failed is handed on again to ask for it, spaced
+ * by the transient backoff (0.5 s doubling to 60 s, about 4 minutes in all); then it goes on
+ * without one.
+ */
+const HISTORY_ATTEMPTS = 10;
 const PARK_RETRY_MS = 60_000;
 const MAX_IDLE_FACTOR = 10;
 
@@ -267,6 +273,11 @@ export class YunhuSource implements Source {
   private readonly unreadableSent = new Map<string, Set<string>>();
   /** Chat streams (and `conversations`) whose last read was unusable: failures in a row and when to ask again. */
   private readonly backoff = new Map<string, { failures: number; until: number }>();
+  /**
+   * `<stream>\u001f<msgId>` → a message handed on without its edit history: at which edit, how
+   * many failures, when to ask again. Not remembered in `seen` meanwhile, so a re-read hands it on.
+   */
+  private readonly historyFailures = new Map<string, { editTime: string; seq: bigint; failures: number; nextAt: number }>();
   private chats: YunhuChat[];
   private conversationMd5 = '';
   private conversationsReadAt = -Infinity;
@@ -455,12 +466,14 @@ export class YunhuSource implements Source {
       // After a restart nothing is in `seen`: only edited or recalled messages need handing on again.
       // Undecodable messages that the cursor moves past now (they arrived during the round) are
       // handed on too, to be dead-lettered by the transform.
+      // A message whose edit history failed waits for its next attempt (historyFailures).
+      const now = Date.now();
       const worth = [
-        ...changed.filter((m) => m.seq > high || seen?.has(m.msgId) === true || m.state !== '0:0'),
+        ...changed.filter((m) => (m.seq > high || seen?.has(m.msgId) === true || m.state !== '0:0') && !this.historyWaits(stream, m, now)),
         ...this.unsent(stream, passedUndecodable(page, high, newHigh)),
       ];
       if (worth.length > 0) await this.emitMessages(ctx, chat, high, newHigh, worth);
-      else for (const m of changed) this.remember(stream, m);
+      else for (const m of changed) if (!this.historyPending(stream, m)) this.remember(stream, m);
       high = newHigh;
       if (top <= start) break;
       start = top;
@@ -471,8 +484,8 @@ export class YunhuSource implements Source {
    * Fetches edit histories where needed and emits one page. A history that cannot be read does
    * not hold the page back: the message goes on without it (its latest content and edit time are
    * in the message itself), an unusable answer is a dead letter ({@link bad}), and the message is
-   * not remembered, so the next re-read (within `rereadWindow`) hands it on again and asks for
-   * its history once more.
+   * not remembered, so a later re-read (within `rereadWindow`, after a backoff) hands it on again
+   * and asks for its history once more, {@link HISTORY_ATTEMPTS} times in all.
    */
   private async emitMessages(ctx: SourceContext, chat: YunhuChat, before: bigint, after: bigint, messages: readonly Listed[]): Promise<void> {
     const stream = chatStream(chat);
@@ -488,7 +501,9 @@ export class YunhuSource implements Source {
       push(m.bytes);
       if (m.msgId !== undefined && m.msgId !== '' && m.editTime !== '0' && seen?.get(m.msgId)?.editTime !== m.editTime) {
         const history = await this.editHistoryOrNone(ctx, stream, m.msgId);
-        if (history === undefined) historyMissing.add(m.msgId);
+        if (history === undefined) {
+          if (this.historyFailed(ctx, stream, m.msgId, m)) historyMissing.add(m.msgId);
+        } else this.historyFailures.delete(`${stream}\u001f${m.msgId}`);
         for (const entry of history ?? []) push(entry);
       }
     }
@@ -537,9 +552,11 @@ export class YunhuSource implements Source {
 
   /** Forgets messages that left the re-read window. */
   private prune(stream: string, cursor: bigint): void {
+    const floor = cursor - BigInt(this.config.rereadWindow);
+    // A failed history whose message left the window is asked for no more.
+    for (const [key, failure] of this.historyFailures) if (key.startsWith(`${stream}\u001f`) && failure.seq <= floor) this.historyFailures.delete(key);
     const seen = this.seen.get(stream);
     if (seen === undefined) return;
-    const floor = cursor - BigInt(this.config.rereadWindow);
     for (const [id, entry] of seen) if (entry.seq <= floor) seen.delete(id);
   }
 
@@ -559,6 +576,39 @@ export class YunhuSource implements Source {
     return list.spans.map((s) => listed(body.subarray(s.start, s.end)));
   }
 
+  /** The failed edit history of `m` (at its current edit) that is to be asked for again, if any. */
+  private historyFailure(stream: string, m: Listed): { nextAt: number } | undefined {
+    const failure = m.msgId === undefined ? undefined : this.historyFailures.get(`${stream}\u001f${m.msgId}`);
+    return failure?.editTime === m.editTime ? failure : undefined;
+  }
+
+  /** Whether `m`'s edit history failed and is to be asked for again: it stays out of `seen`. */
+  private historyPending(stream: string, m: Listed): boolean {
+    return this.historyFailure(stream, m) !== undefined;
+  }
+
+  /** Whether `m`'s edit history failed and its next attempt comes after `now`. */
+  private historyWaits(stream: string, m: Listed, now: number): boolean {
+    return (this.historyFailure(stream, m)?.nextAt ?? -Infinity) > now;
+  }
+
+  /**
+   * Counts a failed edit history of `m`; returns whether to ask again later (the message is then
+   * left out of `seen`), false once {@link HISTORY_ATTEMPTS} have failed.
+   */
+  private historyFailed(ctx: SourceContext, stream: string, msgId: string, m: Listed): boolean {
+    const key = `${stream}\u001f${msgId}`;
+    const previous = this.historyFailures.get(key);
+    const failures = previous?.editTime === m.editTime ? previous.failures + 1 : 1;
+    if (failures >= HISTORY_ATTEMPTS) {
+      this.historyFailures.delete(key);
+      ctx.log.warn({ source: this.name, stream, msgId, attempts: failures }, 'Edit history could not be read; the message stays without it.');
+      return false;
+    }
+    this.historyFailures.set(key, { editTime: m.editTime, seq: m.seq ?? 0n, failures, nextAt: Date.now() + backoffMs(this.retryPolicy, failures) });
+    return true;
+  }
+
   /** {@link editHistory}, or undefined when it cannot be read now (logged; an unusable answer is a dead letter). */
   private async editHistoryOrNone(ctx: SourceContext, stream: string, msgId: string): Promise<Uint8Array[] | undefined> {
     try {
@@ -566,7 +616,7 @@ export class YunhuSource implements Source {
     } catch (err) {
       if (!this.isReadFailure(err) || ctx.signal.aborted) throw err;
       this.stats.errors++;
-      ctx.log.warn({ err, source: this.name, stream, msgId }, 'Edit history could not be read; the message goes on without it, and the next re-read asks again.');
+      ctx.log.warn({ err, source: this.name, stream, msgId }, 'Edit history could not be read; the message goes on without it for now.');
       return undefined;
     }
   }

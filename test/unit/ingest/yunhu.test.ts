@@ -39,9 +39,9 @@ async function simulator(account: YunhuSimAccountInput = ACCOUNT): Promise<Yunhu
   return sim;
 }
 
-function build(sim: YunhuSimulatorHandle, extra: Record<string, unknown> = {}): Source {
+function build(sim: YunhuSimulatorHandle, extra: Record<string, unknown> = {}, retry: typeof FAST = FAST): Source {
   const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: sim.url, token: 'tok-yh', userId: '7311890', pollIntervalMs: 50, rereadWindow: 20, ...extra });
-  return createSource(config, { retry: FAST, parkRetryMs: 100 });
+  return createSource(config, { retry, parkRetryMs: 100 });
 }
 
 function run(source: Source, cursors = new Map<string, string>()): { pages: SourcePage[]; cursors: Map<string, string>; stop: () => Promise<void> } {
@@ -203,14 +203,15 @@ describe('yunhu source', () => {
     await r.stop();
   });
 
-  it('hands on an edited message without its history when the edit record cannot be read, and keeps reading the chat', async () => {
+  it('hands on an edited message without its history when the edit record cannot be read, keeps reading the chat, and asks again later', async () => {
     const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
     const chat = { chatId: '7356214', chatType: 1 };
     const client = yunhuClient(sim.url, 'tok-yh');
     const a = await client.send(chat, { content: { text: 'v1' } });
     await client.edit(chat, a, 'v2');
     sim.setFaults('7311890', { failingEditRecords: true });
-    const r = run(build(sim, { chats: [chat] }));
+    // Retries spaced enough that the history is still wanted when the fault goes.
+    const r = run(build(sim, { chats: [chat] }, { attempts: Infinity, minMs: 300, maxMs: 600, factor: 2 }));
     await vi.waitFor(() => { expect(msgIds(r.pages)).toContain(a); }, WAIT);
     const edited = r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] !== 0x7b).map((x) => decodeYunhu('Msg', x.bytes)).find((m) => m['msg_id'] === a);
     expect((edited?.['content'] as { text: string } | undefined)?.text).toBe('v2');
@@ -218,18 +219,38 @@ describe('yunhu source', () => {
     const letters = r.pages.flatMap((p) => p.deadLetters);
     expect(letters.map((d) => d.error_code)).toEqual(['MSGPIPE_ERR_PROVIDER']);
     expect(Buffer.from(letters[0]?.original_base64 ?? '', 'base64').toString()).toBe('{"code":-1,"msg":"消息不存在"}');
-    // Later messages of the chat still arrive, and the cursor passes the edited message.
-    const b = await client.send(chat, { content: { text: 'after' } });
-    await vi.waitFor(() => {
-      expect(msgIds(r.pages)).toContain(b);
-      expect(r.cursors.get('1:7356214')).toBe('5');
-    }, WAIT);
     // Once the edit record answers, a re-read hands the message on again with its history.
     sim.clearFaults('7311890');
     await vi.waitFor(() => {
       const history = r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] === 0x7b).map((x) => JSON.parse(Buffer.from(x.bytes).toString()) as { contentOld: string });
       expect(history.map((h) => h.contentOld)).toContain('{"text":"v1"}');
     }, WAIT);
+    expect(r.pages.flatMap((p) => p.deadLetters)).toHaveLength(1);
+    // Later messages of the chat still arrive.
+    const b = await client.send(chat, { content: { text: 'after' } });
+    await vi.waitFor(() => {
+      expect(msgIds(r.pages)).toContain(b);
+      expect(r.cursors.get('1:7356214')).toBe('5');
+    }, WAIT);
+    await r.stop();
+  });
+
+  it('asks for an edit history that keeps failing 10 times, then no more, and hands its message on no more than that', async () => {
+    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
+    const chat = { chatId: '7356214', chatType: 1 };
+    const client = yunhuClient(sim.url, 'tok-yh');
+    const a = await client.send(chat, { content: { text: 'v1' } });
+    await client.edit(chat, a, 'v2');
+    sim.setFaults('7311890', { failingEditRecords: true });
+    const r = run(build(sim, { chats: [chat] }));
+    const editReads = (): number => sim.received('7311890').filter((x) => x.path === '/v1/msg/list-message-edit-record').length;
+    await vi.waitFor(() => { expect(editReads()).toBe(10); }, WAIT);
+    const emitted = (): number => msgIds(r.pages).filter((id) => id === a).length;
+    const handedOn = emitted();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(editReads()).toBe(10);
+    expect(emitted()).toBe(handedOn);
+    expect(handedOn).toBeLessThanOrEqual(10);
     expect(r.pages.flatMap((p) => p.deadLetters)).toHaveLength(1);
     await r.stop();
   });
