@@ -84,8 +84,8 @@ const TRANSIENT_RETRY: RetryPolicy = { attempts: Infinity, minMs: 500, maxMs: 60
 const READ_ATTEMPTS = 5;
 /**
  * Rounds in which a message whose edit history failed is handed on again to ask for it, spaced
- * by the transient backoff (0.5 s doubling to 60 s, about 4 minutes in all); then it goes on
- * without one.
+ * by the transient backoff (jittered, doubling from 0.5 s to 60 s: up to about 3 minutes in all);
+ * then it goes on without one.
  */
 const HISTORY_ATTEMPTS = 10;
 const PARK_RETRY_MS = 60_000;
