@@ -15,8 +15,7 @@ import { limitNativeHeap } from '../core/native-heap.ts';
 import { type Ops, startOps } from '../ops/server.ts';
 import { API_PREFIX, sign, signUrl } from '../query/index.ts';
 import { defaultSimulatorAccounts, simulatorSources, startSimulator } from '../simulate/index.ts';
-import { defaultYunhuAccount, startYunhuTraffic, yunhuSimulatorSource } from '../simulate/yunhu-demo.ts';
-import { startYunhuSimulator, type YunhuSimulatorHandle } from '../simulate/yunhu-server.ts';
+import { defaultYunhuAccount, startYunhuBeside, startYunhuTraffic, yunhuSimulatorSource } from '../simulate/yunhu-demo.ts';
 import type { Store } from '../sink/clickhouse.ts';
 import { openConfiguredStore, startEmbedded } from './run.ts';
 import { formatRows } from './sql.ts';
@@ -92,14 +91,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   await mkdir(dataDir, { recursive: true });
   const accounts = defaultSimulatorAccounts({ messages: options.messages });
   const sim = await startSimulator({ port: options.port, accounts, logger: log.child({ component: 'simulate' }) });
-  let yunhu: YunhuSimulatorHandle;
-  try {
-    yunhu = await startYunhuSimulator({ accounts: [defaultYunhuAccount(Math.min(options.messages, 600))], logger: log });
-  } catch (err) {
-    // A listening server would keep the process alive after the failure.
-    await sim.close();
-    throw err;
-  }
+  const yunhu = await startYunhuBeside(sim, { accounts: [defaultYunhuAccount(Math.min(options.messages, 600))], logger: log });
   const stopTraffic = startYunhuTraffic(yunhu, 1000, log);
   limitNativeHeap(log);
   const lifecycle = installLifecycle({ log });

@@ -7,8 +7,7 @@ import { stringify } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
 
 import { defaultSimulatorAccounts, simulatorSources, startSimulator } from '../simulate/index.ts';
-import { defaultYunhuAccount, startYunhuTraffic, yunhuSimulatorSource } from '../simulate/yunhu-demo.ts';
-import { startYunhuSimulator, type YunhuSimulatorHandle } from '../simulate/yunhu-server.ts';
+import { defaultYunhuAccount, startYunhuBeside, startYunhuTraffic, yunhuSimulatorSource } from '../simulate/yunhu-demo.ts';
 
 export interface SimulateCommandOptions {
   readonly host: string;
@@ -24,20 +23,13 @@ export async function runSimulateCommand(options: SimulateCommandOptions): Promi
   if (options.port === 65_535) throw new ConfigError(['--port: the Yunhu simulator listens on the next port, so 65534 at most']);
   const accounts = defaultSimulatorAccounts({ messages: options.messages });
   const sim = await startSimulator({ host: options.host, port: options.port, accounts, logger: options.log });
-  let yunhu: YunhuSimulatorHandle;
-  try {
-    // Yunhu on the next port (its own server: protobuf bodies), with live edits and recalls.
-    yunhu = await startYunhuSimulator({
-      host: options.host,
-      port: options.port === 0 ? 0 : options.port + 1,
-      accounts: [defaultYunhuAccount(Math.min(options.messages, 3000))],
-      logger: options.log,
-    });
-  } catch (err) {
-    // A listening server would keep the process alive after the failure.
-    await sim.close();
-    throw err;
-  }
+  // Yunhu on the next port (its own server: protobuf bodies), with live edits and recalls.
+  const yunhu = await startYunhuBeside(sim, {
+    host: options.host,
+    port: options.port === 0 ? 0 : options.port + 1,
+    accounts: [defaultYunhuAccount(Math.min(options.messages, 3000))],
+    logger: options.log,
+  });
   const stopTraffic = startYunhuTraffic(yunhu, 1000, options.log);
   try {
     const sources = [

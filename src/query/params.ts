@@ -128,10 +128,10 @@ const DAY_MS = 86_400_000;
 const clockFormats = new Map<string, Intl.DateTimeFormat>();
 const dayFormats = new Map<string, Intl.DateTimeFormat>();
 
-function formatIn(cache: Map<string, Intl.DateTimeFormat>, timeZone: string, options: Intl.DateTimeFormatOptions): Intl.DateTimeFormat {
+function formatIn(cache: Map<string, Intl.DateTimeFormat>, locale: string, timeZone: string, options: Intl.DateTimeFormatOptions): Intl.DateTimeFormat {
   let format = cache.get(timeZone);
   if (format === undefined) {
-    format = new Intl.DateTimeFormat(options.hour === undefined ? 'en-CA' : 'en-US', { timeZone, ...options });
+    format = new Intl.DateTimeFormat(locale, { timeZone, ...options });
     cache.set(timeZone, format);
   }
   return format;
@@ -139,7 +139,7 @@ function formatIn(cache: Map<string, Intl.DateTimeFormat>, timeZone: string, opt
 
 /** Offset of `timeZone` from UTC at instant `utcMs`, in ms (Asia/Shanghai: +8 h). */
 function zoneOffsetMs(utcMs: number, timeZone: string): number {
-  const parts = formatIn(clockFormats, timeZone, {
+  const parts = formatIn(clockFormats, 'en-US', timeZone, {
     hourCycle: 'h23',
     year: 'numeric',
     month: '2-digit',
@@ -155,7 +155,8 @@ function zoneOffsetMs(utcMs: number, timeZone: string): number {
 
 /** The calendar day (`YYYY-MM-DD`) of instant `utcMs` in `timeZone`. */
 function localDay(utcMs: number, timeZone: string): string {
-  return formatIn(dayFormats, timeZone, { year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(utcMs));
+  // en-CA writes a date as YYYY-MM-DD.
+  return formatIn(dayFormats, 'en-CA', timeZone, { year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(utcMs));
 }
 
 /**

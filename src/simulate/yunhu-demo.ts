@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 
 import { yunhuClient } from './yunhu-client.ts';
-import type { YunhuSimAccountInput, YunhuSimulatorHandle } from './yunhu-server.ts';
+import { startYunhuSimulator, type StartYunhuSimulatorOptions, type YunhuSimAccountInput, type YunhuSimulatorHandle } from './yunhu-server.ts';
 
 export const YUNHU_DEMO = { id: 'yunhu-demo', token: 'sim-yunhu-token', userId: '7311890' } as const;
 
@@ -15,6 +15,19 @@ const CHATS = [
   { chatId: '7356214', chatType: 1 },
   { chatId: '82041957', chatType: 3 },
 ] as const;
+
+/**
+ * Starts the Yunhu simulator beside the finder simulators `first`, which it closes when it cannot
+ * start: a server left listening would keep the process alive after the failure.
+ */
+export async function startYunhuBeside(first: { close(): Promise<void> }, options: StartYunhuSimulatorOptions): Promise<YunhuSimulatorHandle> {
+  try {
+    return await startYunhuSimulator(options);
+  } catch (err) {
+    await first.close();
+    throw err;
+  }
+}
 
 /** The demo account: a group, a friend and a bot, `messages` spread over them. */
 export function defaultYunhuAccount(messages = 600): YunhuSimAccountInput {

@@ -542,6 +542,11 @@ export function isUnixMs(value: unknown): boolean {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= MAX_DATETIME64_MS;
 }
 
+/** An integer an Int32 column stores as it is (a larger one it would wrap, without an error). */
+export function isInt32(value: unknown): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= -(2 ** 31) && value <= 2 ** 31 - 1;
+}
+
 /** `\udXXX` (a lone surrogate as JSON.stringify escapes it) after an even run of backslashes. */
 const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
 

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 
 import type { EditMark, MessageEditRow } from '../core/types.ts';
-import { formatParam, groupBySize, isUnixMs, MAX_PARAM_BYTES, stringList, textPieces, type CallOptions, type Store } from './clickhouse.ts';
+import { formatParam, groupBySize, isInt32, isUnixMs, MAX_PARAM_BYTES, stringList, textPieces, type CallOptions, type Store } from './clickhouse.ts';
 import { MESSAGES_TABLE } from './messages.ts';
 
 /** The aggregate behind the `sessions` view (migrations/0002). */
@@ -38,20 +38,18 @@ export const MESSAGE_EDIT_COLUMNS = [
 
 const SEP = '\u001f';
 
-function editTargetKey(mark: EditMark): string {
+/** The identity of an edit's target message. */
+export function editTargetKey(mark: EditMark): string {
   return `${mark.tenant}${SEP}${mark.staff_id}${SEP}${mark.target_msgid}`;
 }
 
-function historyKey(row: { tenant: string; staff_id: string; msgid: string; edit_id: string }): string {
+/** The identity of an edit-history row. */
+export function historyKey(row: { tenant: string; staff_id: string; msgid: string; edit_id: string }): string {
   return `${row.tenant}${SEP}${row.staff_id}${SEP}${row.msgid}${SEP}${row.edit_id}`;
 }
 
 function distinct<T>(values: Iterable<T>): T[] {
   return [...new Set(values)];
-}
-
-function isInt32(value: unknown): boolean {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= -(2 ** 31) && value <= 2 ** 31 - 1;
 }
 
 /** Why an edit mark cannot be applied (its UPDATE would fail, or store a wrong value), or undefined. */

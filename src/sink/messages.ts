@@ -8,7 +8,7 @@
  * recall UPDATE, and the select list that reads rows back in the {@link MessageRow} shape.
  */
 import type { MessageRow, RecallMark } from '../core/types.ts';
-import { formatParam, groupBySize, isUnixMs, MAX_DATETIME64_MS, stringList, wellFormedJson, type CallOptions, type Store } from './clickhouse.ts';
+import { formatParam, groupBySize, isInt32, isUnixMs, stringList, wellFormedJson, type CallOptions, type Store } from './clickhouse.ts';
 
 export const MESSAGES_TABLE = 'messages';
 
@@ -67,7 +67,6 @@ export function recallTargetKey(mark: RecallMark): string {
   return `${mark.tenant}${SEP}${mark.staff_id}${SEP}${mark.target_msgid}`;
 }
 
-const MAX_MS = MAX_DATETIME64_MS;
 const UINT64_MAX = 18_446_744_073_709_551_615n;
 const DECIMAL = /^\d{1,20}$/;
 
@@ -120,8 +119,6 @@ const INT_FIELDS = [
 
 /** The Int32 columns: ClickHouse would store a larger integer wrapped, without an error. */
 const INT32_FIELDS = ['wx_msg_type', 'app_type'] as const satisfies readonly (keyof MessageRow)[];
-const INT32_MIN = -(2 ** 31);
-const INT32_MAX = 2 ** 31 - 1;
 
 /**
  * Why ClickHouse would refuse this row, or undefined when it is insertable. Checked per row so a
@@ -133,17 +130,12 @@ export function invalidMessageReason(row: MessageRow): string | undefined {
   const { msgid, msg_time: msgTime, ingested_at: ingestedAt, is_sender: isSender } = r;
   if (typeof msgid !== 'string' || msgid === '') return 'msgid is empty';
   if (!isUInt64(r['seq'])) return 'seq is not a UInt64 decimal string';
-  if (!isInt(msgTime) || (msgTime as number) < 0 || (msgTime as number) > MAX_MS) return 'msg_time is not a unix ms time';
-  if (!isInt(ingestedAt) || (ingestedAt as number) < 0 || (ingestedAt as number) > MAX_MS) {
-    return 'ingested_at is not a unix ms time';
-  }
+  if (!isUnixMs(msgTime)) return 'msg_time is not a unix ms time';
+  if (!isUnixMs(ingestedAt)) return 'ingested_at is not a unix ms time';
   if (isSender !== 0 && isSender !== 1) return 'is_sender is not 0 or 1';
   for (const field of STRING_FIELDS) if (typeof r[field] !== 'string') return `${field} is not a string`;
   for (const field of INT_FIELDS) if (!isInt(r[field])) return `${field} is not an integer`;
-  for (const field of INT32_FIELDS) {
-    const v = r[field] as number;
-    if (v < INT32_MIN || v > INT32_MAX) return `${field} is outside Int32`;
-  }
+  for (const field of INT32_FIELDS) if (!isInt32(r[field])) return `${field} is outside Int32`;
   if (!isStringArray(r['tolist']) || !isStringArray(r['at_user_list'])) return 'tolist/at_user_list is not a string array';
   return undefined;
 }

@@ -35,7 +35,7 @@ import { retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark } from '../core/types.ts';
 import { type CallOptions, type InsertOptions, JsonLines, type Store } from './clickhouse.ts';
 import { CursorStore } from './cursors.ts';
-import { estimateEditBytes, invalidEditHistoryReason, invalidEditReason, storeEdits } from './edits.ts';
+import { editTargetKey, estimateEditBytes, historyKey, invalidEditHistoryReason, invalidEditReason, storeEdits } from './edits.ts';
 import {
   DEAD_LETTER_COLUMNS,
   DEAD_LETTERS_TABLE,
@@ -682,13 +682,13 @@ export class SinkWriter implements UnitSink {
     for (const mark of batch.edits) {
       const reason = invalidEditReason(mark);
       if (reason === undefined) edits.push(mark);
-      else sinkDeadLetter('edits', `${mark.tenant}\u001f${mark.staff_id}\u001f${mark.target_msgid}`, mark, reason);
+      else sinkDeadLetter('edits', editTargetKey(mark), mark, reason);
     }
     const editHistory: MessageEditRow[] = [];
     for (const row of batch.editHistory) {
       const reason = invalidEditHistoryReason(row);
       if (reason === undefined) editHistory.push(row);
-      else sinkDeadLetter('message_edits', `${row.tenant}\u001f${row.staff_id}\u001f${row.msgid}\u001f${row.edit_id}`, row, reason);
+      else sinkDeadLetter('message_edits', historyKey(row), row, reason);
     }
     const messages: EncodedMessage[] = [];
     const seenMessages = new Set<string>();

@@ -203,13 +203,19 @@ describe('yunhu source', () => {
     await r.stop();
   });
 
-  it('hands on an edited message without its history when the edit record cannot be read, keeps reading the chat, and asks again later', async () => {
+  /** A chat of 3 messages plus `a`, sent as v1 and edited to v2, whose edit record then fails. */
+  async function editedWithFailingRecord(): Promise<{ sim: YunhuSimulatorHandle; chat: { chatId: string; chatType: number }; client: ReturnType<typeof yunhuClient>; a: string }> {
     const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
     const chat = { chatId: '7356214', chatType: 1 };
     const client = yunhuClient(sim.url, 'tok-yh');
     const a = await client.send(chat, { content: { text: 'v1' } });
     await client.edit(chat, a, 'v2');
     sim.setFaults('7311890', { failingEditRecords: true });
+    return { sim, chat, client, a };
+  }
+
+  it('hands on an edited message without its history when the edit record cannot be read, keeps reading the chat, and asks again later', async () => {
+    const { sim, chat, client, a } = await editedWithFailingRecord();
     // Retries spaced enough that the history is still wanted when the fault goes.
     const r = run(build(sim, { chats: [chat] }, { attempts: Infinity, minMs: 300, maxMs: 600, factor: 2 }));
     await vi.waitFor(() => { expect(msgIds(r.pages)).toContain(a); }, WAIT);
@@ -236,12 +242,7 @@ describe('yunhu source', () => {
   });
 
   it('asks for an edit history that keeps failing 10 times, then no more, and hands its message on no more than that', async () => {
-    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
-    const chat = { chatId: '7356214', chatType: 1 };
-    const client = yunhuClient(sim.url, 'tok-yh');
-    const a = await client.send(chat, { content: { text: 'v1' } });
-    await client.edit(chat, a, 'v2');
-    sim.setFaults('7311890', { failingEditRecords: true });
+    const { sim, chat, a } = await editedWithFailingRecord();
     const r = run(build(sim, { chats: [chat] }));
     const editReads = (): number => sim.received('7311890').filter((x) => x.path === '/v1/msg/list-message-edit-record').length;
     const emitted = (): number => msgIds(r.pages).filter((id) => id === a).length;
