@@ -672,24 +672,23 @@ export class SinkWriter implements UnitSink {
     for (const { key, row, reason } of batch.refused) sinkDeadLetter(MESSAGES_TABLE, key, row, reason);
     // Recalls and edits are checked as the rows are: one with an impossible time would fail the
     // batch's UPDATE (or insert) on every retry, and no later batch could be stored.
-    const recalls: RecallMark[] = [];
-    for (const mark of batch.recalls) {
-      const reason = invalidRecallReason(mark);
-      if (reason === undefined) recalls.push(mark);
-      else sinkDeadLetter('recalls', recallTargetKey(mark), mark, reason);
-    }
-    const edits: EditMark[] = [];
-    for (const mark of batch.edits) {
-      const reason = invalidEditReason(mark);
-      if (reason === undefined) edits.push(mark);
-      else sinkDeadLetter('edits', editTargetKey(mark), mark, reason);
-    }
-    const editHistory: MessageEditRow[] = [];
-    for (const row of batch.editHistory) {
-      const reason = invalidEditHistoryReason(row);
-      if (reason === undefined) editHistory.push(row);
-      else sinkDeadLetter('message_edits', historyKey(row), row, reason);
-    }
+    const valid = <T extends RecallMark | EditMark | MessageEditRow>(
+      table: string,
+      items: readonly T[],
+      reasonOf: (item: T) => string | undefined,
+      keyOf: (item: T) => string,
+    ): T[] => {
+      const kept: T[] = [];
+      for (const item of items) {
+        const reason = reasonOf(item);
+        if (reason === undefined) kept.push(item);
+        else sinkDeadLetter(table, keyOf(item), item, reason);
+      }
+      return kept;
+    };
+    const recalls = valid('recalls', batch.recalls, invalidRecallReason, recallTargetKey);
+    const edits = valid('edits', batch.edits, invalidEditReason, editTargetKey);
+    const editHistory = valid('message_edits', batch.editHistory, invalidEditHistoryReason, historyKey);
     const messages: EncodedMessage[] = [];
     const seenMessages = new Set<string>();
     for (const m of batch.messages) {
