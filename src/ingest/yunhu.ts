@@ -102,6 +102,11 @@ export function chatStream(chat: YunhuChat): string {
   return `${chat.chatType}:${chat.chatId}`;
 }
 
+/** The key of {@link YunhuSource}'s failed edit histories: `<stream>\u001f<msgId>`. */
+function historyKey(stream: string, msgId: string): string {
+  return `${stream}\u001f${msgId}`;
+}
+
 /** A body the poller cannot use: dead-lettered, then asked for again. */
 class BadBody {
   readonly body: Uint8Array;
@@ -503,7 +508,7 @@ export class YunhuSource implements Source {
         const history = await this.editHistoryOrNone(ctx, stream, m.msgId);
         if (history === undefined) {
           if (this.historyFailed(ctx, stream, m.msgId, m)) historyMissing.add(m.msgId);
-        } else this.historyFailures.delete(`${stream}\u001f${m.msgId}`);
+        } else this.historyFailures.delete(historyKey(stream, m.msgId));
         for (const entry of history ?? []) push(entry);
       }
     }
@@ -554,7 +559,7 @@ export class YunhuSource implements Source {
   private prune(stream: string, cursor: bigint): void {
     const floor = cursor - BigInt(this.config.rereadWindow);
     // A failed history whose message left the window is asked for no more.
-    for (const [key, failure] of this.historyFailures) if (key.startsWith(`${stream}\u001f`) && failure.seq <= floor) this.historyFailures.delete(key);
+    for (const [key, failure] of this.historyFailures) if (key.startsWith(historyKey(stream, '')) && failure.seq <= floor) this.historyFailures.delete(key);
     const seen = this.seen.get(stream);
     if (seen === undefined) return;
     for (const [id, entry] of seen) if (entry.seq <= floor) seen.delete(id);
@@ -578,7 +583,7 @@ export class YunhuSource implements Source {
 
   /** The failed edit history of `m` (at its current edit) that is to be asked for again, if any. */
   private historyFailure(stream: string, m: Listed): { nextAt: number } | undefined {
-    const failure = m.msgId === undefined ? undefined : this.historyFailures.get(`${stream}\u001f${m.msgId}`);
+    const failure = m.msgId === undefined ? undefined : this.historyFailures.get(historyKey(stream, m.msgId));
     return failure?.editTime === m.editTime ? failure : undefined;
   }
 
@@ -597,7 +602,7 @@ export class YunhuSource implements Source {
    * left out of `seen`), false once {@link HISTORY_ATTEMPTS} have failed.
    */
   private historyFailed(ctx: SourceContext, stream: string, msgId: string, m: Listed): boolean {
-    const key = `${stream}\u001f${msgId}`;
+    const key = historyKey(stream, msgId);
     const previous = this.historyFailures.get(key);
     const failures = previous?.editTime === m.editTime ? previous.failures + 1 : 1;
     if (failures >= HISTORY_ATTEMPTS) {
