@@ -1,5 +1,9 @@
 #!/usr/bin/env node
 // The package's executable: the compiled CLI lives in dist/ (built by `npm ci` through `prepare`).
+// `run` and `demo` on Node 24 first start again with Node 20's young generation size
+// (dist/core/young-generation.js, ADR 0020): the same process, replaced before anything started.
+const { relaunchWithSmallYoungGeneration } = await import('../dist/core/young-generation.js');
+relaunchWithSmallYoungGeneration();
 // Stop signals are held from here on (dist/core/early-signals.js), before the rest of the CLI
 // loads, so a SIGTERM during the load stops the command instead of killing the process.
 const { holdStopSignals } = await import('../dist/core/early-signals.js');

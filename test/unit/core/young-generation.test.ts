@@ -1,0 +1,108 @@
+/**
+ * Node 24's young generation capped at Node 20's size for `run` and `demo` (ADR 0020): the
+ * decision, and a real process started again with the flag, on whichever Node runs the tests
+ * (CI runs the unit tests on Node 20 and on Node 24).
+ */
+import { execFile } from 'node:child_process';
+import { totalmem } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { describe, expect, it } from 'vitest';
+
+import { relaunchArgs, type RelaunchFacts, SEMI_SPACE_MIB } from '../../../src/core/young-generation.ts';
+import { ROOT } from '../../helpers/msgpipe.ts';
+
+const execFileAsync = promisify(execFile);
+const GIB = 1024 ** 3;
+
+const facts = (over: Partial<RelaunchFacts> = {}): RelaunchFacts => ({
+  nodeVersion: '24.11.0',
+  execArgv: [],
+  nodeOptions: undefined,
+  memoryBytes: 16 * GIB,
+  args: ['run', '--config', 'msgpipe.yaml'],
+  ...over,
+});
+
+describe('relaunchArgs', () => {
+  it('adds the semi-space size for `run` and `demo` on Node 24, keeping the other Node options', () => {
+    expect(relaunchArgs(facts({ execArgv: ['--enable-source-maps'] }))).toEqual(['--max-semi-space-size=16', '--enable-source-maps']);
+    expect(relaunchArgs(facts({ nodeVersion: '25.2.1', args: ['demo'] }))).toEqual(['--max-semi-space-size=16']);
+  });
+
+  it('leaves Node 20 and 22 alone: their default is already 16 MiB', () => {
+    expect(relaunchArgs(facts({ nodeVersion: '20.20.2' }))).toBeUndefined();
+    expect(relaunchArgs(facts({ nodeVersion: '22.23.3' }))).toBeUndefined();
+  });
+
+  it('leaves short commands alone', () => {
+    for (const args of [['sql', 'SELECT 1'], ['migrate'], ['simulate'], ['--help'], []]) expect(relaunchArgs(facts({ args }))).toBeUndefined();
+  });
+
+  it("keeps an operator's own size, on the command line or in NODE_OPTIONS, in either spelling", () => {
+    expect(relaunchArgs(facts({ execArgv: ['--max-semi-space-size=64'] }))).toBeUndefined();
+    expect(relaunchArgs(facts({ execArgv: ['--max_semi_space_size', '8'] }))).toBeUndefined();
+    expect(relaunchArgs(facts({ nodeOptions: '--enable-source-maps  --max-semi-space-size=4' }))).toBeUndefined();
+    expect(relaunchArgs(facts({ nodeOptions: '--max-old-space-size=400' }))).toEqual(['--max-semi-space-size=16']);
+  });
+
+  it('keeps V8 its smaller default on a machine or container of 2 GiB or less', () => {
+    expect(relaunchArgs(facts({ memoryBytes: 2 * GIB }))).toBeUndefined();
+    expect(relaunchArgs(facts({ memoryBytes: 2 * GIB + 4096 }))).toEqual(['--max-semi-space-size=16']);
+  });
+});
+
+interface Stage {
+  readonly stage: 'start' | 'after';
+  readonly pid: number;
+  readonly execArgv: string[];
+  readonly heapSizeLimit: number;
+}
+
+/** Runs the fixture with a fixed old generation, so the heap limit minus it is the young generation. */
+async function runFixture(command: string, nodeOptions?: string): Promise<{ stages: Stage[]; youngMib: number }> {
+  const OLD_MIB = 1024;
+  const env = { ...process.env };
+  delete env['NODE_OPTIONS'];
+  if (nodeOptions !== undefined) env['NODE_OPTIONS'] = nodeOptions;
+  const { stdout } = await execFileAsync(
+    process.execPath,
+    ['--import', 'tsx', `--max-old-space-size=${String(OLD_MIB)}`, join(ROOT, 'test', 'fixtures', 'young-generation', 'relaunch.mts'), command],
+    { cwd: ROOT, env },
+  );
+  const stages = stdout.trim().split('\n').map((l) => JSON.parse(l) as Stage);
+  const after = stages.at(-1)!;
+  expect(after.stage).toBe('after');
+  return { stages, youngMib: after.heapSizeLimit / 1024 ** 2 - OLD_MIB };
+}
+
+const major = Number(process.versions.node.split('.')[0]);
+const execveRelaunches = major >= 24 && typeof (process as { execve?: unknown }).execve === 'function' && totalmem() > 2 * GIB;
+
+describe('relaunchWithSmallYoungGeneration, in a real process', () => {
+  it(`gives \`run\` a young generation of at most 3 × ${String(SEMI_SPACE_MIB)} MiB on Node ${process.versions.node}`, async () => {
+    const { stages, youngMib } = await runFixture('run');
+    expect(youngMib).toBeLessThanOrEqual(3 * SEMI_SPACE_MIB);
+    if (execveRelaunches) {
+      // Started twice in one process: replaced, not a child.
+      expect(stages.map((s) => s.stage)).toEqual(['start', 'start', 'after']);
+      expect(new Set(stages.map((s) => s.pid)).size).toBe(1);
+      expect(stages[1]!.execArgv).toEqual(['--max-semi-space-size=16', '--import', 'tsx', '--max-old-space-size=1024']);
+    } else {
+      expect(stages.map((s) => s.stage)).toEqual(['start', 'after']);
+    }
+  });
+
+  it("keeps an operator's NODE_OPTIONS size", async () => {
+    const { stages, youngMib } = await runFixture('run', '--max-semi-space-size=32');
+    expect(stages.map((s) => s.stage)).toEqual(['start', 'after']);
+    expect(youngMib).toBe(3 * 32);
+  });
+
+  it('starts `sql` once, as it is', async () => {
+    const { stages } = await runFixture('sql');
+    expect(stages.map((s) => s.stage)).toEqual(['start', 'after']);
+    expect(stages[0]!.execArgv).toEqual(['--import', 'tsx', '--max-old-space-size=1024']);
+  });
+});
