@@ -367,13 +367,14 @@ export class SimAccount {
    * Answers one sync request.
    *
    * @param token the auth header value, undefined when absent
-   * @param keyBuff the body's keyBuff, undefined when absent (treated like "")
+   * @param keyBuff the body's keyBuff, undefined when absent (treated like ""); a value that is
+   *   not a string is refused as a bad keyBuff, and recorded as its JSON text
    * @param now the arrival time, unix ms
    */
-  serve(token: string | undefined, keyBuff: string | undefined, now: number): SimResponse {
+  serve(token: string | undefined, keyBuff: unknown, now: number): SimResponse {
     const faults = this.effectiveFaults();
     const texts = PROVIDER_TEXTS[this.provider];
-    const sent = keyBuff ?? null;
+    const sent = keyBuff === undefined ? null : typeof keyBuff === 'string' ? keyBuff : JSON.stringify(keyBuff);
     const base = { at: now, keyBuff: sent, items: 0, duplicates: 0, returnedKeyBuff: null, restarted: false };
 
     if (token === undefined || token === '') {
@@ -409,6 +410,10 @@ export class SimAccount {
       return this.transientError(dVariant, delayMs);
     }
 
+    if (keyBuff !== undefined && typeof keyBuff !== 'string') {
+      this.record({ ...base, outcome: 'bad_keybuff' });
+      return this.envelope(200, errorEnvelope(this.provider, 'keyBuff 参数错误'), delayMs);
+    }
     let pos: CursorPosition = { generated: 0, injected: 0, epoch: this.epoch };
     let restarted = false;
     if (keyBuff !== undefined && keyBuff !== '') {

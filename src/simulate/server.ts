@@ -71,7 +71,7 @@ async function providerRoute(
   const login = body?.[loginKey];
   const keyBuff = body?.['keyBuff'];
   const send = (text: string): FastifyReply => reply.code(200).type(JSON_TYPE).send(text);
-  if (body === undefined || typeof login !== 'string' || login === '' || (keyBuff !== undefined && typeof keyBuff !== 'string')) {
+  if (body === undefined || typeof login !== 'string' || login === '') {
     // Providers check the auth header before the body.
     if (token === undefined || token === '') return send(errorEnvelope(provider, texts.missingToken));
     return send(errorEnvelope(provider, `${loginKey} 不可为空或格式错误`));

@@ -26,7 +26,7 @@ import { z } from 'zod';
 
 import { decodeYunhu, encodeYunhu, WireError } from '../ingest/yunhu-proto.ts';
 import { rate } from './options.ts';
-import { hashString, Rng } from './random.ts';
+import { hashString, mix32, Rng } from './random.ts';
 import { parseJsonObject } from './server.ts';
 import { key, type YunhuChatInput, YunhuSimAccount, type YunhuSimChat, type YunhuSimContent, type YunhuSimMessage } from './yunhu-state.ts';
 import { closeServer, trackConnections } from '../core/close-server.ts';
@@ -153,6 +153,8 @@ interface AccountState {
   arrivals: number;
   expired: boolean;
   readonly log: YunhuReceived[];
+  /** This account's fault dice: another account's traffic does not change its faults. */
+  readonly dice: Rng;
 }
 
 const PROTOBUF = 'application/x-protobuf';
@@ -220,10 +222,10 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
   for (const input of options.accounts) {
     const account = new YunhuSimAccount({ ...input, id: input.id ?? input.userId, startTime });
     if (states.has(account.id)) throw new RangeError(`duplicate yunhu simulator account "${account.id}"`);
-    states.set(account.id, { account, faults: input.faults, accepted: 0, arrivals: 0, expired: false, log: [] });
+    const dice = new Rng(mix32(options.faultSeed ?? 1) ^ hashString(account.id));
+    states.set(account.id, { account, faults: input.faults, accepted: 0, arrivals: 0, expired: false, log: [], dice });
   }
   let global = options.faults;
-  const dice = new Rng(options.faultSeed ?? 1);
   let sequence = 0;
   const log = options.logger?.child({ component: 'simulate.yunhu' });
 
@@ -265,13 +267,13 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
       record(s, { path, chat, msgStart, outcome: 'auth_refused', items: 0, body: undefined });
       return refuse();
     }
-    if (dice.chance(f.rateLimitRate ?? 0)) {
+    if (s.dice.chance(f.rateLimitRate ?? 0)) {
       record(s, { path, chat, msgStart, outcome: 'rate_limited', items: 0, body: undefined });
       return reply.code(429).header('retry-after', String(f.retryAfterSec ?? 1)).send('');
     }
-    if (dice.chance(f.errorRate ?? 0)) {
+    if (s.dice.chance(f.errorRate ?? 0)) {
       record(s, { path, chat, msgStart, outcome: 'error', items: 0, body: undefined });
-      return reply.code(dice.chance(0.5) ? 502 : 503).type('text/html').send('<html><title>502 Bad Gateway</title></html>');
+      return reply.code(s.dice.chance(0.5) ? 502 : 503).type('text/html').send('<html><title>502 Bad Gateway</title></html>');
     }
     const httpStatus = chat === '' ? undefined : f.chatHttpStatus?.[chat];
     if (httpStatus !== undefined) {
@@ -283,7 +285,7 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
       record(s, { path, chat, msgStart, outcome: 'error_status', items: 0, body });
       return reply.code(200).type(PROTOBUF).send(body);
     }
-    if (dice.chance(f.errorStatusRate ?? 0)) {
+    if (s.dice.chance(f.errorStatusRate ?? 0)) {
       const body = json ? Buffer.from('{"code":-1,"msg":"服务器繁忙"}') : Buffer.from(statusOnly(-1, '服务器繁忙'));
       record(s, { path, chat, msgStart, outcome: 'error_status', items: 0, body });
       return reply.code(200).type(json ? 'application/json' : PROTOBUF).send(body);
@@ -295,7 +297,7 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
   /** Sends a read answer, cut short under `malformedRate`. */
   const answer = (s: AccountState, reply: FastifyReply, path: string, chat: string, msgStart: string, body: Uint8Array, items: number, json: boolean): FastifyReply => {
     const f = faultsOf(s);
-    if (body.length > 4 && dice.chance(f.malformedRate ?? 0)) {
+    if (body.length > 4 && s.dice.chance(f.malformedRate ?? 0)) {
       const cut = Buffer.from(body.subarray(0, Math.max(3, Math.floor(body.length * 0.6))));
       record(s, { path, chat, msgStart, outcome: 'malformed', items: 0, body: cut });
       return reply.code(200).type(json ? 'application/json' : PROTOBUF).send(cut);

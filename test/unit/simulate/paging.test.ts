@@ -187,6 +187,10 @@ describe('simulator paging', () => {
     expect(res.ok).toBe(false);
     expect(res.envelope['ret']).toBe(500);
     expect(sim.received('g').at(-1)?.outcome).toBe('bad_keybuff');
+    // A keyBuff that is not a string is refused the same way, and recorded as its JSON text.
+    const numeric = parsePage((await sync(sim, 'g', undefined, { body: JSON.stringify({ appId: 'wx_g', keyBuff: 12 }) })).text);
+    expect(numeric.ok).toBe(false);
+    expect(sim.received('g').at(-1)).toMatchObject({ outcome: 'bad_keybuff', keyBuff: '12' });
   });
 
   it('serves the same bytes page for page after prerender', async () => {
