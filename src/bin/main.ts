@@ -109,8 +109,8 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     .showHelpAfterError();
   // Stop signals held while the command line loaded (bin/msgpipe.js) go to the lifecycle of a
   // long-running command; the others take them with the default action again, from here on.
-  program.hook('preAction', (_program, action) => {
-    if (!OWN_LIFECYCLE.has(action.name())) releaseStopSignalsToDefault();
+  program.hook('preAction', async (_program, action) => {
+    if (!OWN_LIFECYCLE.has(action.name())) await releaseStopSignalsToDefault();
   });
 
   program
@@ -232,6 +232,6 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     log?.flush();
     // A command that ended without taking the held signals (help, a usage error, a run that
     // failed before its lifecycle) ends by the signal, as it would have without the hold.
-    releaseStopSignalsToDefault();
+    await releaseStopSignalsToDefault();
   }
 }

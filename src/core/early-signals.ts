@@ -42,10 +42,30 @@ export function releaseStopSignals(): NodeJS.Signals[] {
 }
 
 /**
- * Ends the hold for a command that handles no stop signal itself: a signal that arrived during
- * it is raised again, and ends the process as it would have without the hold.
+ * Resolves once the event loop has polled for I/O, in which signals that arrived meanwhile reach
+ * their handlers. Node runs a signal's handlers only when the loop polls, and Node 22 and 24
+ * load a local module graph synchronously (Node 20 turned the loop between modules): a SIGTERM
+ * during the load is still waiting when the load ends. Removing the last handler then drops it.
+ *
+ * Two immediates: code running in the poll phase itself (a callback of the loader, say) sees its
+ * first immediate in the same turn, before the loop polls again.
  */
-export function releaseStopSignalsToDefault(): void {
+export function deliverPendingSignals(): Promise<void> {
+  return new Promise((resolve) => {
+    setImmediate(() => {
+      setImmediate(resolve);
+    });
+  });
+}
+
+/**
+ * Ends the hold for a command that handles no stop signal itself: a signal that arrived during
+ * it, or is still waiting for the loop, is raised again and ends the process as it would have
+ * without the hold.
+ */
+export async function releaseStopSignalsToDefault(): Promise<void> {
+  if (hold === undefined) return;
+  await deliverPendingSignals();
   const first = releaseStopSignals()[0];
   if (first !== undefined && process.listenerCount(first) === 0) process.kill(process.pid, first);
 }
