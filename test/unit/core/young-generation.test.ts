@@ -3,17 +3,17 @@
  * decision, and a real process started again with the flag, on whichever Node runs the tests
  * (CI runs the unit tests on Node 20 and on Node 24).
  */
-import { execFile } from 'node:child_process';
-import { totalmem } from 'node:os';
+import { execFile, fork } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { describe, expect, it } from 'vitest';
 
-import { relaunchArgs, type RelaunchFacts, SEMI_SPACE_MIB } from '../../../src/core/young-generation.ts';
+import { heapSizingMemory, nodeTwentySemiSpaceMib, relaunchArgs, type RelaunchFacts } from '../../../src/core/young-generation.ts';
 import { ROOT } from '../../helpers/msgpipe.ts';
 
 const execFileAsync = promisify(execFile);
+const MIB = 1024 ** 2;
 const GIB = 1024 ** 3;
 
 const facts = (over: Partial<RelaunchFacts> = {}): RelaunchFacts => ({
@@ -22,6 +22,7 @@ const facts = (over: Partial<RelaunchFacts> = {}): RelaunchFacts => ({
   nodeOptions: undefined,
   memoryBytes: 16 * GIB,
   args: ['run', '--config', 'msgpipe.yaml'],
+  hasIpcChannel: false,
   ...over,
 });
 
@@ -31,7 +32,7 @@ describe('relaunchArgs', () => {
     expect(relaunchArgs(facts({ nodeVersion: '25.2.1', args: ['demo'] }))).toEqual(['--max-semi-space-size=16']);
   });
 
-  it('leaves Node 20 and 22 alone: their default is already 16 MiB', () => {
+  it('leaves Node 20 and 22 alone: they already give the smaller size', () => {
     expect(relaunchArgs(facts({ nodeVersion: '20.20.2' }))).toBeUndefined();
     expect(relaunchArgs(facts({ nodeVersion: '22.23.3' }))).toBeUndefined();
   });
@@ -40,16 +41,27 @@ describe('relaunchArgs', () => {
     for (const args of [['sql', 'SELECT 1'], ['migrate'], ['simulate'], ['--help'], []]) expect(relaunchArgs(facts({ args }))).toBeUndefined();
   });
 
-  it("keeps an operator's own size, on the command line or in NODE_OPTIONS, in either spelling", () => {
+  it("keeps an operator's own size, on the command line or in NODE_OPTIONS, in either spelling, quoted or not", () => {
     expect(relaunchArgs(facts({ execArgv: ['--max-semi-space-size=64'] }))).toBeUndefined();
     expect(relaunchArgs(facts({ execArgv: ['--max_semi_space_size', '8'] }))).toBeUndefined();
+    expect(relaunchArgs(facts({ execArgv: ['--min-semi-space-size=32'] }))).toBeUndefined();
     expect(relaunchArgs(facts({ nodeOptions: '--enable-source-maps  --max-semi-space-size=4' }))).toBeUndefined();
+    expect(relaunchArgs(facts({ nodeOptions: '"--max-semi-space-size=32"' }))).toBeUndefined();
     expect(relaunchArgs(facts({ nodeOptions: '--max-old-space-size=400' }))).toEqual(['--max-semi-space-size=16']);
   });
 
-  it('keeps V8 its smaller default on a machine or container of 2 GiB or less', () => {
-    expect(relaunchArgs(facts({ memoryBytes: 2 * GIB }))).toBeUndefined();
+  it('gives the size Node 20 gives for the memory, and leaves 0.5 GiB and less alone', () => {
     expect(relaunchArgs(facts({ memoryBytes: 2 * GIB + 4096 }))).toEqual(['--max-semi-space-size=16']);
+    expect(relaunchArgs(facts({ memoryBytes: 2 * GIB }))).toEqual(['--max-semi-space-size=8']);
+    expect(relaunchArgs(facts({ memoryBytes: GIB }))).toEqual(['--max-semi-space-size=4']);
+    expect(relaunchArgs(facts({ memoryBytes: 768 * MIB }))).toEqual(['--max-semi-space-size=4']);
+    expect(relaunchArgs(facts({ memoryBytes: 512 * MIB }))).toBeUndefined();
+  });
+
+  it('leaves a forked child (IPC channel) and a process under the inspector alone', () => {
+    expect(relaunchArgs(facts({ hasIpcChannel: true }))).toBeUndefined();
+    expect(relaunchArgs(facts({ execArgv: ['--inspect-brk=0'] }))).toBeUndefined();
+    expect(relaunchArgs(facts({ nodeOptions: '--inspect' }))).toBeUndefined();
   });
 });
 
@@ -78,17 +90,19 @@ async function runFixture(command: string, nodeOptions?: string): Promise<{ stag
 }
 
 const major = Number(process.versions.node.split('.')[0]);
-const execveRelaunches = major >= 24 && typeof (process as { execve?: unknown }).execve === 'function' && totalmem() > 2 * GIB;
+const semiSpaceMib = nodeTwentySemiSpaceMib(heapSizingMemory());
+const execveRelaunches = major >= 24 && typeof (process as { execve?: unknown }).execve === 'function' && semiSpaceMib !== undefined;
 
 describe('relaunchWithSmallYoungGeneration, in a real process', () => {
-  it(`gives \`run\` a young generation of at most 3 × ${String(SEMI_SPACE_MIB)} MiB on Node ${process.versions.node}`, async () => {
+  it(`gives \`run\` Node 20's young generation on Node ${process.versions.node}`, async () => {
     const { stages, youngMib } = await runFixture('run');
-    expect(youngMib).toBeLessThanOrEqual(3 * SEMI_SPACE_MIB);
+    // Three semi-spaces' worth: two, and the room for promotion.
+    expect(youngMib).toBeLessThanOrEqual(3 * (semiSpaceMib ?? 1));
     if (execveRelaunches) {
       // Started twice in one process: replaced, not a child.
       expect(stages.map((s) => s.stage)).toEqual(['start', 'start', 'after']);
       expect(new Set(stages.map((s) => s.pid)).size).toBe(1);
-      expect(stages[1]!.execArgv).toEqual(['--max-semi-space-size=16', '--import', 'tsx', '--max-old-space-size=1024']);
+      expect(stages[1]!.execArgv).toEqual([`--max-semi-space-size=${String(semiSpaceMib)}`, '--import', 'tsx', '--max-old-space-size=1024']);
     } else {
       expect(stages.map((s) => s.stage)).toEqual(['start', 'after']);
     }
@@ -98,6 +112,15 @@ describe('relaunchWithSmallYoungGeneration, in a real process', () => {
     const { stages, youngMib } = await runFixture('run', '--max-semi-space-size=32');
     expect(stages.map((s) => s.stage)).toEqual(['start', 'after']);
     expect(youngMib).toBe(3 * 32);
+  });
+
+  it('starts a forked child once, so that its IPC channel to the parent stays', async () => {
+    const child = fork(join(ROOT, 'test', 'fixtures', 'young-generation', 'relaunch.mts'), ['run'], { cwd: ROOT, execArgv: ['--import', 'tsx'], silent: true });
+    let stdout = '';
+    child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    expect(stdout.trim().split('\n').map((l) => (JSON.parse(l) as Stage).stage)).toEqual(['start', 'after']);
   });
 
   it('starts `sql` once, as it is', async () => {
