@@ -12,19 +12,27 @@
  * `--max-semi-space-size` added (`process.execve`): the same process id, the same standard
  * streams, before anything else has started. It happens only when
  * - the runtime is Node 24 or later, where the larger default applies;
- * - neither the command line nor `NODE_OPTIONS` sizes the semi-spaces already (an operator's
- *   choice wins, and is also how to keep V8's default);
+ * - neither the command line nor `NODE_OPTIONS` sizes the young generation already
+ *   (`--max-semi-space-size`, `--min-semi-space-size`, `--max-heap-size`): an operator's choice
+ *   wins, and is also how to keep V8's default;
  * - the memory V8 sized itself from is above 0.5 GiB: below that every version picks 1 MiB;
  * - the process is not a forked child with an IPC channel (a process manager, `node --watch`),
  *   whose channel would not survive, nor started with `--inspect`, whose debugger would be cut
- *   off.
+ *   off, nor under the permission model (`--permission`).
  *
  * No imports beyond Node's own: bin/msgpipe.js loads this before the rest of the CLI.
  */
 import { accessSync, constants } from 'node:fs';
 import { totalmem } from 'node:os';
 
-const SEMI_SPACE_FLAGS = ['--max-semi-space-size', '--min-semi-space-size'];
+/**
+ * Options by which an operator sizes the young generation. V8 also refuses `--max-heap-size`
+ * together with both `--max-old-space-size` and `--max-semi-space-size`: it aborts at start.
+ */
+const SEMI_SPACE_FLAGS = ['--max-semi-space-size', '--min-semi-space-size', '--max-heap-size'];
+
+/** Node's permission model: without `--allow-child-process` it refuses `process.execve`. */
+const PERMISSION_FLAGS = ['--permission', '--experimental-permission'];
 
 /** `--inspect`, `--inspect-brk`, `--inspect-wait`: a debugger attached to the first process would be cut off. */
 const INSPECT_FLAGS = ['--inspect'];
@@ -82,7 +90,7 @@ export function relaunchArgs(facts: RelaunchFacts): string[] | undefined {
   if (command === undefined || !LONG_RUNNING_COMMANDS.has(command)) return undefined;
   if (facts.hasIpcChannel) return undefined;
   const options = [...facts.execArgv, ...(facts.nodeOptions ?? '').split(/\s+/)];
-  if (hasOption(options, SEMI_SPACE_FLAGS) || hasOption(options, INSPECT_FLAGS)) return undefined;
+  if ([SEMI_SPACE_FLAGS, INSPECT_FLAGS, PERMISSION_FLAGS].some((flags) => hasOption(options, flags))) return undefined;
   const size = nodeTwentySemiSpaceMib(facts.memoryBytes);
   if (size === undefined) return undefined;
   return [`--max-semi-space-size=${String(size)}`, ...facts.execArgv];
@@ -99,8 +107,8 @@ export function heapSizingMemory(): number {
  * Replaces the process with the same command and Node 20's semi-space size when
  * {@link relaunchArgs} says so. Returns only when it does not: the decision was no, or the
  * platform has no `process.execve` (Windows, Node before 22.15), or node's executable cannot be
- * run again. A failing execve(2) itself aborts the process (Node prints the error and raises
- * SIGABRT), so the executable is checked first.
+ * run again, or Node refused the call. A failing execve(2) itself aborts the process (Node prints
+ * the error and raises SIGABRT), so the executable is checked first.
  */
 export function relaunchWithSmallYoungGeneration(): void {
   const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
@@ -121,5 +129,9 @@ export function relaunchWithSmallYoungGeneration(): void {
     // the command goes on with V8's default young generation, more memory and nothing else lost.
     return;
   }
-  execve.call(process, process.execPath, [process.execPath, ...nodeArgs, ...process.argv.slice(1)], process.env);
+  try {
+    execve.call(process, process.execPath, [process.execPath, ...nodeArgs, ...process.argv.slice(1)], process.env);
+  } catch {
+    // Refused before the system call (a permission model, say): the command goes on as it is.
+  }
 }
