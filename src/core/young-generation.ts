@@ -29,7 +29,7 @@ import { totalmem } from 'node:os';
  * Options by which an operator sizes the young generation. V8 also refuses `--max-heap-size`
  * together with both `--max-old-space-size` and `--max-semi-space-size`: it aborts at start.
  */
-const SEMI_SPACE_FLAGS = ['--max-semi-space-size', '--min-semi-space-size', '--max-heap-size'];
+const YOUNG_GENERATION_FLAGS = ['--max-semi-space-size', '--min-semi-space-size', '--max-heap-size'];
 
 /** Node's permission model: without `--allow-child-process` it refuses `process.execve`. */
 const PERMISSION_FLAGS = ['--permission', '--experimental-permission'];
@@ -90,7 +90,7 @@ export function relaunchArgs(facts: RelaunchFacts): string[] | undefined {
   if (command === undefined || !LONG_RUNNING_COMMANDS.has(command)) return undefined;
   if (facts.hasIpcChannel) return undefined;
   const options = [...facts.execArgv, ...(facts.nodeOptions ?? '').split(/\s+/)];
-  if ([SEMI_SPACE_FLAGS, INSPECT_FLAGS, PERMISSION_FLAGS].some((flags) => hasOption(options, flags))) return undefined;
+  if ([YOUNG_GENERATION_FLAGS, INSPECT_FLAGS, PERMISSION_FLAGS].some((flags) => hasOption(options, flags))) return undefined;
   const size = nodeTwentySemiSpaceMib(facts.memoryBytes);
   if (size === undefined) return undefined;
   return [`--max-semi-space-size=${String(size)}`, ...facts.execArgv];
