@@ -67,10 +67,15 @@ async function msgpipeSql(configFile: string, query: string): Promise<string> {
   return stdout;
 }
 
-/** Node flags for a benchmarked child: `MSGPIPE_BENCH_PROFILE=<dir>` writes its V8 CPU profile there. */
-export function profileArgs(): string[] {
+/**
+ * Node flags for a benchmarked child: `MSGPIPE_BENCH_PROFILE=<dir>` writes its V8 CPU profile
+ * there, and `MSGPIPE_BENCH_NODE_ARGS` adds flags of its own, space separated (also the V8 flags
+ * that `NODE_OPTIONS` refuses, such as `--heap-growing-percent=100`).
+ */
+export function childNodeArgs(): string[] {
   const dir = process.env['MSGPIPE_BENCH_PROFILE'];
-  return dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
+  const extra = (process.env['MSGPIPE_BENCH_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg !== '');
+  return [...(dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : []), ...extra];
 }
 
 /**
@@ -148,7 +153,7 @@ export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
     const ids = list.map((a) => a.id ?? '');
     const started = performance.now();
     const simulatorCpuStart = process.cpuUsage();
-    const child = spawn(process.execPath, [...profileArgs(), BIN, 'run', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(process.execPath, [...childNodeArgs(), BIN, 'run', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
     const exited = new Promise<void>((resolve) => child.on('exit', () => { resolve(); }));
     let peak = 0;
     // Sampled until the child exits (its /proc entry goes with it): off by at most one interval.

@@ -20,7 +20,7 @@ import { fetchLag } from '../src/kafka/metrics.ts';
 import { topicNames } from '../src/kafka/topics.ts';
 import { transformedTypes } from '../src/kafka/transform.ts';
 import { simulatorSources, startSimulator, type SimulatorAccountInput } from '../src/simulate/index.ts';
-import { cpuSeconds, prerender, profileArgs } from './e2e.ts';
+import { cpuSeconds, prerender, childNodeArgs } from './e2e.ts';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -87,7 +87,7 @@ export async function runKafkaBench(total = 1_000_000): Promise<KafkaBenchResult
     const started = performance.now();
     for (const role of roles) {
       children.push(
-        spawn(process.execPath, [...profileArgs(), BIN, 'run', '--config', configFile, '--role', role], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }),
+        spawn(process.execPath, [...childNodeArgs(), BIN, 'run', '--config', configFile, '--role', role], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }),
       );
     }
     const peak = { sink: 0, transform: 0, ingest: 0 };
