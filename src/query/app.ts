@@ -61,7 +61,9 @@ function collectParams(request: FastifyRequest): Params {
   const source: unknown = request.method === 'POST' ? request.body : request.query;
   if (source === undefined || source === null) return {};
   if (typeof source !== 'object' || Array.isArray(source)) throw new ApiError(API_CODES.BAD_REQUEST);
-  const params: Record<string, string> = {};
+  // Without a prototype, `__proto__` is a parameter like any other: on a plain object the
+  // assignment would be dropped, and the parameter would escape the signature.
+  const params = Object.create(null) as Record<string, string>;
   for (const [key, value] of Object.entries(source)) {
     if (typeof value === 'string') params[key] = value;
     else if (typeof value === 'number' && Number.isFinite(value)) params[key] = String(value);
@@ -93,7 +95,9 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
     },
   });
   const ctx: QueryContext = { store: tracked, timezone: config.query.timezone, sourceType: (name) => sourceTypes.get(name) ?? '' };
-  const nonces = new NonceCache(2 * TIMESTAMP_WINDOW_S * 1000);
+  // A nonce first used at the window's lower edge must still be known at its upper edge, which
+  // the timestamp check accepts too (both ends are inclusive): one second past the whole window.
+  const nonces = new NonceCache((2 * TIMESTAMP_WINDOW_S + 1) * 1000);
   // Unknown tenants are checked against a random secret, so they take as long as known ones.
   const decoy = randomBytes(32).toString('hex');
   const verified = new WeakMap<FastifyRequest, { tenant: string; params: Params }>();

@@ -96,7 +96,7 @@ export function signUrl(target: string, secret: string, options: { tenant?: stri
   if (options.tenant !== undefined && !url.searchParams.has('ext_corp_id')) url.searchParams.set('ext_corp_id', options.tenant);
   if (options.timestamp !== undefined) url.searchParams.set('timestamp', String(options.timestamp));
   if (options.nonce !== undefined) url.searchParams.set('nonce', options.nonce);
-  const params: Record<string, string> = {};
+  const params = Object.create(null) as Record<string, string>;
   for (const [k, v] of url.searchParams) params[k] = v;
   url.searchParams.append('signature', sign(params, secret));
   const query = url.search;

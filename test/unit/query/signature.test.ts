@@ -178,4 +178,48 @@ describe('strict mode', () => {
       await app.close();
     }
   });
+
+  it('keeps a nonce first used at the lower edge of its window until the upper edge, which is accepted too', async () => {
+    const at = { now: 0 };
+    const app = buildQueryApp({
+      store: fx.temp.store,
+      config: testConfig({ strict: true }),
+      log: (await import('pino')).pino({ level: 'silent' }),
+      sync: { trigger: () => 0 },
+      clock: () => at.now,
+    });
+    try {
+      const ts = Math.floor(clock.now / 1000);
+      const query = signedQuery({ ext_corp_id: 'corp123', ext_staff_id: 'staff123', receiver_id: 'customer456', timestamp: ts, nonce: 'n-edge-00001' }, SECRET_A);
+      const code = async (nowMs: number): Promise<number> => {
+        at.now = nowMs;
+        return (await get(app, MSGS, query)).body.code;
+      };
+      expect(await code(ts * 1000 - 300_000)).toBe(0);
+      expect(await code(ts * 1000 + 299_999)).toBe(401);
+      expect(await code(ts * 1000 + 300_000)).toBe(401);
+      // Past the window the timestamp itself is refused.
+      expect(await code(ts * 1000 + 301_000)).toBe(401);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('every parameter is signed', () => {
+  it('signs a parameter named __proto__ like any other', async () => {
+    const base = `ext_corp_id=corp123&ext_staff_id=staff123&receiver_id=customer456`;
+    const canonical = (extra: string): string => `${extra}ext_corp_id=corp123&ext_staff_id=staff123&receiver_id=customer456`;
+    const mac = (text: string): string => createHmac('sha256', SECRET_A).update(text).digest('hex');
+    // Signed without it: an unsigned parameter, refused.
+    const unsigned = await get(fx.app, MSGS, `${base}&__proto__=evil&signature=${mac(canonical(''))}`);
+    expect(unsigned.body.code).toBe(401);
+    // Signed with it, as the seed's rule says (sorted: `_` comes before `e`): accepted.
+    const signed = await get(fx.app, MSGS, `${base}&__proto__=evil&signature=${mac(canonical('__proto__=evil&'))}`);
+    expect(signed.body.code).toBe(0);
+    // signUrl signs it too.
+    const url = signUrl(`${MSGS}?${base}&__proto__=evil`, SECRET_A);
+    expect(url).toContain(`signature=${mac(canonical('__proto__=evil&'))}`);
+    expect(JSON.parse((await fx.app.inject({ method: 'GET', url })).body)).toMatchObject({ code: 0 });
+  });
 });
