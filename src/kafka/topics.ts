@@ -95,11 +95,23 @@ export function sessionKey(row: { tenant: string; staff_id: string; session_id: 
 /**
  * The session of a raw finder item, read without parsing the item (a source that knows the session
  * sets `RawRecord.session` instead): the top-level
- * `"msgSessionId":"…"`. Inside `content` (an escaped JSON string) the name is written `\"msgSessionId\"`,
- * which this does not match. '' when absent (the item still goes to one stable partition).
+ * `"msgSessionId":"…"`, as the transform reads it (UTF-8, JSON escapes undone). Inside `content`
+ * (an escaped JSON string) the name is written `\"msgSessionId\"`, which this does not match.
+ * '' when absent or not a JSON string (the item still goes to one stable partition).
  */
 export function rawSession(bytes: Uint8Array): string {
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-  const match = /"msgSessionId"\s*:\s*"([^"\\]*)"/.exec(text);
-  return match?.[1] ?? '';
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Searched in latin1, where a character is a byte: the name, the quotes and the backslashes are
+  // ASCII, and no byte of a multi-byte UTF-8 sequence is, so the match is exact on the bytes.
+  const match = /"msgSessionId"\s*:\s*"((?:[^"\\]|\\.)*)"/.exec(buffer.toString('latin1'));
+  if (match === null) return '';
+  const value = match[1] ?? '';
+  if (!value.includes('\\') && /^[\x20-\x7e]*$/.test(value)) return value;
+  const start = match.index + match[0].length - value.length - 1;
+  try {
+    const parsed: unknown = JSON.parse(`"${buffer.toString('utf8', start, start + value.length)}"`);
+    return typeof parsed === 'string' ? parsed : '';
+  } catch {
+    return '';
+  }
 }

@@ -200,4 +200,16 @@ describe('rawSession', () => {
     expect(rawSession(Buffer.from(item))).toBe('abc@findermsg');
     expect(rawSession(Buffer.from('not json'))).toBe('');
   });
+
+  it('reads the session as the transform does: UTF-8, with JSON escapes undone', () => {
+    const sessions = ['sé@findermsg', '会话😀@findermsg', 'a/b@c', 'tab\there "quoted"', ''];
+    for (const session of sessions) {
+      const item = Buffer.from(JSON.stringify({ content: '{}', msgSessionId: session, x: 1 }), 'utf8');
+      expect(rawSession(item)).toBe((JSON.parse(item.toString('utf8')) as { msgSessionId: string }).msgSessionId);
+    }
+    // Escapes a provider may write where JSON.stringify would not.
+    expect(rawSession(Buffer.from('{"msgSessionId":"a\\/b\\u0040c\\u4f1a"}'))).toBe('a/b@c会');
+    // Not a JSON string: no session rather than a wrong one.
+    expect(rawSession(Buffer.from('{"msgSessionId":"bad\\qescape"}'))).toBe('');
+  });
 });
