@@ -143,14 +143,17 @@ describe('signature properties', () => {
 });
 
 describe('strict mode', () => {
-  it('requires a fresh timestamp and a single-use nonce', async () => {
-    const app = buildQueryApp({
+  const strictApp = async (now: () => number): Promise<ReturnType<typeof buildQueryApp>> =>
+    buildQueryApp({
       store: fx.temp.store,
       config: testConfig({ strict: true }),
       log: (await import('pino')).pino({ level: 'silent' }),
       sync: { trigger: () => 0 },
-      clock: () => clock.now,
+      clock: now,
     });
+
+  it('requires a fresh timestamp and a single-use nonce', async () => {
+    const app = await strictApp(() => clock.now);
     try {
       const base = { ext_corp_id: 'corp123', ext_staff_id: 'staff123', receiver_id: 'customer456' };
       const now = Math.floor(clock.now / 1000);
@@ -181,13 +184,7 @@ describe('strict mode', () => {
 
   it('keeps a nonce first used at the lower edge of its window until the upper edge, which is accepted too', async () => {
     const at = { now: 0 };
-    const app = buildQueryApp({
-      store: fx.temp.store,
-      config: testConfig({ strict: true }),
-      log: (await import('pino')).pino({ level: 'silent' }),
-      sync: { trigger: () => 0 },
-      clock: () => at.now,
-    });
+    const app = await strictApp(() => at.now);
     try {
       const ts = Math.floor(clock.now / 1000);
       const query = signedQuery({ ext_corp_id: 'corp123', ext_staff_id: 'staff123', receiver_id: 'customer456', timestamp: ts, nonce: 'n-edge-00001' }, SECRET_A);
