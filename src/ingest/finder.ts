@@ -178,16 +178,22 @@ export class FinderSource implements Source {
       this.stats.lastSuccessAt = Date.now();
       this.stats.pages++;
       this.stats.records += page.records.length;
-      if (page.records.length > 0 || page.keyBuff !== cursor) {
+      const advanced = page.keyBuff !== cursor;
+      if (page.records.length > 0 || advanced) {
         await ctx.emit(this.page(cursor, page.keyBuff, page.records, []));
-        if (page.keyBuff !== cursor) this.reportedMalformed.clear();
+        if (advanced) this.reportedMalformed.clear();
         cursor = page.keyBuff;
       }
-      if (page.records.length > 0) {
+      // Only a page that moved the keyBuff is progress. One that hands back items with the
+      // keyBuff it was asked with would come back the same at once, forever: its items are
+      // passed on (the sink stores each message once) and the next poll waits, as after an
+      // empty page.
+      if (page.records.length > 0 && advanced) {
         idle = 0;
         continue;
       }
-      this.stats.emptyPolls++;
+      if (page.records.length > 0) log.warn({ records: page.records.length }, 'Page with items but an unchanged keyBuff; asking again after a wait.');
+      else this.stats.emptyPolls++;
       idle = idle === 0 ? this.config.pollIntervalMs : Math.min(idle * 2, this.config.pollIntervalMs * MAX_IDLE_FACTOR);
       await waitBetweenPolls(ctx, idle);
     }

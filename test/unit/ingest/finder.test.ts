@@ -234,6 +234,25 @@ describe('FinderSource page checks', () => {
     expect(pages.at(-1)).toMatchObject({ cursorAfter: 'K1' });
   });
 
+  it('waits before asking again when a page hands back items with the keyBuff it was asked with', async () => {
+    // A provider replaying the same items at the same position: polling at once would loop.
+    const times: number[] = [];
+    const provider = await scriptedProvider((call, res) => {
+      times.push(Date.now());
+      reply(res, gewePage([ITEM_A], String(call.body['keyBuff'])));
+    });
+    const source = sourceFor('gewe', provider.url);
+    const pages = await runUntil(source, () => false, 'K7', 600);
+    // pollIntervalMs is 50, doubling while nothing moves: 50, 100, 200 ms … between the polls.
+    expect(provider.calls.length).toBeGreaterThanOrEqual(3);
+    expect(provider.calls.length).toBeLessThanOrEqual(6);
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(45);
+    // Nothing is dropped: each answer's items are passed on, at the cursor they came with.
+    // (The stop may cut off the last answer before it is passed on.)
+    expect(pages.length).toBeGreaterThanOrEqual(provider.calls.length - 1);
+    expect(pages.every((p) => p.cursorBefore === 'K7' && p.cursorAfter === 'K7' && p.records.length === 1)).toBe(true);
+  });
+
   it('treats "list": null as an empty page', async () => {
     const provider = await scriptedProvider((_call, res) => { reply(res, '{"ret":200,"msg":"ok","data":{"list":null,"keyBuff":"K2"}}'); });
     const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.length === 1);
