@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   MSGPIPE_ERR_HTTP_STATUS: 'A provider answered with an HTTP status that retrying will not change.',
   MSGPIPE_ERR_PROVIDER: 'A provider answered with an error envelope that is not about credentials; retried with backoff.',
   MSGPIPE_ERR_AUTH: 'A provider refused the account token; the account is parked.',
+  MSGPIPE_ERR_CURSOR_REFUSED: 'A provider refused the stored cursor (keyBuff); after repeated refusals the source starts again from the beginning.',
   MSGPIPE_ERR_PAGE_MALFORMED: 'A provider page is not the JSON shape of its API.',
   MSGPIPE_ERR_JSON: 'A record is not valid JSON.',
   MSGPIPE_ERR_UTF8: 'A record is not valid UTF-8.',

@@ -12,7 +12,9 @@
  * `pollIntervalMs`, doubling while pages stay empty (up to 10×). Transient failures retry with
  * jittered backoff (Retry-After honoured) and the same keyBuff. An auth failure parks the
  * account (checked again every minute) without touching other sources. A malformed page is
- * dead-lettered with its bytes and retried; the cursor never moves past it.
+ * dead-lettered with its bytes and retried; the cursor never moves past it. A keyBuff the
+ * provider refuses 5 times in a row (`keyBuff 参数错误`, as after a re-login on its side) is
+ * given up: the source starts again from `""`, and the sink drops what it already stored.
  */
 import { createHash } from 'node:crypto';
 
@@ -44,10 +46,21 @@ export interface FinderProvider {
 
 /** Provider error texts that mean "this token or login is no longer valid". */
 const AUTH_TEXT = /token|不可用|过期|失效|未登录|重新登录|授权|鉴权|unauthori[sz]ed|expired|forbidden/i;
+/** A provider error that names the cursor (`keyBuff 参数错误`) and not the token. */
+const CURSOR_TEXT = /keybuff/i;
+
+/** The provider refused the keyBuff it was sent; retried, and after a few the source starts again from `""`. */
+export class CursorRefusedError extends TransientError {
+  constructor(details: Readonly<Record<string, string>>) {
+    super('MSGPIPE_ERR_CURSOR_REFUSED', 'Provider refused the keyBuff.', { details });
+  }
+}
 
 /** Turns a provider error envelope into the error the poller acts on. */
 export function providerError(provider: string, code: string, message: string): AuthError | TransientError {
   const details = { provider, providerCode: code, providerMessage: message.slice(0, 200) };
+  // "keyBuff expired" is about the cursor, not the login: checked before the auth words.
+  if (CURSOR_TEXT.test(message) && !/token/i.test(message)) return new CursorRefusedError(details);
   if (AUTH_TEXT.test(message)) return new AuthError('Provider refused the account token.', { details });
   return new TransientError('MSGPIPE_ERR_PROVIDER', 'Provider answered with an error.', { details });
 }
@@ -61,6 +74,12 @@ const TRANSIENT_RETRY: RetryPolicy = { attempts: Infinity, minMs: 500, maxMs: 60
 const PARK_RETRY_MS = 60_000;
 /** Longest wait after consecutive empty pages, as a multiple of pollIntervalMs. */
 const MAX_IDLE_FACTOR = 10;
+/**
+ * Refusals of one stored keyBuff in a row after which the source starts again from `""`
+ * (formats reference A11.4): about 8 s of backoff with the default policy. The provider then
+ * sends what it still holds from the start, and the sink stores each message once.
+ */
+const CURSOR_REFUSALS_BEFORE_RESTART = 5;
 
 class MalformedPageError extends TransientError {
   constructor(message: string, cause?: unknown) {
@@ -133,17 +152,26 @@ export class FinderSource implements Source {
     log.info({ resumed: cursor !== '' }, 'Source started.');
     let idle = 0;
     let malformedInARow = 0;
+    let cursorRefusals = 0;
     // A function, not a property read: the signal changes under awaits, which narrowing ignores.
     const stopped = (): boolean => ctx.signal.aborted;
     while (!stopped()) {
       let page: FetchedPage | MalformedPage;
       try {
+        // `cursor` is read at each attempt: a refused keyBuff may be given up between them.
         page = await retry(() => this.fetchPage(cursor, ctx), {
           policy: this.retryPolicy,
           signal: ctx.signal,
           onRetry: (err, attempt, waitMs) => {
             this.stats.errors++;
             log.warn({ err, attempt, waitMs }, 'Poll failed; retrying.');
+            if (!(err instanceof CursorRefusedError) || cursor === '') return;
+            if (++cursorRefusals < CURSOR_REFUSALS_BEFORE_RESTART) return;
+            // The keyBuff's length and a hash, never its value (formats reference A11.5).
+            const refused = { keyBuffLength: cursor.length, keyBuffSha1: createHash('sha1').update(cursor).digest('hex').slice(0, 12) };
+            log.error({ err, refusals: cursorRefusals, ...refused }, 'The provider keeps refusing the stored keyBuff; starting again from "" (each message is still stored once).');
+            cursor = '';
+            cursorRefusals = 0;
           },
         });
       } catch (err) {
@@ -173,6 +201,7 @@ export class FinderSource implements Source {
         continue;
       }
       malformedInARow = 0;
+      cursorRefusals = 0;
       if (this.stats.parked) log.info('Account unparked: the provider accepted its token again.');
       this.stats.parked = false;
       this.stats.lastSuccessAt = Date.now();

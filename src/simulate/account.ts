@@ -12,7 +12,9 @@
  *    cursor: the wrong-types page hands back the keyBuff it was asked with, so a client that
  *    retries (or simply continues from what it got) loses nothing.
  *  - After a keyBuff reset the epoch changes; any older keyBuff restarts from the beginning,
- *    so everything is delivered again, as after a real provider re-login.
+ *    so everything is delivered again, as after a real provider re-login; or, with the
+ *    `refuseStaleKeyBuff` fault, is refused with the provider's `keyBuff 参数错误` error, so
+ *    the client must start again from `""` itself.
  */
 
 import { Buffer } from 'node:buffer';
@@ -101,6 +103,7 @@ export interface EffectiveFaults {
   readonly malformedRate: number;
   readonly wrongTypesRate: number;
   readonly tokenExpiresAfter: number | null;
+  readonly refuseStaleKeyBuff: boolean;
 }
 
 const NO_FAULTS: EffectiveFaults = {
@@ -112,11 +115,12 @@ const NO_FAULTS: EffectiveFaults = {
   malformedRate: 0,
   wrongTypesRate: 0,
   tokenExpiresAfter: null,
+  refuseStaleKeyBuff: false,
 };
 
 /** Resolves fault patches, later ones winning; absent keys inherit. */
 export function resolveFaults(...patches: readonly (SimulatorFaults | undefined)[]): EffectiveFaults {
-  const out: Record<string, number | null> = { ...NO_FAULTS };
+  const out: Record<string, number | boolean | null> = { ...NO_FAULTS };
   for (const p of patches) {
     if (p === undefined) continue;
     for (const [k, v] of Object.entries(p)) if (v !== undefined) out[k] = v;
@@ -423,7 +427,10 @@ export class SimAccount {
         return this.envelope(200, errorEnvelope(this.provider, 'keyBuff 参数错误'), delayMs);
       }
       if (decoded.epoch === this.epoch) pos = decoded;
-      else restarted = true;
+      else if (faults.refuseStaleKeyBuff) {
+        this.record({ ...base, outcome: 'bad_keybuff' });
+        return this.envelope(200, errorEnvelope(this.provider, 'keyBuff 参数错误'), delayMs);
+      } else restarted = true;
     }
     const page = this.page(pos, now);
     const here = encodeKeyBuff(this.keys, pos);

@@ -38,6 +38,10 @@ export const simulatorFaultsSchema = z.strictObject({
     .nullable()
     .optional()
     .describe('Refuse the token with the provider auth error after this many accepted requests (null: never); renewToken resets it.'),
+  refuseStaleKeyBuff: z
+    .boolean()
+    .optional()
+    .describe('After a keyBuff reset, refuse an older keyBuff with the provider error "keyBuff 参数错误" instead of restarting it from the beginning.'),
 });
 export type SimulatorFaults = z.infer<typeof simulatorFaultsSchema>;
 

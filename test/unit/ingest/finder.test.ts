@@ -6,7 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/core/config.ts';
 import { silentLogger } from '../../../src/core/logger.ts';
 import { Wakeups } from '../../../src/core/pipeline.ts';
+import { AuthError } from '../../../src/core/errors.ts';
+import { CursorRefusedError, providerError } from '../../../src/ingest/finder.ts';
 import { createSource } from '../../../src/ingest/registry.ts';
+import { startSimulator } from '../../../src/simulate/index.ts';
 import type { Source, SourceContext, SourcePage } from '../../../src/ingest/source.ts';
 
 interface Call {
@@ -251,6 +254,68 @@ describe('FinderSource page checks', () => {
     // (The stop may cut off the last answer before it is passed on.)
     expect(pages.length).toBeGreaterThanOrEqual(provider.calls.length - 1);
     expect(pages.every((p) => p.cursorBefore === 'K7' && p.cursorAfter === 'K7' && p.records.length === 1)).toBe(true);
+  });
+
+  it('starts again from "" after the provider refuses the stored keyBuff 5 times in a row', async () => {
+    // A provider that forgot its cursors (a re-login on its side) refuses the old keyBuff.
+    const provider = await scriptedProvider((call, res) => {
+      if (call.body['keyBuff'] === 'K-stale') reply(res, '{"ret":500,"msg":"keyBuff 参数错误","data":null}');
+      else if (call.body['keyBuff'] === '') reply(res, gewePage([ITEM_A, ITEM_B], 'K1'));
+      else reply(res, gewePage([], 'K1'));
+    });
+    const source = sourceFor('gewe', provider.url);
+    const pages = await runUntil(source, (p) => p.length === 1, 'K-stale');
+    expect(provider.calls.map((c) => c.body['keyBuff'])).toEqual(['K-stale', 'K-stale', 'K-stale', 'K-stale', 'K-stale', '']);
+    expect(pages[0]).toMatchObject({ cursorBefore: '', cursorAfter: 'K1' });
+    expect(pages[0]!.records.map((r) => Buffer.from(r.bytes).toString())).toEqual([ITEM_A, ITEM_B]);
+    expect(source.stats.errors).toBe(5);
+  });
+
+  it('reads the whole stream again from a simulator that forgot its cursors and refuses the old one', async () => {
+    const sim = await startSimulator({ accounts: [{ provider: 'gewe', id: 'g', token: 't0k', appId: 'wx_app', messages: 60, pageSize: 20, duplicateRate: 0 }] });
+    try {
+      const first = await runUntil(sourceFor('gewe', sim.url), (p) => p.length === 1);
+      // A request the stop abandoned has reached the simulator before the reset.
+      await new Promise((r) => setTimeout(r, 100));
+      sim.setFaults('g', { refuseStaleKeyBuff: true });
+      sim.resetKeyBuff('g');
+      const ids = (pages: SourcePage[]): string[] =>
+        pages.flatMap((p) => p.records.map((r) => /"NewMsgId":(\d+)/.exec(Buffer.from(r.bytes).toString())?.[1] ?? '?'));
+      const expected = sim.expected('g').map((e) => e.newMsgId);
+      const stale = first[0]!.cursorAfter;
+      const restartedAt = Date.now();
+      const pages = await runUntil(sourceFor('gewe', sim.url), (p) => ids(p).length >= expected.length, stale);
+      const second = sim.received('g').filter((r) => r.at >= restartedAt);
+      expect(second.slice(0, 6).map((r) => [r.keyBuff === '' ? '""' : r.keyBuff === stale ? 'stale' : 'other', r.outcome])).toEqual([
+        ...Array<[string, string]>(5).fill(['stale', 'bad_keybuff']),
+        ['""', 'page'],
+      ]);
+      expect(pages[0]!.cursorBefore).toBe('');
+      expect(new Set(ids(pages))).toEqual(new Set(expected));
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('keeps the stored keyBuff through provider errors that do not name it', async () => {
+    let n = 0;
+    const provider = await scriptedProvider((_call, res) => {
+      n++;
+      // Neither a busy provider nor a refused token is a reason to read the history again.
+      if (n <= 7) reply(res, '{"ret":500,"msg":"系统繁忙","data":null}');
+      else reply(res, gewePage([ITEM_A], 'K2'));
+    });
+    const pages = await runUntil(sourceFor('gewe', provider.url), (p) => p.length === 1, 'K-kept');
+    expect(provider.calls.map((c) => c.body['keyBuff'])).toEqual(Array<string>(8).fill('K-kept'));
+    expect(pages[0]).toMatchObject({ cursorBefore: 'K-kept', cursorAfter: 'K2' });
+  });
+
+  it('reads a refusal that names the keyBuff as a cursor error and one that names the token as an auth error', () => {
+    expect(providerError('gewe', '500', 'keyBuff 参数错误')).toBeInstanceOf(CursorRefusedError);
+    expect(providerError('gewe', '500', 'keyBuff expired')).toBeInstanceOf(CursorRefusedError);
+    expect(providerError('gewe', '500', 'token expired')).toBeInstanceOf(AuthError);
+    expect(providerError('gewe', '500', 'token 与 keyBuff 不匹配')).toBeInstanceOf(AuthError);
+    expect(providerError('gewe', '500', '系统繁忙')).not.toBeInstanceOf(CursorRefusedError);
   });
 
   it('treats "list": null as an empty page', async () => {

@@ -142,6 +142,21 @@ describe('simulator faults', () => {
     expect(new Set(uniqueKeys(items))).toEqual(expectedKeys(sim, 's'));
   });
 
+  it('refuseStaleKeyBuff refuses a keyBuff from before a reset; "" starts a new epoch', async () => {
+    sim.setFaults('s', { refuseStaleKeyBuff: true });
+    const first = parsePage((await sync(sim, 's', '')).text);
+    // Before a reset the knob changes nothing.
+    expect(parsePage((await sync(sim, 's', first.keyBuff)).text).ok).toBe(true);
+    sim.resetKeyBuff('s');
+    const refused = parsePage((await sync(sim, 's', first.keyBuff)).text);
+    expect(refused.ok).toBe(false);
+    expect(refused.envelope['message']).toBe('keyBuff 参数错误');
+    expect(sim.received('s').at(-1)?.outcome).toBe('bad_keybuff');
+    const fresh = parsePage((await sync(sim, 's', '')).text);
+    expect(fresh.items.map((i) => i.newMsgId)).toEqual(first.items.map((i) => i.newMsgId));
+    expect(parsePage((await sync(sim, 's', fresh.keyBuff)).text).ok).toBe(true);
+  });
+
   it('changes faults and drives accounts through the admin API', async () => {
     const put = await fetch(`${sim.url}/_sim/accounts/g/faults`, {
       method: 'PUT',
