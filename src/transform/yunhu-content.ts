@@ -155,7 +155,8 @@ const NAMED_ENTITIES: Readonly<Record<string, string>> = {
 const ENTITY = /&(?:#(\d{1,8})|#[xX]([0-9A-Fa-f]{1,8})|([A-Za-z][A-Za-z0-9]{1,31}));/g;
 
 function decodeEntity(whole: string, dec: string | undefined, hex: string | undefined, name: string | undefined): string {
-  if (name !== undefined) return NAMED_ENTITIES[name] ?? whole;
+  // Own names only: `&constructor;` must not read Object.prototype's function.
+  if (name !== undefined) return Object.hasOwn(NAMED_ENTITIES, name) ? (NAMED_ENTITIES[name] ?? whole) : whole;
   // As an HTML parser does: NUL, surrogates and numbers past U+10FFFF read as U+FFFD.
   return codePointText(dec !== undefined ? Number.parseInt(dec, 10) : Number.parseInt(hex ?? '', 16));
 }
@@ -237,7 +238,8 @@ export function yunhuKind(contentType: number, c: YunhuContent): YunhuKind {
 export function oldContentText(contentType: number, contentOld: string): string {
   const parsed = jsonOrString(contentOld);
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return typeof parsed === 'string' ? parsed : '';
-  const fields: Record<string, unknown> = {};
+  // No prototype: a `__proto__` key of the record is a field like any other, not a prototype.
+  const fields = Object.create(null) as Record<string, unknown>;
   for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
     // The edit record speaks camelCase JSON; the content reader reads proto field names.
     fields[k.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`)] = typeof v === 'number' ? String(v) : v;

@@ -29,40 +29,67 @@
  * </mmchatroombarannouncememt></sysmsg>
  * ```
  */
+import { PoisonError } from '../../core/errors.ts';
 import type { MessageKind } from '../kind.ts';
-import { child, childrenNamed, textAt } from '../xml.ts';
+import { child, childrenNamed, DEFAULT_XML_LIMITS, textAt } from '../xml.ts';
 import type { XmlElement } from '../xml.ts';
 import { renderDollarBraces } from './pat.ts';
 
-function linkValue(link: XmlElement): string {
+/**
+ * The most characters the links and the rendered line of one template may add up to. Joining
+ * members and repeating `$name$` multiply the input: a 500 KB item could otherwise build strings
+ * of gigabytes before the size check of the row sees them. Twice the XML cap, as that check's
+ * (`maxOutputBytes`, twice the item cap): a line this long is refused there anyway.
+ */
+const MAX_RENDERED_CHARS = 2 * DEFAULT_XML_LIMITS.maxChars;
+
+/** What a template may still build, in characters; throws before anything larger is built. */
+class RenderBudget {
+  private left = MAX_RENDERED_CHARS;
+
+  take(chars: number): void {
+    this.left -= chars;
+    if (this.left < 0) throw new PoisonError('MSGPIPE_ERR_XML_LIMIT', `System line renders to more than ${MAX_RENDERED_CHARS} characters`);
+  }
+}
+
+function linkValue(link: XmlElement, budget: RenderBudget): string {
   const members = childrenNamed(child(link, 'memberlist'), 'member');
   if (members.length > 0) {
     const sep = child(link, 'separator')?.text ?? '、';
-    return members
-      .map((m) => {
-        const nick = textAt(m, 'nickname').trim();
-        return nick === '' ? textAt(m, 'username').trim() : nick;
-      })
-      .join(sep);
+    const names = members.map((m) => {
+      const nick = textAt(m, 'nickname').trim();
+      return nick === '' ? textAt(m, 'username').trim() : nick;
+    });
+    budget.take(names.reduce((n, name) => n + name.length, sep.length * (names.length - 1)));
+    return names.join(sep);
   }
-  return textAt(link, 'title').trim();
+  const title = textAt(link, 'title').trim();
+  budget.take(title.length);
+  return title;
 }
 
 /** `你将"$kickoutname$"移出了群聊` with kickoutname=小林 → `你将"小林"移出了群聊`; unknown names stay. */
-function renderDollarNames(template: string, links: Readonly<Record<string, string>>): string {
-  return template.replace(/\$([A-Za-z0-9_]{1,64})\$/g, (m, name: string) => (Object.hasOwn(links, name) ? (links[name] ?? m) : m));
+function renderDollarNames(template: string, links: Readonly<Record<string, string>>, budget: RenderBudget): string {
+  budget.take(template.length);
+  return template.replace(/\$([A-Za-z0-9_]{1,64})\$/g, (m, name: string) => {
+    const value = Object.hasOwn(links, name) ? (links[name] ?? m) : m;
+    budget.take(value.length - m.length);
+    return value;
+  });
 }
 
 function readSysmsgTemplate(root: XmlElement): MessageKind {
   const ct = child(child(root, 'sysmsgtemplate'), 'content_template');
   const links = Object.create(null) as Record<string, string>;
+  const budget = new RenderBudget();
   for (const link of childrenNamed(child(ct, 'link_list'), 'link')) {
     const name = link.attrs.get('name');
-    if (name !== undefined && !(name in links)) links[name] = linkValue(link);
+    if (name !== undefined && !(name in links)) links[name] = linkValue(link, budget);
   }
   const template = textAt(ct, 'template');
   const plain = textAt(ct, 'plain');
-  const text = template.trim() === '' ? plain : renderDollarNames(template, links);
+  const text = template.trim() === '' ? plain : renderDollarNames(template, links, budget);
   return {
     kind: 'message',
     msgType: 'system',

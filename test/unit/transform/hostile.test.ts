@@ -59,6 +59,25 @@ describe('hostile XML in Content', () => {
     expect(out.messages[0]).toMatchObject({ msg_type: 'quote', content_text: '看看', pre_msgid: '7015382946102283117' });
   });
 
+  it('a system template whose members and $names$ multiply a small item is a limit dead letter, built no further', () => {
+    // Joining members with a long separator, or repeating one $name$, multiplies the input: these
+    // ~100–300 KB items would render to 3–9 million characters (gigabytes, before the fix).
+    const line = (template: string, link: string): string =>
+      `<sysmsg type="sysmsgtemplate"><sysmsgtemplate><content_template type="tmpl_type_profile"><template>${template}</template><link_list>${link}</link_list></content_template></sysmsgtemplate></sysmsg>`;
+    const manyMembers = line('$a$', `<link name="a"><separator>${'好'.repeat(1000)}</separator><memberlist>${'<member><nickname>x</nickname></member>'.repeat(3000)}</memberlist></link>`);
+    const manyNames = line('$a$'.repeat(4500), `<link name="a"><memberlist><member><nickname>${'好'.repeat(2000)}</nickname></member></memberlist></link>`);
+    for (const content of [manyMembers, manyNames]) {
+      expect(expectDeadLetter(itemText({ msgType: 10002, content }), 'MSGPIPE_ERR_XML_LIMIT')).toMatch(/renders to more than 2097152 characters/);
+    }
+  });
+
+  it('a mention list of 100 000 ids is read in linear time, each id once', () => {
+    const ids = Array.from({ length: 100_000 }, (_, i) => `w${i}`); // 690 KB, under the item cap
+    const { out } = run(itemText({ msgSource: `<msgsource><atuserlist>${[...ids, ...ids.slice(0, 10)].join(',')}</atuserlist></msgsource>` }));
+    expect(out.messages[0]?.at_user_list).toEqual(ids);
+    // A hang guard, not a speed target: ~0.1 s now, ~9 s with the quadratic check.
+  }, 5_000);
+
   it('a DTD in MsgSource only costs the mention list', () => {
     const { out } = run(itemText({ msgSource: '<!DOCTYPE x [<!ENTITY a "b">]><msgsource><atuserlist>&a;</atuserlist></msgsource>' }));
     expect(out.messages[0]?.at_user_list).toEqual([]);

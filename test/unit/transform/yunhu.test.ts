@@ -178,6 +178,7 @@ describe('transformYunhuRecord', () => {
       '价格 &#165;5 &#x4e2d;&#X6587; &copy; 2024&hellip; &amp;lt; &ldquo;hi&rdquo; &#0; &#xD800; &#1114112; &unknown; & x',
       '价格 ¥5 中文 © 2024… &lt; “hi” \ufffd \ufffd \ufffd &unknown; & x',
     ],
+    ['names of Object.prototype, which are no entities', '价格 &constructor; &toString; &hasOwnProperty; 元', '价格 &constructor; &toString; &hasOwnProperty; 元'],
     ['many unfinished tags', `${'<a'.repeat(500_000)}end`, `${'<a'.repeat(500_000)}end`],
     ['many unfinished entities', `${'&#x'.repeat(150_000)}${'&a'.repeat(150_000)}end`, `${'&#x'.repeat(150_000)}${'&a'.repeat(150_000)}end`],
   ])('takes the text of HTML: %s', (_name, html, text) => {
