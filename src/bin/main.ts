@@ -168,10 +168,14 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
       const simLog = createLogger(logLevel('info'));
       log = simLog;
       const lifecycle = installLifecycle({ log: simLog });
+      let code = 1;
       try {
         await runSimulateCommand({ ...opts, log: simLog, out, signal: lifecycle.signal });
+        code = 0;
       } finally {
-        lifecycle.dispose();
+        // finish, not dispose: a stop signal repeated while the process ends (npx forwarding
+        // it, a group signal and a supervisor's) is logged instead of killing the process.
+        lifecycle.finish(code);
       }
     });
 

@@ -6,6 +6,11 @@
  * a drain short. Only the drain deadline (30 s by default) ends the process early, with exit
  * code 70, because a stuck drain must not hang a deploy forever.
  *
+ * Started through npm (`npx msgpipe`, `npm exec`, `npm run`), msgpipe is a child of the shell
+ * npm started, and npm passes a stop signal only to that shell, which ends without passing it
+ * on (signalling npx alone left msgpipe running, orphaned). So under npm the shell's exit is a
+ * stop too: the parent process is checked every second.
+ *
  * After the drain, {@link Lifecycle.finish} makes sure the process really ends: a handle a
  * library leaves open (kafkajs 2.2.4 can keep a broker connection and its timers after a
  * consumer that rode out a broker restart disconnected) would otherwise keep a drained process
@@ -55,6 +60,11 @@ export interface LifecycleOptions {
   readonly drainTimeoutMs?: number;
   /** How the deadline ends the process; tests replace it. */
   readonly exit?: (code: number) => void;
+  /**
+   * How often to check that the parent process still lives, stopping when it has gone; by
+   * default 1 s when npm started the command (`npm_command` is set), else never (0).
+   */
+  readonly parentCheckMs?: number;
   /** How long {@link Lifecycle.finish} lets the event loop empty by itself (5 s by default). */
   readonly lingerMs?: number;
 }
@@ -95,9 +105,20 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
     options.log.info({ reason: sig }, 'A stop signal came while msgpipe loaded.');
     stop(sig);
   }
+  const parentCheckMs = options.parentCheckMs ?? (process.env['npm_command'] === undefined ? 0 : 1000);
+  const parent = process.ppid;
+  const parentCheck =
+    parentCheckMs > 0
+      ? setInterval(() => {
+          if (process.ppid === parent) return;
+          clearInterval(parentCheck);
+          stop('parent exited');
+        }, parentCheckMs).unref()
+      : undefined;
   const dispose = (): void => {
     for (const [sig, handler] of handlers) process.off(sig, handler);
     if (deadline) clearTimeout(deadline);
+    clearInterval(parentCheck);
   };
   return {
     signal: controller.signal,

@@ -1,4 +1,6 @@
 /** `msgpipe simulate`: what it prints is a configuration that loads, and a failed start ends the process. */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 
@@ -6,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 
 import { parseConfig } from '../../src/core/config.ts';
-import { startMsgpipe, waitFor } from '../helpers/msgpipe.ts';
+import { BIN, ROOT, startMsgpipe, waitFor } from '../helpers/msgpipe.ts';
 
 describe('msgpipe simulate', () => {
   it('prints sources that load as configuration as they are, and stops with exit 0', async () => {
@@ -21,6 +23,36 @@ describe('msgpipe simulate', () => {
       proc.child.kill('SIGTERM');
     }
     expect(await proc.exited).toBe(0);
+  }, 40_000);
+
+  it('stops with exit 0 when the stop signal comes again and again while it ends', async () => {
+    const proc = startMsgpipe(['simulate', '--port', '0', '--messages', '10'], { MSGPIPE_LOG_LEVEL: 'warn' });
+    await waitFor(() => proc.stdout().includes('Press Ctrl-C to stop.'), 20_000, 'the simulators to start');
+    // As npx forwarding a Ctrl-C once more, or a group signal followed by a supervisor's.
+    for (let i = 0; i < 40 && proc.child.exitCode === null && proc.child.signalCode === null; i++) {
+      proc.child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(await proc.exited).toBe(0);
+  }, 40_000);
+
+  it('started through npm, stops when the shell npm started for it ends', async () => {
+    // npx runs `sh -c msgpipe …` and passes a stop signal to that shell only, which dies of it.
+    const child = spawn('sh', ['-c', '"$0" "$@"; true', process.execPath, BIN, 'simulate', '--port', '0', '--messages', '10'], {
+      cwd: ROOT,
+      env: { ...process.env, npm_command: 'exec', MSGPIPE_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+    // Both pipes close once every process holding them, msgpipe included, has ended.
+    const closed = Promise.all([once(child.stdout, 'close'), once(child.stderr, 'close')]);
+    await waitFor(() => out.includes('Press Ctrl-C to stop.'), 20_000, 'the simulators to start');
+    child.kill('SIGTERM');
+    const outcome = await Promise.race([closed.then(() => 'ended'), new Promise((resolve) => setTimeout(() => { resolve('still running'); }, 15_000))]);
+    expect(outcome).toBe('ended');
+    expect(out).toMatch(/"reason":"parent exited".*Stopping: draining in-flight work/);
   }, 40_000);
 
   it('exits 1 when the second simulator cannot listen, instead of staying up with the first', async () => {
