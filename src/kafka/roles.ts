@@ -13,6 +13,7 @@ import type { Config, SourceConfig } from '../core/config.ts';
 import { type CursorUpdate, Wakeups } from '../core/pipeline.ts';
 import { createSource } from '../ingest/registry.ts';
 import type { OpsDeps } from '../ops/server.ts';
+import type { TransformedRecords } from '../ops/metrics.ts';
 import type { Store } from '../sink/clickhouse.ts';
 import { newSinkStats } from '../sink/writer.ts';
 import { createKafka, ensureTopics, type Kafka, retryKafka, ROLE_RETRY } from './client.ts';
@@ -197,6 +198,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
         onCommitted: (topic, _partition, _offset, records) => { metrics.consumed(group, topic, records); },
         onReconnect: () => { metrics.reconnected(group); },
         onProduced: (topic, records) => { metrics.produced(topic, records); },
+        ...(ops === undefined ? {} : { onTransformed: (t: TransformedRecords) => { ops.metrics.transformed(t); } }),
       }), (r) => r.stop());
       transform = running;
       failures.push(running.crashed);

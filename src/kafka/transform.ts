@@ -21,6 +21,7 @@ import {
   type SourceType,
   type TransformOutput,
 } from '../core/types.ts';
+import type { TransformedRecords } from '../ops/metrics.ts';
 import { transformForSource } from '../transform/registry.ts';
 import type { Kafka, Message } from './client.ts';
 import { createIdempotentProducer } from './client.ts';
@@ -42,7 +43,11 @@ export interface KafkaTransformOptions {
   readonly onReconnect?: () => void;
   /** Called after records were produced and acknowledged. */
   readonly onProduced?: (topic: string, records: number) => void;
+  /** Called per source of a batch once its outputs were produced and acknowledged (metrics). */
+  readonly onTransformed?: (t: TransformedRecords) => void;
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** About how many bytes of records go into one produce request ({@link sendInChunks}). */
 const SEND_CHUNK_BYTES = 512 * 1024;
@@ -228,25 +233,35 @@ export async function startKafkaTransform(options: KafkaTransformOptions): Promi
     if (type === undefined || transform === undefined) throw new Error(`No transform for topic ${batch.topic}.`);
     const now = clock();
     const byTopic = new Map<string, Message[]>();
-    let messages = 0;
-    let events = 0;
-    let letters = 0;
+    // Per source (a raw topic carries every source of its type): what the metrics count.
+    const bySource = new Map<string, Mutable<TransformedRecords>>();
     for (const message of batch.messages) {
+      const started = performance.now();
       const output = transformRawMessage(type, transform, batch.topic, batch.partition, message, now);
-      messages += output.messages.length;
-      events += output.events.length;
-      letters += output.deadLetters.length;
-      for (const t of outputMessages(topics, output)) {
+      const records = outputMessages(topics, output);
+      // A record without headers is a dead letter named after its key's source.
+      const source = header(message.headers, RAW_HEADERS.source) ?? output.deadLetters[0]?.source ?? '';
+      let counts = bySource.get(source);
+      if (counts === undefined) bySource.set(source, (counts = { source, sourceType: type, records: 0, messages: 0, events: 0, deadLetters: 0, ms: 0 }));
+      counts.records++;
+      counts.messages += output.messages.length;
+      counts.events += output.events.length;
+      counts.deadLetters += output.deadLetters.length;
+      counts.ms += performance.now() - started;
+      for (const t of records) {
         const list = byTopic.get(t.topic);
         if (list === undefined) byTopic.set(t.topic, t.messages);
         else for (const m of t.messages) list.push(m);
       }
     }
     await sendInChunks(producer, [...byTopic].map(([topic, list]) => ({ topic, messages: list })), SEND_CHUNK_BYTES, options.onProduced);
-    stats.records += batch.messages.length;
-    stats.messages += messages;
-    stats.events += events;
-    stats.deadLetters += letters;
+    for (const t of bySource.values()) {
+      stats.records += t.records;
+      stats.messages += t.messages;
+      stats.events += t.events;
+      stats.deadLetters += t.deadLetters;
+      options.onTransformed?.(t);
+    }
   };
 
   const loops: ConsumerLoop[] = [];

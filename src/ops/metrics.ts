@@ -38,6 +38,18 @@ export const BATCH_BUCKETS = [1, 10, 50, 100, 500, 1000, 2500, 5000, 10_000, 20_
 
 type SourceLabel = 'source' | 'source_type';
 
+/** Records of one source transformed together, what they gave, and how long it took. */
+export interface TransformedRecords {
+  readonly source: string;
+  readonly sourceType: string;
+  readonly records: number;
+  readonly messages: number;
+  readonly events: number;
+  /** The transform's own dead letters. */
+  readonly deadLetters: number;
+  readonly ms: number;
+}
+
 export interface MetricsOptions {
   /** Node.js process series (CPU, memory, event loop lag, GC). Default true. */
   readonly defaultMetrics?: boolean;
@@ -108,27 +120,35 @@ export class Metrics {
     });
     this.transformSeconds = this.histogram({
       name: 'msgpipe_transform_page_duration_seconds',
-      help: 'Time to transform one fetched page.',
+      help: 'Time to transform one fetched page (Kafka transform role: the records of one source in one consumed batch).',
       labelNames: ['source', 'source_type'],
       buckets: LATENCY_BUCKETS,
     });
 
     this.pipelineObserver = {
       transformed: (source, page, counts, ms) => {
-        const labels = { source: source.name, source_type: source.origin.sourceType };
-        this.transformRecords.inc(labels, page.records.length);
-        this.transformRows.inc({ ...labels, table: 'messages' }, counts.messages);
-        this.transformRows.inc({ ...labels, table: 'events' }, counts.events);
         // Page-level (ingest) dead letters ride in the output too; count only the transform's.
-        const own = counts.deadLetters - page.deadLetters.length;
-        this.transformRows.inc({ ...labels, table: 'dead_letters' }, Math.max(0, own));
-        this.transformSeconds.observe(labels, ms / 1000);
+        const own = Math.max(0, counts.deadLetters - page.deadLetters.length);
+        this.transformed({ source: source.name, sourceType: source.origin.sourceType, records: page.records.length, ...counts, deadLetters: own, ms });
       },
     };
     this.sinkObserver = {
       stored: (batch) => { this.recordStoredBatch(batch); },
     };
   }
+  /**
+   * Counts records of one source transformed together (an embedded page, or a Kafka transform
+   * batch's records of that source), the rows they gave, and the time it took.
+   */
+  transformed(t: TransformedRecords): void {
+    const labels = { source: t.source, source_type: t.sourceType };
+    this.transformRecords.inc(labels, t.records);
+    this.transformRows.inc({ ...labels, table: 'messages' }, t.messages);
+    this.transformRows.inc({ ...labels, table: 'events' }, t.events);
+    this.transformRows.inc({ ...labels, table: 'dead_letters' }, t.deadLetters);
+    this.transformSeconds.observe(labels, t.ms / 1000);
+  }
+
 
   /** Registers a counter on this registry. */
   counter<T extends string = string>(config: Omit<CounterConfiguration<T>, 'registers'>): Counter<T> {

@@ -99,13 +99,23 @@ describe('distributed pipeline', () => {
         expect(sumSamples(sinkSamples, 'msgpipe_kafka_consumed_records_total', { topic: topics.messages })).toBeGreaterThanOrEqual(storedTotal);
         expect(storedTotal).toBeGreaterThan(1000);
         let transformed = 0;
+        let transformRecords = 0;
+        let transformLetters = 0;
         for (const t of transforms) {
           const samples = await scrape(t);
           expect(sumSamples(samples, 'msgpipe_kafka_consumer_lag', { group: `${prefix}.transform` })).toBe(0);
           transformed += sumSamples(samples, 'msgpipe_kafka_consumed_records_total', { group: `${prefix}.transform` });
           expect(sumSamples(samples, 'msgpipe_kafka_produced_records_total', { topic: topics.messages })).toBeGreaterThan(0);
+          // The per-stage transform series count in the transform role too, per source.
+          transformRecords += sumSamples(samples, 'msgpipe_transform_records_total', {});
+          expect(sumSamples(samples, 'msgpipe_transform_rows_total', { table: 'messages' })).toBeGreaterThan(0);
+          transformLetters += sumSamples(samples, 'msgpipe_transform_rows_total', { source: 'g1', source_type: 'gewe', table: 'dead_letters' });
         }
         expect(transformed).toBeGreaterThan(1000);
+        // A batch is counted when its outputs are produced, its records when their offsets are
+        // committed: a batch read again after a rebalance counts only in the first.
+        expect(transformRecords).toBeGreaterThanOrEqual(transformed);
+        expect(transformLetters).toBeGreaterThanOrEqual(1);
 
         for (const p of all) await stopGracefully(p);
 

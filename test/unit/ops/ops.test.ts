@@ -2,7 +2,7 @@
  * The operations layer: readiness, the listener over real HTTP, series fed by the stage
  * observers, and the readiness flip of an embedded pipeline (real simulator, real chDB).
  */
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 import { describe, expect, it } from 'vitest';
 
@@ -81,6 +81,21 @@ describe('operations listener', () => {
       await server.close();
     }
   });
+
+  it('closes within about a second when a client sent half a request and went silent', async () => {
+    const server = await startOpsServer(LOCAL, { metrics: new Metrics({ defaultMetrics: false }), readiness: new Readiness() }, silent);
+    const socket = connect(Number(new URL(server.url!).port), '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    socket.on('error', () => undefined);
+    socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    await server.close();
+    // The query API's 10 s grace (CLOSE_GRACE_MS of core/close-server.ts) would follow the drain's.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(900);
+    expect(performance.now() - started).toBeLessThan(5000);
+    socket.destroy();
+  }, 15_000);
 
   it('lets the pipeline run without a listener when the port is taken or it is disabled', async () => {
     const blocker = createServer();
