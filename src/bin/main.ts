@@ -46,11 +46,18 @@ function parseRoles(value: string): Role[] {
 /** Reads `--config`, else `MSGPIPE_CONFIG`, else (when allowed) the defaults. */
 async function resolveConfig(file: string | undefined, required: boolean): Promise<Config> {
   const path = file ?? process.env['MSGPIPE_CONFIG'];
-  if (path === undefined || path === '') {
-    if (required) throw new ConfigError(['no configuration: pass --config FILE or set MSGPIPE_CONFIG']);
-    return parseConfig({});
+  try {
+    if (path === undefined || path === '') {
+      if (required) throw new ConfigError(['no configuration: pass --config FILE or set MSGPIPE_CONFIG']);
+      return parseConfig({});
+    }
+    return await loadConfig(path);
+  } catch (err) {
+    // Every problem at once: a bad MSGPIPE_LOG_LEVEL too, not only once the file is right.
+    const level = logLevelProblem();
+    if (err instanceof ConfigError && level !== undefined) throw new ConfigError([...err.problems, level]);
+    throw err;
   }
-  return loadConfig(path);
 }
 
 function configOption(): Option {
@@ -63,12 +70,17 @@ function configOption(): Option {
  * @throws {ConfigError} when `MSGPIPE_LOG_LEVEL` is not a level.
  */
 function logLevel(fallback: string): string {
+  const problem = logLevelProblem();
+  if (problem !== undefined) throw new ConfigError([problem]);
   const level = process.env['MSGPIPE_LOG_LEVEL'];
-  if (level === undefined || level === '') return fallback;
-  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
-    throw new ConfigError([`MSGPIPE_LOG_LEVEL: "${level}" is not a log level (use ${LOG_LEVELS.join(', ')})`]);
-  }
-  return level;
+  return level === undefined || level === '' ? fallback : level;
+}
+
+/** What is wrong with `MSGPIPE_LOG_LEVEL`, or undefined when it is unset or a level. */
+function logLevelProblem(): string | undefined {
+  const level = process.env['MSGPIPE_LOG_LEVEL'];
+  if (level === undefined || level === '' || (LOG_LEVELS as readonly string[]).includes(level)) return undefined;
+  return `MSGPIPE_LOG_LEVEL: "${level}" is not a log level (use ${LOG_LEVELS.join(', ')})`;
 }
 
 /** Commands that install a lifecycle (src/core/lifecycle.ts) and drain on a stop signal. */

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 
-import { configSchema } from './config.ts';
+import { configSchema, LOG_LEVELS } from './config.ts';
 
 interface JsonSchema {
   type?: string | string[];
@@ -99,6 +99,10 @@ export function renderConfigDocs(): string {
     'variable NAME (unset or empty is an error; `$${NAME}` keeps the text `${NAME}`). Unknown keys',
     'are errors, so a typo cannot silently fall back to a default. Every problem is reported at',
     'once and the command exits with code 2.',
+    '',
+    'Two environment variables are read besides: `MSGPIPE_CONFIG`, the file when `--config` is not',
+    'given, and `MSGPIPE_LOG_LEVEL`, which overrides `log.level` (one of',
+    `${LOG_LEVELS.map((l) => `\`${l}\``).join(', ')}; another value is an error, exit code 2).`,
     '',
     '## Top level',
     '',

@@ -74,6 +74,12 @@ describe('msgpipe sql', () => {
       // A mistyped log level is a usage error that names the variable, not a stack trace.
       const loud = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, 'SELECT 1'], { cwd: ROOT, env: { ...env, MSGPIPE_LOG_LEVEL: 'loud' } });
       await expect(loud).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('MSGPIPE_LOG_LEVEL: "loud" is not a log level (use fatal, error,') as unknown });
+      // Listed with the file's own problems, not only once the file is right.
+      await writeFile(join(dir, 'bad.yaml'), 'sink: {maxRows: 0}\n');
+      const both = execFileAsync(process.execPath, [BIN, 'sql', '--config', join(dir, 'bad.yaml'), 'SELECT 1'], { cwd: ROOT, env: { ...env, MSGPIPE_LOG_LEVEL: 'loud' } });
+      const failed = (await both.then(() => ({ stderr: '' }), (err: unknown) => err)) as { stderr: string };
+      expect(failed.stderr).toContain('sink.maxRows');
+      expect(failed.stderr).toContain('MSGPIPE_LOG_LEVEL: "loud"');
     });
   }, 60_000);
 });
