@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import type { SinkObserver } from '../core/pipeline.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark, TransformOutput } from '../core/types.ts';
 import { type InsertOptions, type Store, wrapStore } from '../sink/clickhouse.ts';
-import { EncodedUnit, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
+import { EncodedUnit, type RowOrigin, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
 import type { Kafka } from './client.ts';
 import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
 import { BatchAbandonedError, type ConsumerLoop, type PartitionBatch, startConsumerLoop } from './consume.ts';
@@ -70,22 +70,30 @@ export function rangeScopedStore(store: Store, range: string): Store {
   });
 }
 
-/** Decodes one partition batch into rows; undecodable records become sink dead letters. */
-export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number): TransformOutput {
+/**
+ * Decodes one partition batch into rows; undecodable records become sink dead letters.
+ * `rowRecords`, when given, gets the index in `batch.messages` of each message row's record.
+ */
+export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number, rowRecords?: number[]): TransformOutput {
   const messages: MessageRow[] = [];
   const events: EventRow[] = [];
   const deadLetters: DeadLetterRow[] = [];
   const recalls: RecallMark[] = [];
   const edits: EditMark[] = [];
   const editHistory: MessageEditRow[] = [];
+  let index = -1;
   for (const record of batch.messages) {
+    index++;
     const value = record.value ?? Buffer.alloc(0);
     try {
       // An empty protobuf value decodes as an all-default row: never a row worth storing.
       if (value.length === 0) throw new Error('the value is empty (null or zero bytes)');
       if (batch.topic === topics.messages) {
         const decoded = decodeMessageRecord(value);
-        if (decoded.row !== undefined) messages.push(decoded.row);
+        if (decoded.row !== undefined) {
+          messages.push(decoded.row);
+          rowRecords?.push(index);
+        }
         for (const r of decoded.recalls) recalls.push(r);
         for (const e of decoded.edits) edits.push(e);
         for (const h of decoded.editHistory) editHistory.push(h);
@@ -161,7 +169,14 @@ export function encodeBatch(topics: Topics, batch: PartitionBatch, now: number):
   const units: EncodedUnit[] = [];
   for (let start = 0; start < batch.messages.length; start += DECODE_SLICE) {
     const slice = { ...batch, messages: batch.messages.slice(start, start + DECODE_SLICE) };
-    units.push(EncodedUnit.of({ output: decodeBatch(topics, slice, now) }));
+    const rowRecords: number[] = [];
+    const output = decodeBatch(topics, slice, now, rowRecords);
+    // A row the sink refuses is dead-lettered with its record's bytes and offset.
+    const originOf = (i: number): RowOrigin | undefined => {
+      const record = slice.messages[rowRecords[i] ?? -1];
+      return record === undefined ? undefined : { bytes: record.value ?? Buffer.alloc(0), originKey: `kafka:${batch.topic}-${batch.partition}@${record.offset}` };
+    };
+    units.push(EncodedUnit.of({ output }, originOf));
   }
   return units;
 }

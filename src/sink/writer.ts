@@ -108,7 +108,8 @@ export interface SinkWriterOptions extends SinkBatchOptions {
  */
 const RESEND_WITHIN_MS = 120_000;
 
-export const SINK_DEFAULTS = { maxRows: 20_000, maxBytes: 16 * 1024 * 1024, maxAgeMs: 1000 } as const;
+/** The defaults of the `sink` configuration (src/core/config.ts), for writers made without one. */
+export const SINK_DEFAULTS = { maxRows: 20_000, maxBytes: 8 * 1024 * 1024, maxAgeMs: 1000 } as const;
 
 /** About 1.5 minutes of attempts in all before a flush gives up. */
 export const SINK_RETRY: RetryPolicy = { attempts: 10, minMs: 200, maxMs: 15_000, factor: 2 };
@@ -169,6 +170,14 @@ interface RefusedMessage {
   readonly key: string;
   readonly row: MessageRow;
   readonly reason: string;
+  /** The record the row was read from, when there is one (the Kafka sink). */
+  readonly origin?: RowOrigin | undefined;
+}
+
+/** The exact bytes a row was read from and where: what its dead letter keeps. */
+export interface RowOrigin {
+  readonly bytes: Uint8Array;
+  readonly originKey: string;
 }
 
 interface Batch {
@@ -319,12 +328,17 @@ export class EncodedUnit {
     this.bytes = parts.bytes;
   }
 
-  /** Encodes the unit's messages now. */
-  static of(unit: SinkUnit): EncodedUnit {
+  /**
+   * Encodes the unit's messages now. `originOf(i)` names the record message `i` was read from,
+   * for the dead letter of a refused row (its bytes instead of the row as JSON).
+   */
+  static of(unit: SinkUnit, originOf?: (index: number) => RowOrigin | undefined): EncodedUnit {
     const messages: EncodedMessage[] = [];
     const refused: RefusedMessage[] = [];
     let bytes = 0;
+    let i = -1;
     for (const m of unit.output.messages) {
+      i++;
       const key = messageKey(m);
       const reason = invalidMessageReason(m);
       if (reason === undefined) {
@@ -336,7 +350,7 @@ export class EncodedUnit {
         messages.push({ key, revokes, tenant: m.tenant, staff_id: m.staff_id, msgid: m.msgid, msg_time: m.msg_time, line });
         bytes += line.length + 10;
       } else {
-        refused.push({ key, row: m, reason });
+        refused.push({ key, row: m, reason, origin: originOf?.(i) });
         bytes += 1000;
       }
     }
@@ -651,7 +665,13 @@ export class SinkWriter implements UnitSink {
     // Identities of the refused rows' dead letters: without `ingested_at` (the transform's clock),
     // so the same row refused again after a replay is the same dead letter.
     const refusedIds = new Map<DeadLetterRow, string>();
-    const sinkDeadLetter = (table: string, key: string, row: MessageRow | EventRow | RecallMark | EditMark | MessageEditRow, reason: string): void => {
+    const sinkDeadLetter = (
+      table: string,
+      key: string,
+      row: MessageRow | EventRow | RecallMark | EditMark | MessageEditRow,
+      reason: string,
+      origin?: RowOrigin,
+    ): void => {
       invalid += 1;
       const letter: DeadLetterRow = {
         tenant: typeof row.tenant === 'string' ? row.tenant : '',
@@ -660,16 +680,18 @@ export class SinkWriter implements UnitSink {
         stage: 'sink',
         error_code: 'MSGPIPE_ERR_SHAPE',
         error_message: `Row refused by the ${table} sink: ${reason}.`,
-        original_base64: Buffer.from(safeJson(row), 'utf8').toString('base64'),
-        origin_key: `sink:${table}:${key}`,
+        // The record's own bytes where there is one; else the row as JSON.
+        original_base64: origin === undefined ? Buffer.from(safeJson(row), 'utf8').toString('base64') : Buffer.from(origin.bytes).toString('base64'),
+        origin_key: origin === undefined ? `sink:${table}:${key}` : origin.originKey,
         occurred_at: now,
       };
+      deadLetters.push(letter);
+      if (origin !== undefined) return;
       const { ingested_at: _ingestedAt, ...stable } = row as Partial<MessageRow>;
       refusedIds.set(letter, deadLetterId({ ...letter, original_base64: Buffer.from(safeJson(stable), 'utf8').toString('base64') }));
-      deadLetters.push(letter);
     };
 
-    for (const { key, row, reason } of batch.refused) sinkDeadLetter(MESSAGES_TABLE, key, row, reason);
+    for (const { key, row, reason, origin } of batch.refused) sinkDeadLetter(MESSAGES_TABLE, key, row, reason, origin);
     // Recalls and edits are checked as the rows are: one with an impossible time would fail the
     // batch's UPDATE (or insert) on every retry, and no later batch could be stored.
     const valid = <T extends RecallMark | EditMark | MessageEditRow>(

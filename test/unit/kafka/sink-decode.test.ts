@@ -56,6 +56,15 @@ describe('sink decodeBatch', () => {
     expect(letters.deadLetters[0]).toMatchObject({ tenant: '', stage: 'sink', origin_key: `kafka:${topics.dlq}-3@10` });
   });
 
+  it('names the record of each row, so a refused row is dead-lettered with its bytes and offset', () => {
+    const row = output.messages[0]!;
+    const refused = Buffer.from(encodeMessage({ ...row, msgid: '42', msg_time: 1e15 }));
+    const [only] = encodeBatch(topics, batch(topics.messages, [Buffer.from('not protobuf'), Buffer.from(encodeMessage(row)), refused]), 1000);
+    expect(only!.messages.map((m) => m.msgid)).toEqual([row.msgid]);
+    expect(only!.refused).toHaveLength(1);
+    expect(only!.refused[0]).toMatchObject({ reason: 'msg_time is not a unix ms time', origin: { bytes: refused, originKey: `kafka:${topics.messages}-3@12` } });
+  });
+
   it('encodes a batch in units of 500 records that together hold what the whole batch decodes to', () => {
     const rows = output.messages;
     expect(rows.length).toBeGreaterThan(0);

@@ -119,6 +119,24 @@ describe('SinkWriter', () => {
     expect(w.stats.written).toMatchObject({ messages: 2, events: 1, cursors: 1 });
   });
 
+  it('dead-letters a refused row with the bytes of the record it was read from, when it has one', async () => {
+    const m1 = message({ msgid: '3876235366388279544' });
+    const bad = message({ msgid: '1767797523284146072', msg_time: 1e15 });
+    const record = Buffer.from([0x0a, 0x03, 0x61, 0x62, 0x63, 0xff]);
+    const encoded = EncodedUnit.of(unit({ messages: [m1, bad] }), (i) => (i === 1 ? { bytes: record, originKey: 'kafka:t.messages-3@11' } : undefined));
+    const w = writer(temp.store);
+    await w.add(encoded);
+    await w.add(encoded); // read again after a rebalance: still one dead letter
+    await w.close();
+    expect((await storedMessages(temp.store)).map((m) => m.msgid)).toEqual([m1.msgid]);
+    const letters = await temp.store.query<{ error_message: string; original_base64: string; origin_key: string }>(
+      'SELECT error_message, original_base64, origin_key FROM dead_letters',
+    );
+    expect(letters).toEqual([
+      { error_message: 'Row refused by the messages sink: msg_time is not a unix ms time.', original_base64: record.toString('base64'), origin_key: 'kafka:t.messages-3@11' },
+    ]);
+  });
+
   it('stores a unit that crossed a thread boundary (toWire, structured clone, fromWire) as the unit itself', async () => {
     const m1 = message({ msgid: '3876235366388279544', content_text: '今天 "q" \\ x 🌙' });
     const revoke = message({ msgid: '1767797523284146072', msg_type: 'revoke', pre_msgid: m1.msgid, msg_time: m1.msg_time + 1000 });
