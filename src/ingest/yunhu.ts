@@ -90,6 +90,8 @@ const READ_ATTEMPTS = 5;
 const HISTORY_ATTEMPTS = 10;
 const PARK_RETRY_MS = 60_000;
 const MAX_IDLE_FACTOR = 10;
+/** Pages one chat reads in a row before the account's other chats have their turn. */
+const PAGES_PER_TURN = 20;
 
 /** A chat to poll. */
 export interface YunhuChat {
@@ -158,7 +160,7 @@ async function emitPage(ctx: SourceContext, page: SourcePage): Promise<void> {
 }
 
 /** What the poller needs to know of a listed message (the transform reads the rest). */
-interface Listed {
+export interface Listed {
   readonly bytes: Uint8Array;
   /** Undefined when the message bytes do not decode (the transform dead-letters them). */
   readonly msgId: string | undefined;
@@ -228,10 +230,14 @@ function listed(bytes: Uint8Array): Listed {
  * The highest msg_seq of a page. A seq peeked from damaged bytes counts only when it is close to
  * the readable ones (seqs are consecutive), so garbage cannot push the cursor past real messages.
  */
-function highestSeq(page: readonly Listed[], floor: bigint): bigint {
+export function highestSeq(page: readonly Listed[], floor: bigint): bigint {
   let top = floor;
   for (const m of page) if (m.msgId !== undefined && m.seq !== undefined && m.seq > top) top = m.seq;
-  const bound = top + BigInt(page.length);
+  // As many seqs past the readable ones as there are damaged messages past them: a damaged
+  // newest message can move the cursor one on, a misread seq cannot skip unread messages.
+  let damaged = 0;
+  for (const m of page) if (m.msgId === undefined && m.seq !== undefined && m.seq > top) damaged++;
+  const bound = top + BigInt(damaged);
   for (const m of page) if (m.msgId === undefined && m.seq !== undefined && m.seq > top && m.seq <= bound) top = m.seq;
   return top;
 }
@@ -434,23 +440,34 @@ export class YunhuSource implements Source {
     return value;
   }
 
-  /** Reads a chat from its cursor until nothing is new, then its re-read window. */
+  /**
+   * Reads a chat from its cursor until nothing is new, then its re-read window. A chat with a
+   * long backlog gets {@link PAGES_PER_TURN} pages and then lets the account's other chats have
+   * their turn: the round that follows starts at once, since this one handed messages on.
+   */
   private async pollChat(ctx: SourceContext, chat: YunhuChat): Promise<number> {
     const stream = chatStream(chat);
     let cursor = await this.cursorOf(ctx, stream);
     let fresh = 0;
+    let pages = 0;
+    let caughtUp = false;
     while (!ctx.signal.aborted) {
+      if (pages++ === PAGES_PER_TURN) break;
       const page = await this.listAfter(ctx, chat, cursor);
       const newer = this.unsent(stream, page.filter((m) => m.seq === undefined || m.seq > cursor));
       const top = highestSeq(newer, cursor);
+      caughtUp = newer.length === 0 || top === cursor;
       if (newer.length === 0) break;
       await this.emitMessages(ctx, chat, cursor, top, newer);
       fresh += newer.length;
       // No readable seq moved us on (undecodable messages only): do not ask again this round.
       if (top === cursor) break;
       cursor = top;
+      // What the re-read window no longer needs goes now: a backlog of a million messages must
+      // not be remembered whole until the chat has caught up.
+      this.prune(stream, cursor);
     }
-    if (this.config.rereadWindow > 0 && cursor > 0n && !ctx.signal.aborted) await this.reread(ctx, chat, cursor);
+    if (caughtUp && this.config.rereadWindow > 0 && cursor > 0n && !ctx.signal.aborted) await this.reread(ctx, chat, cursor);
     this.prune(stream, cursor);
     return fresh;
   }

@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify from 'fastify';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import protobuf from 'protobufjs';
 import { z } from 'zod';
 
 import { decodeYunhu, encodeYunhu, WireError } from '../ingest/yunhu-proto.ts';
@@ -215,6 +216,20 @@ function bytesOf(body: unknown): Uint8Array {
   return Buffer.isBuffer(body) ? body : new Uint8Array();
 }
 
+/** Whether `bytes` is a run of whole protobuf fields (a message that decodes, at its top level). */
+function wholeFields(bytes: Uint8Array): boolean {
+  const reader = protobuf.Reader.create(bytes);
+  try {
+    while (reader.pos < reader.len) {
+      const tag = reader.uint32();
+      reader.skipType(tag & 7);
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Starts the Yunhu simulator and resolves once it listens. */
 export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): Promise<YunhuSimulatorHandle> {
   const startTime = options.startTime ?? 1_730_419_200_000;
@@ -298,7 +313,11 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
   const answer = (s: AccountState, reply: FastifyReply, path: string, chat: string, msgStart: string, body: Uint8Array, items: number, json: boolean): FastifyReply => {
     const f = faultsOf(s);
     if (body.length > 4 && s.dice.chance(f.malformedRate ?? 0)) {
-      const cut = Buffer.from(body.subarray(0, Math.max(3, Math.floor(body.length * 0.6))));
+      // 60 % of the body; a protobuf cut that happens to fall between two fields would be a
+      // valid, shorter answer, so it is moved back into the field before.
+      let end = Math.max(3, Math.floor(body.length * 0.6));
+      while (!json && end > 1 && wholeFields(body.subarray(0, end))) end--;
+      const cut = Buffer.from(body.subarray(0, end));
       record(s, { path, chat, msgStart, outcome: 'malformed', items: 0, body: cut });
       return reply.code(200).type(json ? 'application/json' : PROTOBUF).send(cut);
     }
@@ -436,9 +455,12 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
     }),
   );
   app.post('/v1/msg/edit-message', (req, reply) =>
-    writer(req, reply, '/v1/msg/edit-message', 'SendMessageRequest', (s, body, chat) =>
-      chat === undefined ? '消息不存在或无权限修改' : s.account.edit(chat, String(body['msg_id']), Number(body['content_type']), compact(body['data']), Date.now()),
-    ),
+    writer(req, reply, '/v1/msg/edit-message', 'SendMessageRequest', (s, body, chat) => {
+      // Only the sender edits a message (the seed: "消息发送者的Token").
+      const own = chat === undefined ? undefined : s.account.find(chat, String(body['msg_id']));
+      if (chat === undefined || own?.sender.chat_id !== s.account.userId) return '消息不存在或无权限修改';
+      return s.account.edit(chat, String(body['msg_id']), Number(body['content_type']), compact(body['data']), Date.now());
+    }),
   );
   for (const path of ['/v1/msg/recall-msg', '/v1/msg/recall-msg-batch']) {
     app.post(path, (req, reply) =>

@@ -267,7 +267,10 @@ describe('Grafana dashboards', () => {
     const dash = JSON.parse(await readFile(join(ROOT, 'deploy/grafana/dashboards/msgpipe-messages.json'), 'utf8')) as Dashboard;
     const temp = await openTempStore();
     try {
-      const messages = realisticMessages(500);
+      // A second account in the same sessions: its sessions are its own.
+      const first = realisticMessages(500);
+      const messages = [...first, ...first.slice(0, 50).map((m, i) => ({ ...m, staff_id: 'staff-b', msgid: String(9_000_000_000_000_000_000n + BigInt(i)) }))];
+      const sessionOf = (m: { staff_id: string; session_id: string }): string => `${m.staff_id}/${m.session_id}`;
       const writer = new SinkWriter(temp.store, silent);
       await writer.add({
         output: { messages, events: [event()], deadLetters: [deadLetter(new Uint8Array([0xff, 0x00]))], recalls: [] },
@@ -287,7 +290,18 @@ describe('Grafana dashboards', () => {
             expect(Object.keys(rows[0]!)).toEqual(['time', 'source', 'messages']);
           }
           if (panel.title === 'Active sessions in range') {
-            expect(Number(rows[0]!['sessions'])).toBe(new Set(messages.map((m) => m.session_id)).size);
+            expect(Number(rows[0]!['sessions'])).toBe(new Set(messages.map(sessionOf)).size);
+            // Sessions active in a part of the range, not only those whose latest message is in it.
+            const early = new Date(Math.min(...times) + 99_000);
+            const [part] = await temp.store.query<{ sessions: string }>(expandMacros(target.rawSql!, from, early, 3600));
+            const active = new Set(messages.filter((m) => m.msg_time <= early.getTime()).map(sessionOf));
+            expect(Number(part!.sessions)).toBe(active.size);
+            expect(active.size).toBeLessThan(new Set(messages.map(sessionOf)).size);
+          }
+          if (panel.title === 'Busiest sessions') {
+            const counts = new Map<string, number>();
+            for (const m of messages) counts.set(sessionOf(m), (counts.get(sessionOf(m)) ?? 0) + 1);
+            for (const r of rows) expect(Number(r['messages'])).toBe(counts.get(sessionOf(r as { staff_id: string; session_id: string })));
           }
         }
       }

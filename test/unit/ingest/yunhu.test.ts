@@ -10,6 +10,7 @@ import { MsgpipeError } from '../../../src/core/errors.ts';
 import { createSource } from '../../../src/ingest/registry.ts';
 import type { Source, SourceContext, SourcePage } from '../../../src/ingest/source.ts';
 import { decodeYunhu, encodeYunhu, readListResponse } from '../../../src/ingest/yunhu-proto.ts';
+import { highestSeq, type Listed } from '../../../src/ingest/yunhu.ts';
 import { yunhuClient } from '../../../src/simulate/yunhu-client.ts';
 import { startYunhuSimulator, type YunhuSimulatorHandle, type YunhuSimAccountInput } from '../../../src/simulate/yunhu-server.ts';
 
@@ -350,6 +351,81 @@ describe('yunhu source', () => {
     });
     await expect(outcome).rejects.toBe(refusal);
     expect(emits).toBe(1);
+  });
+});
+
+describe('yunhu source turns', () => {
+  it('lets the account\'s other chats have their turn while one chat reads a long backlog', async () => {
+    const sim = await simulator({
+      token: 'tok-yh',
+      userId: '7311890',
+      chats: [
+        { chatId: '51309476', chatType: 2, messages: 600 },
+        { chatId: '7356214', chatType: 1, messages: 3 },
+      ],
+      pageSize: 10,
+    });
+    const source = run(build(sim));
+    await vi.waitFor(() => { expect(new Set(msgIds(source.pages)).size).toBe(603); }, WAIT);
+    await source.stop();
+    const reads = sim.received('7311890').filter((r) => r.path.endsWith('by-seq')).map((r) => r.chat);
+    // 60 pages of the big chat; the small one is read after at most 20 of them, not after all.
+    expect(reads.indexOf('1:7356214')).toBeGreaterThan(-1);
+    expect(reads.indexOf('1:7356214')).toBeLessThanOrEqual(21);
+    expect(reads.filter((c) => c === '2:51309476').length).toBeGreaterThanOrEqual(60);
+  });
+
+  it('lets a seq read from damaged bytes move the cursor only as far as there are damaged messages', () => {
+    const readable = (seq: number): Listed => ({ bytes: new Uint8Array(), msgId: `m${seq}`, seq: BigInt(seq), state: '0:0', editTime: '0' });
+    const damaged = (seq: number): Listed => ({ bytes: new Uint8Array(), msgId: undefined, seq: BigInt(seq), state: '', editTime: '0' });
+    const page = Array.from({ length: 20 }, (_, i) => readable(i + 1));
+    // The damaged newest message, really seq 21: its seq may be read right, or as garbage.
+    expect(highestSeq([...page, damaged(21)], 0n)).toBe(21n);
+    expect(highestSeq([...page, damaged(35)], 0n)).toBe(20n);
+    expect(highestSeq([...page, damaged(21), damaged(22)], 0n)).toBe(22n);
+    expect(highestSeq([damaged(3)], 2n)).toBe(3n);
+  });
+});
+
+describe('yunhu simulator faults', () => {
+  it('lets only the sender edit a message through the API', async () => {
+    const sim = await simulator();
+    const chat = { chatId: '7356214', chatType: 1 };
+    const client = yunhuClient(sim.url, 'tok-yh');
+    const own = await client.send(chat, { content: { text: 'mine' } });
+    sim.postAsPeer('7311890', 1, '7356214', 1);
+    const peer = sim.expected('7311890').filter((m) => m.chat === '1:7356214').at(-1)!;
+    expect(peer.msgId).not.toBe(own);
+    await expect(client.edit(chat, peer.msgId, 'not mine')).rejects.toThrow(/无权限/);
+    await client.edit(chat, own, 'mine, edited');
+    const after = sim.expected('7311890');
+    expect(after.find((m) => m.msgId === peer.msgId)?.text).toBe(peer.text);
+    expect(after.find((m) => m.msgId === own)?.text).toBe('mine, edited');
+  });
+
+  it('answers malformedRate with bodies that never decode as a shorter page', async () => {
+    const chats = Array.from({ length: 100 }, (_v, i) => ({ chatId: `c${i}`, chatType: 2 as const, messages: 1 + (i % 40) }));
+    const sim = await startYunhuSimulator({ accounts: [{ token: 't', userId: 'u', pageSize: 30, chats }], faults: { malformedRate: 1 } });
+    sims.push(sim);
+    let pages = 0;
+    for (const c of chats) {
+      for (const start of [0, 1, 5, 10]) {
+        const res = await fetch(`${sim.url}/v1/msg/list-message-by-seq`, {
+          method: 'POST',
+          headers: { token: 't', 'content-type': 'application/x-protobuf' },
+          body: encodeYunhu('ListMessageBySeqRequest', { msg_start: String(start), chat_type: 2, chat_id: c.chatId }),
+        });
+        const body = new Uint8Array(await res.arrayBuffer());
+        try {
+          if (readListResponse(body).status?.code === 1) pages++;
+        } catch {
+          // Malformed, as asked for.
+        }
+      }
+    }
+    // A cut between two fields used to make about 0.6 % of them a valid page of fewer messages.
+    expect(pages).toBe(0);
+    expect(sim.received('u').filter((r) => r.outcome === 'malformed')).toHaveLength(400);
   });
 });
 
