@@ -111,6 +111,8 @@ export interface YunhuExpected {
   readonly contentType: number;
   readonly text: string;
   readonly senderName: string;
+  /** The sender's user (or bot) id: the account's `userId` for its own messages. */
+  readonly senderId: string;
   readonly sendTime: number;
   readonly editTime: number;
   readonly recallTime: number;
@@ -587,6 +589,7 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
           contentType: m.contentType,
           text: typeof m.content['text'] === 'string' ? m.content['text'] : '',
           senderName: m.sender.name,
+          senderId: m.sender.chat_id,
           sendTime: m.sendTime,
           editTime: m.editTime,
           recallTime: m.recallTime,

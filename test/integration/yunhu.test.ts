@@ -123,11 +123,20 @@ describe('yunhu pipeline', () => {
         const client = yunhuClient(sim.url, 'tok-yh');
         const a = await client.send(USER, { content: { text: '第一版' } });
         const b = await client.send(USER, { content: { text: '要撤回的' } });
-        await waitFor(() => sim.received(ACCOUNT).some((r) => r.chat === '1:7356214' && r.msgStart === '22' && r.outcome === 'caught_up'), 30_000, 'the new messages to be read');
+        // Group messages of the account's own: only the sender may edit a message.
+        for (const text of ['周会改到三点', '记得带电脑', '会议室在 3 楼']) await client.send(GROUP, { content: { text } });
+        const groupTop = String(Math.max(...sim.expected(ACCOUNT).filter((m) => m.chat === '2:51309476').map((m) => m.seq)));
+        await waitFor(
+          () =>
+            sim.received(ACCOUNT).some((r) => r.chat === '1:7356214' && r.msgStart === '22' && r.outcome === 'caught_up') &&
+            sim.received(ACCOUNT).some((r) => r.chat === '2:51309476' && r.msgStart === groupTop && r.outcome === 'caught_up'),
+          30_000,
+          'the new messages to be read',
+        );
         await client.edit(USER, a, '第二版');
         await client.edit(USER, a, '**第三版**', 3);
         await client.recall(USER, b);
-        const [g1, g2, g3] = ownText(sim, '2:51309476').slice(-3);
+        const [g1, g2, g3] = ownText(sim, '2:51309476').filter((m) => m.senderId === ACCOUNT).slice(-3);
         await client.edit(GROUP, g1!.msgId, `${g1!.text}（已修改）`);
         await client.recallBatch(GROUP, [g2!.msgId, g3!.msgId]);
         sim.postAsPeer(ACCOUNT, 3, BOT.chatId, 1);
