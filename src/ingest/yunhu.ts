@@ -273,6 +273,8 @@ export class YunhuSource implements Source {
   private readonly base: string;
   /** Chat stream → stored high-water msg_seq (loaded once, then kept up to date). */
   private readonly cursors = new Map<string, bigint>();
+  /** Chat stream → the cursor this process loaded: what it had stored before it started. */
+  private readonly loadedCursors = new Map<string, bigint>();
   /** Chat stream → msg_id → [msg_seq, state] of messages handed on by this process. */
   private readonly seen = new Map<string, Map<string, { seq: bigint; state: string; editTime: string }>>();
   /** Hashes of bad bodies already dead-lettered, per position. */
@@ -437,6 +439,7 @@ export class YunhuSource implements Source {
     const stored = await retry(() => ctx.loadCursor(stream), { policy: this.retryPolicy, signal: ctx.signal });
     const value = stored !== undefined && /^\d+$/.test(stored) ? BigInt(stored) : 0n;
     this.cursors.set(stream, value);
+    this.loadedCursors.set(stream, value);
     return value;
   }
 
@@ -490,8 +493,11 @@ export class YunhuSource implements Source {
       // handed on too, to be dead-lettered by the transform.
       // A message whose edit history failed waits for its next attempt (historyFailures).
       const now = Date.now();
+      // A message above the cursor this process started from that it has not seen was never
+      // handed on: one the provider listed late, below messages already read.
+      const loaded = this.loadedCursors.get(stream) ?? 0n;
       const worth = [
-        ...changed.filter((m) => (m.seq > high || seen?.has(m.msgId) === true || m.state !== '0:0') && !this.historyWaits(stream, m, now)),
+        ...changed.filter((m) => (m.seq > high || m.seq > loaded || seen?.has(m.msgId) === true || m.state !== '0:0') && !this.historyWaits(stream, m, now)),
         ...this.unsent(stream, passedUndecodable(page, high, newHigh)),
       ];
       if (worth.length > 0) await this.emitMessages(ctx, chat, high, newHigh, worth);
