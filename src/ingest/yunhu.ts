@@ -201,6 +201,11 @@ function passedUndecodable(page: readonly Listed[], high: bigint, newHigh: bigin
   });
 }
 
+/** A message with a readable msg_id and msg_seq: the cursor and the re-read window track it. */
+function positioned(m: Listed): boolean {
+  return m.msgId !== undefined && m.seq !== undefined;
+}
+
 function unreadableHash(m: Listed): string {
   return createHash('sha1').update(m.bytes).digest('hex');
 }
@@ -213,7 +218,9 @@ function listed(bytes: Uint8Array): Listed {
     return {
       bytes,
       msgId: String(msg['msg_id']),
-      seq: /^\d+$/.test(seq) ? BigInt(seq) : undefined,
+      // 0 is what an absent msg_seq reads as: no position, so the message is handed on once
+      // by its bytes (as an undecodable one is) instead of staying below every cursor.
+      seq: /^\d+$/.test(seq) && seq !== '0' ? BigInt(seq) : undefined,
       state: `${editTime}:${String(msg['recall_time'])}`,
       editTime,
     };
@@ -557,17 +564,17 @@ export class YunhuSource implements Source {
   private unsent(stream: string, messages: readonly Listed[]): Listed[] {
     const sent = this.unreadableSent.get(stream);
     if (sent === undefined) return [...messages];
-    return messages.filter((m) => m.msgId !== undefined || !sent.has(unreadableHash(m)));
+    return messages.filter((m) => positioned(m) || !sent.has(unreadableHash(m)));
   }
 
   /**
-   * Remembers the undecodable messages of an emitted page by a hash of their bytes, so a damaged
-   * message whose msg_seq cannot be read (the cursor cannot pass it) goes to the transform once,
+   * Remembers the messages of an emitted page that have no position (undecodable, or without a
+   * msg_seq) by a hash of their bytes, so one the cursor cannot pass goes to the transform once,
    * not on every read that lists it again.
    */
   private rememberUnreadable(stream: string, messages: readonly Listed[]): void {
     for (const m of messages) {
-      if (m.msgId !== undefined) continue;
+      if (positioned(m)) continue;
       let sent = this.unreadableSent.get(stream);
       if (sent === undefined) {
         sent = new Set();

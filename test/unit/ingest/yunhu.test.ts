@@ -476,6 +476,34 @@ describe('yunhu source re-read', () => {
     expect(r.pages.length).toBe(pagesThen);
   });
 
+  it('hands on a message without msg_seq once, though every read lists it again', async () => {
+    const msg = (seq: number): Uint8Array => encodeYunhu('Msg', { msg_id: `m${String(seq)}`, msg_seq: String(seq), send_time: '1731059400000', content_type: 1, content: { text: `t${String(seq)}` } });
+    const noSeq = encodeYunhu('Msg', { msg_id: 'no-seq', send_time: '1731059400000', content_type: 1, content: { text: 'where am I' } });
+    const list = (entries: readonly Uint8Array[]): Buffer => {
+      const head = Buffer.from(encodeYunhu('ListMessageResponse', { status: { request_id: '1', code: 1, msg: 'success' } }));
+      return Buffer.concat([head, ...entries.flatMap((e) => [Buffer.from([0x12, e.length]), Buffer.from(e)])]);
+    };
+    let reads = 0;
+    server = createServer((req, res) => {
+      reads++;
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const start = Number(decodeYunhu('ListMessageBySeqRequest', Buffer.concat(chunks))['msg_start']);
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+        res.end(list([...[1, 2].filter((q) => q > start).map(msg), noSeq]));
+      });
+    });
+    await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
+    const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: url, token: 't', userId: 'u', pollIntervalMs: 50, rereadWindow: 20, chats: [{ chatId: 'c', chatType: 2 }] });
+    const r = run(createSource(config, { retry: FAST, parkRetryMs: 100 }));
+    await vi.waitFor(() => { expect(reads).toBeGreaterThanOrEqual(8); }, WAIT);
+    await r.stop();
+    expect(msgIds(r.pages).sort()).toEqual(['m1', 'm2', 'no-seq']);
+    expect(r.cursors.get('2:c')).toBe('2');
+  });
+
   it('hands on a message the provider lists late, below messages already read, once', async () => {
     const msg = (seq: number): Uint8Array => encodeYunhu('Msg', { msg_id: `m${String(seq)}`, msg_seq: String(seq), send_time: '1731059400000', content_type: 1, content: { text: `t${String(seq)}` } });
     const list = (entries: readonly Uint8Array[]): Buffer => {
