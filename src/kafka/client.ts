@@ -174,17 +174,80 @@ export const javaCompatiblePartitioner: ICustomPartitioner = () => {
 };
 
 /**
- * An idempotent producer (acks=all, one request in flight so the broker's sequence checks hold,
- * retries without limit) with the Java client's murmur2 partitioner, so a key maps to the same
- * partition from any client.
+ * An idempotent producer (acks=all, one request in flight so the broker's sequence checks hold)
+ * with the Java client's murmur2 partitioner, so a key maps to the same partition from any
+ * client.
+ *
+ * Its sends run one at a time, each with its retries, and after a send that failed the next one
+ * goes out on a new producer (a new producer id). kafkajs 2.2.4 gives a partition's records
+ * their sequence numbers when a request is made and takes them back when it fails; a request
+ * whose response was lost (a timeout, a broker killed after the write) may still have been
+ * written. The next request to that partition then reused those numbers, and when it held as
+ * many records the broker took it for a duplicate of the written one and acknowledged it
+ * without writing it: two sources' pages sent at once on one producer lost the second page
+ * while its cursor was saved. A failed send now costs at most a duplicate (the consumers drop
+ * those), never a record. `on` listeners do not carry over to a new producer; `transaction` is
+ * not offered.
  */
 export function createIdempotentProducer(kafka: Kafka, config: Omit<ProducerConfig, 'idempotent' | 'maxInFlightRequests'> = {}): Producer {
-  return kafka.producer({
-    createPartitioner: javaCompatiblePartitioner,
-    ...config,
-    idempotent: true,
-    maxInFlightRequests: 1,
-  });
+  const make = (): Producer =>
+    kafka.producer({
+      createPartitioner: javaCompatiblePartitioner,
+      ...config,
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+  let inner = make();
+  let renew = false;
+  let closed = false;
+  // A function, not a read: `disconnect` may come during an await, which narrowing ignores.
+  const isClosed = (): boolean => closed;
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(send: (producer: Producer) => Promise<T>): Promise<T> => {
+    const run = queue.then(async () => {
+      if (closed) throw new KafkaClosedError();
+      if (renew) {
+        await inner.disconnect().catch(() => undefined);
+        inner = make();
+        await inner.connect();
+        renew = false;
+        if (isClosed()) {
+          await inner.disconnect();
+          throw new KafkaClosedError();
+        }
+      }
+      try {
+        return await send(inner);
+      } catch (err) {
+        renew = true;
+        throw err;
+      }
+    });
+    queue = run.catch(() => undefined);
+    return run;
+  };
+  return {
+    connect: () => inner.connect(),
+    disconnect: () => {
+      closed = true;
+      return inner.disconnect();
+    },
+    send: (record) => serial((p) => p.send(record)),
+    sendBatch: (batch) => serial((p) => p.sendBatch(batch)),
+    isIdempotent: () => true,
+    events: inner.events,
+    on: (event, listener) => inner.on(event, listener),
+    logger: () => inner.logger(),
+    transaction: () => Promise.reject(new Error('msgpipe producers do not offer transactions.')),
+  };
+}
+
+/** A send asked of a producer after its `disconnect`. */
+class KafkaClosedError extends Error {
+  constructor() {
+    super('The producer was disconnected.');
+    this.name = 'KafkaClosedError';
+  }
 }
 
 /**
