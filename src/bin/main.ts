@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
 import { type Config, LOG_LEVELS, loadConfig, parseConfig } from '../core/config.ts';
-import { ConfigError } from '../core/errors.ts';
+import { ConfigError, isProgrammerError, MsgpipeError } from '../core/errors.ts';
 import { releaseStopSignalsToDefault } from '../core/early-signals.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
@@ -81,6 +81,21 @@ function logLevelProblem(): string | undefined {
   const level = process.env['MSGPIPE_LOG_LEVEL'];
   if (level === undefined || level === '' || (LOG_LEVELS as readonly string[]).includes(level)) return undefined;
   return `MSGPIPE_LOG_LEVEL: "${level}" is not a log level (use ${LOG_LEVELS.join(', ')})`;
+}
+
+/**
+ * The one-line message of an error that is not a bug: a msgpipe error (with the engine's error
+ * name, `(UNKNOWN_TABLE)`, when its text lacks it) or a system error such as EADDRINUSE. Undefined
+ * for anything else, which is logged with its stack.
+ */
+export function operationalMessage(err: unknown): string | undefined {
+  if (isProgrammerError(err)) return undefined;
+  if (err instanceof MsgpipeError) {
+    const type = err.details?.['clickhouseType'];
+    return typeof type === 'string' && !err.message.includes(`(${type})`) ? `${err.message.trimEnd()} (${type})` : err.message;
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && /^E[A-Z]+$/.test(code) ? err.message : undefined;
 }
 
 /** Commands that install a lifecycle (src/core/lifecycle.ts) and drain on a stop signal. */
@@ -241,7 +256,13 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
       process.stderr.write(`msgpipe: ${err.message}\n`);
       return 2;
     }
-    if (log) log.fatal({ err }, 'Command failed.');
+    const line = operationalMessage(err);
+    if (line !== undefined) {
+      // What the machine refused (a busy port, a directory, the store's lock, a query the engine
+      // refused): one line to read; the stack only at debug level.
+      log?.debug({ err }, 'Command failed.');
+      process.stderr.write(`msgpipe: ${line}\n`);
+    } else if (log) log.fatal({ err }, 'Command failed.');
     else process.stderr.write(`msgpipe: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   } finally {

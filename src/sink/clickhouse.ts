@@ -36,6 +36,8 @@
  * - The tests run this path against an HTTP stand-in over chDB (test/helpers/clickhouse-http.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
@@ -810,6 +812,13 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sto
   }
   let client: ClickHouseClient;
   let chdb: ChdbConnection;
+  // chDB reports a directory it cannot use without the reason: ask the file system first.
+  try {
+    await mkdir(options.path, { recursive: true });
+    await access(options.path, constants.W_OK);
+  } catch (err) {
+    throw new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', `The embedded store's directory (clickhouse.path) cannot be used: ${(err as Error).message}`, { cause: err });
+  }
   const modules = await loadChdb();
   try {
     chdb = modules.connection.createChdbConnection({ path: options.path });
@@ -818,7 +827,13 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sto
     const connection = chdb as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>;
     client = createClient({ connection, log: clientLog(log) });
   } catch (err) {
-    throw toStoreError(err, 'open chDB');
+    const failed = toStoreError(err, 'open chDB');
+    // The directory is usable (checked above): what is left is the lock of another process.
+    throw new MsgpipeError(
+      'MSGPIPE_ERR_CLICKHOUSE',
+      `${failed.message.replace(/\.?\s*$/, '.')} Only one process may open an embedded store: is a msgpipe run, demo or sql using ${options.path}? Stop it, or query through its API.`,
+      { cause: err, ...(failed.details === undefined ? {} : { details: failed.details }) },
+    );
   }
   const store = new ClickHouseStore(client, chdb, options.database, log);
   try {

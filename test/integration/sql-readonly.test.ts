@@ -74,6 +74,23 @@ describe('msgpipe sql', () => {
       // A mistyped log level is a usage error that names the variable, not a stack trace.
       const loud = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, 'SELECT 1'], { cwd: ROOT, env: { ...env, MSGPIPE_LOG_LEVEL: 'loud' } });
       await expect(loud).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('MSGPIPE_LOG_LEVEL: "loud" is not a log level (use fatal, error,') as unknown });
+      // What the engine refuses is one line, with its error name, and no stack.
+      const unknown = await execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, 'SELECT * FROM nosuch'], { cwd: ROOT, env }).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: unknown) => err as { code: number; stderr: string },
+      );
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toMatch(/^msgpipe: ClickHouse query failed: Unknown table expression identifier 'nosuch'.*\(UNKNOWN_TABLE\)$/m);
+      expect(unknown.stderr).not.toContain('"stack"');
+      // A store directory that cannot be made says why.
+      await writeFile(join(dir, 'file'), '');
+      await writeFile(join(dir, 'under-file.yaml'), `clickhouse: {path: ${JSON.stringify(join(dir, 'file', 'ch'))}}\n`);
+      const notDir = await execFileAsync(process.execPath, [BIN, 'migrate', '--config', join(dir, 'under-file.yaml')], { cwd: ROOT, env }).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: unknown) => err as { code: number; stderr: string },
+      );
+      expect(notDir.code).toBe(1);
+      expect(notDir.stderr).toContain("msgpipe: The embedded store's directory (clickhouse.path) cannot be used: ENOTDIR");
       // Listed with the file's own problems, not only once the file is right.
       await writeFile(join(dir, 'bad.yaml'), 'sink: {maxRows: 0}\n');
       const both = execFileAsync(process.execPath, [BIN, 'sql', '--config', join(dir, 'bad.yaml'), 'SELECT 1'], { cwd: ROOT, env: { ...env, MSGPIPE_LOG_LEVEL: 'loud' } });

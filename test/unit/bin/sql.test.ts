@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { sqlQueryOperand } from '../../../src/bin/main.ts';
+import { operationalMessage, sqlQueryOperand } from '../../../src/bin/main.ts';
+import { MsgpipeError } from '../../../src/core/errors.ts';
 import { formatRows, readOnlyProblem, soleStatement } from '../../../src/bin/sql.ts';
 
 const ONLY_READS = 'sql: only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN are allowed';
@@ -88,5 +89,20 @@ describe('formatRows', () => {
   it('keeps the columns in the query order, a name like 10 and two columns of one name included', () => {
     expect(formatRows(['x', '10', '5'], [['a', 10, 5]], 'jsonl')).toBe('{"x":"a","10":10,"5":5}\n');
     expect(formatRows(['1', 'plus(1, 0)', '1'], [[1, 1, 1]], 'table').split('\n')[0]).toBe('1  plus(1, 0)  1');
+  });
+});
+
+describe('operationalMessage', () => {
+  it('gives one line for what the machine or the engine refused, and nothing for a bug', () => {
+    const refused = new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', 'ClickHouse query failed: Unknown table expression identifier \'nosuch\'. ', {
+      details: { clickhouseType: 'UNKNOWN_TABLE' },
+    });
+    expect(operationalMessage(refused)).toBe("ClickHouse query failed: Unknown table expression identifier 'nosuch'. (UNKNOWN_TABLE)");
+    const named = new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', 'failed (TOO_MANY_PARTS)', { details: { clickhouseType: 'TOO_MANY_PARTS' } });
+    expect(operationalMessage(named)).toBe('failed (TOO_MANY_PARTS)');
+    const busy = Object.assign(new Error('listen EADDRINUSE: address already in use 127.0.0.1:9002'), { code: 'EADDRINUSE' });
+    expect(operationalMessage(busy)).toBe('listen EADDRINUSE: address already in use 127.0.0.1:9002');
+    expect(operationalMessage(new TypeError('x is not a function'))).toBeUndefined();
+    expect(operationalMessage(new Error('something else'))).toBeUndefined();
   });
 });

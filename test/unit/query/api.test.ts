@@ -392,6 +392,9 @@ describe('filters and order', () => {
     };
     expect(await order('asc')).toEqual([2, 9, 10, 100]);
     expect(await order('desc')).toEqual([100, 10, 9, 2]);
+    // msg-server took `DESC` and `Asc` as well (the value went into its ORDER BY).
+    expect(await order('DESC')).toEqual([100, 10, 9, 2]);
+    expect(await order('Asc')).toEqual([2, 9, 10, 100]);
   });
 
   it('reads dates as days in query.timezone with the end day included', async () => {
