@@ -437,18 +437,14 @@ describe('yunhu source re-read', () => {
     if (open !== undefined) await new Promise((resolve) => { open.close(resolve); });
   });
 
-  it.each([
-    ['hands on an undecodable message that arrived during the round when the re-read moves past it', '5', 1],
-    ['does not hand on again an undecodable message below the cursor after a restart', '7', 0],
-  ])('%s', async (_title, cursor, damagedSent) => {
-    const msg = (seq: number): Uint8Array => encodeYunhu('Msg', { msg_id: `m${String(seq)}`, msg_seq: String(seq), send_time: '1731059400000', content_type: 1, content: { text: `t${String(seq)}` } });
-    const damaged = Buffer.from([0x0a, 0x50, 0x61, 0x62]);
-    const list = (entries: readonly Uint8Array[]): Buffer => {
-      const head = Buffer.from(encodeYunhu('ListMessageResponse', { status: { request_id: '1', code: 1, msg: 'success' } }));
-      return Buffer.concat([head, ...entries.flatMap((e) => [Buffer.from([0x12, e.length]), Buffer.from(e)])]);
-    };
-    // From the cursor (5) nothing is new; the re-read window (from 0) shows seq 1–5, then the
-    // damaged message and seq 7, which arrived in between.
+  const msg = (seq: number): Uint8Array => encodeYunhu('Msg', { msg_id: `m${String(seq)}`, msg_seq: String(seq), send_time: '1731059400000', content_type: 1, content: { text: `t${String(seq)}` } });
+  const list = (entries: readonly Uint8Array[]): Buffer => {
+    const head = Buffer.from(encodeYunhu('ListMessageResponse', { status: { request_id: '1', code: 1, msg: 'success' } }));
+    return Buffer.concat([head, ...entries.flatMap((e) => [Buffer.from([0x12, e.length]), Buffer.from(e)])]);
+  };
+
+  /** A Yunhu stand-in answering each list-by-seq with `answer(msg_start)`; counts the reads. */
+  async function scripted(answer: (start: number) => Buffer): Promise<{ source: Source; reads: () => number }> {
     let reads = 0;
     server = createServer((req, res) => {
       reads++;
@@ -457,18 +453,29 @@ describe('yunhu source re-read', () => {
       req.on('end', () => {
         const start = Number(decodeYunhu('ListMessageBySeqRequest', Buffer.concat(chunks))['msg_start']);
         res.writeHead(200, { 'content-type': 'application/x-protobuf' });
-        res.end(start === 0 ? list([1, 2, 3, 4, 5].map(msg).concat([damaged, msg(7)])) : list([]));
+        res.end(answer(start));
       });
     });
     await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
     const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: url, token: 't', userId: 'u', pollIntervalMs: 50, rereadWindow: 20, chats: [{ chatId: 'c', chatType: 2 }] });
-    const r = run(createSource(config, { retry: FAST, parkRetryMs: 100 }), new Map([['2:c', cursor]]));
+    return { source: createSource(config, { retry: FAST, parkRetryMs: 100 }), reads: () => reads };
+  }
+
+  it.each([
+    ['hands on an undecodable message that arrived during the round when the re-read moves past it', '5', 1],
+    ['does not hand on again an undecodable message below the cursor after a restart', '7', 0],
+  ])('%s', async (_title, cursor, damagedSent) => {
+    const damaged = Buffer.from([0x0a, 0x50, 0x61, 0x62]);
+    // From the cursor (5) nothing is new; the re-read window (from 0) shows seq 1–5, then the
+    // damaged message and seq 7, which arrived in between.
+    const { source, reads } = await scripted((start) => (start === 0 ? list([1, 2, 3, 4, 5].map(msg).concat([damaged, msg(7)])) : list([])));
+    const r = run(source, new Map([['2:c', cursor]]));
     await vi.waitFor(() => { expect(r.cursors.get('2:c')).toBe('7'); }, WAIT);
     // More rounds list the same window again.
     const pagesThen = r.pages.length;
-    const readsThen = reads;
-    await vi.waitFor(() => { expect(reads).toBeGreaterThanOrEqual(readsThen + 4); }, WAIT);
+    const readsThen = reads();
+    await vi.waitFor(() => { expect(reads()).toBeGreaterThanOrEqual(readsThen + 4); }, WAIT);
     await r.stop();
     const records = r.pages.flatMap((p) => p.records.map((x) => Buffer.from(x.bytes)));
     expect(records.filter((b) => b.equals(damaged))).toHaveLength(damagedSent);
@@ -477,64 +484,27 @@ describe('yunhu source re-read', () => {
   });
 
   it('hands on a message without msg_seq once, though every read lists it again', async () => {
-    const msg = (seq: number): Uint8Array => encodeYunhu('Msg', { msg_id: `m${String(seq)}`, msg_seq: String(seq), send_time: '1731059400000', content_type: 1, content: { text: `t${String(seq)}` } });
     const noSeq = encodeYunhu('Msg', { msg_id: 'no-seq', send_time: '1731059400000', content_type: 1, content: { text: 'where am I' } });
-    const list = (entries: readonly Uint8Array[]): Buffer => {
-      const head = Buffer.from(encodeYunhu('ListMessageResponse', { status: { request_id: '1', code: 1, msg: 'success' } }));
-      return Buffer.concat([head, ...entries.flatMap((e) => [Buffer.from([0x12, e.length]), Buffer.from(e)])]);
-    };
-    let reads = 0;
-    server = createServer((req, res) => {
-      reads++;
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const start = Number(decodeYunhu('ListMessageBySeqRequest', Buffer.concat(chunks))['msg_start']);
-        res.writeHead(200, { 'content-type': 'application/x-protobuf' });
-        res.end(list([...[1, 2].filter((q) => q > start).map(msg), noSeq]));
-      });
-    });
-    await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
-    const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: url, token: 't', userId: 'u', pollIntervalMs: 50, rereadWindow: 20, chats: [{ chatId: 'c', chatType: 2 }] });
-    const r = run(createSource(config, { retry: FAST, parkRetryMs: 100 }));
-    await vi.waitFor(() => { expect(reads).toBeGreaterThanOrEqual(8); }, WAIT);
+    const { source, reads } = await scripted((start) => list([...[1, 2].filter((q) => q > start).map(msg), noSeq]));
+    const r = run(source);
+    await vi.waitFor(() => { expect(reads()).toBeGreaterThanOrEqual(8); }, WAIT);
     await r.stop();
     expect(msgIds(r.pages).sort()).toEqual(['m1', 'm2', 'no-seq']);
     expect(r.cursors.get('2:c')).toBe('2');
   });
 
   it('hands on a message the provider lists late, below messages already read, once', async () => {
-    const msg = (seq: number): Uint8Array => encodeYunhu('Msg', { msg_id: `m${String(seq)}`, msg_seq: String(seq), send_time: '1731059400000', content_type: 1, content: { text: `t${String(seq)}` } });
-    const list = (entries: readonly Uint8Array[]): Buffer => {
-      const head = Buffer.from(encodeYunhu('ListMessageResponse', { status: { request_id: '1', code: 1, msg: 'success' } }));
-      return Buffer.concat([head, ...entries.flatMap((e) => [Buffer.from([0x12, e.length]), Buffer.from(e)])]);
-    };
     // Seq 3 becomes visible only after seq 4 was read.
     let visible = [1, 2, 4];
-    let reads = 0;
-    server = createServer((req, res) => {
-      reads++;
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const start = Number(decodeYunhu('ListMessageBySeqRequest', Buffer.concat(chunks))['msg_start']);
-        res.writeHead(200, { 'content-type': 'application/x-protobuf' });
-        res.end(list(visible.filter((q) => q > start).map(msg)));
-      });
-    });
-    await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
-    const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: url, token: 't', userId: 'u', pollIntervalMs: 50, rereadWindow: 20, chats: [{ chatId: 'c', chatType: 2 }] });
-    const r = run(createSource(config, { retry: FAST, parkRetryMs: 100 }));
+    const { source, reads } = await scripted((start) => list(visible.filter((q) => q > start).map(msg)));
+    const r = run(source);
     await vi.waitFor(() => { expect(r.cursors.get('2:c')).toBe('4'); }, WAIT);
     visible = [1, 2, 3, 4];
     await vi.waitFor(() => { expect(msgIds(r.pages)).toContain('m3'); }, WAIT);
-    const readsThen = reads;
-    await vi.waitFor(() => { expect(reads).toBeGreaterThanOrEqual(readsThen + 4); }, WAIT);
+    const readsThen = reads();
+    await vi.waitFor(() => { expect(reads()).toBeGreaterThanOrEqual(readsThen + 4); }, WAIT);
     await r.stop();
     expect(msgIds(r.pages).sort()).toEqual(['m1', 'm2', 'm3', 'm4']);
     expect(r.cursors.get('2:c')).toBe('4');
   });
 });
-
