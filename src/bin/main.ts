@@ -89,13 +89,25 @@ function logLevelProblem(): string | undefined {
  * for anything else, which is logged with its stack.
  */
 export function operationalMessage(err: unknown): string | undefined {
-  if (isProgrammerError(err)) return undefined;
-  if (err instanceof MsgpipeError) {
-    const type = err.details?.['clickhouseType'];
-    return typeof type === 'string' && !err.message.includes(`(${type})`) ? `${err.message.trimEnd()} (${type})` : err.message;
-  }
   const code = (err as { code?: unknown } | null)?.code;
-  return err instanceof Error && typeof code === 'string' && /^E[A-Z]+$/.test(code) ? err.message : undefined;
+  const system = err instanceof Error && typeof code === 'string' && /^E[A-Z]+$/.test(code);
+  if (!(err instanceof MsgpipeError) && !system) return undefined;
+  // The causes' messages too (what a retry gave up on), each once; a bug anywhere in the chain
+  // is logged with its stack instead.
+  const parts: string[] = [];
+  const cores: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isProgrammerError(e)) return undefined;
+    let text = (e instanceof Error ? e.message : typeof e === 'string' ? e : '').trim().replace(/[.:]$/, '');
+    const type = e instanceof MsgpipeError ? e.details?.['clickhouseType'] : undefined;
+    if (typeof type === 'string' && !text.includes(`(${type})`)) text = `${text} (${type})`;
+    // The engine's text comes wrapped several times ("Code: 60. DB::Exception: …"): once is enough.
+    const core = text.replace(/^Code: \d+\. DB::Exception: /, '').replace(/\s*\([A-Z][A-Z0-9_]*\)$/, '').replace(/[.\s]+$/, '');
+    if (core === '' || cores.some((c) => c.includes(core))) continue;
+    parts.push(text);
+    cores.push(core);
+  }
+  return parts.join(': ');
 }
 
 /** Commands that install a lifecycle (src/core/lifecycle.ts) and drain on a stop signal. */

@@ -11,6 +11,12 @@
  * No imports: this module must load in a few milliseconds.
  */
 
+/**
+ * The parent process when msgpipe started loading (bin/msgpipe.js loads this module first): the
+ * lifecycle's parent watch compares against it, so a parent gone during the load counts too.
+ */
+export const PARENT_AT_START = process.ppid;
+
 /** The signals that stop msgpipe; the lifecycle (./lifecycle.ts) handles the same ones. */
 export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 

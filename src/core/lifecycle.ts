@@ -9,7 +9,8 @@
  * Started through npm (`npx msgpipe`, `npm exec`, `npm run`), msgpipe is a child of the shell
  * npm started, and npm passes a stop signal only to that shell, which ends without passing it
  * on (signalling npx alone left msgpipe running, orphaned). So under npm the shell's exit is a
- * stop too: the parent process is checked every second.
+ * stop too: the parent process is checked every second. Not for a session leader: `setsid`
+ * detached it on purpose.
  *
  * After the drain, {@link Lifecycle.finish} makes sure the process really ends: a handle a
  * library leaves open (kafkajs 2.2.4 can keep a broker connection and its timers after a
@@ -18,7 +19,9 @@
  */
 import type { Logger } from 'pino';
 
-import { releaseStopSignals, STOP_SIGNALS } from './early-signals.ts';
+import { readFileSync } from 'node:fs';
+
+import { PARENT_AT_START, releaseStopSignals, STOP_SIGNALS } from './early-signals.ts';
 import { libcFunction } from './libc.ts';
 
 type ExitFunction = (status: number) => void;
@@ -75,6 +78,17 @@ function writesAtExit(): boolean {
   return process.env['NODE_V8_COVERAGE'] !== undefined || flags.some((f) => f === '--prof' || f.startsWith('--cpu-prof') || f.startsWith('--heap-prof'));
 }
 
+/** Whether this process leads its own session (started by `setsid`): Linux only, else false. */
+function sessionLeader(): boolean {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'latin1');
+    // Fields after the command name, which ends at the last ")": state, ppid, pgrp, session.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]) === process.pid;
+  } catch {
+    return false;
+  }
+}
+
 /** Installs the stop-signal handlers for a long-running command. */
 export function installLifecycle(options: LifecycleOptions): Lifecycle {
   const controller = new AbortController();
@@ -105,8 +119,8 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
     options.log.info({ reason: sig }, 'A stop signal came while msgpipe loaded.');
     stop(sig);
   }
-  const parentCheckMs = options.parentCheckMs ?? (process.env['npm_command'] === undefined ? 0 : 1000);
-  const parent = process.ppid;
+  const parentCheckMs = options.parentCheckMs ?? (process.env['npm_command'] === undefined || sessionLeader() ? 0 : 1000);
+  const parent = PARENT_AT_START;
   const parentCheck =
     parentCheckMs > 0
       ? setInterval(() => {

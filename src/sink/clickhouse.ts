@@ -56,7 +56,7 @@ import type * as ChdbConnectionModule from 'chdb/connection';
 import type { ChdbConnection } from 'chdb/connection';
 import type { Logger } from 'pino';
 
-import { MsgpipeError } from '../core/errors.ts';
+import { isProgrammerError, MsgpipeError } from '../core/errors.ts';
 
 /** Where the store lives. `url` selects a ClickHouse server; otherwise chDB at `path`. */
 export interface StoreOptions {
@@ -827,8 +827,11 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sto
     const connection = chdb as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>;
     client = createClient({ connection, log: clientLog(log) });
   } catch (err) {
+    if (isProgrammerError(err)) throw err;
     const failed = toStoreError(err, 'open chDB');
-    // The directory is usable (checked above): what is left is the lock of another process.
+    // chDB says only this when another process holds the directory's lock (it prints "Cannot
+    // lock file …/status" itself); a second directory in one process has a message of its own.
+    if (!failed.message.includes('Failed to create connection') || /only one active/i.test(failed.message)) throw failed;
     throw new MsgpipeError(
       'MSGPIPE_ERR_CLICKHOUSE',
       `${failed.message.replace(/\.?\s*$/, '.')} Only one process may open an embedded store: is a msgpipe run, demo or sql using ${options.path}? Stop it, or query through its API.`,

@@ -686,9 +686,13 @@ export class SinkWriter implements UnitSink {
         occurred_at: now,
       };
       deadLetters.push(letter);
-      if (origin !== undefined) return;
+      // The identity is the row's, whatever bytes are kept: a record delivered again (another
+      // offset, another ingested_at) is the same dead letter.
       const { ingested_at: _ingestedAt, ...stable } = row as Partial<MessageRow>;
-      refusedIds.set(letter, deadLetterId({ ...letter, original_base64: Buffer.from(safeJson(stable), 'utf8').toString('base64') }));
+      refusedIds.set(
+        letter,
+        deadLetterId({ ...letter, origin_key: `sink:${table}:${key}`, original_base64: Buffer.from(safeJson(stable), 'utf8').toString('base64') }),
+      );
     };
 
     for (const { key, row, reason, origin } of batch.refused) sinkDeadLetter(MESSAGES_TABLE, key, row, reason, origin);

@@ -55,6 +55,27 @@ describe('msgpipe simulate', () => {
     expect(out).toMatch(/"reason":"parent exited".*Stopping: draining in-flight work/);
   }, 40_000);
 
+  it('started through npm but detached by setsid, goes on after the shell ends', async () => {
+    const child = spawn('sh', ['-c', 'setsid "$0" "$@" & echo "pid $!"; sleep 1', process.execPath, BIN, 'simulate', '--port', '0', '--messages', '10'], {
+      cwd: ROOT,
+      env: { ...process.env, npm_command: 'exec', MSGPIPE_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+    const closed = Promise.all([once(child.stdout, 'close'), once(child.stderr, 'close')]);
+    await waitFor(() => out.includes('Press Ctrl-C to stop.') && /pid \d+/.test(out), 20_000, 'the simulators to start');
+    const pid = Number(/pid (\d+)/.exec(out)?.[1]);
+    await once(child, 'exit');
+    // The shell is gone; two parent checks later the detached process still runs.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect(() => process.kill(pid, 0)).not.toThrow();
+    expect(out).not.toContain('parent exited');
+    process.kill(pid, 'SIGTERM');
+    await closed;
+  }, 40_000);
+
   it('exits 1 when the second simulator cannot listen, instead of staying up with the first', async () => {
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));

@@ -97,12 +97,31 @@ describe('operationalMessage', () => {
     const refused = new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', 'ClickHouse query failed: Unknown table expression identifier \'nosuch\'. ', {
       details: { clickhouseType: 'UNKNOWN_TABLE' },
     });
-    expect(operationalMessage(refused)).toBe("ClickHouse query failed: Unknown table expression identifier 'nosuch'. (UNKNOWN_TABLE)");
+    expect(operationalMessage(refused)).toBe("ClickHouse query failed: Unknown table expression identifier 'nosuch' (UNKNOWN_TABLE)");
     const named = new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', 'failed (TOO_MANY_PARTS)', { details: { clickhouseType: 'TOO_MANY_PARTS' } });
     expect(operationalMessage(named)).toBe('failed (TOO_MANY_PARTS)');
     const busy = Object.assign(new Error('listen EADDRINUSE: address already in use 127.0.0.1:9002'), { code: 'EADDRINUSE' });
     expect(operationalMessage(busy)).toBe('listen EADDRINUSE: address already in use 127.0.0.1:9002');
     expect(operationalMessage(new TypeError('x is not a function'))).toBeUndefined();
     expect(operationalMessage(new Error('something else'))).toBeUndefined();
+    // The engine's own text, wrapped again by the client, is said once.
+    const engine = new Error("Code: 60. DB::Exception: Unknown table expression identifier 'nosuch'. (UNKNOWN_TABLE)");
+    const wrapped = new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', "ClickHouse query failed: Unknown table expression identifier 'nosuch'. ", {
+      details: { clickhouseType: 'UNKNOWN_TABLE' },
+      cause: new Error("Unknown table expression identifier 'nosuch'. ", { cause: engine }),
+    });
+    expect(operationalMessage(wrapped)).toBe("ClickHouse query failed: Unknown table expression identifier 'nosuch' (UNKNOWN_TABLE)");
+    // What a retry gave up on is said, not only that it gave up.
+    const parts = new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', 'ClickHouse insert failed: Too many parts (600). ', {
+      details: { clickhouseType: 'TOO_MANY_PARTS' },
+      cause: new Error('Code: 252. DB::Exception: Too many parts (600). (TOO_MANY_PARTS)'),
+    });
+    const gaveUp = new MsgpipeError('MSGPIPE_ERR_RETRIES_EXHAUSTED', 'Gave up after 10 attempts.', { cause: parts });
+    expect(operationalMessage(gaveUp)).toBe('Gave up after 10 attempts: ClickHouse insert failed: Too many parts (600) (TOO_MANY_PARTS)');
+    // A bug anywhere in the chain keeps its stack.
+    const bug = new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', 'ClickHouse insert failed: Do not know how to serialize a BigInt', {
+      cause: new TypeError('Do not know how to serialize a BigInt'),
+    });
+    expect(operationalMessage(bug)).toBeUndefined();
   });
 });

@@ -124,9 +124,12 @@ describe('SinkWriter', () => {
     const bad = message({ msgid: '1767797523284146072', msg_time: 1e15 });
     const record = Buffer.from([0x0a, 0x03, 0x61, 0x62, 0x63, 0xff]);
     const encoded = EncodedUnit.of(unit({ messages: [m1, bad] }), (i) => (i === 1 ? { bytes: record, originKey: 'kafka:t.messages-3@11' } : undefined));
+    // The same row delivered again: at another offset, transformed at another time.
+    const again = EncodedUnit.of(unit({ messages: [{ ...bad, ingested_at: bad.ingested_at + 60_000 }] }), () => ({ bytes: record, originKey: 'kafka:t.messages-3@40' }));
     const w = writer(temp.store);
     await w.add(encoded);
-    await w.add(encoded); // read again after a rebalance: still one dead letter
+    await w.add(encoded); // read again after a rebalance
+    await w.add(again);
     await w.close();
     expect((await storedMessages(temp.store)).map((m) => m.msgid)).toEqual([m1.msgid]);
     const letters = await temp.store.query<{ error_message: string; original_base64: string; origin_key: string }>(
