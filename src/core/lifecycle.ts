@@ -17,9 +17,9 @@
  * consumer that rode out a broker restart disconnected) would otherwise keep a drained process
  * alive for ever, and a supervisor waiting for it would hang.
  */
-import type { Logger } from 'pino';
-
 import { readFileSync } from 'node:fs';
+
+import type { Logger } from 'pino';
 
 import { PARENT_AT_START, releaseStopSignals, STOP_SIGNALS } from './early-signals.ts';
 import { libcFunction } from './libc.ts';
