@@ -43,7 +43,7 @@ const NO_SERVER: OpsServer = { url: undefined, close: () => Promise.resolve() };
  * it closes last, after the drain and the query API's close, within the same 30 s: a client
  * that sent half a request here must not hold the exit for the 10 s a query request gets.
  */
-export const CLOSE_GRACE_MS = 1000;
+const OPS_CLOSE_GRACE_MS = 1000;
 
 export interface OpsServer {
   /** `http://host:port` actually bound, `undefined` when disabled or the port was taken. */
@@ -72,7 +72,7 @@ export async function startOpsServer(config: MetricsConfig, deps: OpsDeps, log: 
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${String(port)}`;
   log.info({ url }, 'Operations listener started.');
-  return { url, close: () => closeServer(app, CLOSE_GRACE_MS) };
+  return { url, close: () => closeServer(app, OPS_CLOSE_GRACE_MS) };
 }
 
 /** Everything a command needs for operations: metrics, readiness and the listener serving them. */

@@ -75,7 +75,7 @@ export const sessionMsgsSchema = z.object({
   ...paging,
   sort_field: z.preprocess(emptyAsAbsent, z.enum(SORT_FIELDS).default('msg_time')),
   // Any case: msg-server put the value into its ORDER BY, where `DESC` works as well as `desc`.
-  sort_type: z.preprocess((v) => (typeof v === 'string' ? emptyAsAbsent(v.toLowerCase()) : emptyAsAbsent(v)), z.enum(['asc', 'desc']).default('desc')),
+  sort_type: z.preprocess((v) => emptyAsAbsent(typeof v === 'string' ? v.toLowerCase() : v), z.enum(['asc', 'desc']).default('desc')),
   // msg-server's unused "context size"; accepted (and signed) so its clients keep working.
   limit: optionalText(16),
 });

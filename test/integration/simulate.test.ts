@@ -1,5 +1,5 @@
 /** `msgpipe simulate`: what it prints is a configuration that loads, and a failed start ends the process. */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -36,9 +36,12 @@ describe('msgpipe simulate', () => {
     expect(await proc.exited).toBe(0);
   }, 40_000);
 
-  it('started through npm, stops when the shell npm started for it ends', async () => {
-    // npx runs `sh -c msgpipe …` and passes a stop signal to that shell only, which dies of it.
-    const child = spawn('sh', ['-c', '"$0" "$@"; true', process.execPath, BIN, 'simulate', '--port', '0', '--messages', '10'], {
+  /**
+   * `msgpipe simulate` under `sh -c <script>` (its "$0" "$@" the command) with npm's environment,
+   * its output (both pipes) collected; `closed` settles once every process holding them ended.
+   */
+  function underNpmShell(script: string): { child: ChildProcess; out: () => string; closed: Promise<unknown> } {
+    const child = spawn('sh', ['-c', script, process.execPath, BIN, 'simulate', '--port', '0', '--messages', '10'], {
       cwd: ROOT,
       env: { ...process.env, npm_command: 'exec', MSGPIPE_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -46,32 +49,28 @@ describe('msgpipe simulate', () => {
     let out = '';
     child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
     child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
-    // Both pipes close once every process holding them, msgpipe included, has ended.
-    const closed = Promise.all([once(child.stdout, 'close'), once(child.stderr, 'close')]);
-    await waitFor(() => out.includes('Press Ctrl-C to stop.'), 20_000, 'the simulators to start');
+    return { child, out: () => out, closed: Promise.all([once(child.stdout, 'close'), once(child.stderr, 'close')]) };
+  }
+
+  it('started through npm, stops when the shell npm started for it ends', async () => {
+    // npx runs `sh -c msgpipe …` and passes a stop signal to that shell only, which dies of it.
+    const { child, out, closed } = underNpmShell('"$0" "$@"; true');
+    await waitFor(() => out().includes('Press Ctrl-C to stop.'), 20_000, 'the simulators to start');
     child.kill('SIGTERM');
     const outcome = await Promise.race([closed.then(() => 'ended'), new Promise((resolve) => setTimeout(() => { resolve('still running'); }, 15_000))]);
     expect(outcome).toBe('ended');
-    expect(out).toMatch(/"reason":"parent exited".*Stopping: draining in-flight work/);
+    expect(out()).toMatch(/"reason":"parent exited".*Stopping: draining in-flight work/);
   }, 40_000);
 
   it('started through npm but detached by setsid, goes on after the shell ends', async () => {
-    const child = spawn('sh', ['-c', 'setsid "$0" "$@" & echo "pid $!"; sleep 1', process.execPath, BIN, 'simulate', '--port', '0', '--messages', '10'], {
-      cwd: ROOT,
-      env: { ...process.env, npm_command: 'exec', MSGPIPE_LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
-    const closed = Promise.all([once(child.stdout, 'close'), once(child.stderr, 'close')]);
-    await waitFor(() => out.includes('Press Ctrl-C to stop.') && /pid \d+/.test(out), 20_000, 'the simulators to start');
-    const pid = Number(/pid (\d+)/.exec(out)?.[1]);
+    const { child, out, closed } = underNpmShell('setsid "$0" "$@" & echo "pid $!"; sleep 1');
+    await waitFor(() => out().includes('Press Ctrl-C to stop.') && /pid \d+/.test(out()), 20_000, 'the simulators to start');
+    const pid = Number(/pid (\d+)/.exec(out())?.[1]);
     await once(child, 'exit');
     // The shell is gone; two parent checks later the detached process still runs.
     await new Promise((resolve) => setTimeout(resolve, 2500));
     expect(() => process.kill(pid, 0)).not.toThrow();
-    expect(out).not.toContain('parent exited');
+    expect(out()).not.toContain('parent exited');
     process.kill(pid, 'SIGTERM');
     await closed;
   }, 40_000);
