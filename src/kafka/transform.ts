@@ -239,8 +239,9 @@ export async function startKafkaTransform(options: KafkaTransformOptions): Promi
       const started = performance.now();
       const output = transformRawMessage(type, transform, batch.topic, batch.partition, message, now);
       const records = outputMessages(topics, output);
-      // A record without headers is a dead letter named after its key's source.
-      const source = header(message.headers, RAW_HEADERS.source) ?? output.deadLetters[0]?.source ?? '';
+      // The rows carry the source transformRawMessage read from the headers (a record without
+      // headers is a dead letter named after its key's source); the header only for no rows.
+      const source = output.messages[0]?.source ?? output.events[0]?.source ?? output.deadLetters[0]?.source ?? header(message.headers, RAW_HEADERS.source) ?? '';
       let counts = bySource.get(source);
       if (counts === undefined) bySource.set(source, (counts = { source, sourceType: type, records: 0, messages: 0, events: 0, deadLetters: 0, ms: 0 }));
       counts.records++;
