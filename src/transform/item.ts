@@ -19,7 +19,7 @@
  */
 import { PoisonError } from '../core/errors.ts';
 import { toDecimal } from '../core/json.ts';
-import { toUint64Decimal, usv } from './values.ts';
+import { MAX_EMBEDDED_JSON_DEPTH, nestsDeeperThan, toUint64Decimal, usv } from './values.ts';
 
 /** One item, validated and normalised: ids exact, strings well-formed, defaults filled. */
 export interface FinderItem {
@@ -139,7 +139,13 @@ export function readFinderItem(value: unknown): FinderItem {
 
   const rawExt = content['extinfo'];
   // Wrappers differ (edge case 28): base64 text usually, sometimes a byte array or an object;
-  // it is informational, so anything non-text is kept as its JSON text rather than refused.
+  // it is informational, so anything non-text is kept as its JSON text rather than refused,
+  // unless it nests too deep to be written out the same way in every thread.
+  if (nestsDeeperThan(rawExt, MAX_EMBEDDED_JSON_DEPTH)) {
+    throw new PoisonError('MSGPIPE_ERR_SHAPE', `content.extinfo: nested deeper than ${MAX_EMBEDDED_JSON_DEPTH} levels`, {
+      details: { field: 'content.extinfo' },
+    });
+  }
   const extinfo = rawExt === undefined || rawExt === null ? '' : typeof rawExt === 'string' ? usv(rawExt) : JSON.stringify(rawExt);
 
   const createTime = smallInt(msg['CreateTime'], 'content.msg.CreateTime');

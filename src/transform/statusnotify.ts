@@ -13,7 +13,7 @@
  */
 import { parseLossless } from '../core/json.ts';
 import type { EventKind } from './kind.ts';
-import { leadingInt } from './values.ts';
+import { leadingInt, MAX_EMBEDDED_JSON_DEPTH } from './values.ts';
 import { attr, selfOrChild, textAt } from './xml.ts';
 import type { XmlElement } from './xml.ts';
 
@@ -22,7 +22,8 @@ function argValue(text: string): unknown {
   if (!t.startsWith('{') && !t.startsWith('[')) return text;
   try {
     // Lossless: ids inside the arg stay exact if a sender ever writes them as bare numbers.
-    return parseLossless(t);
+    // Deeper than the cap, it stays the text it is.
+    return parseLossless(t, { maxDepth: MAX_EMBEDDED_JSON_DEPTH });
   } catch {
     return text;
   }

@@ -9,6 +9,29 @@ interface WellFormedString {
 }
 
 /**
+ * Deepest nesting of arrays and objects accepted in JSON embedded in an item (Yunhu buttons and
+ * forms, a status notify's `arg`, a finder item's `extinfo`). Real ones are 1–3 levels. The value
+ * is written out again with `JSON.stringify`, which recurses per level: past a few thousand
+ * levels it overflows the stack, at a depth that depends on the thread (about 1 MB of stack on
+ * the main thread, 4 MB in a worker). A fixed cap keeps the result the same everywhere.
+ */
+export const MAX_EMBEDDED_JSON_DEPTH = 64;
+
+/**
+ * Whether arrays and objects in a parsed JSON value nest deeper than `maxDepth` (the value itself
+ * is depth 1). Walks without recursion, so any depth is measured.
+ */
+export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
+  const pending: { value: unknown; depth: number }[] = [{ value, depth: 1 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (typeof next.value !== 'object' || next.value === null) continue;
+    if (next.depth > maxDepth) return true;
+    for (const child of Object.values(next.value)) pending.push({ value: child, depth: next.depth + 1 });
+  }
+  return false;
+}
+
+/**
  * The string as a valid Unicode scalar sequence: lone surrogates become U+FFFD.
  *
  * JSON escapes can carry them (`"\ud83d"` left over from a server-side cut in the middle of 😂),

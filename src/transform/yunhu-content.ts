@@ -21,6 +21,7 @@
  */
 import { parseLossless } from '../core/json.ts';
 import type { MsgType } from '../core/types.ts';
+import { MAX_EMBEDDED_JSON_DEPTH } from './values.ts';
 import { codePointText } from './xml.ts';
 
 /** Decoded `MsgContent` (protobufjs plain object, 64-bit as decimal strings). */
@@ -46,21 +47,15 @@ function u64(content: YunhuContent, key: string): string {
 }
 
 /**
- * Deepest JSON nesting parsed in buttons and forms. Real ones are 3 levels (`[[{"text":…}]]`);
- * the payload is written out again with `JSON.stringify`, which recurses per level and overflows
- * the stack past ~10 000, and a message must not be lost for its buttons.
- */
-const MAX_JSON_DEPTH = 64;
-
-/**
  * A JSON text (buttons, forms, an old version's content) parsed when it is JSON, else kept as the
- * string it is: not JSON, or nested deeper than {@link MAX_JSON_DEPTH}. Parsed losslessly, so a
- * button `value` of 12345678901234567891 stays exact (as a decimal string).
+ * string it is: not JSON, or nested deeper than {@link MAX_EMBEDDED_JSON_DEPTH} (a message must not
+ * be lost for its buttons). Parsed losslessly, so a button `value` of 12345678901234567891 stays
+ * exact (as a decimal string).
  */
 export function jsonOrString(text: string): unknown {
   if (text === '') return null;
   try {
-    return parseLossless(text, { maxDepth: MAX_JSON_DEPTH });
+    return parseLossless(text, { maxDepth: MAX_EMBEDDED_JSON_DEPTH });
   } catch {
     return text;
   }

@@ -131,6 +131,30 @@ describe('bytes and JSON', () => {
     expectDeadLetter(itemText().replace('"extinfo":"CAE="', `"extinfo":${deep}`), 'MSGPIPE_ERR_SHAPE');
   });
 
+  it('an extinfo nested past 64 levels is a SHAPE dead letter naming it, whatever the stack; 64 levels are kept as JSON text', () => {
+    const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
+    // 8 000 levels overflow JSON.stringify on the main thread's stack, not on a worker's: the
+    // answer must not depend on where the item is transformed (the threads test runs it there).
+    for (const depth of [65, 8_000]) {
+      expect(expectDeadLetter(itemText().replace('"extinfo":"CAE="', `"extinfo":${nested(depth)}`), 'MSGPIPE_ERR_SHAPE')).toBe(
+        'content.extinfo: nested deeper than 64 levels',
+      );
+    }
+    // An array, an object, then 62 arrays: 64 levels.
+    const kept = run(itemText().replace('"extinfo":"CAE="', `"extinfo":[{"a":${nested(62)}}]`)).out;
+    expect(kept.deadLetters).toEqual([]);
+    expect(kept.messages[0]?.extinfo).toBe(`[{"a":${nested(62)}}]`);
+  });
+
+  it('a status notify arg nested past 64 levels stays its text, and the event is kept', () => {
+    const deep = '['.repeat(8_000) + ']'.repeat(8_000);
+    const { out } = run(itemText({ msgType: 51, content: `<msg><op id="5"><name>x</name><arg>${deep}</arg></op></msg>` }));
+    expect(out.deadLetters).toEqual([]);
+    expect(JSON.parse(out.events[0]?.payload ?? '{}')).toMatchObject({ op_id: 5, arg: deep });
+    const shallow = run(itemText({ msgType: 51, content: '<msg><op id="5"><arg>{"ids":[1,2]}</arg></op></msg>' })).out;
+    expect(JSON.parse(shallow.events[0]?.payload ?? '{}')).toMatchObject({ arg: { ids: [1, 2] } });
+  });
+
   it('10 000 nested arrays are a SHAPE dead letter (parsed without a stack overflow)', () => {
     expectDeadLetter(`${'['.repeat(10_000)}${']'.repeat(10_000)}`, 'MSGPIPE_ERR_SHAPE');
   });

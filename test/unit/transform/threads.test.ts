@@ -70,6 +70,17 @@ function plain(unit: EncodedUnit): unknown {
 
 const BAD_JSON = Buffer.from('{"NewMsgId": 3876235366388279544, "MsgType": ', 'utf8');
 const BAD_UTF8 = Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0xff, 0x22, 0x7d]);
+/** A finder item whose extinfo nests 8 000 deep: past the main thread's stack for JSON.stringify, not a worker's. */
+function deepExtinfo(): Buffer {
+  const stream = new MessageStream({ provider: 'gewe', seed: 3, messages: 1, sessions: 1, startTime: 1_730_419_200, secondsPerMessage: 20, mix: DEFAULT_MIX });
+  const item = serializeItem(stream.messageAt(0), {
+    provider: 'gewe',
+    booleanIsSender: false,
+  });
+  const parsed = JSON.parse(item) as { content: Record<string, unknown> };
+  parsed.content['extinfo'] = '@';
+  return Buffer.from(JSON.stringify(parsed).replace('"extinfo":"@"', `"extinfo":${'['.repeat(8_000)}${']'.repeat(8_000)}`), 'utf8');
+}
 const LAUGHS = Buffer.from(
   '{"NewMsgId":1767797523284146072,"MsgType":49,"FromUserName":{"string":"peer@finder"},"ToUserName":{"string":"me@finder"},' +
     '"CreateTime":1730419300,"Content":{"string":"<!DOCTYPE l [<!ENTITY a \\"aaaaaaaaaa\\"><!ENTITY b \\"&a;&a;&a;&a;&a;&a;\\">]>' +
@@ -86,15 +97,17 @@ afterEach(async () => {
 describe('TransformThreads', () => {
   it('gives the sink exactly the unit the main thread makes, dead letters with their original bytes included', async () => {
     threads = new TransformThreads(1, log);
-    const page = finderPage(11, 120, [BAD_JSON, BAD_UTF8, LAUGHS]);
+    const deep = deepExtinfo();
+    const page = finderPage(11, 120, [BAD_JSON, BAD_UTF8, LAUGHS, deep]);
     const expected = inThread(page);
     const got = await threads.transform(page, cursorOf(page), NOW);
     expect(plain(got.unit)).toEqual(plain(expected));
     expect(got.counts).toEqual(countsOf(transformPage(page, transformForSource('gewe')!, NOW)));
     expect(got.ms).toBeGreaterThan(0);
-    // The poison became three dead letters holding exactly the bytes that came in.
+    // The poison became four dead letters holding exactly the bytes that came in.
     const originals = got.unit.deadLetters.map((d) => Buffer.from(d.original_base64, 'base64'));
-    expect(originals).toEqual([BAD_JSON, BAD_UTF8, LAUGHS]);
+    expect(originals).toEqual([BAD_JSON, BAD_UTF8, LAUGHS, deep]);
+    expect(got.unit.deadLetters[3]?.error_message).toBe('content.extinfo: nested deeper than 64 levels');
     // 64-bit ids cross the thread boundary digit for digit.
     expect(got.unit.messages.length).toBeGreaterThan(100);
     for (const m of got.unit.messages) expect(m.line.toString('utf8')).toContain(JSON.stringify(m.msgid));

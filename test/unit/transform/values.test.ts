@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { decimalNumber, joinText, leadingInt, toUint64Decimal, uint64Text, usv } from '../../../src/transform/values.ts';
+import { decimalNumber, joinText, leadingInt, nestsDeeperThan, toUint64Decimal, uint64Text, usv } from '../../../src/transform/values.ts';
 
 describe('values', () => {
   it('leadingInt reads the leading integer of XML text', () => {
@@ -32,5 +32,17 @@ describe('values', () => {
     expect(joinText(' a ', '', 'b', 'a')).toBe('a\nb');
     expect(usv('ok\ud83d')).toBe('ok\uFFFD');
     expect(usv('😂')).toBe('😂');
+  });
+
+  it('nestsDeeperThan counts arrays and objects, the value itself as level 1, at any depth', () => {
+    expect([nestsDeeperThan('x', 0), nestsDeeperThan(null, 0), nestsDeeperThan(undefined, 0)]).toEqual([false, false, false]);
+    expect([nestsDeeperThan([], 1), nestsDeeperThan([], 0)]).toEqual([false, true]);
+    expect([nestsDeeperThan({ a: [1, { b: 2 }] }, 3), nestsDeeperThan({ a: [1, { b: 2 }] }, 2)]).toEqual([false, true]);
+    // The deepest branch counts, wherever it sits.
+    expect(nestsDeeperThan([1, [2], { c: [[['deep']]] }, 'x'], 4)).toBe(true);
+    // A million levels: measured without recursion.
+    let deep: unknown = [];
+    for (let i = 1; i < 1_000_000; i++) deep = [deep];
+    expect([nestsDeeperThan(deep, 999_999), nestsDeeperThan(deep, 1_000_000)]).toEqual([true, false]);
   });
 });
