@@ -43,7 +43,7 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
     try {
       // An insert a killed process left unfinished goes first: before a migration changes the
       // tables it was made for, and before any writer looks up what is stored (src/sink/journal.ts).
-      if (clickhouse.url === undefined) await replayJournal(store, journalDir(clickhouse.path), log.child({ component: 'sink.journal' }));
+      if (clickhouse.url === undefined) await replayJournal(store, journalDir(clickhouse.path, clickhouse.database), log.child({ component: 'sink.journal' }));
       const migrateLog = log.child({ component: 'sink.migrate' });
       await migrate(store, migrateLog);
       await applyEmbeddedTableSettings(store, config.clickhouse.maxMergeBytes, migrateLog);
@@ -63,8 +63,8 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
  */
 async function openRunningStore(config: Config, log: Logger): Promise<Store> {
   const opened = await openConfiguredStore(config, log, { migrate: true });
-  const { path } = config.clickhouse;
-  const store = config.clickhouse.url === undefined ? journaledStore(opened, journalDir(path)) : opened;
+  const { path, database } = config.clickhouse;
+  const store = config.clickhouse.url === undefined ? journaledStore(opened, journalDir(path, database)) : opened;
   if (config.clickhouse.url === undefined) {
     const released = releaseCodePages(log);
     if (released !== undefined) {

@@ -12,7 +12,7 @@
  * it is missing. The repair needs the same rows, not a batch the writer makes anew after a
  * restart, so they are kept here.
  *
- * Each insert is one file, `<sha256 of table and token>.insert`: a JSON header line (table,
+ * Each insert is one file, `<database>/<sha256 of table and token>.insert`: a JSON header line (table,
  * token, columns, rows, bytes), then the body as sent. It is written to a temporary name and
  * renamed, so a file under its final name is whole. It goes when the insert succeeds, or when
  * the writer gives it up while the process goes on ({@link Store.forget}); after a failed insert
@@ -46,9 +46,13 @@ const DAMAGED_SUFFIX = '.damaged';
 /** File system errors that may pass on their own (a full disk, too many open files). */
 const TRANSIENT_IO = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'EIO']);
 
-/** The journal's directory inside an embedded store's data directory. */
-export function journalDir(dataPath: string): string {
-  return join(dataPath, 'msgpipe-insert-journal');
+/**
+ * The journal of one database inside an embedded store's data directory. Each database has its
+ * own: a start configured for another database on the same path must not send an insert there,
+ * nor take it away from the database it was made for.
+ */
+export function journalDir(dataPath: string, database: string): string {
+  return join(dataPath, 'msgpipe-insert-journal', database);
 }
 
 interface Header {

@@ -55,15 +55,23 @@ describe('msgpipe sql', () => {
       await expect(readFile(outfile)).rejects.toMatchObject({ code: 'ENOENT' });
       // An insert a killed process left in the journal is sent again by the next start (here
       // `migrate`), before anything else writes (src/sink/journal.ts).
-      const rows = realisticMessages(20, { seed: 9 });
-      const body = Buffer.concat(rows.flatMap((r) => [encodeMessageLine(r), messageLineEnd(undefined)]));
-      const header = { format: 'msgpipe-insert-journal/1', table: 'messages', token: 'messages:left', columns: MESSAGE_COLUMNS, rows: 20, bytes: body.length };
-      const journal = journalDir(`${dir}/ch`);
+      const entry = (seed: number, token: string): Buffer => {
+        const rows = realisticMessages(20, { seed, firstId: 5_000_000_000_000_000_000n + BigInt(seed) * 1000n });
+        const body = Buffer.concat(rows.flatMap((r) => [encodeMessageLine(r), messageLineEnd(undefined)]));
+        const header = { format: 'msgpipe-insert-journal/1', table: 'messages', token, columns: MESSAGE_COLUMNS, rows: 20, bytes: body.length };
+        return Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), body]);
+      };
+      const journal = journalDir(`${dir}/ch`, 'msgpipe');
+      // Another database on the same path has its own journal, which this start leaves alone.
+      const otherJournal = journalDir(`${dir}/ch`, 'other');
       await mkdir(journal, { recursive: true });
-      await writeFile(join(journal, 'left.insert'), Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), body]));
+      await mkdir(otherJournal, { recursive: true });
+      await writeFile(join(journal, 'left.insert'), entry(9, 'messages:left'));
+      await writeFile(join(otherJournal, 'theirs.insert'), entry(10, 'messages:theirs'));
       const replayed = await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile], { cwd: ROOT, env });
       expect(replayed.stderr).toContain('Sent an insert left unfinished by the last run again.');
       expect(await readdir(journal)).toEqual([]);
+      expect(await readdir(otherJournal)).toEqual(['theirs.insert']);
       expect(await sql(configFile, 'SELECT (SELECT count() FROM messages) AS m, (SELECT sum(msg_count) FROM sessions) AS s')).toEqual([{ m: '20', s: '20' }]);
       // The repair of docs/operations.md: the rebuild runs, and the check finds nothing to repair.
       const rebuilt = await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile, '--rebuild-sessions'], { cwd: ROOT, env });

@@ -63,7 +63,7 @@ describe('insert journal', () => {
   let dir: string;
   beforeEach(async () => {
     temp = await openTempStore();
-    dir = journalDir(temp.dir);
+    dir = journalDir(temp.dir, 'msgpipe');
   });
   afterEach(async () => {
     await temp.dispose();
@@ -211,7 +211,7 @@ describe('SinkWriter retry after a view failed', () => {
   });
 
   it('forgets the journaled insert of a batch its signal gave up, and keeps the one of a batch that failed', async () => {
-    const dir = journalDir(temp.dir);
+    const dir = journalDir(temp.dir, 'msgpipe');
     // Stopped by its signal during the backoff (the Kafka sink when the partitions moved): the
     // process goes on, so the file must not wait for a later start.
     const controller = new AbortController();
