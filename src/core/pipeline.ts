@@ -98,32 +98,62 @@ export interface CursorReader {
 /** The transform contract: pure, never throws for bad input (dead letters instead). */
 export type RecordTransform = (record: RawRecord, now: number) => TransformOutput;
 
-/** Wakes sleeping sources of a tenant (`POST /chat-msg/sync`). */
-export class Wakeups {
-  private readonly waiters = new Map<string, Set<() => void>>();
+/** One source's share of its tenant's wake-ups. */
+interface Sleeper {
+  /** A wake-up came while the source was not waiting (it was polling). */
+  pending: boolean;
+  /** Ends the wait in progress, if any. */
+  wake: (() => void) | undefined;
+}
 
-  /** Resolves on the next {@link Wakeups.trigger} of `tenant`; never rejects, settles when `signal` aborts. */
-  wait(tenant: string, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const set = this.waiters.get(tenant) ?? new Set<() => void>();
-      this.waiters.set(tenant, set);
-      const done = (): void => {
-        set.delete(done);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      set.add(done);
-      signal.addEventListener('abort', done, { once: true });
-    });
+/** Wakes the sources of a tenant (`POST /chat-msg/sync`). */
+export class Wakeups {
+  private readonly sleepers = new Map<string, Set<Sleeper>>();
+
+  /**
+   * The wait of one source of `tenant`, to call between its polls: it resolves on the next
+   * {@link Wakeups.trigger} of the tenant, or at once when one came since the last wait ended.
+   * A sync asked for while the source was polling must not wait out the source's backoff: the
+   * poll in flight may have been answered before the new messages arrived. Never rejects;
+   * settles when `signal` aborts.
+   */
+  waiter(tenant: string): (signal: AbortSignal) => Promise<void> {
+    const sleeper: Sleeper = { pending: false, wake: undefined };
+    const set = this.sleepers.get(tenant) ?? new Set<Sleeper>();
+    this.sleepers.set(tenant, set);
+    set.add(sleeper);
+    return (signal) =>
+      new Promise((resolve) => {
+        if (sleeper.pending || signal.aborted) {
+          sleeper.pending = false;
+          resolve();
+          return;
+        }
+        const done = (): void => {
+          sleeper.wake = undefined;
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        sleeper.wake = done;
+        signal.addEventListener('abort', done, { once: true });
+      });
   }
 
-  /** Wakes every source of `tenant`; returns how many were sleeping. */
+  /**
+   * Wakes every source of `tenant`: a waiting one at once, a polling one when it next waits.
+   * Returns how many were waiting.
+   */
   trigger(tenant: string): number {
-    const set = this.waiters.get(tenant);
-    if (!set) return 0;
-    const woken = [...set];
-    for (const wake of woken) wake();
-    return woken.length;
+    let waiting = 0;
+    for (const sleeper of this.sleepers.get(tenant) ?? []) {
+      if (sleeper.wake === undefined) {
+        sleeper.pending = true;
+      } else {
+        waiting += 1;
+        sleeper.wake();
+      }
+    }
+    return waiting;
   }
 }
 
@@ -214,7 +244,7 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
       signal: stop.signal,
       log,
       loadCursor: (stream) => options.cursors.load(source.name, stream),
-      wakeup: (signal) => wakeups.wait(source.origin.tenant, signal),
+      wakeup: wakeups.waiter(source.origin.tenant),
       emit: async (page) => {
         try {
           const cursor = { source: source.name, stream: page.stream, cursor: page.cursorAfter };

@@ -109,7 +109,7 @@ export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestS
       signal: stop.signal,
       log,
       loadCursor: (stream) => reader.load(source.name, stream),
-      wakeup: (signal) => options.wakeups.wait(source.origin.tenant, signal),
+      wakeup: options.wakeups.waiter(source.origin.tenant),
       emit: async (page) => {
         const topicMessages = [];
         if (page.records.length > 0) topicMessages.push({ topic: topics.raw(page.origin.sourceType), messages: rawMessages(page, account) });

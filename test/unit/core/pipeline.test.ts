@@ -6,7 +6,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 
-import { inThreadTransformer, type PageTransformer, runEmbeddedPipeline, type SinkUnit, type UnitSink } from '../../../src/core/pipeline.ts';
+import { inThreadTransformer, type PageTransformer, runEmbeddedPipeline, type SinkUnit, type UnitSink, Wakeups } from '../../../src/core/pipeline.ts';
 import type { Origin } from '../../../src/core/types.ts';
 import { parseConfig } from '../../../src/core/config.ts';
 import { createSource } from '../../../src/ingest/registry.ts';
@@ -170,5 +170,31 @@ describe('runEmbeddedPipeline', () => {
     await expect(
       runEmbeddedPipeline({ sources: [failing], transformer: inThreadTransformer(() => transformFinderItem), sink, cursors: { load: () => Promise.resolve(undefined) }, signal: stop.signal, log }),
     ).rejects.toThrow('token rejected');
+  });
+});
+
+describe('Wakeups', () => {
+  const settled = async (p: Promise<void>): Promise<boolean> => Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => { r(false); }, 20))]);
+
+  it('wakes a waiting source at once, and keeps a wake-up for a source that was not waiting', async () => {
+    const wakeups = new Wakeups();
+    const a = wakeups.waiter('corp1');
+    const b = wakeups.waiter('corp1');
+    const other = wakeups.waiter('corp2');
+    const signal = new AbortController().signal;
+    const aWaits = a(signal);
+    // a waits, b is polling: one woken now, b's next wait ends at once, corp2 is left alone.
+    expect(wakeups.trigger('corp1')).toBe(1);
+    expect(await settled(aWaits)).toBe(true);
+    expect(await settled(b(signal))).toBe(true);
+    expect(await settled(other(signal))).toBe(false);
+    // A kept wake-up is used once: the wait after it sleeps again.
+    expect(await settled(b(signal))).toBe(false);
+    // An abort ends a wait without a trigger.
+    const stop = new AbortController();
+    const stopped = a(stop.signal);
+    stop.abort();
+    expect(await settled(stopped)).toBe(true);
+    expect(wakeups.trigger('nobody')).toBe(0);
   });
 });

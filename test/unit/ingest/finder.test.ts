@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { parseConfig } from '../../../src/core/config.ts';
 import { silentLogger } from '../../../src/core/logger.ts';
@@ -82,7 +82,7 @@ async function runUntil(
     signal: controller.signal,
     log: silentLogger(),
     loadCursor: () => Promise.resolve(cursor),
-    wakeup: (signal) => wakeups.wait('corp1', signal),
+    wakeup: wakeups.waiter('corp1'),
     emit: (page) => {
       pages.push(page);
       if (until(pages)) controller.abort();
@@ -169,6 +169,43 @@ describe('FinderSource', () => {
     expect(bad.stats.parked).toBe(true);
     expect(goodPages).toHaveLength(5);
     expect(provider.calls.filter((c) => c.headers.authorization === 'bad').length).toBeGreaterThan(1);
+  });
+
+  it('polls again at once after a sync asked for during a poll, not after its backoff', async () => {
+    const wakeups = new Wakeups();
+    let inFlight: (() => void) | undefined;
+    const provider = await scriptedProvider((_call, res) => {
+      // The first answer waits until the test has asked for a sync; it says there is nothing new.
+      if (provider.calls.length === 1) inFlight = () => { reply(res, gewePage([], 'K0')); };
+      else reply(res, gewePage([ITEM_A], 'K1'));
+    });
+    const config = parseConfig({
+      tenants: [{ id: 'corp1', secret: 's3cret' }],
+      sources: [{ type: 'gewe', name: 'slow', tenant: 'corp1', baseUrl: provider.url, token: 't', appId: 'wx_app', pollIntervalMs: 60_000 }],
+    });
+    const source = createSource(config.sources[0]!);
+    const controller = new AbortController();
+    const pages: SourcePage[] = [];
+    const running = source.run({
+      signal: controller.signal,
+      log: silentLogger(),
+      loadCursor: () => Promise.resolve(undefined),
+      wakeup: wakeups.waiter('corp1'),
+      emit: (page) => {
+        pages.push(page);
+        if (page.records.length > 0) controller.abort();
+        return Promise.resolve();
+      },
+    });
+    await vi.waitFor(() => { expect(inFlight).toBeDefined(); });
+    // Nobody waits yet: the request is kept for the source's next wait.
+    expect(wakeups.trigger('corp1')).toBe(0);
+    inFlight?.();
+    const timer = setTimeout(() => { controller.abort(); }, 5000);
+    await running;
+    clearTimeout(timer);
+    expect(provider.calls).toHaveLength(2);
+    expect(pages.at(-1)?.records).toHaveLength(1);
   });
 
   it('stops promptly when aborted during a slow request', async () => {
