@@ -2,10 +2,15 @@
  * The control topic: a sync request published for a tenant wakes that tenant's sleeping
  * sources in an ingest process at once.
  */
+import { connect, type Socket } from 'node:net';
+
+import { Kafka as KafkaClient, logLevel } from 'kafkajs';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 
-import { createSyncPublisher } from '../../../src/kafka/control.ts';
-import type { Kafka } from '../../../src/kafka/client.ts';
+import { Wakeups } from '../../../src/core/pipeline.ts';
+import { createSyncPublisher, startSyncListener } from '../../../src/kafka/control.ts';
+import { ensureTopics, ROLE_RETRY, type Kafka } from '../../../src/kafka/client.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { sign } from '../../../src/query/index.ts';
 import { startSimulator } from '../../../src/simulate/index.ts';
@@ -21,6 +26,37 @@ useTestBroker((b, k) => {
 });
 
 describe('control topic', () => {
+  it('a sync listener stops within seconds when the broker has gone away', async () => {
+    // A client whose connections can be cut: after `down`, every socket closes and every new
+    // connection goes to a port nobody listens on, as with a broker that is down.
+    let down = false;
+    const sockets = new Set<Socket>();
+    const client = new KafkaClient({
+      brokers: broker.brokers,
+      clientId: 'control-test',
+      logLevel: logLevel.NOTHING,
+      retry: ROLE_RETRY,
+      socketFactory: ({ host, port, onConnect }) => {
+        const socket = down ? connect({ host: '127.0.0.1', port: 9 }, onConnect) : connect({ host, port }, onConnect);
+        sockets.add(socket);
+        socket.on('close', () => sockets.delete(socket));
+        return socket;
+      },
+    });
+    const topics = topicNames(uniqueTopic('ctl-down'));
+    const admin = client.admin();
+    await admin.connect();
+    await ensureTopics(admin, [{ topic: topics.control, numPartitions: 1 }]);
+    await admin.disconnect();
+    const listener = await startSyncListener(client, topics, new Wakeups(), pino({ level: 'silent' }));
+    down = true;
+    for (const socket of sockets) socket.destroy();
+    const started = Date.now();
+    await listener.stop();
+    // With the client's retries (60, up to 5 s apart) an admin call here waited minutes.
+    expect(Date.now() - started).toBeLessThan(16_000);
+  }, 60_000);
+
   it('wakes the sources of the tenant when a sync request is published', async () => {
     await withTempDir('kafka-control', async (dir) => {
       const prefix = uniqueTopic('ctl');
