@@ -6,12 +6,14 @@
  * (and its dead letters) was acknowledged by the broker, so a crash at any instant re-reads at
  * most the pages whose records may already be on the raw topic; the sink stores those twice as
  * once (ADR 0010). On start, the topic is read from the beginning up to its end and the last
- * value per key wins.
+ * record per key wins, as compaction keeps it: a tombstone (null value) removes the key's
+ * cursor, so that stream starts from the beginning.
  */
 import { randomUUID } from 'node:crypto';
 
 import type { Logger } from 'pino';
 
+import { MsgpipeError } from '../core/errors.ts';
 import type { CursorReader, CursorUpdate } from '../core/pipeline.ts';
 import type { Kafka, Producer } from './client.ts';
 import { decodeCursor, encodeCursor } from './codec.ts';
@@ -19,6 +21,27 @@ import { decodeCursor, encodeCursor } from './codec.ts';
 /** The key of a cursor record. */
 export function cursorKey(source: string, stream: string): string {
   return `${source}:${stream}`;
+}
+
+/**
+ * What is wrong with a record of the cursors topic, or undefined for a cursor or a tombstone.
+ * Compaction keeps the last record per key, so a record stands for its key alone: a value
+ * holding another key's cursor would read back one way before the log cleaner runs and another
+ * after it.
+ */
+function cursorRecordProblem(key: Buffer | null, value: Buffer | null): string | undefined {
+  // A compacted topic refuses records without a key; one could only come from a topic made by hand.
+  if (key === null) return 'has no key';
+  const keyText = key.toString('utf8');
+  if (value === null) return undefined;
+  let decoded: { source: string; stream: string };
+  try {
+    decoded = decodeCursor(value);
+  } catch (err) {
+    return `(key ${JSON.stringify(keyText)}) is not a msgpipe.v1.Cursor: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  const own = cursorKey(decoded.source, decoded.stream);
+  return own === keyText ? undefined : `(key ${JSON.stringify(keyText)}) holds the cursor of ${JSON.stringify(own)}`;
 }
 
 /** How long reading the cursors topic up to its end offsets may take before ingest gives up. */
@@ -56,12 +79,22 @@ export async function readCursors(kafka: Kafka, topic: string, log: Logger, time
             autoCommit: false,
             eachBatch: async ({ batch }) => {
               for (const message of batch.messages) {
-                if (message.value === null) continue;
-                try {
-                  const c = decodeCursor(message.value);
-                  cursors.set(cursorKey(c.source, c.stream), c.cursor);
-                } catch (err) {
-                  log.error({ err, topic, partition: batch.partition, offset: message.offset }, 'Cursor record is not a msgpipe.v1.Cursor; skipped.');
+                const bad = cursorRecordProblem(message.key, message.value);
+                if (bad !== undefined) {
+                  reject(
+                    new MsgpipeError(
+                      'MSGPIPE_ERR_CURSOR_RECORD',
+                      `Cursor record at ${topic}/${String(batch.partition)}@${message.offset} ${bad}. Skipping it would move that stream's ` +
+                        'cursor without a word; write its cursor again, or a tombstone for its key to read the stream from the beginning (docs/kafka.md).',
+                    ),
+                  );
+                  return Promise.resolve();
+                }
+                const key = message.key?.toString('utf8') ?? '';
+                if (message.value !== null) {
+                  cursors.set(key, decodeCursor(message.value).cursor);
+                } else if (cursors.delete(key)) {
+                  log.info({ topic, key, offset: message.offset }, 'Cursor removed by a tombstone: that stream starts from the beginning.');
                 }
               }
               const end = remaining.get(batch.partition);

@@ -1,0 +1,66 @@
+/**
+ * Reading the cursors topic at start (src/kafka/cursors.ts): the last record per key wins, as
+ * compaction keeps it, so a tombstone removes a stream's cursor; a record that is not the cursor
+ * of its own key stops the start instead of moving a cursor without a word.
+ */
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+
+import { ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
+import { cursorKey, readCursors } from '../../../src/kafka/cursors.ts';
+import { encodeCursor } from '../../../src/kafka/codec.ts';
+import { topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
+import { uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
+
+let kafka: Kafka;
+useTestBroker((_broker, k) => {
+  kafka = k;
+});
+
+const log = pino({ level: 'silent' });
+
+function cursor(source: string, stream: string, value: string): { key: string; value: Buffer } {
+  return { key: cursorKey(source, stream), value: encodeCursor({ source, stream, cursor: value, committed_at: 1 }) };
+}
+
+/** A fresh cursors topic holding `messages`, in order. */
+async function cursorsTopic(messages: { key: string; value: Buffer | null }[]): Promise<string> {
+  const topics = topicNames(uniqueTopic('cursors'));
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, topicSpecs(topics, 1).filter((t) => t.topic === topics.cursors));
+  await admin.disconnect();
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    await producer.send({ topic: topics.cursors, acks: -1, messages });
+  } finally {
+    await producer.disconnect();
+  }
+  return topics.cursors;
+}
+
+describe('readCursors', () => {
+  it('keeps the last cursor per key, and a tombstone removes its key', async () => {
+    const topic = await cursorsTopic([
+      cursor('shopA', 'wx_a', 'kb-A-1'),
+      cursor('shopB', 'wx_b', 'kb-B-1'),
+      cursor('shopB', 'wx_b', 'kb-B-2'),
+      { key: cursorKey('shopA', 'wx_a'), value: null },
+      { key: cursorKey('shopC', 'wx_c'), value: null },
+    ]);
+    expect(await readCursors(kafka, topic, log)).toEqual(new Map([[cursorKey('shopB', 'wx_b'), 'kb-B-2']]));
+  }, 60_000);
+
+  it.each([
+    ['a value that is not a Cursor', { key: cursorKey('shopB', 'wx_b'), value: Buffer.from('{"cursor":"x"}') }, /key "shopB:wx_b"\) is not a msgpipe.v1.Cursor/],
+    ['an empty value', { key: cursorKey('shopB', 'wx_b'), value: Buffer.alloc(0) }, /key "shopB:wx_b"\) holds the cursor of ":"/],
+    ['the cursor of another key', { key: cursorKey('shopB', 'wx_b'), value: cursor('shopA', 'wx_a', 'kb-A-9').value }, /holds the cursor of "shopA:wx_a"/],
+  ])('stops on %s, naming the record, instead of keeping an older cursor', async (_name, bad, message) => {
+    const topic = await cursorsTopic([cursor('shopB', 'wx_b', 'kb-B-1'), bad]);
+    const read = readCursors(kafka, topic, log);
+    await expect(read).rejects.toMatchObject({ code: 'MSGPIPE_ERR_CURSOR_RECORD' });
+    await expect(read).rejects.toThrow(message);
+    await expect(read).rejects.toThrow(`${topic}/0@1`);
+  }, 60_000);
+});
