@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 
-import { type Config, LOG_LEVELS, loadConfig, parseConfig } from '../core/config.ts';
+import { type Config, LOG_LEVELS, loadConfig, parseConfig, type ParseConfigOptions } from '../core/config.ts';
 import { ConfigError, isProgrammerError, MsgpipeError } from '../core/errors.ts';
 import { releaseStopSignalsToDefault } from '../core/early-signals.ts';
 import { installLifecycle } from '../core/lifecycle.ts';
@@ -43,15 +43,18 @@ function parseRoles(value: string): Role[] {
   return roles as Role[];
 }
 
+/** What `sql` and `migrate` read of a configuration: tenants' secrets and tokens need not be set. */
+const STORE_SECTIONS: ParseConfigOptions = { only: ['clickhouse', 'log'] };
+
 /** Reads `--config`, else `MSGPIPE_CONFIG`, else (when allowed) the defaults. */
-async function resolveConfig(file: string | undefined, required: boolean): Promise<Config> {
+async function resolveConfig(file: string | undefined, required: boolean, options: ParseConfigOptions = {}): Promise<Config> {
   const path = file ?? process.env['MSGPIPE_CONFIG'];
   try {
     if (path === undefined || path === '') {
       if (required) throw new ConfigError(['no configuration: pass --config FILE or set MSGPIPE_CONFIG']);
       return parseConfig({});
     }
-    return await loadConfig(path);
+    return await loadConfig(path, process.env, options);
   } catch (err) {
     // Every problem at once: a bad MSGPIPE_LOG_LEVEL too, not only once the file is right.
     const level = logLevelProblem();
@@ -170,7 +173,7 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
       new Option('--rebuild-sessions', 'then rebuild the sessions aggregate from messages (after a hard crash; stop the writers first)'),
     )
     .action(async (opts: { config?: string; rebuildSessions?: boolean }) => {
-      const config = await resolveConfig(opts.config, false);
+      const config = await resolveConfig(opts.config, false, STORE_SECTIONS);
       const migrateLog = logger(config);
       const store = await openConfiguredStore(config, migrateLog, { migrate: true });
       try {
@@ -240,7 +243,7 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     .action(async (query: string, opts: { config?: string; format: OutputFormat }) => {
       const problem = readOnlyProblem(query);
       if (problem !== undefined) throw new ConfigError([problem]);
-      const config = await resolveConfig(opts.config, false);
+      const config = await resolveConfig(opts.config, false, STORE_SECTIONS);
       // Opening a chDB directory creates it: a mistyped path would give an empty store and "Unknown table".
       if (config.clickhouse.url === undefined && !existsSync(config.clickhouse.path)) {
         throw new ConfigError([`clickhouse.path: no store at ${config.clickhouse.path} (pass --config, or run msgpipe run or demo first)`]);

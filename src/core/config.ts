@@ -195,24 +195,42 @@ function crossFieldProblems(raw: unknown): string[] {
   return problems;
 }
 
-/** Replaces `${NAME}` with environment values; unset or empty variables become problems. */
-function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[]): unknown {
+const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Problems found while replacing variables, and the paths they were found at. */
+interface Interpolation {
+  readonly problems: string[];
+  readonly paths: Set<string>;
+}
+
+/**
+ * Replaces `${NAME}` with environment values; `$${` is a literal `${`. An unset or empty variable
+ * is a problem, and so is any other `${…}`: shell forms such as `${NAME:-default}` are not
+ * supported, and taken as text they would make a secret of the file's own words.
+ */
+function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, found: Interpolation): unknown {
   if (typeof value === 'string') {
     // "${GEWE_TOKEN}" or "Bearer ${TOKEN}"; "$${X}" stays a literal "${X}".
-    return value.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, escape: string, name: string) => {
+    return value.replace(/\$(\$?)\{([^}]*)(\}?)/g, (whole, escape: string, name: string, close: string) => {
       if (escape) return whole.slice(1);
-      const v = env[name];
-      if (v === undefined || v === '') {
-        problems.push(`${path}: environment variable ${name} is not set`);
+      const problem = (text: string): string => {
+        found.problems.push(`${path}: ${text}`);
+        found.paths.add(path);
         return '';
+      };
+      if (close === '' || !VARIABLE_NAME.test(name)) {
+        return problem(`${JSON.stringify(whole)} is not a variable reference: write \${NAME} (letters, digits and "_"), or $\${ for a literal "\${"`);
       }
+      const v = Object.hasOwn(env, name) ? env[name] : undefined;
+      if (v === undefined) return problem(`environment variable ${name} is not set`);
+      if (v === '') return problem(`environment variable ${name} is empty`);
       return v;
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, problems));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, found));
   if (value !== null && typeof value === 'object') {
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, interpolate(v, env, path ? `${path}.${k}` : k, problems)]),
+      Object.entries(value).map(([k, v]) => [k, interpolate(v, env, path ? `${path}.${k}` : k, found)]),
     );
   }
   return value;
@@ -230,17 +248,43 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** A top-level section of the configuration. */
+export type ConfigSection = keyof z.infer<typeof configSchema>;
+
+/** Options of {@link parseConfig} and {@link loadConfig}. */
+export interface ParseConfigOptions {
+  /**
+   * Read only these sections of the file; the others take their defaults, unread, so their
+   * variables need not be set (`sql` and `migrate` read `clickhouse` and `log` alone). Keys the
+   * schema does not know are still reported.
+   */
+  readonly only?: readonly ConfigSection[];
+}
+
+/** `raw` without the known sections that `only` leaves out. */
+function sectionsOf(raw: unknown, only: readonly ConfigSection[] | undefined): unknown {
+  if (only === undefined || raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  const known = new Set(Object.keys(configSchema.shape));
+  const kept = new Set<string>(only);
+  return Object.fromEntries(Object.entries(raw).filter(([key]) => kept.has(key) || !known.has(key)));
+}
+
 /**
  * Validates a configuration object (after YAML parsing) and returns it frozen.
  *
  * @throws {ConfigError} MSGPIPE_ERR_CONFIG listing every problem.
  */
-export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): Config {
-  const problems: string[] = [];
-  const interpolated = interpolate(raw ?? {}, env, '', problems);
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, options: ParseConfigOptions = {}): Config {
+  const found: Interpolation = { problems: [], paths: new Set() };
+  const interpolated = interpolate(sectionsOf(raw ?? {}, options.only), env, '', found);
+  const problems = found.problems;
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
-    for (const issue of result.error.issues) problems.push(`${issuePath(issue.path) || '(root)'}: ${issue.message}`);
+    for (const issue of result.error.issues) {
+      const path = issuePath(issue.path);
+      // A variable problem already stands for its value ("Invalid URL" of the '' left in its place adds nothing).
+      if (!found.paths.has(path)) problems.push(`${path || '(root)'}: ${issue.message}`);
+    }
   }
   problems.push(...crossFieldProblems(interpolated));
   if (problems.length > 0 || !result.success) throw new ConfigError([...new Set(problems)]);
@@ -252,7 +296,7 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env):
  *
  * @throws {ConfigError} MSGPIPE_ERR_CONFIG when the file is unreadable, not YAML, or invalid.
  */
-export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, options: ParseConfigOptions = {}): Promise<Config> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -268,5 +312,5 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   } catch (err) {
     throw new ConfigError([`${file}: ${err instanceof Error ? err.message : String(err)}`]);
   }
-  return parseConfig(raw, env);
+  return parseConfig(raw, env, options);
 }

@@ -100,11 +100,24 @@ describe('msgpipe sql', () => {
       expect(notDir.code).toBe(1);
       expect(notDir.stderr).toContain("msgpipe: The embedded store's directory (clickhouse.path) cannot be used: ENOTDIR");
       // Listed with the file's own problems, not only once the file is right.
-      await writeFile(join(dir, 'bad.yaml'), 'sink: {maxRows: 0}\n');
+      await writeFile(join(dir, 'bad.yaml'), 'clickhouse: {database: "no-dashes"}\n');
       const both = execFileAsync(process.execPath, [BIN, 'sql', '--config', join(dir, 'bad.yaml'), 'SELECT 1'], { cwd: ROOT, env: { ...env, MSGPIPE_LOG_LEVEL: 'loud' } });
       const failed = (await both.then(() => ({ stderr: '' }), (err: unknown) => err)) as { stderr: string };
-      expect(failed.stderr).toContain('sink.maxRows');
+      expect(failed.stderr).toContain('clickhouse.database');
       expect(failed.stderr).toContain('MSGPIPE_LOG_LEVEL: "loud"');
+      // sql and migrate read the store's section alone: the secrets and tokens of a production
+      // file need not be in their environment.
+      await writeFile(
+        join(dir, 'prod.yaml'),
+        [
+          'tenants: [{id: corp1, secret: "${MSGPIPE_TEST_UNSET_SECRET}"}]',
+          'sources: [{type: gewe, name: g1, tenant: corp1, baseUrl: "${MSGPIPE_TEST_UNSET_URL}", token: "${MSGPIPE_TEST_UNSET_TOKEN}", appId: wx_g1}]',
+          `clickhouse: {path: ${JSON.stringify(`${dir}/ch`)}}`,
+          '',
+        ].join('\n'),
+      );
+      await execFileAsync(process.execPath, [BIN, 'migrate', '--config', join(dir, 'prod.yaml')], { cwd: ROOT, env });
+      expect(await sql(join(dir, 'prod.yaml'), 'SELECT count() AS m FROM messages')).toEqual([{ m: '20' }]);
     });
   }, 60_000);
 });

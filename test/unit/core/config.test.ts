@@ -54,6 +54,54 @@ describe('parseConfig', () => {
     expect(config.sources[0]).toMatchObject({ appId: '${APP}', pollIntervalMs: 1000 });
   });
 
+  it('refuses a ${…} that is not a plain variable reference instead of keeping its text as the value', () => {
+    const problems = problemsOf(() =>
+      parseConfig(
+        {
+          tenants: [
+            { id: 'a', secret: '${SECRET:-changeme}' },
+            { id: 'b', secret: '${SECRET-CORP}' },
+            { id: 'c', secret: '${ SECRET }' },
+            { id: 'd', secret: 'pre-${SECRET' },
+            { id: 'e', secret: '${constructor}' },
+            { id: 'f', secret: '${EMPTY}' },
+          ],
+          sources: [{ type: 'gewe', name: 's', tenant: 'a', baseUrl: '${NO_URL}', token: 't', appId: 'x' }],
+        },
+        { SECRET: 'from-env', EMPTY: '' },
+      ),
+    );
+    expect(problems).toEqual([
+      'tenants[0].secret: "${SECRET:-changeme}" is not a variable reference: write ${NAME} (letters, digits and "_"), or $${ for a literal "${"',
+      'tenants[1].secret: "${SECRET-CORP}" is not a variable reference: write ${NAME} (letters, digits and "_"), or $${ for a literal "${"',
+      'tenants[2].secret: "${ SECRET }" is not a variable reference: write ${NAME} (letters, digits and "_"), or $${ for a literal "${"',
+      'tenants[3].secret: "${SECRET" is not a variable reference: write ${NAME} (letters, digits and "_"), or $${ for a literal "${"',
+      // Not Object.prototype.constructor: only the environment's own variables.
+      'tenants[4].secret: environment variable constructor is not set',
+      'tenants[5].secret: environment variable EMPTY is empty',
+      // One problem per value: not also "Invalid URL" for the '' left in its place.
+      'sources[0].baseUrl: environment variable NO_URL is not set',
+    ]);
+    expect(parseConfig({ tenants: [{ id: 'a', secret: '$${SECRET:-x}' }] }, {}).tenants[0]!.secret).toBe('${SECRET:-x}');
+  });
+
+  it('reads only the sections asked for, still naming keys it does not know', () => {
+    const raw = {
+      tenants: [{ id: 'corp123', secret: '${UNSET_SECRET}' }],
+      sources: [{ type: 'gewe', name: 's', tenant: 'corp123', baseUrl: '${UNSET_URL}', token: '${UNSET_TOKEN}', appId: 'x' }],
+      clickhouse: { path: '${STORE}' },
+    };
+    const config = parseConfig(raw, { STORE: '/srv/store' }, { only: ['clickhouse', 'log'] });
+    expect(config.clickhouse.path).toBe('/srv/store');
+    expect(config.tenants).toEqual([]);
+    expect(problemsOf(() => parseConfig({ ...raw, clickhuose: {} }, {}, { only: ['clickhouse', 'log'] }))).toEqual([
+      'clickhouse.path: environment variable STORE is not set',
+      '(root): Unrecognized key: "clickhuose"',
+    ]);
+    // The whole file, as run reads it, needs every variable.
+    expect(problemsOf(() => parseConfig(raw, { STORE: '/srv/store' }))).toHaveLength(3);
+  });
+
   it('lists every problem at once', () => {
     const problems = problemsOf(() =>
       parseConfig(
