@@ -107,7 +107,7 @@ export async function startEmbedded(
   let query: QueryService | undefined;
   try {
     if (options.query === true) {
-      query = await startQueryService({ store, config, log: log.child({ component: 'query' }), sync: wakeups });
+      query = await startQueryService({ store, config, log: log.child({ component: 'query' }), sync: wakeups, serialStore: config.clickhouse.url === undefined });
     }
   } catch (err) {
     await store.close();
@@ -227,7 +227,7 @@ async function runDistributedCommand(config: Config, log: Logger, allRoles: read
       openStore: () => openRunningStore(config, log),
       ops,
       // The query role: the API over the store, `POST /sync` publishing to the control topic.
-      startQuery: (store, sync) => startQueryService({ store, config, log: log.child({ component: 'query' }), sync }),
+      startQuery: (store, sync) => startQueryService({ store, config, log: log.child({ component: 'query' }), sync, serialStore: config.clickhouse.url === undefined }),
     });
     await run.done;
     log.info({ roles }, 'Stopped; every batch in flight was handed on and committed.');

@@ -11,6 +11,12 @@
  * 3. the tenant's rate limit (`query.rateLimit` requests per second; HTTP 429, code 429);
  * 4. the endpoint's zod schema (the seed's codes 1001–1006, else 400), then the handler.
  *
+ * On the embedded store, whose engine runs one query at a time and is shared with the sink, store
+ * reads run one at a time with a time limit ({@link READ_TIME_LIMIT_S}), and a read waits behind
+ * at most {@link QueryServiceOptions.maxWaitingReads} others (429 beyond that): a burst of heavy
+ * reads holds a sink insert for one read at most, not for all of them. A server runs reads side
+ * by side under its own profile's limits.
+ *
  * Internal failures answer `{code: 500, message: "internal server error"}`: no SQL, no stack.
  * Logs carry neither secrets nor signatures: request lines are logged without the query string.
  */
@@ -18,6 +24,7 @@ import { randomBytes } from 'node:crypto';
 
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 
 import type { Config } from '../core/config.ts';
@@ -38,6 +45,16 @@ export const TIMESTAMP_WINDOW_S = 300;
 
 export const API_PREFIX = '/api/v1/chat-msg';
 
+/**
+ * The longest one store read of the API may run (ClickHouse's `max_execution_time`); past it the
+ * request answers 500 and the log says why. The API's reads take milliseconds; one that takes
+ * seconds (a page 5 000 deep in a conversation of 500 000 messages takes 0.2–0.7 s) is an outlier.
+ */
+export const READ_TIME_LIMIT_S = 10;
+
+/** Store reads that may wait for their turn on a serial store by default. */
+export const MAX_WAITING_READS = 64;
+
 export interface QueryServiceOptions {
   readonly store: Store;
   /** Reads `tenants`, `sources` (source types) and `query`. */
@@ -47,6 +64,13 @@ export interface QueryServiceOptions {
   readonly sync: SyncTrigger;
   /** Unix ms; tests move it. */
   readonly clock?: () => number;
+  /**
+   * The store runs one query at a time for every user (the embedded engine, shared with the
+   * sink): reads then go one at a time, each within {@link READ_TIME_LIMIT_S}. Default false.
+   */
+  readonly serialStore?: boolean;
+  /** With `serialStore`, reads that may wait for their turn; more are refused with 429. Default {@link MAX_WAITING_READS}. */
+  readonly maxWaitingReads?: number;
 }
 
 function send(reply: FastifyReply, code: ApiCode, message: string, data: unknown = null): FastifyReply {
@@ -85,9 +109,16 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
   // Store calls in flight: closing the app waits for them, so the caller may close the store
   // right after (a client that hung up leaves its handler still reading).
   const inFlight = new Set<Promise<unknown>>();
+  const serial = options.serialStore ?? false;
+  const reads = pLimit(serial ? 1 : Number.POSITIVE_INFINITY);
+  const maxWaiting = options.maxWaitingReads ?? MAX_WAITING_READS;
   const tracked: Store = wrapStore(store, {
-    query: <T>(sql: string, params?: QueryParams, options?: CallOptions): Promise<T[]> => {
-      const call = store.query<T>(sql, params, options);
+    query: <T>(sql: string, params?: QueryParams, callOptions?: CallOptions): Promise<T[]> => {
+      if (serial && reads.pendingCount >= maxWaiting) {
+        return Promise.reject(new ApiError(API_CODES.TOO_MANY_REQUESTS, 'too many requests waiting for the store; try again shortly'));
+      }
+      const limited = serial ? { ...callOptions, settings: { max_execution_time: READ_TIME_LIMIT_S, ...callOptions?.settings } } : callOptions;
+      const call = reads(() => store.query<T>(sql, params, limited));
       inFlight.add(call);
       const done = (): void => { inFlight.delete(call); };
       call.then(done, done);

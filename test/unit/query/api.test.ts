@@ -6,12 +6,12 @@
 import { Writable } from 'node:stream';
 
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { MSG_TYPES, type MessageRow } from '../../../src/core/types.ts';
-import { buildQueryApp } from '../../../src/query/app.ts';
+import { buildQueryApp, READ_TIME_LIMIT_S } from '../../../src/query/app.ts';
 import { searchSchema, sessionMsgsSchema, sessionsSchema } from '../../../src/query/params.ts';
-import { type QueryParams, type Store, toStoreError } from '../../../src/sink/clickhouse.ts';
+import { type CallOptions, type QueryParams, type Store, toStoreError } from '../../../src/sink/clickhouse.ts';
 import { message } from '../sink/helpers.ts';
 import {
   BASE,
@@ -486,6 +486,54 @@ describe('internal errors, rate limits and logs', () => {
       expect(log).not.toContain(other.split('signature=')[1]!);
       expect(log).not.toContain(SECRET_A);
       expect(log).not.toContain(SECRET_B);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('on a serial store, reads one at a time within a time limit, and refuses more than the queue holds', async () => {
+    const real = fx.temp.store;
+    let running = 0;
+    let most = 0;
+    const limits: (number | undefined)[] = [];
+    let gate: Promise<void> = Promise.resolve();
+    // The real store, held by a gate: what the app sends, and how many reads it has in flight.
+    const store: Store = {
+      backend: real.backend,
+      database: real.database,
+      query: async <T>(sql: string, params?: QueryParams, options?: CallOptions) => {
+        running += 1;
+        most = Math.max(most, running);
+        limits.push(options?.settings?.max_execution_time);
+        try {
+          await gate;
+          return await real.query<T>(sql, params, options);
+        } finally {
+          running -= 1;
+        }
+      },
+      command: (sql, params) => real.command(sql, params),
+      insert: (table, rows, options) => real.insert(table, rows, options),
+      close: () => Promise.resolve(),
+    };
+    const app = buildQueryApp({ store, config: testConfig(), log: pino({ level: 'silent' }), sync: { trigger: () => 0 }, serialStore: true, maxWaitingReads: 2 });
+    try {
+      let open!: () => void;
+      gate = new Promise((resolve) => { open = resolve; });
+      const q = signedQuery({ ...A, receiver_id: 'customer456' }, SECRET_A);
+      const first = [get(app, MSGS, q), get(app, MSGS, q), get(app, MSGS, q)];
+      await vi.waitFor(() => { expect(running).toBe(1); });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // The first read of one request runs, those of the two others wait: the queue is full, and
+      // the next request is turned away at once.
+      const refused = await get(app, MSGS, q);
+      expect(refused.status).toBe(429);
+      expect(refused.body).toEqual({ code: 429, message: 'too many requests waiting for the store; try again shortly', data: null });
+      open();
+      expect((await Promise.all(first)).map((r) => r.body.code)).toEqual([0, 0, 0]);
+      expect(most).toBe(1);
+      expect(new Set(limits)).toEqual(new Set([READ_TIME_LIMIT_S]));
+      expect((await get(app, MSGS, q)).body.code).toBe(0);
     } finally {
       await app.close();
     }
