@@ -128,10 +128,13 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
   const ctx: QueryContext = { store: tracked, timezone: config.query.timezone, sourceType: (name) => sourceTypes.get(name) ?? '' };
   // A nonce first used at the window's lower edge must still be known at its upper edge, which
   // the timestamp check accepts too (both ends are inclusive): one second past the whole window.
-  const nonces = new NonceCache((2 * TIMESTAMP_WINDOW_S + 1) * 1000);
+  // Nonces are recorded only for requests the rate limit let through, at most `rateLimit` per
+  // 1 s window: the bound holds every nonce of honest traffic, however high the limit is set.
+  const nonceTtlS = 2 * TIMESTAMP_WINDOW_S + 1;
+  const nonces = new NonceCache(nonceTtlS * 1000, config.query.rateLimit * (nonceTtlS + 1));
   // Unknown tenants are checked against a random secret, so they take as long as known ones.
   const decoy = randomBytes(32).toString('hex');
-  const verified = new WeakMap<FastifyRequest, { tenant: string; params: Params }>();
+  const verified = new WeakMap<FastifyRequest, { tenant: string; params: Params; nonce: string | undefined }>();
 
   const baseLog: FastifyBaseLogger = log;
   const app = Fastify({
@@ -184,15 +187,22 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
       if (timestamp === undefined || !TIMESTAMP.test(timestamp) || Math.abs(now / 1000 - Number(timestamp)) > TIMESTAMP_WINDOW_S) {
         throw new ApiError(API_CODES.UNAUTHORIZED);
       }
-      if (nonce === undefined || !NONCE.test(nonce) || !nonces.use(tenant, nonce, now)) throw new ApiError(API_CODES.UNAUTHORIZED);
+      if (nonce === undefined || !NONCE.test(nonce) || nonces.used(tenant, nonce, now)) throw new ApiError(API_CODES.UNAUTHORIZED);
+      verified.set(request, { tenant, params, nonce });
+      return;
     }
-    verified.set(request, { tenant, params });
+    verified.set(request, { tenant, params, nonce: undefined });
   };
 
+  /**
+   * The request's verified parameters. Its nonce is spent here, in the handler, after the rate
+   * limit: the same URL sent again after a 429 is still good.
+   */
   const paramsOf = (request: FastifyRequest): Params => {
     const auth = verified.get(request);
     // The preValidation hook ran for every route of this scope; this is a programming error.
     if (auth === undefined) throw new Error('request reached a handler without authentication');
+    if (auth.nonce !== undefined && !nonces.use(auth.tenant, auth.nonce, clock())) throw new ApiError(API_CODES.UNAUTHORIZED);
     return auth.params;
   };
 

@@ -105,8 +105,9 @@ export function signUrl(target: string, secret: string, options: { tenant?: stri
 
 /**
  * Single-use nonces of strict mode, remembered per tenant for as long as their timestamp could
- * still be accepted. Bounded: at most `maxPerTenant` live nonces per tenant (the rate limit
- * keeps the honest rate far below it); beyond that, new nonces are refused.
+ * still be accepted. Bounded: at most `maxPerTenant` live nonces per tenant; beyond that, new
+ * nonces are refused. The query app records a nonce only for a request its rate limit let
+ * through, and sizes the bound from that limit, so honest traffic never reaches it.
  */
 export class NonceCache {
   private readonly seen = new Map<string, Map<string, number>>();
@@ -116,6 +117,12 @@ export class NonceCache {
   constructor(ttlMs: number, maxPerTenant = 200_000) {
     this.ttlMs = ttlMs;
     this.maxPerTenant = maxPerTenant;
+  }
+
+  /** Whether `nonce` was used and has not expired yet; records nothing. */
+  used(tenant: string, nonce: string, now: number): boolean {
+    const exp = this.seen.get(tenant)?.get(nonce);
+    return exp !== undefined && exp > now;
   }
 
   /** Records `nonce`; false if it was already used (or the tenant's cache is full). */

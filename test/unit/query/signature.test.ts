@@ -9,7 +9,7 @@ import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { canonicalEncoded, canonicalRaw, quotePlus, sign, signUrl, verifySignature } from '../../../src/query/signature.ts';
+import { canonicalEncoded, canonicalRaw, NonceCache, quotePlus, sign, signUrl, verifySignature } from '../../../src/query/signature.ts';
 import { buildQueryApp } from '../../../src/query/app.ts';
 import { conversation, type Fixture, get, openFixture, SECRET_A, SECRET_B, signedQuery, testConfig } from './helpers.ts';
 
@@ -200,6 +200,42 @@ describe('strict mode', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('strict mode and the rate limit', () => {
+  it('spends a nonce only when the rate limit lets its request through', async () => {
+    const app = buildQueryApp({
+      store: fx.temp.store,
+      config: testConfig({ strict: true, rateLimit: 1 }),
+      log: (await import('pino')).pino({ level: 'silent' }),
+      sync: { trigger: () => 0 },
+      clock: () => clock.now,
+    });
+    try {
+      const now = Math.floor(clock.now / 1000);
+      const signed = (nonce: string): string =>
+        signedQuery({ ext_corp_id: 'corp123', ext_staff_id: 'staff123', receiver_id: 'customer456', timestamp: now, nonce }, SECRET_A);
+      expect((await get(app, MSGS, signed('n-rate-00001'))).body.code).toBe(0);
+      const second = signed('n-rate-00002');
+      expect((await get(app, MSGS, second)).body.code).toBe(429);
+      // The window passes: the refused request's URL, sent again, is answered.
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      expect((await get(app, MSGS, second)).body.code).toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      expect((await get(app, MSGS, second)).body.code).toBe(401);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('keeps as many nonces per tenant as the rate limit lets through in their lifetime', () => {
+    // 1 request a second for 601 s: every nonce stays known, and a reuse is refused.
+    const cache = new NonceCache(601_000, 1 * 602);
+    for (let s = 0; s < 601; s++) expect(cache.use('corp123', `n-${String(s).padStart(8, '0')}`, s * 1000)).toBe(true);
+    expect(cache.use('corp123', 'n-00000000', 600_000)).toBe(false);
+    expect(cache.used('corp123', 'n-00000000', 600_000)).toBe(true);
+    expect(cache.used('corp123', 'n-00000000', 601_000)).toBe(false);
   });
 });
 
