@@ -143,6 +143,20 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
     // onResponse hook below logs the path alone.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
+    // A path fastify cannot decode (`/sessions%`): the envelope, as for every other refusal.
+    frameworkErrors: (_err, _request, reply) => send(reply, API_CODES.BAD_REQUEST, API_MESSAGES[API_CODES.BAD_REQUEST]),
+    // A request Node's HTTP parser refuses before fastify sees it, such as raw UTF-8 bytes in the
+    // query string (`?keyword=产品介绍` sent without percent-encoding): the envelope too.
+    clientErrorHandler: (err, socket) => {
+      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const body = serializeEnvelope({ code: API_CODES.BAD_REQUEST, message: API_MESSAGES[API_CODES.BAD_REQUEST], data: null });
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${String(Buffer.byteLength(body))}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    },
   });
   trackConnections(app);
 

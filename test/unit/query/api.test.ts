@@ -3,6 +3,7 @@
  * request handling: the seed's requests and shapes, every message kind, parameter codes,
  * tenant isolation, injection strings, dates in the configured zone, sync, rate limit, logs.
  */
+import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 
 import { pino } from 'pino';
@@ -238,6 +239,31 @@ describe('parameter codes', () => {
     const res = await get(fx.app, SEARCH, signedQuery({ ...A, ext_peer_id: 'customer456', keyword: '😀'.repeat(100) }, SECRET_A));
     expect(res.body.code).toBe(0);
     expect(res.body.data).toMatchObject({ total: 0 });
+  });
+
+  it('answers a path it cannot decode and raw UTF-8 in the URL with the envelope too', async () => {
+    const app = buildQueryApp({ store: fx.temp.store, config: testConfig(), log: pino({ level: 'silent' }), sync: { trigger: () => 0 } });
+    try {
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const { port } = app.server.address() as { port: number };
+      const badPath = await fetch(`http://127.0.0.1:${String(port)}${SESSIONS}%?ext_corp_id=corp123`);
+      expect(badPath.status).toBe(400);
+      expect(await badPath.json()).toEqual({ code: 400, message: 'invalid request parameters', data: null });
+      // curl sends `?keyword=产品介绍` as it is typed; Node's parser refuses it before fastify.
+      const raw = await new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => {
+          socket.end(Buffer.from(`GET ${SEARCH}?ext_corp_id=corp123&keyword=产品介绍 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 'utf8'));
+        });
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('end', () => { resolve(Buffer.concat(chunks).toString('utf8')); });
+        socket.on('error', reject);
+      });
+      expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+      expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toEqual({ code: 400, message: 'invalid request parameters', data: null });
+    } finally {
+      await app.close();
+    }
   });
 
   it('answers unknown paths and a missing corp with envelopes', async () => {
