@@ -26,13 +26,15 @@ import { defaultTransformWorkers, TransformThreads } from '../transform/threads.
  * Opens the configured ClickHouse (server or embedded chDB), applying migrations if asked, and
  * with them the embedded engine's own table settings (src/sink/embedded-settings.ts). On the
  * embedded engine, migrating first sends again the inserts a killed process left in the insert
- * journal (src/sink/journal.ts).
+ * journal (src/sink/journal.ts). Without migrations nothing is written to open it: the database
+ * must exist (`sql` as a read-only user).
  */
 export async function openConfiguredStore(config: Config, log: Logger, options: { migrate: boolean }): Promise<Store> {
   const { clickhouse } = config;
   const store = await openStore(
     {
       database: clickhouse.database,
+      createDatabase: options.migrate,
       ...(clickhouse.url === undefined ? { path: clickhouse.path } : { url: clickhouse.url }),
       ...(clickhouse.username === undefined ? {} : { username: clickhouse.username }),
       ...(clickhouse.password === undefined ? {} : { password: clickhouse.password }),

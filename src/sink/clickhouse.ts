@@ -56,7 +56,7 @@ import type * as ChdbConnectionModule from 'chdb/connection';
 import type { ChdbConnection } from 'chdb/connection';
 import type { Logger } from 'pino';
 
-import { isProgrammerError, MsgpipeError } from '../core/errors.ts';
+import { ConfigError, isProgrammerError, MsgpipeError } from '../core/errors.ts';
 
 /** Where the store lives. `url` selects a ClickHouse server; otherwise chDB at `path`. */
 export interface StoreOptions {
@@ -64,8 +64,13 @@ export interface StoreOptions {
   readonly path?: string;
   /** ClickHouse server URL (HTTP interface), e.g. `http://127.0.0.1:8123`. Wins over `path`. */
   readonly url?: string;
-  /** Database holding the msgpipe tables; created if absent. */
+  /** Database holding the msgpipe tables; created if absent, unless `createDatabase` is false. */
   readonly database: string;
+  /**
+   * False: the database must exist already (MSGPIPE_ERR_CONFIG otherwise), and nothing is
+   * written to open the store, so a read-only user can open it (`msgpipe sql`). Default true.
+   */
+  readonly createDatabase?: boolean;
   readonly username?: string;
   readonly password?: string;
   /** Per-request timeout against a server, ms (default 300 000). chDB calls are not timed out. */
@@ -766,6 +771,10 @@ function clientLog(log: Logger): { LoggerClass: new () => ClientLogger } {
   };
 }
 
+function missingDatabase(database: string): ConfigError {
+  return new ConfigError([`clickhouse.database: there is no database ${JSON.stringify(database)} (msgpipe migrate creates it)`]);
+}
+
 /**
  * Opens the store: a ClickHouse server when `url` is given, else chDB at `path`; creates
  * `database` if absent and makes it the default for unqualified table names.
@@ -787,11 +796,22 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sto
     // client bound to `default`.
     const bootstrap = createClient({ url: options.url, ...auth, request_timeout: options.requestTimeoutMs ?? 300_000, log: clientLog(log) });
     try {
-      await bootstrap.command({
-        query: `CREATE DATABASE IF NOT EXISTS \`${options.database}\``,
-      });
+      if (options.createDatabase === false) {
+        const result = await bootstrap.query({
+          query: 'SELECT count() AS n FROM system.databases WHERE name = {name:String}',
+          query_params: { name: options.database },
+          format: 'JSONEachRow',
+        });
+        const [row] = await result.json<{ n: string | number }>();
+        if (Number(row?.n ?? 0) === 0) throw missingDatabase(options.database);
+      } else {
+        await bootstrap.command({
+          query: `CREATE DATABASE IF NOT EXISTS \`${options.database}\``,
+        });
+      }
     } catch (err) {
-      throw toStoreError(err, 'create database');
+      if (err instanceof MsgpipeError) throw err;
+      throw toStoreError(err, options.createDatabase === false ? 'open database' : 'create database');
     } finally {
       await bootstrap.close();
     }
@@ -840,7 +860,12 @@ export async function openStore(options: StoreOptions, log: Logger): Promise<Sto
   }
   const store = new ClickHouseStore(client, chdb, options.database, log);
   try {
-    await store.command(`CREATE DATABASE IF NOT EXISTS \`${options.database}\``);
+    if (options.createDatabase === false) {
+      const [row] = await store.query<{ n: string }>('SELECT count() AS n FROM system.databases WHERE name = {name:String}', { name: options.database });
+      if (Number(row?.n ?? 0) === 0) throw missingDatabase(options.database);
+    } else {
+      await store.command(`CREATE DATABASE IF NOT EXISTS \`${options.database}\``);
+    }
     await store.command(`USE \`${options.database}\``);
   } catch (err) {
     await store.close();

@@ -6,6 +6,8 @@
  * child process. The stand-in holds this process's only chDB data directory; each test works in
  * a database of its own.
  */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 
 import { pino } from 'pino';
@@ -504,6 +506,17 @@ describe('msgpipe run with clickhouse.url', () => {
         // msgpipe sql is read-only in the engine on a server too: a write dressed as a read is refused.
         await expect(sql(configFile, "WITH 'x' AS t INSERT INTO cursors (source, cursor) SELECT 'sneaked', 'c'")).rejects.toThrow(/readonly/);
         expect(await ch.engineQuery("SELECT toString(count()) AS n FROM cursors WHERE source = 'sneaked'", 'server_path_run')).toEqual([{ n: '0' }]);
+        // It writes nothing to open the store either (a read-only user could not): a mistyped
+        // database is an error, not a new empty database.
+        await mkdir(join(dir, 'typo'));
+        const typo = await writeConfig(join(dir, 'typo'), {
+          clickhouse: { url: ch.url, database: 'server_path_typo', username: USER, password: PASSWORD },
+        });
+        await expect(sql(typo, 'SELECT 1')).rejects.toMatchObject({
+          code: 2,
+          stderr: expect.stringContaining('clickhouse.database: there is no database "server_path_typo" (msgpipe migrate creates it)') as unknown,
+        });
+        expect(await ch.engineQuery("SELECT toString(count()) AS n FROM system.databases WHERE name = 'server_path_typo'", 'default')).toEqual([{ n: '0' }]);
       } finally {
         await sim.close();
       }

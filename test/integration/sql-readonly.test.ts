@@ -105,6 +105,13 @@ describe('msgpipe sql', () => {
       const failed = (await both.then(() => ({ stderr: '' }), (err: unknown) => err)) as { stderr: string };
       expect(failed.stderr).toContain('clickhouse.database');
       expect(failed.stderr).toContain('MSGPIPE_LOG_LEVEL: "loud"');
+      // Nor does sql write to open the store: a mistyped database is an error, not a new one.
+      await writeFile(join(dir, 'typo.yaml'), `clickhouse: {path: ${JSON.stringify(`${dir}/ch`)}, database: msgpipe_typo}\n`);
+      await expect(sql(join(dir, 'typo.yaml'), 'SELECT 1')).rejects.toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining('clickhouse.database: there is no database "msgpipe_typo"') as unknown,
+      });
+      expect(await sql(configFile, "SELECT count() AS n FROM system.databases WHERE name = 'msgpipe_typo'")).toEqual([{ n: '0' }]);
       // sql and migrate read the store's section alone: the secrets and tokens of a production
       // file need not be in their environment.
       await writeFile(
