@@ -120,7 +120,9 @@ const sinkSchema = z
       .describe('Flush a batch at about this many bytes of row data.'),
     maxAgeMs: z.number().int().min(10).default(1000).describe('Flush a batch this long after its first row.'),
   })
-  .describe('Batching of ClickHouse inserts.');
+  .describe(
+    'Batching of ClickHouse inserts in the embedded pipeline (without `kafka.brokers`). The Kafka sink role stores what each fetch brings instead (up to 8 MiB, groups of up to 20 000 rows), because its insert tokens name the offset ranges they hold (docs/kafka.md).',
+  );
 
 const transformSchema = z
   .strictObject({
@@ -248,6 +250,16 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+const ANY_ADDRESS = new Set(['0.0.0.0', '::', '[::]']);
+
+/** The query API and the operations listener on one port: the second would fail to listen, after the store was opened. */
+function listenerProblems(config: Config): string[] {
+  const { query, metrics } = config;
+  if (!metrics.enabled || query.port === 0 || query.port !== metrics.port) return [];
+  const overlap = query.host === metrics.host || ANY_ADDRESS.has(query.host) || ANY_ADDRESS.has(metrics.host);
+  return overlap ? [`metrics.port: ${String(metrics.port)} is query.port too; the query API and the operations listener need a port each`] : [];
+}
+
 /** A top-level section of the configuration. */
 export type ConfigSection = keyof z.infer<typeof configSchema>;
 
@@ -287,6 +299,7 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, 
     }
   }
   problems.push(...crossFieldProblems(interpolated));
+  if (result.success) problems.push(...listenerProblems(result.data));
   if (problems.length > 0 || !result.success) throw new ConfigError([...new Set(problems)]);
   return deepFreeze(result.data);
 }

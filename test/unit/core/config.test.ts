@@ -102,6 +102,17 @@ describe('parseConfig', () => {
     expect(problemsOf(() => parseConfig(raw, { STORE: '/srv/store' }))).toHaveLength(3);
   });
 
+  it('refuses the query API and the operations listener on one port', () => {
+    expect(problemsOf(() => parseConfig({ query: { port: 9100 }, metrics: { port: 9100 } }, {}))).toEqual([
+      'metrics.port: 9100 is query.port too; the query API and the operations listener need a port each',
+    ]);
+    expect(problemsOf(() => parseConfig({ query: { port: 9100, host: '0.0.0.0' }, metrics: { port: 9100 } }, {}))).toHaveLength(1);
+    // Different addresses, port 0 (any free port) or no operations listener: no conflict.
+    expect(parseConfig({ query: { port: 9100, host: '127.0.0.2' }, metrics: { port: 9100 } }, {}).query.port).toBe(9100);
+    expect(parseConfig({ query: { port: 0 }, metrics: { port: 0 } }, {}).query.port).toBe(0);
+    expect(parseConfig({ query: { port: 9100 }, metrics: { port: 9100, enabled: false } }, {}).query.port).toBe(9100);
+  });
+
   it('lists every problem at once', () => {
     const problems = problemsOf(() =>
       parseConfig(
