@@ -19,7 +19,7 @@ import { rebuildSessions } from '../sink/sessions-rebuild.ts';
 import { runDemo } from './demo.ts';
 import { openConfiguredStore, runPipelineCommand } from './run.ts';
 import { runSimulateCommand } from './simulate.ts';
-import { formatRows, readOnlyProblem, soleStatement, type OutputFormat } from './sql.ts';
+import { formatRows, readOnlyProblem, soleStatement, type OutputFormat, writeRows } from './sql.ts';
 
 const ROLES = ['ingest', 'transform', 'sink', 'query'] as const;
 export type Role = (typeof ROLES)[number];
@@ -252,11 +252,15 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
       try {
         // The statement check is about intent; the engine's readonly mode is the guarantee
         // (`WITH … INSERT …` starts like a read).
-        const [names, ...rows] = await store.query<unknown[]>(soleStatement(query) ?? query, undefined, {
-          settings: { readonly: '2' },
-          format: 'JSONCompactEachRowWithNames',
-        });
-        out.write(formatRows((names ?? []).map(String), rows, opts.format));
+        const statement = soleStatement(query) ?? query;
+        const settings = { readonly: '2' } as const;
+        if (store.queryRows === undefined) {
+          const [names, ...rows] = await store.query<unknown[]>(statement, undefined, { settings, format: 'JSONCompactEachRowWithNames' });
+          out.write(formatRows((names ?? []).map(String), rows, opts.format));
+        } else {
+          // Row by row: an export of a whole table must not be held in memory (nor in one string).
+          await writeRows(store.queryRows(statement, undefined, { settings }), opts.format, out);
+        }
       } finally {
         await store.close();
       }

@@ -1,6 +1,7 @@
 /**
  * `msgpipe sql`: the way to run analytics SQL on the embedded store (no server to connect to).
  */
+import { once } from 'node:events';
 
 export type OutputFormat = 'table' | 'json' | 'jsonl';
 
@@ -116,9 +117,79 @@ export function formatRows(columns: readonly string[], rows: readonly (readonly 
   if (format === 'json') return rows.length === 0 ? '[]\n' : `[\n${rows.map((r) => `  ${jsonObject(columns, r)}`).join(',\n')}\n]\n`;
   if (format === 'jsonl') return rows.map((r) => `${jsonObject(columns, r)}\n`).join('');
   if (rows.length === 0) return '(0 rows)\n';
-  const cells = rows.map((r) => columns.map((_, i) => cell(r[i]).replace(/\n/g, '\\n')));
-  const widths = columns.map((c, i) => Math.max(displayWidth(c), ...cells.map((row) => displayWidth(row[i] ?? ''))));
-  const line = (values: readonly string[]): string =>
-    values.map((v, i) => v + ' '.repeat(Math.max(0, (widths[i] ?? 0) - displayWidth(v)))).join('  ').trimEnd();
+  const cells = rows.map((r) => tableCells(columns, r));
+  const widths = tableWidths(columns, cells);
+  const line = tableLine(widths);
   return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line), `(${rows.length} rows)`, ''].join('\n');
+}
+
+function tableCells(columns: readonly string[], row: readonly unknown[]): string[] {
+  return columns.map((_, i) => cell(row[i]).replace(/\n/g, '\\n'));
+}
+
+function tableWidths(columns: readonly string[], cells: readonly (readonly string[])[]): number[] {
+  return columns.map((c, i) => cells.reduce((w, row) => Math.max(w, displayWidth(row[i] ?? '')), displayWidth(c)));
+}
+
+function tableLine(widths: readonly number[]): (values: readonly string[]) => string {
+  return (values) => values.map((v, i) => v + ' '.repeat(Math.max(0, (widths[i] ?? 0) - displayWidth(v)))).join('  ').trimEnd();
+}
+
+/** Rows a table is aligned by: the first ones; later rows are written as they come, in those widths. */
+export const TABLE_ALIGN_ROWS = 10_000;
+
+/** Output gathered before each write: few writes, and never much more than this held. */
+const WRITE_CHUNK_CHARS = 64 * 1024;
+
+/**
+ * Writes query rows to `out` as {@link formatRows} renders them, as they arrive: the first item
+ * of `rows` is the column names. JSON and JSON lines hold no row after it is written; a table is
+ * aligned by its first {@link TABLE_ALIGN_ROWS} rows. Waits when `out` is full, so an export of any
+ * size runs in bounded memory.
+ */
+export async function writeRows(
+  rows: AsyncIterable<readonly unknown[]> | Iterable<readonly unknown[]>,
+  format: OutputFormat,
+  out: NodeJS.WritableStream,
+): Promise<void> {
+  let pending = '';
+  const emit = async (text: string, flush = false): Promise<void> => {
+    pending += text;
+    if (pending.length < WRITE_CHUNK_CHARS && !flush) return;
+    const chunk = pending;
+    pending = '';
+    if (chunk !== '' && !out.write(chunk)) await once(out, 'drain');
+  };
+  let columns: string[] | undefined;
+  let count = 0;
+  const held: string[][] = [];
+  let line: ((values: readonly string[]) => string) | undefined;
+  const startTable = async (): Promise<void> => {
+    const names = columns ?? [];
+    const widths = tableWidths(names, held);
+    line = tableLine(widths);
+    await emit(`${line(names)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`);
+    for (const cells of held.splice(0)) await emit(`${line(cells)}\n`);
+  };
+  for await (const values of rows) {
+    if (columns === undefined) {
+      columns = values.map(String);
+      continue;
+    }
+    count += 1;
+    if (format === 'jsonl') await emit(`${jsonObject(columns, values)}\n`);
+    else if (format === 'json') await emit(`${count === 1 ? '[\n' : ',\n'}  ${jsonObject(columns, values)}`);
+    else if (line !== undefined) await emit(`${line(tableCells(columns, values))}\n`);
+    else {
+      held.push(tableCells(columns, values));
+      if (held.length >= TABLE_ALIGN_ROWS) await startTable();
+    }
+  }
+  if (format === 'json') await emit(count === 0 ? '[]\n' : '\n]\n', true);
+  else if (format === 'jsonl') await emit('', true);
+  else if (count === 0) await emit('(0 rows)\n', true);
+  else {
+    if (line === undefined) await startTable();
+    await emit(`(${String(count)} rows)\n`, true);
+  }
 }

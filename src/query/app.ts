@@ -144,7 +144,9 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
     // A path fastify cannot decode (`/sessions%`): the envelope, as for every other refusal.
-    frameworkErrors: (_err, _request, reply) => send(reply, API_CODES.BAD_REQUEST, API_MESSAGES[API_CODES.BAD_REQUEST]),
+    frameworkErrors: (_err, _request, reply) => {
+      void send(reply, API_CODES.BAD_REQUEST, API_MESSAGES[API_CODES.BAD_REQUEST]);
+    },
     // A request Node's HTTP parser refuses before fastify sees it, such as raw UTF-8 bytes in the
     // query string (`?keyword=产品介绍` sent without percent-encoding): the envelope too.
     clientErrorHandler: (err, socket) => {

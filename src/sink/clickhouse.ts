@@ -149,6 +149,11 @@ export interface Store {
   readonly database: string;
   /** Runs a SELECT and returns its rows (JSONEachRow unless `options.format`; UInt64/Int64 as decimal strings). */
   query<T>(sql: string, params?: QueryParams, options?: QueryOptions): Promise<T[]>;
+  /**
+   * Runs a SELECT and yields its column names, then each row's values in that order, as they are
+   * parsed: a result of any size is read without holding it as JS values (`msgpipe sql`).
+   */
+  queryRows?(sql: string, params?: QueryParams, options?: CallOptions): AsyncIterable<readonly unknown[]>;
   /** Runs a statement without a result (DDL, UPDATE, …). */
   command(sql: string, params?: QueryParams, options?: CallOptions): Promise<void>;
   /**
@@ -175,10 +180,12 @@ export type StoreCalls = Partial<Pick<Store, 'query' | 'command' | 'insert' | 'f
  */
 export function wrapStore(inner: Store, calls: StoreCalls): Store {
   const forget = calls.forget ?? inner.forget?.bind(inner);
+  const queryRows = inner.queryRows?.bind(inner);
   return {
     backend: inner.backend,
     database: inner.database,
     query: calls.query ?? (<T>(sql: string, params?: QueryParams, options?: QueryOptions) => inner.query<T>(sql, params, options)),
+    ...(queryRows === undefined ? {} : { queryRows }),
     command: calls.command ?? ((sql, params, options) => inner.command(sql, params, options)),
     insert: calls.insert ?? ((table, rows, options) => inner.insert(table, rows, options)),
     ...(forget === undefined ? {} : { forget }),
@@ -632,6 +639,23 @@ class ClickHouseStore implements Store {
         ...(options?.signal === undefined ? {} : { abort_signal: options.signal }),
       });
       return await result.json<T>();
+    } catch (err) {
+      throw toStoreError(err, 'query', options?.signal);
+    }
+  }
+
+  async *queryRows(sql: string, params?: QueryParams, options?: CallOptions): AsyncIterable<readonly unknown[]> {
+    try {
+      const result = await this.client.query({
+        query: sql,
+        format: 'JSONCompactEachRowWithNames',
+        clickhouse_settings: settingsFor(this.backend, options),
+        ...(params === undefined ? {} : { query_params: params }),
+        ...(options?.signal === undefined ? {} : { abort_signal: options.signal }),
+      });
+      for await (const rows of result.stream<unknown[]>()) {
+        for (const row of rows) yield row.json();
+      }
     } catch (err) {
       throw toStoreError(err, 'query', options?.signal);
     }

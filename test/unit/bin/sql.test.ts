@@ -1,8 +1,10 @@
+import { Writable } from 'node:stream';
+
 import { describe, expect, it } from 'vitest';
 
 import { operationalMessage, sqlQueryOperand } from '../../../src/bin/main.ts';
 import { MsgpipeError } from '../../../src/core/errors.ts';
-import { formatRows, readOnlyProblem, soleStatement } from '../../../src/bin/sql.ts';
+import { formatRows, readOnlyProblem, soleStatement, TABLE_ALIGN_ROWS, writeRows, type OutputFormat } from '../../../src/bin/sql.ts';
 
 const ONLY_READS = 'sql: only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN are allowed';
 const ONE_STATEMENT = 'sql: one statement at a time (a second statement follows the first ";")';
@@ -91,6 +93,67 @@ describe('formatRows', () => {
     expect(formatRows(['1', 'plus(1, 0)', '1'], [[1, 1, 1]], 'table').split('\n')[0]).toBe('1  plus(1, 0)  1');
   });
 });
+
+/** A slow reader: takes each write after a tick, and says when it is full after 1 KB. */
+function slowSink(): { out: Writable; text: () => string; writes: () => number } {
+  const chunks: string[] = [];
+  const out = new Writable({
+    highWaterMark: 1024,
+    write: (chunk: Buffer, _enc, done) => {
+      chunks.push(chunk.toString('utf8'));
+      setImmediate(done);
+    },
+  });
+  return { out, text: () => chunks.join(''), writes: () => chunks.length };
+}
+
+function* source(columns: readonly string[], rows: readonly (readonly unknown[])[]): Iterable<readonly unknown[]> {
+  yield columns;
+  for (const row of rows) yield row;
+}
+
+describe('writeRows', () => {
+  const rows = Array.from({ length: 3000 }, (_v, i) => [i, `text ${String(i)} 天气`, i % 2 === 0 ? null : { k: i }]);
+
+  it.each<OutputFormat>(['jsonl', 'json', 'table'])('writes %s exactly as formatRows renders it, through a slow stream', async (format) => {
+    const sink = slowSink();
+    await writeRows(source(['n', 'text', 'obj'], rows), format, sink.out);
+    expect(sink.text()).toBe(formatRows(['n', 'text', 'obj'], rows, format));
+    // Many writes, each after the last was taken: the output was not built whole first.
+    expect(sink.writes()).toBeGreaterThan(1);
+    for (const empty of [[]]) expect(await collect(source(['a'], empty), format)).toBe(formatRows(['a'], empty, format));
+  });
+
+  it('writes rows before the query has sent them all', async () => {
+    const sink = slowSink();
+    let written = 0;
+    function* endless(): Iterable<readonly unknown[]> {
+      yield ['n'];
+      for (let i = 0; i < 200_000; i++) {
+        // By the 100 000th row, earlier rows must be out.
+        if (i === 100_000) written = sink.text().length;
+        yield [i];
+      }
+    }
+    await writeRows(endless(), 'jsonl', sink.out);
+    expect(written).toBeGreaterThan(1_000_000);
+    expect(sink.text().split('\n')).toHaveLength(200_001);
+  });
+
+  it('aligns a long table by its first rows and writes the rest in those widths', async () => {
+    const many = Array.from({ length: TABLE_ALIGN_ROWS + 2 }, (_v, i) => [i < TABLE_ALIGN_ROWS ? 'x' : 'a wider value']);
+    const text = await collect(source(['c'], many), 'table');
+    const lines = text.split('\n');
+    expect(lines.slice(0, 3)).toEqual(['c', '-', 'x']);
+    expect(lines.slice(-4)).toEqual(['a wider value', 'a wider value', `(${String(TABLE_ALIGN_ROWS + 2)} rows)`, '']);
+  });
+});
+
+async function collect(rows: Iterable<readonly unknown[]>, format: OutputFormat): Promise<string> {
+  const sink = slowSink();
+  await writeRows(rows, format, sink.out);
+  return sink.text();
+}
 
 describe('operationalMessage', () => {
   it('gives one line for what the machine or the engine refused, and nothing for a bug', () => {
