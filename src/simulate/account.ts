@@ -62,6 +62,8 @@ export interface ReceivedRequest {
   readonly returnedKeyBuff: string | null;
   /** True when the keyBuff was from before a reset, so the page restarted from the beginning. */
   readonly restarted: boolean;
+  /** The bytes of a malformed answer, so a test can check what the client kept of it. */
+  readonly body?: Buffer;
 }
 
 /** Counts describing an account's ground truth and traffic. */
@@ -436,13 +438,16 @@ export class SimAccount {
     const here = encodeKeyBuff(this.keys, pos);
 
     if (dMalformed < faults.malformedRate) {
-      this.record({ ...base, outcome: 'malformed', restarted });
       if (dVariant < 0.5) {
-        return { status: 200, contentType: 'text/html', headers: {}, body: Buffer.from(NGINX_502, 'utf8'), delayMs };
+        const html = Buffer.from(NGINX_502, 'utf8');
+        this.record({ ...base, outcome: 'malformed', restarted, body: html });
+        return { status: 200, contentType: 'text/html', headers: {}, body: html, delayMs };
       }
       const full = pageBody(this.provider, page.parts, encodeKeyBuff(this.keys, page.next));
       const cut = Math.max(1, Math.floor(full.length * (0.2 + 0.7 * ((dVariant - 0.5) * 2))));
-      return { status: 200, contentType: JSON_TYPE, headers: {}, body: full.subarray(0, Math.min(cut, full.length - 1)), delayMs };
+      const body = full.subarray(0, Math.min(cut, full.length - 1));
+      this.record({ ...base, outcome: 'malformed', restarted, body });
+      return { status: 200, contentType: JSON_TYPE, headers: {}, body, delayMs };
     }
     if (dWrong < faults.wrongTypesRate && page.generated.length > 0) {
       const victim = page.generated[Math.floor(dVariant * page.generated.length)] ?? page.generated[0];

@@ -58,6 +58,7 @@ function request(stream: string, r: ReceivedRequest): SimRequest {
     duplicates: r.duplicates,
     cursorAfter: r.returnedKeyBuff,
     restarted: r.restarted,
+    ...(r.body === undefined ? {} : { body: r.body }),
   };
 }
 
@@ -100,14 +101,8 @@ export function finderHarness(provider: SimProvider): SourceHarness<SimulatorHan
     arrivals: (sim, id) => sim.received(id).length,
     pageBody: (sim, id, _stream, cursor) => refetch(sim, id, cursor),
     frame: (items) => Buffer.concat([Buffer.from('"list":['), ...items.flatMap((bytes, i) => (i === 0 ? [bytes] : [Buffer.from(','), bytes])), Buffer.from(']')]),
-    isWholeBody: async (sim, id, malformed, bytes) => {
-      // The simulator's HTML error page, or a cut of the page it would have sent.
-      const full = await refetch(sim, id, malformed.cursor ?? '');
-      const text = Buffer.from(bytes);
-      const isHtml = text.toString('utf8').includes('<title>502 Bad Gateway</title>');
-      const isCut = text.length < full.length && full.subarray(0, text.length).equals(text);
-      return isHtml || isCut;
-    },
+    // The bytes the simulator sent for that request (its HTML error page, or a cut page).
+    isWholeBody: (_sim, _id, malformed, bytes) => Promise.resolve(malformed.body !== undefined && Buffer.from(bytes).equals(malformed.body)),
     setMalformed: (sim, id, on) => {
       if (on) sim.setFaults(id, { malformedRate: 1 });
       else sim.clearFaults(id);
