@@ -172,15 +172,18 @@ export function transformConformance(name: string, transform: RecordTransform, s
     });
 
     it('dead-letters truncated and non-UTF-8 samples with their exact bytes', () => {
-      let letters = 0;
+      let cutLetters = 0;
       for (const sample of samples) {
-        const cut = withBytes(sample, sample.bytes.slice(0, Math.floor(sample.bytes.length / 2)));
-        if (checkDeadLetters(cut, transform(cut, NOW), NOW)) letters++;
+        // Bytes that are UTF-8 in no position (0xff, 0xfe) and a lead byte with nothing after it:
+        // every sample with them is refused, each as one dead letter with exactly these bytes.
         const invalid = withBytes(sample, Buffer.concat([sample.bytes, Uint8Array.of(0xff, 0xfe, 0xc3)]));
-        if (checkDeadLetters(invalid, transform(invalid, NOW), NOW)) letters++;
-        if (checkDeadLetters(sample, transform(sample, NOW), NOW)) letters++;
+        expect(checkDeadLetters(invalid, transform(invalid, NOW), NOW)).toBe(true);
+        // A cut can end on a boundary that is valid in its own right (a protobuf field): most,
+        // not all, are refused.
+        const cut = withBytes(sample, sample.bytes.slice(0, Math.floor(sample.bytes.length / 2)));
+        if (checkDeadLetters(cut, transform(cut, NOW), NOW)) cutLetters++;
       }
-      expect(letters).toBeGreaterThanOrEqual(samples.length);
+      expect(cutLetters).toBeGreaterThan(samples.length / 2);
     });
 
     it('is deterministic, reads no clock and leaves its input alone', () => {
