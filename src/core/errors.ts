@@ -25,7 +25,7 @@ export const ERROR_CODES = {
   MSGPIPE_ERR_XML_LIMIT: 'Message XML, or the content parsed from it, exceeds a size or depth cap.',
   MSGPIPE_ERR_TOO_LARGE: 'A record exceeds the size cap.',
   MSGPIPE_ERR_CLICKHOUSE: 'A ClickHouse request failed.',
-  MSGPIPE_ERR_MIGRATION: 'A migration failed or an applied migration was changed.',
+  MSGPIPE_ERR_MIGRATION: 'An applied migration was changed or has gone, or a migration file is malformed.',
   MSGPIPE_ERR_JOURNAL: 'The insert journal of the embedded store could not be written, read or removed.',
   MSGPIPE_ERR_RETRIES_EXHAUSTED: 'An operation failed after every retry.',
   MSGPIPE_ERR_SHUTDOWN: 'The operation was cut off by shutdown.',
