@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import type { SimulatorAccountInput } from '../../src/simulate/index.ts';
 import { startSimulator, type SimulatorHandle } from '../../src/simulate/index.ts';
+import { expectExactContents } from '../helpers/contents.ts';
 import { type MsgpipeProcess, sql, startMsgpipe, waitFor, withTempDir, writeConfig } from '../helpers/msgpipe.ts';
 
 const TENANT = 'corp1';
@@ -56,40 +57,6 @@ async function stopGracefully(proc: MsgpipeProcess): Promise<void> {
   if (code !== 0) throw new Error(`msgpipe exited with ${String(code)}\n${proc.stderr().slice(-4000)}`);
 }
 
-interface StoredMessage {
-  source: string;
-  msgid: string;
-  msg_type: string;
-  session_id: string;
-  content_text: string;
-  recalled: number;
-}
-
-/** Asserts that the store holds exactly what the simulator's accounts hold upstream. */
-async function expectExactContents(configFile: string, sim: SimulatorHandle): Promise<void> {
-  const rows = await sql<StoredMessage>(
-    configFile,
-    'SELECT source, msgid, msg_type, session_id, content_text, recalled FROM messages ORDER BY source, msgid',
-  );
-  const events = await sql<{ source: string; event_id: string }>(configFile, 'SELECT source, event_id FROM events');
-  for (const id of IDS) {
-    const expected = sim.expected(id).filter((m) => m.destination === 'messages');
-    const stored = rows.filter((r) => r.source === id);
-    // Exactly once each: no message missing, none doubled.
-    expect(stored.map((r) => r.msgid).sort()).toEqual(expected.map((m) => m.msgid).sort());
-    const byId = new Map(stored.map((r) => [r.msgid, r]));
-    for (const m of expected) {
-      const row = byId.get(m.msgid)!;
-      expect(row.msg_type).toBe(m.designType);
-      expect(row.session_id).toBe(m.msgSessionId);
-      if (m.kind === 'text') expect(row.content_text).toBe(m.text);
-      expect(row.recalled).toBe(m.recalledBy === null ? 0 : 1);
-    }
-    const expectedEvents = sim.expected(id).filter((m) => m.destination === 'events').length;
-    expect(events.filter((e) => e.source === id).length).toBeGreaterThanOrEqual(expectedEvents);
-  }
-}
-
 describe('embedded pipeline', () => {
   it('stores every kind exactly once and resumes from the stored keyBuff', async () => {
     await withTempDir('pipeline', async (dir) => {
@@ -100,7 +67,7 @@ describe('embedded pipeline', () => {
         await waitFor(() => caughtUp(sim), 60_000, 'the pipeline to catch up');
         await stopGracefully(first);
 
-        await expectExactContents(configFile, sim);
+        await expectExactContents(configFile, sim, IDS);
         // Every kind of the formats reference arrived, under its DESIGN name.
         const kinds = await sql<{ msg_type: string }>(configFile, 'SELECT DISTINCT msg_type FROM messages');
         const expectedKinds = new Set(IDS.flatMap((id) => sim.expected(id).flatMap((m) => (m.designType ? [m.designType] : []))));
@@ -125,7 +92,7 @@ describe('embedded pipeline', () => {
           const resumed = sim.received(id)[before[id]!]!;
           expect(resumed.keyBuff).toBe(cursors.find((c) => c.source === id)?.cursor);
         }
-        await expectExactContents(configFile, sim);
+        await expectExactContents(configFile, sim, IDS);
       } finally {
         await sim.close();
       }
@@ -141,7 +108,7 @@ describe('embedded pipeline', () => {
         await waitFor(() => caughtUp(sim), 120_000, 'the pipeline to catch up through faults');
         await stopGracefully(proc);
         expect(IDS.some((id) => sim.received(id).some((r) => r.outcome === 'error'))).toBe(true);
-        await expectExactContents(configFile, sim);
+        await expectExactContents(configFile, sim, IDS);
         const malformed = IDS.reduce((n, id) => n + sim.received(id).filter((r) => r.outcome === 'malformed').length, 0);
         const [pageLetters] = await sql<{ n: string }>(configFile, "SELECT count() AS n FROM dead_letters WHERE stage = 'ingest'");
         expect(malformed).toBeGreaterThan(0);
@@ -185,7 +152,7 @@ describe('embedded pipeline', () => {
         // A kill between the messages part of an insert and the view's part is repaired by the
         // journal at the next start: sessions count every message once.
         expect(await sql(configFile, 'SELECT sum(msg_count) AS n FROM sessions')).toEqual([{ n: String(upstream) }]);
-        await expectExactContents(configFile, sim);
+        await expectExactContents(configFile, sim, IDS);
       } finally {
         await sim.close();
       }
@@ -222,6 +189,13 @@ describe('embedded pipeline', () => {
           const ids = new Set(stored.filter((r) => r.source === id).map((r) => r.msgid));
           expect(ids.size).toBeGreaterThan(0);
         }
+        // Everything behind the saved cursors was stored: a run from them reads only what
+        // follows, and the store ends up with exactly the upstream messages, none missing.
+        const since = requestCounts(sim);
+        const again = startMsgpipe(['run', '--config', configFile]);
+        await waitFor(() => caughtUp(sim, since), 120_000, 'the next run to catch up');
+        await stopGracefully(again);
+        await expectExactContents(configFile, sim, IDS);
       } finally {
         await sim.close();
       }

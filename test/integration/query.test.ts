@@ -32,6 +32,7 @@ async function signCli(tenant: string, secret: string, path: string): Promise<st
 describe('query API in real processes', () => {
   it('demo prints working signed requests; run serves the store with signed URLs', async () => {
     await withTempDir('query', async (dir) => {
+      let demoSessions = '';
       const demo = startMsgpipe(['demo', '--data', dir, '--port', '0', '--query-port', '0', '--messages', '300', '--duration', '120']);
       try {
         await waitFor(() => demo.stdout().includes('The API is described at'), 90_000, 'the demo to print its examples');
@@ -39,6 +40,7 @@ describe('query API in real processes', () => {
         const curls = out.split('\n').filter((l) => l.trim().startsWith("curl '")).map((l) => /curl '([^']+)'/.exec(l)![1]!);
         expect(curls).toHaveLength(3);
         const base = new URL(curls[0]!).origin;
+        demoSessions = curls[0]!;
         for (const url of curls) {
           const res = await getJson(url);
           expect(res.status, url).toBe(200);
@@ -63,6 +65,8 @@ describe('query API in real processes', () => {
       }
 
       // `msgpipe run` on the demo's store (its simulators are gone; the stored data is served).
+      const demoRequest = new URL(demoSessions);
+      demoRequest.searchParams.delete('signature');
       const run = startMsgpipe(['run', '--config', join(dir, 'msgpipe.yaml')]);
       try {
         await waitFor(() => run.stderr().includes('Query API listening.'), 60_000, 'the query API to listen');
@@ -71,6 +75,12 @@ describe('query API in real processes', () => {
         const signed = await signCli('demo', 'demo-secret-change-me', '/api/v1/chat-msg/sessions?session_type=external&ext_staff_id=nobody');
         const empty = await getJson(`${url}${signed}`);
         expect(empty.body).toMatchObject({ code: 0, data: { total: 0, items: [] } });
+        // The demo's first example request, signed anew: what the demo stored is served.
+        const stored = await getJson(`${url}${await signCli('demo', 'demo-secret-change-me', `${demoRequest.pathname}${demoRequest.search}`)}`);
+        expect(stored.body.code).toBe(0);
+        expect(stored.body.data!.total).toBeGreaterThan(0);
+        expect(stored.body.data!.items.length).toBeGreaterThan(0);
+        for (const item of stored.body.data!.items) expect(item['ext_corp_id']).toBe('demo');
         const wrongSecret = await signCli('demo', 'not-the-secret', '/api/v1/chat-msg/sessions?session_type=external&ext_staff_id=nobody');
         expect((await getJson(`${url}${wrongSecret}`)).status).toBe(401);
         // Neither the secret nor a signature appears in the logs.

@@ -12,13 +12,13 @@ import { decodeDeadLetter } from '../../../src/kafka/codec.ts';
 import { createIdempotentProducer, ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
 import { topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
 import { type ExpectedMessage, startSimulator } from '../../../src/simulate/index.ts';
+import { expectExactContents } from '../../helpers/contents.ts';
 import { readTopic, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { parseMetrics, type Sample, sumSamples } from '../../helpers/metrics.ts';
 import { type MsgpipeProcess, ROOT, sql, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import {
   accounts,
   caughtUp,
-  expectExactContents,
   expectSessionOrder,
   IDS,
   kafkaConfig,
@@ -119,7 +119,7 @@ describe('distributed pipeline', () => {
 
         for (const p of all) await stopGracefully(p);
 
-        await expectExactContents(configFile, sim);
+        await expectExactContents(configFile, sim, IDS);
         await expectSessionOrder(kafka, prefix, sim);
 
         // The consumer example of docs/kafka.md reads the topic with nothing but kafkajs and the .proto files.
