@@ -2,7 +2,8 @@
  * A consumer of the msgpipe topics, as a user's program would read them (docs/kafka.md): plain
  * kafkajs and protobufjs loading the .proto files of proto/msgpipe/v1, no msgpipe code.
  *
- * Prints every message of `<prefix>.messages` as one JSON line and stops after `MAX` messages
+ * Prints every message of `<prefix>.messages` as one JSON line, once, and a message again (with
+ * `"repeated": true`) when it comes back carrying a recall or an edit; stops after `MAX` lines
  * (or runs until Ctrl-C without it):
  *
  *   KAFKA_BROKERS=127.0.0.1:9092 MSGPIPE_TOPIC_PREFIX=msgpipe MAX=10 \
@@ -29,6 +30,8 @@ await consumer.subscribe({ topic: `${prefix}.messages`, fromBeginning: true });
 
 // Delivery is at least once: a message can come twice (after a crash, or a provider re-send).
 // Keep the ones you have seen by (tenant, staff_id, msgid); this example keeps them in memory.
+// A message seen before can still bring news: a Yunhu recall or edit travels on the recalled or
+// edited message read again, so apply `recalls` and `edits` of every record (docs/kafka.md).
 const seen = new Set<string>();
 let printed = 0;
 const done = new Promise<void>((resolve) => {
@@ -47,9 +50,11 @@ const done = new Promise<void>((resolve) => {
       // An edit carrier (empty msgid, docs/kafka.md) brings edit history, not a message.
       if (m['msgid'] === '') return;
       const id = `${String(m['tenant'])}:${String(m['staff_id'])}:${String(m['msgid'])}`;
-      if (seen.has(id)) return;
+      const repeated = seen.has(id);
+      const news = (m['recalls'] as unknown[]).length > 0 || (m['edits'] as unknown[]).length > 0;
+      if (repeated && !news) return;
       seen.add(id);
-      process.stdout.write(`${JSON.stringify({ key: message.key?.toString(), ...m })}\n`);
+      process.stdout.write(`${JSON.stringify({ key: message.key?.toString(), ...(repeated ? { repeated: true } : {}), ...m })}\n`);
       printed += 1;
       if (printed >= max) resolve();
       await Promise.resolve();

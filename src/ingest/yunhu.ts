@@ -27,7 +27,8 @@
  * text). A read that fails so (or with a permanent HTTP status, or past its attempts) sets its
  * chat back with a backoff of its own while the other chats go on, and is tried again then; no
  * cursor moves past it. The exception is an edit history: its message goes on without it, and
- * later re-reads ask for it again ({@link HISTORY_ATTEMPTS} times in all).
+ * it is asked for again ({@link HISTORY_ATTEMPTS} times in all): by the re-reads while its message
+ * is in the re-read window, on its own once the message has left it.
  */
 import { createHash } from 'node:crypto';
 
@@ -105,6 +106,23 @@ export function chatStream(chat: YunhuChat): string {
 }
 
 /** The key of {@link YunhuSource}'s failed edit histories: `<stream>\u001f<msgId>`. */
+/** A message handed on without its edit history, to ask for it again. */
+interface HistoryFailure {
+  readonly stream: string;
+  readonly msgId: string;
+  readonly editTime: string;
+  readonly seq: bigint;
+  readonly failures: number;
+  readonly nextAt: number;
+}
+
+/**
+ * Failed edit histories a source keeps asking for. Each lives for its {@link HISTORY_ATTEMPTS}
+ * (a few minutes); more than this many at once means the edit record has been failing for long,
+ * and the oldest are given up, with a warning.
+ */
+const MAX_HISTORY_FAILURES = 10_000;
+
 function historyKey(stream: string, msgId: string): string {
   return `${stream}\u001f${msgId}`;
 }
@@ -295,9 +313,11 @@ export class YunhuSource implements Source {
   private readonly backoff = new Map<string, { failures: number; until: number }>();
   /**
    * `<stream>\u001f<msgId>` → a message handed on without its edit history: at which edit, how
-   * many failures, when to ask again. Not remembered in `seen` meanwhile, so a re-read hands it on.
+   * many failures, when to ask again. Not remembered in `seen` meanwhile, so a re-read hands it on;
+   * below the re-read window, {@link retryHistories} asks for the history alone. At most
+   * {@link MAX_HISTORY_FAILURES}, oldest dropped first.
    */
-  private readonly historyFailures = new Map<string, { editTime: string; seq: bigint; failures: number; nextAt: number }>();
+  private readonly historyFailures = new Map<string, HistoryFailure>();
   private chats: YunhuChat[];
   private conversationMd5 = '';
   private conversationsReadAt = -Infinity;
@@ -479,7 +499,35 @@ export class YunhuSource implements Source {
     }
     if (caughtUp && this.config.rereadWindow > 0 && cursor > 0n && !ctx.signal.aborted) await this.reread(ctx, chat, cursor);
     this.prune(stream, cursor);
+    await this.retryHistories(ctx, chat, cursor);
     return fresh;
+  }
+
+  /**
+   * Asks again for the failed edit histories of messages below the re-read window, which no read
+   * of the chat lists any more: each history that answers is handed on alone, in a page that
+   * keeps the chat's cursor (its message was handed on before, with its latest content).
+   */
+  private async retryHistories(ctx: SourceContext, chat: YunhuChat, cursor: bigint): Promise<void> {
+    const stream = chatStream(chat);
+    const floor = cursor - BigInt(this.config.rereadWindow);
+    const now = Date.now();
+    for (const [key, failure] of this.historyFailures) {
+      if (ctx.signal.aborted) return;
+      if (failure.stream !== stream || failure.seq > floor || failure.nextAt > now) continue;
+      const history = await this.editHistoryOrNone(ctx, stream, failure.msgId);
+      if (history === undefined) {
+        this.historyFailed(ctx, stream, failure.msgId, failure.editTime, failure.seq);
+        continue;
+      }
+      this.historyFailures.delete(key);
+      const fetchedAt = Date.now();
+      const position = cursor.toString();
+      const records = history.map((bytes, index): RawRecord => ({ origin: this.origin, bytes, fetchedAt, cursor: `${stream}@${position}`, index, session: chat.chatId }));
+      this.stats.pages++;
+      this.stats.records += records.length;
+      await emitPage(ctx, { origin: this.origin, stream, cursorBefore: position, cursorAfter: position, records, deadLetters: [] });
+    }
   }
 
   /** Reads the latest `rereadWindow` messages again and hands on those that changed. */
@@ -537,7 +585,7 @@ export class YunhuSource implements Source {
       if (m.msgId !== undefined && m.msgId !== '' && m.editTime !== '0' && seen?.get(m.msgId)?.editTime !== m.editTime) {
         const history = await this.editHistoryOrNone(ctx, stream, m.msgId);
         if (history === undefined) {
-          if (this.historyFailed(ctx, stream, m.msgId, m)) historyMissing.add(m.msgId);
+          if (this.historyFailed(ctx, stream, m.msgId, m.editTime, m.seq ?? 0n)) historyMissing.add(m.msgId);
         } else this.historyFailures.delete(historyKey(stream, m.msgId));
         for (const entry of history ?? []) push(entry);
       }
@@ -585,11 +633,9 @@ export class YunhuSource implements Source {
     }
   }
 
-  /** Forgets messages that left the re-read window. */
+  /** Forgets messages that left the re-read window (a failed history is kept: {@link retryHistories}). */
   private prune(stream: string, cursor: bigint): void {
     const floor = cursor - BigInt(this.config.rereadWindow);
-    // A failed history whose message left the window is asked for no more.
-    for (const [key, failure] of this.historyFailures) if (key.startsWith(historyKey(stream, '')) && failure.seq <= floor) this.historyFailures.delete(key);
     const seen = this.seen.get(stream);
     if (seen === undefined) return;
     for (const [id, entry] of seen) if (entry.seq <= floor) seen.delete(id);
@@ -628,19 +674,24 @@ export class YunhuSource implements Source {
   }
 
   /**
-   * Counts a failed edit history of `m`; returns whether to ask again later (the message is then
-   * left out of `seen`), false once {@link HISTORY_ATTEMPTS} have failed.
+   * Counts a failed edit history of a message at `editTime`; returns whether to ask again later
+   * (the message is then left out of `seen`), false once {@link HISTORY_ATTEMPTS} have failed.
    */
-  private historyFailed(ctx: SourceContext, stream: string, msgId: string, m: Listed): boolean {
+  private historyFailed(ctx: SourceContext, stream: string, msgId: string, editTime: string, seq: bigint): boolean {
     const key = historyKey(stream, msgId);
     const previous = this.historyFailures.get(key);
-    const failures = previous?.editTime === m.editTime ? previous.failures + 1 : 1;
+    const failures = previous?.editTime === editTime ? previous.failures + 1 : 1;
     if (failures >= HISTORY_ATTEMPTS) {
       this.historyFailures.delete(key);
       ctx.log.warn({ source: this.name, stream, msgId, attempts: failures }, 'Edit history could not be read; the message stays without it.');
       return false;
     }
-    this.historyFailures.set(key, { editTime: m.editTime, seq: m.seq ?? 0n, failures, nextAt: Date.now() + backoffMs(this.retryPolicy, failures) });
+    if (previous === undefined && this.historyFailures.size >= MAX_HISTORY_FAILURES) {
+      const [oldestKey, oldest] = this.historyFailures.entries().next().value ?? [];
+      if (oldestKey !== undefined) this.historyFailures.delete(oldestKey);
+      ctx.log.warn({ source: this.name, stream: oldest?.stream, msgId: oldest?.msgId }, 'Too many edit histories to ask for again; the oldest message stays without its history.');
+    }
+    this.historyFailures.set(key, { stream, msgId, editTime, seq, failures, nextAt: Date.now() + backoffMs(this.retryPolicy, failures) });
     return true;
   }
 

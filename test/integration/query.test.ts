@@ -32,7 +32,7 @@ async function signCli(tenant: string, secret: string, path: string): Promise<st
 describe('query API in real processes', () => {
   it('demo prints working signed requests; run serves the store with signed URLs', async () => {
     await withTempDir('query', async (dir) => {
-      let demoSessions = '';
+      const demoRequests: string[] = [];
       const demo = startMsgpipe(['demo', '--data', dir, '--port', '0', '--query-port', '0', '--messages', '300', '--duration', '120']);
       try {
         await waitFor(() => demo.stdout().includes('The API is described at'), 90_000, 'the demo to print its examples');
@@ -40,7 +40,7 @@ describe('query API in real processes', () => {
         const curls = out.split('\n').filter((l) => l.trim().startsWith("curl '")).map((l) => /curl '([^']+)'/.exec(l)![1]!);
         expect(curls).toHaveLength(3);
         const base = new URL(curls[0]!).origin;
-        demoSessions = curls[0]!;
+        demoRequests.push(curls[0]!);
         for (const url of curls) {
           const res = await getJson(url);
           expect(res.status, url).toBe(200);
@@ -65,7 +65,7 @@ describe('query API in real processes', () => {
       }
 
       // `msgpipe run` on the demo's store (its simulators are gone; the stored data is served).
-      const demoRequest = new URL(demoSessions);
+      const demoRequest = new URL(demoRequests[0] ?? 'http://127.0.0.1/no-request-printed');
       demoRequest.searchParams.delete('signature');
       const run = startMsgpipe(['run', '--config', join(dir, 'msgpipe.yaml')]);
       try {

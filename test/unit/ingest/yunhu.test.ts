@@ -242,6 +242,28 @@ describe('yunhu source', () => {
     await r.stop();
   });
 
+  it('asks again for a failed edit history after its message has left the re-read window, and hands the history on alone', async () => {
+    const { sim, chat, client, a } = await editedWithFailingRecord();
+    const r = run(build(sim, { chats: [chat], rereadWindow: 2 }, { attempts: Infinity, minMs: 300, maxMs: 600, factor: 2 }));
+    await vi.waitFor(() => { expect(msgIds(r.pages)).toContain(a); }, WAIT);
+    // Five more messages: `a` (seq 4) falls below the window of the latest 2, where no read lists it.
+    for (let i = 0; i < 5; i++) await client.send(chat, { content: { text: `after ${String(i)}` } });
+    await vi.waitFor(() => { expect(r.cursors.get('1:7356214')).toBe('9'); }, WAIT);
+    const history = (): { contentOld: string }[] =>
+      r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] === 0x7b).map((x) => JSON.parse(Buffer.from(x.bytes).toString()) as { contentOld: string });
+    expect(history()).toEqual([]);
+    sim.clearFaults('7311890');
+    await vi.waitFor(() => { expect(history().map((h) => h.contentOld)).toContain('{"text":"v1"}'); }, WAIT);
+    const page = r.pages.find((p) => p.records.some((x) => x.bytes[0] === 0x7b))!;
+    expect(page.records.every((x) => x.bytes[0] === 0x7b)).toBe(true);
+    expect([page.cursorBefore, page.cursorAfter]).toEqual(['9', '9']);
+    // Asked for once it answered, not again.
+    const editReads = sim.received('7311890').filter((x) => x.path === '/v1/msg/list-message-edit-record').length;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(sim.received('7311890').filter((x) => x.path === '/v1/msg/list-message-edit-record').length).toBe(editReads);
+    await r.stop();
+  });
+
   it('asks for an edit history that keeps failing 10 times, then no more, and hands its message on no more than that', async () => {
     const { sim, chat, a } = await editedWithFailingRecord();
     const r = run(build(sim, { chats: [chat] }));
