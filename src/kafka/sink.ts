@@ -306,7 +306,14 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
     return async (batch) => {
       // No message row outlives this statement: the group holds the encoded units.
       const units = encodeBatch(topics, batch, clock());
-      await coalescer.join({ batch, units });
+      // The queue depth gauge: rows taken from the topics and not stored yet.
+      const rows = units.reduce((n, unit) => n + unit.rows, 0);
+      if (options.writerStats !== undefined) options.writerStats.bufferedRows += rows;
+      try {
+        await coalescer.join({ batch, units });
+      } finally {
+        if (options.writerStats !== undefined) options.writerStats.bufferedRows -= rows;
+      }
       stats.batches += 1;
       stats.records += batch.messages.length;
       for (const unit of units) {

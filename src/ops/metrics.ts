@@ -95,7 +95,7 @@ export class Metrics {
 
     this.deadLetters = this.counter({
       name: 'msgpipe_dead_letters_total',
-      help: 'Dead letters handed to the sink, by the stage that made them and the error code.',
+      help: 'Dead letters in stored batches, by the stage that made them and the error code (a batch stored again after a crash counts again).',
       labelNames: ['stage', 'code'],
     });
     this.batchRows = this.histogram({
@@ -254,12 +254,14 @@ export class Metrics {
     const tables = ['messages', 'events', 'dead_letters'] as const;
     this.counter({
       name: 'msgpipe_sink_rows_total',
-      help: 'Rows stored, by table (recalls are updates of stored messages; cursors are saved positions).',
+      help: 'Rows stored, by table (recalls and edits are updates of stored messages; message_edits are earlier versions of edited messages; cursors are saved positions).',
       labelNames: ['table'],
       collect() {
         this.reset();
         for (const t of tables) this.inc({ table: t }, sum((s) => s.written[t]));
         this.inc({ table: 'recalls' }, sum((s) => s.written.recalls));
+        this.inc({ table: 'edits' }, sum((s) => s.written.edits));
+        this.inc({ table: 'message_edits' }, sum((s) => s.written.message_edits));
         this.inc({ table: 'cursors' }, sum((s) => s.written.cursors));
       },
     });

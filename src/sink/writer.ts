@@ -127,8 +127,11 @@ export interface SinkStats {
   flushes: number;
   /** Flush attempts that failed with a retriable error and were retried. */
   retries: number;
-  /** Rows inserted, per table. */
-  readonly written: TableCounts & { recalls: number; cursors: number };
+  /**
+   * Rows inserted, per table; `recalls` and `edits` are updates of stored messages (Yunhu edits:
+   * `edits` the latest contents applied, `message_edits` the earlier versions inserted).
+   */
+  readonly written: TableCounts & { recalls: number; cursors: number; edits: number; message_edits: number };
   /** Rows dropped because the same identity was in the batch already or already stored. */
   readonly duplicates: TableCounts;
   /** Rows turned into sink dead letters because ClickHouse would refuse them. */
@@ -146,7 +149,7 @@ export function newSinkStats(): SinkStats {
   return {
     flushes: 0,
     retries: 0,
-    written: { messages: 0, events: 0, dead_letters: 0, recalls: 0, cursors: 0 },
+    written: { messages: 0, events: 0, dead_letters: 0, recalls: 0, cursors: 0, edits: 0, message_edits: 0 },
     duplicates: { messages: 0, events: 0, dead_letters: 0 },
     invalid: 0,
     lastFlushMs: 0,
@@ -218,6 +221,8 @@ interface StoreOutcome {
   readonly events: number;
   readonly deadLetters: number;
   readonly recalls: number;
+  readonly edits: number;
+  readonly editHistory: number;
   readonly lookupMs: number;
 }
 
@@ -629,6 +634,8 @@ export class SinkWriter implements UnitSink {
     s.written.dead_letters += outcome.deadLetters;
     s.written.recalls += outcome.recalls;
     s.written.cursors += prepared.cursors.length;
+    s.written.edits += outcome.edits;
+    s.written.message_edits += outcome.editHistory;
     s.duplicates.messages += prepared.duplicates.messages + prepared.messages.length - outcome.messages;
     s.duplicates.events += prepared.duplicates.events + prepared.events.length - outcome.events;
     s.duplicates.dead_letters += prepared.duplicates.dead_letters + prepared.deadLetters.length - outcome.deadLetters;
@@ -890,7 +897,7 @@ export class SinkWriter implements UnitSink {
     await applyRecalls(this.store, updates, opts);
 
     // Edits (Yunhu): history rows not stored yet, then the latest content of edited messages.
-    await storeEdits(this.store, p.edits, p.editHistory, opts);
+    const edited = await storeEdits(this.store, p.edits, p.editHistory, opts);
 
     // Only now, with every row of the batch stored, may the cursors move.
     await this.cursors.save(p.cursors, opts);
@@ -900,6 +907,8 @@ export class SinkWriter implements UnitSink {
       events: newEvents.length,
       deadLetters: newLetters.length,
       recalls: p.recalls.length,
+      edits: edited.edits,
+      editHistory: edited.history,
       lookupMs,
     };
   }

@@ -11,6 +11,7 @@ import { parseConfig } from '../../../src/core/config.ts';
 import type { DeadLetterRow } from '../../../src/core/types.ts';
 import { Readiness } from '../../../src/ops/health.ts';
 import { Metrics } from '../../../src/ops/metrics.ts';
+import { newSinkStats } from '../../../src/sink/writer.ts';
 import { startOps, startOpsServer } from '../../../src/ops/server.ts';
 import { startSimulator } from '../../../src/simulate/index.ts';
 import { parseMetrics, sampleValue, sumSamples } from '../../helpers/metrics.ts';
@@ -125,6 +126,21 @@ describe('operations listener', () => {
 });
 
 describe('Metrics observers', () => {
+  it('sums the sink writers\' rows per table, edits and queue depth included', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    const a = newSinkStats();
+    const b = newSinkStats();
+    Object.assign(a.written, { messages: 5, recalls: 1, edits: 2, message_edits: 3 });
+    Object.assign(b.written, { messages: 1, message_edits: 4 });
+    b.bufferedRows = 7;
+    metrics.watchSink(a);
+    metrics.watchSink(b);
+    const samples = parseMetrics(await metrics.text());
+    const rows = (table: string): number | undefined => sampleValue(samples, 'msgpipe_sink_rows_total', { table });
+    expect([rows('messages'), rows('recalls'), rows('edits'), rows('message_edits')]).toEqual([6, 1, 2, 7]);
+    expect(sampleValue(samples, 'msgpipe_sink_queue_rows')).toBe(7);
+  });
+
   it('counts dead letters by stage and code, batch sizes, latency and cursor age', async () => {
     let now = 1_000_000;
     const metrics = new Metrics({ defaultMetrics: false, clock: () => now });

@@ -64,10 +64,14 @@ describe('SinkWriter with Yunhu edits', () => {
     await w.add(edited);
     await w.add(edited);
     await w.flush();
+    // Counted for the metrics: two earlier versions inserted, the latest content applied once.
+    expect(w.stats.written).toMatchObject({ messages: 2, message_edits: 2, edits: 1 });
     // An older re-read arriving late changes nothing; the recall lands.
     await w.add(unit([msg('v2', SEND + 100), entry(10, 'v1', SEND + 100)], '2'));
     await w.add(unit([msg('', 0, SEND + 300, 'm2', 2)], '2'));
     await w.close();
+    // The history was stored once: the late re-read inserted nothing more.
+    expect(w.stats.written.message_edits).toBe(2);
 
     const rows = await t.store.query<{ msgid: string; content_text: string; edit_time: string | null; recalled: number; peer_name: string }>(
       "SELECT msgid, content_text, toString(toUnixTimestamp64Milli(edit_time)) AS edit_time, recalled, peer_name FROM messages ORDER BY msgid",
