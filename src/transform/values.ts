@@ -22,6 +22,8 @@ export const MAX_EMBEDDED_JSON_DEPTH = 64;
  * is depth 1). Walks without recursion, so any depth is measured.
  */
 export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
+  // Most values met here are text: nothing to walk, nothing to allocate.
+  if (typeof value !== 'object' || value === null) return false;
   const pending: { value: unknown; depth: number }[] = [{ value, depth: 1 }];
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     if (typeof next.value !== 'object' || next.value === null) continue;
