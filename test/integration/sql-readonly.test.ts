@@ -8,7 +8,10 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+
+import { openStore } from '../../src/sink/clickhouse.ts';
 
 import { journalDir } from '../../src/sink/journal.ts';
 import { encodeMessageLine, MESSAGE_COLUMNS, messageLineEnd } from '../../src/sink/messages.ts';
@@ -77,7 +80,18 @@ describe('msgpipe sql', () => {
       const rebuilt = await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile, '--rebuild-sessions'], { cwd: ROOT, env });
       expect(rebuilt.stdout).toMatch(/^sessions rebuilt: \d+ sessions, 20 messages\n$/);
       const check = (/```sql\n(-- sessions whose count[\s\S]*?)```/.exec((await readFile(join(ROOT, 'docs', 'operations.md'), 'utf8'))))?.[1] ?? '';
-      expect(check).toContain('FROM sessions');
+      expect(check).toContain('LEFT JOIN sessions');
+      expect(await sql(configFile, check)).toEqual([]);
+      // A session whose view part was lost altogether is missing from sessions: the check finds it.
+      const [lost] = await sql<{ session_id: string; n: string }>(configFile, 'SELECT session_id, count() AS n FROM messages GROUP BY session_id ORDER BY session_id LIMIT 1');
+      const store = await openStore({ path: `${dir}/ch`, database: 'msgpipe' }, pino({ level: 'silent' }));
+      try {
+        await store.command('ALTER TABLE sessions_agg DELETE WHERE session_id = {sid:String} SETTINGS mutations_sync = 1', { sid: lost!.session_id });
+      } finally {
+        await store.close();
+      }
+      expect(await sql(configFile, check)).toEqual([{ session_id: lost!.session_id, msg_count: '0', n: lost!.n }]);
+      await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile, '--rebuild-sessions'], { cwd: ROOT, env });
       expect(await sql(configFile, check)).toEqual([]);
       // A mistyped log level is a usage error that names the variable, not a stack trace.
       const loud = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, 'SELECT 1'], { cwd: ROOT, env: { ...env, MSGPIPE_LOG_LEVEL: 'loud' } });
