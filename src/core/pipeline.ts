@@ -7,6 +7,7 @@
  * after its rows, so the stored cursor never runs ahead of the stored data (DESIGN §1). The Kafka
  * mode keeps these stages and replaces the hand-offs with topics.
  */
+import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 
 import type { Logger } from 'pino';
@@ -225,8 +226,10 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
   const { sink, log } = options;
   const clock = options.clock ?? Date.now;
   const wakeups = options.wakeups ?? new Wakeups();
-  // Stops the sources on the outer signal or on the first fatal error.
+  // Stops the sources on the outer signal or on the first fatal error. Every source listens to it
+  // in its waits and requests: no cap on listeners (Node warns of a leak past 10).
   const stop = new AbortController();
+  setMaxListeners(0, stop.signal);
   const onAbort = (): void => { stop.abort(options.signal.reason); };
   options.signal.addEventListener('abort', onAbort, { once: true });
   if (options.signal.aborted) stop.abort(options.signal.reason);

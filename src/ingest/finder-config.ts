@@ -6,6 +6,8 @@
  */
 import { z } from 'zod';
 
+import { tokenSchema } from './token-config.ts';
+
 const common = {
   name: z
     .string()
@@ -13,7 +15,7 @@ const common = {
     .describe('Unique source name; cursors, logs and metrics use it.'),
   tenant: z.string().min(1).describe('The tenant (`ext_corp_id`) whose data this source feeds; must be listed in `tenants`.'),
   baseUrl: z.url({ protocol: /^https?$/ }).describe('Provider API base URL, e.g. http://127.0.0.1:8801.'),
-  token: z.string().min(1).meta({ secret: true }).describe('Provider API token.'),
+  token: tokenSchema('Provider API token.'),
   staffId: z.string().min(1).optional().describe('The `ext_staff_id` this account stands for (default: appId or wId).'),
   pollIntervalMs: z
     .number()

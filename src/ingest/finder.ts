@@ -24,7 +24,7 @@ import { backoffMs, retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
 import { finderAccount, type FinderSourceConfig } from './finder-config.ts';
 import { postJson } from './http.ts';
-import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats, waitBetweenPolls } from './source.ts';
+import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats, waitBeforeRetry, waitBetweenPolls } from './source.ts';
 
 /** What distinguishes one finder provider from another. */
 export interface FinderProvider {
@@ -35,6 +35,8 @@ export interface FinderProvider {
   readonly authHeader: string;
   /** Body field naming the account. */
   readonly accountField: 'appId' | 'wId';
+  /** Envelope field with the outcome (`ret` 200, `code` "1000"): a page without it is not this API's. */
+  readonly statusField: 'ret' | 'code';
   /**
    * Checks the envelope of a parsed page.
    *
@@ -180,14 +182,14 @@ export class FinderSource implements Source {
           this.stats.errors++;
           if (!this.stats.parked) log.error({ err }, 'Account parked: the provider refused its token.');
           this.stats.parked = true;
-          await waitBetweenPolls(ctx, this.parkRetryMs);
+          await waitBeforeRetry(ctx, this.parkRetryMs);
           continue;
         }
         if (isProgrammerError(err) || !(err instanceof MsgpipeError)) throw err;
         // A permanent HTTP status: keep the account alive at the slowest pace.
         this.stats.errors++;
         log.error({ err }, 'Poll failed permanently; trying again later.');
-        await waitBetweenPolls(ctx, this.parkRetryMs);
+        await waitBeforeRetry(ctx, this.parkRetryMs);
         continue;
       }
       if (page instanceof MalformedPage) {
@@ -197,7 +199,7 @@ export class FinderSource implements Source {
         malformedInARow++;
         log.warn({ err: page.error, attempt: malformedInARow }, 'Malformed page; asking again.');
         await this.reportMalformed(ctx, cursor, page);
-        await waitBetweenPolls(ctx, backoffMs(this.retryPolicy, malformedInARow));
+        await waitBeforeRetry(ctx, backoffMs(this.retryPolicy, malformedInARow));
         continue;
       }
       malformedInARow = 0;
@@ -303,6 +305,12 @@ export class FinderSource implements Source {
       throw new MalformedPageError('Provider page is not a JSON object.');
     }
     const fields = envelope as Record<string, unknown>;
+    // `{"error":"upstream timed out"}` from a gateway, or another provider's envelope (a wrong
+    // baseUrl): kept as a dead letter for the operator to see, not retried as a provider error.
+    const status = fields[this.provider.statusField];
+    if (typeof status !== 'number' && typeof status !== 'string') {
+      throw new MalformedPageError(`Provider page has no ${this.provider.statusField}: not the ${this.provider.type} envelope.`);
+    }
     this.provider.checkEnvelope(fields);
     const data = fields[dataKey];
     if (data === null || typeof data !== 'object' || Array.isArray(data)) {

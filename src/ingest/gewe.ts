@@ -25,5 +25,6 @@ export const geweProvider: FinderProvider = {
   path: '/gewe/v2/api/finder/syncPrivateLetterMsg',
   authHeader: 'X-GEWE-TOKEN',
   accountField: 'appId',
+  statusField: 'ret',
   checkEnvelope: checkRetEnvelope('gewe'),
 };

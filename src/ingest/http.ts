@@ -10,7 +10,11 @@ import { Agent, request } from 'undici';
 
 import { AuthError, MsgpipeError, TransientError } from '../core/errors.ts';
 
-const agent = new Agent({ keepAliveTimeout: 10_000, connections: 64 });
+// No cap on connections per host: each source has one request in flight at most, so the
+// sources bound them already, and a cap would queue requests of healthy accounts behind slow
+// ones (more than 64 accounts on one provider host), with the queue time counted against their
+// timeout.
+const agent = new Agent({ keepAliveTimeout: 10_000 });
 
 /** Largest response body we accept: far above any real page, a guard against a runaway server. */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -114,6 +118,10 @@ async function exchange(
   } catch (err) {
     if (options.signal?.aborted) throw err;
     if (deadlinePassed()) throw timedOut();
+    // Nothing was sent: a header no request can carry (the configuration refuses such tokens).
+    if ((err as { code?: string }).code === 'UND_ERR_INVALID_ARG') {
+      throw new MsgpipeError('MSGPIPE_ERR_CONFIG', `The provider request cannot be sent: ${(err as Error).message}.`, { cause: err });
+    }
     throw new TransientError('MSGPIPE_ERR_HTTP_TRANSIENT', 'Provider request failed.', {
       cause: err,
       details: { errorCode: (err as { code?: string }).code },

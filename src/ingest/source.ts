@@ -73,12 +73,25 @@ export function newSourceStats(): SourceStats {
  * Never throws; the caller's loop checks `ctx.signal` afterwards.
  */
 export async function waitBetweenPolls(ctx: SourceContext, ms: number): Promise<void> {
+  await wait(ctx, ms, true);
+}
+
+/**
+ * Waits `ms` before asking a provider that failed again (a parked account, a permanent status, a
+ * malformed page): only a stop ends it early, not `POST /sync`, which would otherwise send a
+ * refused token as often as clients ask. Never throws.
+ */
+export async function waitBeforeRetry(ctx: SourceContext, ms: number): Promise<void> {
+  await wait(ctx, ms, false);
+}
+
+async function wait(ctx: SourceContext, ms: number, wakeable: boolean): Promise<void> {
   if (ctx.signal.aborted) return;
   const done = new AbortController();
   const onAbort = (): void => { done.abort(); };
   ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {
-    await Promise.race([delay(ms, done.signal), ctx.wakeup(done.signal)]);
+    await (wakeable ? Promise.race([delay(ms, done.signal), ctx.wakeup(done.signal)]) : delay(ms, done.signal));
   } catch {
     // aborted: fall through to the loop's check
   } finally {

@@ -12,6 +12,7 @@ export const syncfinderProvider: FinderProvider = {
   path: '/syncFinder',
   authHeader: 'Authorization',
   accountField: 'wId',
+  statusField: 'code',
   checkEnvelope: (envelope) => {
     const code = envelope['code'];
     if (code === '1000' || code === 1000) return;

@@ -13,5 +13,6 @@ export const videosapiProvider: FinderProvider = {
   path: '/finder/v2/api/finder/syncPrivateLetterMsg',
   authHeader: 'VideosApi-token',
   accountField: 'appId',
+  statusField: 'ret',
   checkEnvelope: checkRetEnvelope('videosapi'),
 };

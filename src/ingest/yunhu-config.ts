@@ -5,6 +5,8 @@
  */
 import { z } from 'zod';
 
+import { tokenSchema } from './token-config.ts';
+
 const chatSchema = z.strictObject({
   chatId: z.string().min(1).describe('Chat id: the user, group or bot id.'),
   chatType: z
@@ -20,7 +22,7 @@ export const yunhuSourceSchema = z.strictObject({
     .describe('Unique source name; cursors, logs and metrics use it.'),
   tenant: z.string().min(1).describe('The tenant (`ext_corp_id`) whose data this source feeds; must be listed in `tenants`.'),
   baseUrl: z.url({ protocol: /^https?$/ }).describe('Yunhu API base URL (https://chat-go.jwzhd.com, or a simulator).'),
-  token: z.string().min(1).meta({ secret: true }).describe('Account token (request header `token`).'),
+  token: tokenSchema('Account token (request header `token`).'),
   userId: z.string().min(1).describe('The account\'s own Yunhu user id (the receiver of messages in 1:1 chats).'),
   staffId: z.string().min(1).optional().describe('The `ext_staff_id` this account stands for (default: userId).'),
   chats: z

@@ -40,7 +40,7 @@ import { decodeUtf8Lenient, itemSpans, parseLossless } from '../core/json.ts';
 import { backoffMs, retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, Origin, RawRecord } from '../core/types.ts';
 import { postBytes } from './http.ts';
-import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats, waitBetweenPolls } from './source.ts';
+import { newSourceStats, type Source, type SourceContext, type SourcePage, type SourceStats, waitBeforeRetry, waitBetweenPolls } from './source.ts';
 import type { YunhuSourceConfig } from './yunhu-config.ts';
 import {
   decodeYunhu,
@@ -355,12 +355,12 @@ export class YunhuSource implements Source {
         if (err instanceof AuthError) {
           if (!this.stats.parked) log.error({ err }, 'Account parked: Yunhu refused its token.');
           this.stats.parked = true;
-          await waitBetweenPolls(ctx, this.parkRetryMs);
+          await waitBeforeRetry(ctx, this.parkRetryMs);
           continue;
         }
         if (isProgrammerError(err) || !(err instanceof MsgpipeError)) throw err;
         log.error({ err }, 'Poll failed permanently; trying again later.');
-        await waitBetweenPolls(ctx, this.parkRetryMs);
+        await waitBeforeRetry(ctx, this.parkRetryMs);
         continue;
       }
       if (this.stats.parked) log.info('Account unparked: Yunhu accepted its token again.');

@@ -9,6 +9,8 @@
  * for the cursors topic. A crash before the cursor write re-fetches the page on restart, and
  * the sink stores the repeated records once (ADR 0010).
  */
+import { setMaxListeners } from 'node:events';
+
 import type { Logger } from 'pino';
 
 import { type CursorUpdate, isStop, type Wakeups } from '../core/pipeline.ts';
@@ -76,6 +78,8 @@ export function rawMessages(page: SourcePage, account: string): Message[] {
 export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestStats): Promise<void> {
   const { kafka, topics, log } = options;
   const stop = new AbortController();
+  // Every source listens to it in its waits and requests: no cap (Node warns of a leak past 10).
+  setMaxListeners(0, stop.signal);
   const onAbort = (): void => { stop.abort(options.signal.reason); };
   options.signal.addEventListener('abort', onAbort, { once: true });
   if (options.signal.aborted) stop.abort(options.signal.reason);

@@ -102,6 +102,18 @@ describe('parseConfig', () => {
     expect(problemsOf(() => parseConfig(raw, { STORE: '/srv/store' }))).toHaveLength(3);
   });
 
+  it('refuses a token that cannot go out as an HTTP header, such as one read from a file with its newline', () => {
+    const source = (token: string): Record<string, unknown> => ({ type: 'gewe', name: 's', tenant: 'corp123', baseUrl: 'http://127.0.0.1:8801', token, appId: 'x' });
+    const yunhu = (token: string): Record<string, unknown> => ({ type: 'yunhu', name: 'y', tenant: 'corp123', baseUrl: 'http://127.0.0.1:8802', token, userId: '1' });
+    const problems = problemsOf(() =>
+      parseConfig({ tenants: [{ id: 'corp123', secret: 'k' }], sources: [source('tok\n'), yunhu(' tok'), { ...source('令牌'), name: 's2' }] }, {}),
+    );
+    expect(problems.map((p) => p.split(':')[0])).toEqual(['sources[0].token', 'sources[1].token', 'sources[2].token']);
+    expect(problems[0]).toContain('visible ASCII only, no white space at either end');
+    // Inner spaces are fine (`Bearer …`), and the token stays as written.
+    expect(parseConfig({ tenants: [{ id: 'corp123', secret: 'k' }], sources: [source('Bearer a.b-c_d')] }, {}).sources[0]!.token).toBe('Bearer a.b-c_d');
+  });
+
   it('refuses the query API and the operations listener on one port', () => {
     expect(problemsOf(() => parseConfig({ query: { port: 9100 }, metrics: { port: 9100 } }, {}))).toEqual([
       'metrics.port: 9100 is query.port too; the query API and the operations listener need a port each',

@@ -10,7 +10,7 @@ import { inThreadTransformer, type PageTransformer, runEmbeddedPipeline, type Si
 import type { Origin } from '../../../src/core/types.ts';
 import { parseConfig } from '../../../src/core/config.ts';
 import { createSource } from '../../../src/ingest/registry.ts';
-import { newSourceStats, type Source, type SourcePage } from '../../../src/ingest/source.ts';
+import { newSourceStats, type Source, type SourcePage, waitBetweenPolls } from '../../../src/ingest/source.ts';
 import { transformFinderItem } from '../../../src/transform/finder.ts';
 
 const log = pino({ level: 'silent' });
@@ -153,6 +153,33 @@ describe('runEmbeddedPipeline', () => {
     ).resolves.toBeUndefined();
     expect(loads).toBe(0);
     expect(sink.closed).toBe(true);
+  });
+
+  it('runs many sources waiting on the stop signal without a listener-leak warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => { warnings.push(w.name); };
+    process.on('warning', onWarning);
+    const stop = new AbortController();
+    // Each source waits between polls and has a request in flight: two listeners on the stop.
+    const sources: Source[] = Array.from({ length: 12 }, (_v, i) => ({
+      name: `s${String(i)}`,
+      origin: { ...ORIGIN, source: `s${String(i)}` },
+      stats: newSourceStats(),
+      run: async (ctx) => {
+        const request = new Promise((resolve) => { ctx.signal.addEventListener('abort', resolve, { once: true }); });
+        await Promise.all([waitBetweenPolls(ctx, 60_000), request]);
+      },
+    }));
+    try {
+      const running = runEmbeddedPipeline({ sources, transformer: inThreadTransformer(() => transformFinderItem), sink: new RecordingSink(), cursors: { load: () => Promise.resolve(undefined) }, signal: stop.signal, log });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      stop.abort(new Error('stopped by SIGTERM'));
+      await running;
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('still fails on a source error that is not the stop, even during a stop', async () => {

@@ -154,6 +154,24 @@ describe('FinderSource', () => {
     expect(pages[1]!.cursorAfter).toBe('K1');
   });
 
+  it.each([
+    ['a gateway\'s own JSON', 'gewe', '{"error":"upstream timed out"}'],
+    ['another provider\'s envelope (a wrong baseUrl)', 'gewe', '{"code":"1000","message":"处理成功","data":{"list":[],"keyBuff":"X"}}'],
+    ['a GeWe envelope at a syncfinder source', 'syncfinder', '{"ret":200,"msg":"操作成功","data":{"list":[],"keyBuff":"X"}}'],
+  ] as const)('dead-letters %s as a malformed page, keeping the cursor', async (_name, type, body) => {
+    let n = 0;
+    const provider = await scriptedProvider((_call, res) => {
+      n++;
+      if (n === 1) reply(res, body);
+      else if (type === 'gewe') reply(res, gewePage([ITEM_A], 'K1'));
+      else reply(res, `{"code":"1000","message":"处理成功","data":{"list":[${ITEM_A}],"keyBuff":"K1"}}`);
+    });
+    const pages = await runUntil(sourceFor(type, provider.url), (p) => p.some((x) => x.records.length > 0));
+    expect(pages[0]!.deadLetters.map((d) => [d.error_code, Buffer.from(d.original_base64, 'base64').toString()])).toEqual([['MSGPIPE_ERR_PAGE_MALFORMED', body]]);
+    expect(pages[0]!.cursorAfter).toBe('');
+    expect(pages.at(-1)!.cursorAfter).toBe('K1');
+  });
+
   it('parks an account whose token is refused and keeps the others running', async () => {
     const provider = await scriptedProvider((call, res) => {
       if (call.headers.authorization === 'bad') reply(res, '{"code":"1001","message":"授权已过期","data":null}');
@@ -169,6 +187,29 @@ describe('FinderSource', () => {
     expect(bad.stats.parked).toBe(true);
     expect(goodPages).toHaveLength(5);
     expect(provider.calls.filter((c) => c.headers.authorization === 'bad').length).toBeGreaterThan(1);
+  });
+
+  it('keeps a parked account at its slow pace however often a sync is asked for', async () => {
+    const provider = await scriptedProvider((_call, res) => { reply(res, '{"code":"1001","message":"授权已过期","data":null}'); });
+    const wakeups = new Wakeups();
+    const source = sourceFor('syncfinder', provider.url, 'refused');
+    const controller = new AbortController();
+    const syncs = setInterval(() => { wakeups.trigger('corp1'); }, 20);
+    const running = source.run({
+      signal: controller.signal,
+      log: silentLogger(),
+      loadCursor: () => Promise.resolve(undefined),
+      wakeup: wakeups.waiter('corp1'),
+      emit: () => Promise.resolve(),
+    });
+    // parkRetryMs is 100 here: about 10 tries a second, against 50 syncs.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    clearInterval(syncs);
+    controller.abort();
+    await running;
+    expect(source.stats.parked).toBe(true);
+    expect(provider.calls.length).toBeGreaterThanOrEqual(2);
+    expect(provider.calls.length).toBeLessThanOrEqual(12);
   });
 
   it('polls again at once after a sync asked for during a poll, not after its backoff', async () => {

@@ -3,7 +3,7 @@ import { getEventListeners } from 'node:events';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { TransientError } from '../../../src/core/errors.ts';
 import { postBytes } from '../../../src/ingest/http.ts';
@@ -90,5 +90,34 @@ describe('postBytes', () => {
     const quick = await serve((res) => { res.end('{}'); });
     for (let i = 0; i < 20; i++) await postBytes(quick, {}, '{}', { timeoutMs: 5000, signal: long.signal });
     expect(getEventListeners(long.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('answers a healthy account at once while 70 requests to the same host are held by the provider', async () => {
+    // One server for both: a path held until the end of the test, and one answered at once.
+    const held: ServerResponse[] = [];
+    const url = await serve((res) => {
+      if (res.req.url === '/held') held.push(res);
+      else res.end('{"ok":1}');
+    });
+    const stop = new AbortController();
+    const slow = Array.from({ length: 70 }, () => postBytes(`${url}held`, {}, '{}', { timeoutMs: 60_000, signal: stop.signal }).catch(() => undefined));
+    try {
+      await vi.waitFor(() => { expect(held).toHaveLength(70); }, { timeout: 10_000 });
+      // No connection limit keeps it waiting behind the held ones (it used to time out in the queue).
+      const fast = await postBytes(`${url}fast`, {}, '{}', { timeoutMs: 5_000 });
+      expect(fast.body.toString()).toBe('{"ok":1}');
+    } finally {
+      stop.abort(new Error('test over'));
+      await Promise.all(slow);
+    }
+  });
+
+  it('refuses a header no request can carry as a configuration error, not a network failure to retry', async () => {
+    const url = await serve((res) => { res.end('{}'); });
+    const sent = postBytes(url, { 'x-gewe-token': 'SECRET-VALUE\n' }, '{}', { timeoutMs: 5_000 });
+    await expect(sent).rejects.toMatchObject({ code: 'MSGPIPE_ERR_CONFIG', retriable: false });
+    await expect(sent).rejects.not.toBeInstanceOf(TransientError);
+    // Nor does the message carry the token.
+    await expect(sent).rejects.not.toThrow(/SECRET-VALUE/);
   });
 });
