@@ -14,7 +14,7 @@ export const ERROR_CODES = {
   MSGPIPE_ERR_PROVIDER: 'A provider answered with an error envelope that is not about credentials; retried with backoff.',
   MSGPIPE_ERR_AUTH: 'A provider refused the account token; the account is parked.',
   MSGPIPE_ERR_CURSOR_REFUSED: 'A provider refused the stored cursor (keyBuff); after repeated refusals the source starts again from the beginning.',
-  MSGPIPE_ERR_CURSOR_RECORD: 'A record of the Kafka cursors topic is not the msgpipe.v1.Cursor of its key; the ingest role does not start.',
+  MSGPIPE_ERR_CURSOR_RECORD: 'The last record of a key in the Kafka cursors topic is not the msgpipe.v1.Cursor of that key; the ingest role does not start.',
   MSGPIPE_ERR_PAGE_MALFORMED: 'A provider page is not the JSON shape of its API.',
   MSGPIPE_ERR_JSON: 'A record is not valid JSON.',
   MSGPIPE_ERR_UTF8: 'A record is not valid UTF-8.',

@@ -29,19 +29,25 @@ export function cursorKey(source: string, stream: string): string {
  * holding another key's cursor would read back one way before the log cleaner runs and another
  * after it.
  */
-function cursorRecordProblem(key: Buffer | null, value: Buffer | null): string | undefined {
-  // A compacted topic refuses records without a key; one could only come from a topic made by hand.
-  if (key === null) return 'has no key';
-  const keyText = key.toString('utf8');
+function cursorRecordProblem(keyText: string, value: Buffer | null): string | undefined {
   if (value === null) return undefined;
   let decoded: { source: string; stream: string };
   try {
     decoded = decodeCursor(value);
   } catch (err) {
-    return `(key ${JSON.stringify(keyText)}) is not a msgpipe.v1.Cursor: ${err instanceof Error ? err.message : String(err)}`;
+    return `is not a msgpipe.v1.Cursor: ${err instanceof Error ? err.message : String(err)}`;
   }
   const own = cursorKey(decoded.source, decoded.stream);
-  return own === keyText ? undefined : `(key ${JSON.stringify(keyText)}) holds the cursor of ${JSON.stringify(own)}`;
+  return own === keyText ? undefined : `holds the cursor of ${JSON.stringify(own)}`;
+}
+
+function cursorRecordError(topic: string, partition: number, offset: string, key: string | undefined, problem: string): MsgpipeError {
+  const record = key === undefined ? 'A cursor record' : `The last cursor record of key ${JSON.stringify(key)}`;
+  return new MsgpipeError(
+    'MSGPIPE_ERR_CURSOR_RECORD',
+    `${record}, at ${topic}/${String(partition)}@${offset}, ${problem}. Skipping it would move that stream's cursor without a word; ` +
+      'write its cursor again, or a tombstone for its key to read the stream from the beginning (docs/kafka.md).',
+  );
 }
 
 /** How long reading the cursors topic up to its end offsets may take before ingest gives up. */
@@ -55,6 +61,9 @@ export const READ_CURSORS_TIMEOUT_MS = 60_000;
  */
 export async function readCursors(kafka: Kafka, topic: string, log: Logger, timeoutMs = READ_CURSORS_TIMEOUT_MS): Promise<Map<string, string>> {
   const cursors = new Map<string, string>();
+  // The last record of each key, judged once the whole topic is read: a bad record followed by a
+  // good one (the operator's repair) is what compaction will drop anyway.
+  const last = new Map<string, { value: Buffer | null; partition: number; offset: string }>();
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -79,23 +88,11 @@ export async function readCursors(kafka: Kafka, topic: string, log: Logger, time
             autoCommit: false,
             eachBatch: async ({ batch }) => {
               for (const message of batch.messages) {
-                const bad = cursorRecordProblem(message.key, message.value);
-                if (bad !== undefined) {
-                  reject(
-                    new MsgpipeError(
-                      'MSGPIPE_ERR_CURSOR_RECORD',
-                      `Cursor record at ${topic}/${String(batch.partition)}@${message.offset} ${bad}. Skipping it would move that stream's ` +
-                        'cursor without a word; write its cursor again, or a tombstone for its key to read the stream from the beginning (docs/kafka.md).',
-                    ),
-                  );
+                if (message.key === null) {
+                  reject(cursorRecordError(topic, batch.partition, message.offset, undefined, 'has no key'));
                   return Promise.resolve();
                 }
-                const key = message.key?.toString('utf8') ?? '';
-                if (message.value !== null) {
-                  cursors.set(key, decodeCursor(message.value).cursor);
-                } else if (cursors.delete(key)) {
-                  log.info({ topic, key, offset: message.offset }, 'Cursor removed by a tombstone: that stream starts from the beginning.');
-                }
+                last.set(message.key.toString('utf8'), { value: message.value, partition: batch.partition, offset: message.offset });
               }
               const end = remaining.get(batch.partition);
               if (end !== undefined && BigInt(batch.lastOffset()) + 1n >= end) remaining.delete(batch.partition);
@@ -108,6 +105,12 @@ export async function readCursors(kafka: Kafka, topic: string, log: Logger, time
     } finally {
       await consumer.disconnect();
       await admin.deleteGroups([groupId]).catch(() => undefined);
+    }
+    for (const [key, record] of last) {
+      const bad = cursorRecordProblem(key, record.value);
+      if (bad !== undefined) throw cursorRecordError(topic, record.partition, record.offset, key, bad);
+      if (record.value !== null) cursors.set(key, decodeCursor(record.value).cursor);
+      else log.info({ topic, key, offset: record.offset }, 'Cursor removed by a tombstone: that stream starts from the beginning.');
     }
     return cursors;
   } finally {

@@ -53,14 +53,22 @@ describe('readCursors', () => {
   }, 60_000);
 
   it.each([
-    ['a value that is not a Cursor', { key: cursorKey('shopB', 'wx_b'), value: Buffer.from('{"cursor":"x"}') }, /key "shopB:wx_b"\) is not a msgpipe.v1.Cursor/],
-    ['an empty value', { key: cursorKey('shopB', 'wx_b'), value: Buffer.alloc(0) }, /key "shopB:wx_b"\) holds the cursor of ":"/],
+    ['a value that is not a Cursor', { key: cursorKey('shopB', 'wx_b'), value: Buffer.from('{"cursor":"x"}') }, /key "shopB:wx_b", at .* is not a msgpipe.v1.Cursor/],
+    ['an empty value', { key: cursorKey('shopB', 'wx_b'), value: Buffer.alloc(0) }, /key "shopB:wx_b", at .* holds the cursor of ":"/],
     ['the cursor of another key', { key: cursorKey('shopB', 'wx_b'), value: cursor('shopA', 'wx_a', 'kb-A-9').value }, /holds the cursor of "shopA:wx_a"/],
-  ])('stops on %s, naming the record, instead of keeping an older cursor', async (_name, bad, message) => {
-    const topic = await cursorsTopic([cursor('shopB', 'wx_b', 'kb-B-1'), bad]);
+  ])('stops on %s as the last record of its key, naming it, instead of keeping an older cursor', async (_name, bad, message) => {
+    const topic = await cursorsTopic([cursor('shopB', 'wx_b', 'kb-B-1'), bad, cursor('shopC', 'wx_c', 'kb-C-1')]);
     const read = readCursors(kafka, topic, log);
     await expect(read).rejects.toMatchObject({ code: 'MSGPIPE_ERR_CURSOR_RECORD' });
     await expect(read).rejects.toThrow(message);
     await expect(read).rejects.toThrow(`${topic}/0@1`);
+  }, 60_000);
+
+  it('starts again once a cursor or a tombstone follows the bad record, as the error says', async () => {
+    const bad = { key: cursorKey('shopB', 'wx_b'), value: Buffer.from('garbage') };
+    const repaired = await cursorsTopic([cursor('shopB', 'wx_b', 'kb-B-1'), bad, cursor('shopB', 'wx_b', 'kb-B-2')]);
+    expect(await readCursors(kafka, repaired, log)).toEqual(new Map([[cursorKey('shopB', 'wx_b'), 'kb-B-2']]));
+    const reset = await cursorsTopic([cursor('shopB', 'wx_b', 'kb-B-1'), bad, { key: cursorKey('shopB', 'wx_b'), value: null }]);
+    expect(await readCursors(kafka, reset, log)).toEqual(new Map());
   }, 60_000);
 });
