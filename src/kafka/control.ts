@@ -52,7 +52,7 @@ export async function createSyncPublisher(kafka: Kafka, topics: Topics, clock: (
   };
 }
 
-/** A running listener; `stop()` leaves its group, and settles within 15 s even with the broker down. */
+/** A running listener; `stop()` leaves and deletes its group, and settles within 18 s even with the broker down. */
 export interface SyncListener {
   /** Requests seen so far. */
   readonly received: () => number;
@@ -72,11 +72,10 @@ export async function startSyncListener(kafka: Kafka, topics: Topics, wakeups: W
     await consumer.disconnect().catch(() => undefined);
     throw err;
   }
+  // Offsets are committed as usual: after a rejoin (a long pause, a broker restart) the consumer
+  // resumes from them, where without any it would start at the end and miss the requests in
+  // between.
   const runConfig: ConsumerRunConfig = {
-    // A group of its own that reads from the end: offsets would serve no later process. Without
-    // any, the broker drops the group once it is empty, so stopping needs no admin call, which
-    // would wait out the client's retries (minutes) while the broker is down.
-    autoCommit: false,
     eachMessage: ({ message }) => {
       received += 1;
       try {
@@ -100,9 +99,22 @@ export async function startSyncListener(kafka: Kafka, topics: Topics, wakeups: W
     async stop() {
       // A reconnect under way settles first: a run stopped before it joined would go on.
       await settledWithin(supervisor.stop(), 10_000);
-      // Leaving the group is a courtesy (the broker expires the member anyway): bounded, so a
+      // Leaving the group and deleting it are courtesies (the broker expires the member, and the
+      // group's offsets after a week): bounded, without the client's retries (minutes), so a
       // broker that is down does not hold the process's stop.
       await settledWithin(consumer.disconnect(), 5_000);
+      const admin = kafka.admin({ retry: { retries: 0 } });
+      await settledWithin(
+        (async () => {
+          try {
+            await admin.connect();
+            await admin.deleteGroups([groupId]);
+          } finally {
+            await admin.disconnect();
+          }
+        })(),
+        3_000,
+      );
     },
   };
 }
