@@ -726,6 +726,10 @@ class ClickHouseStore implements Store {
           ...(columns === undefined ? {} : { columns }),
           settings: {
             ...INSERT_SETTINGS,
+            // The limits a read set on the session (SET by the client path, which resets them
+            // only for its own calls) must not reach the insert: the query API's 10 s one, say.
+            max_execution_time: MANAGED_SETTINGS.max_execution_time,
+            max_memory_usage: MANAGED_SETTINGS.max_memory_usage,
             input_format_parallel_parsing: 0,
             insert_deduplication_token: token,
             ...(options?.settings ?? {}),

@@ -60,6 +60,19 @@ describe('openStore on chDB', () => {
     expect(rows.map((r) => r.id)).toEqual(['1', '2', '3']);
   });
 
+  it('does not let a read\'s time limit reach the next insert', async () => {
+    temp = await openTempStore({ migrate: false });
+    const { store } = temp;
+    await store.command('CREATE TABLE t (x UInt8) ENGINE = MergeTree ORDER BY x');
+    await store.command('CREATE TABLE slow_copy (x UInt8, s UInt8) ENGINE = MergeTree ORDER BY x');
+    // A view that makes each insert take about 1.5 s.
+    await store.command('CREATE MATERIALIZED VIEW slow_mv TO slow_copy AS SELECT x, sleepEachRow(0.5) AS s FROM t');
+    // A read limited to 1 s (as the query API limits its reads): chDB SETs it on the session.
+    await store.query('SELECT 1 AS one', undefined, { settings: { max_execution_time: 1 } });
+    await store.insert('t', [{ x: 1 }, { x: 2 }, { x: 3 }]);
+    expect(await store.query<{ n: string }>('SELECT count() AS n FROM slow_copy')).toEqual([{ n: '3' }]);
+  });
+
   it('inserts positional rows when columns are given, missing properties taking the DEFAULT', async () => {
     temp = await openTempStore({ migrate: false });
     const { store } = temp;
