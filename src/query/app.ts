@@ -52,6 +52,13 @@ export const API_PREFIX = '/api/v1/chat-msg';
  */
 export const READ_TIME_LIMIT_S = 10;
 
+/** A read refused because too many wait for the store: the request may be sent again as it is. */
+class StoreBusyError extends ApiError {
+  constructor() {
+    super(API_CODES.TOO_MANY_REQUESTS, 'too many requests waiting for the store; try again shortly');
+  }
+}
+
 /** Store reads that may wait for their turn on a serial store by default. */
 export const MAX_WAITING_READS = 64;
 
@@ -115,7 +122,7 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
   const tracked: Store = wrapStore(store, {
     query: <T>(sql: string, params?: QueryParams, callOptions?: CallOptions): Promise<T[]> => {
       if (serial && reads.pendingCount >= maxWaiting) {
-        return Promise.reject(new ApiError(API_CODES.TOO_MANY_REQUESTS, 'too many requests waiting for the store; try again shortly'));
+        return Promise.reject(new StoreBusyError());
       }
       const limited = serial ? { ...callOptions, settings: { max_execution_time: READ_TIME_LIMIT_S, ...callOptions?.settings } } : callOptions;
       const call = reads(() => store.query<T>(sql, params, limited));
@@ -171,6 +178,11 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
   });
 
   app.setErrorHandler((err: unknown, request, reply) => {
+    if (err instanceof StoreBusyError) {
+      // Refused like a rate limit: the nonce it spent is given back (docs/query-api.md).
+      const auth = verified.get(request);
+      if (auth?.nonce !== undefined) nonces.release(auth.tenant, auth.nonce);
+    }
     if (err instanceof ApiError) return send(reply, err.apiCode, err.message);
     const status = (err as { statusCode?: unknown }).statusCode;
     if (typeof status === 'number' && status >= 400 && status < 500) {

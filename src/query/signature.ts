@@ -125,6 +125,11 @@ export class NonceCache {
     return exp !== undefined && exp > now;
   }
 
+  /** Gives `nonce` back: its request was refused before it was answered, so it may come again. */
+  release(tenant: string, nonce: string): void {
+    this.seen.get(tenant)?.delete(nonce);
+  }
+
   /** Records `nonce`; false if it was already used (or the tenant's cache is full). */
   use(tenant: string, nonce: string, now: number): boolean {
     let nonces = this.seen.get(tenant);

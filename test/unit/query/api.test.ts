@@ -564,4 +564,50 @@ describe('internal errors, rate limits and logs', () => {
       await app.close();
     }
   });
+
+  it('gives back the nonce of a request refused because the store is busy, so the same URL can be sent again', async () => {
+    const real = fx.temp.store;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => { open = resolve; });
+    let running = 0;
+    const store: Store = {
+      backend: real.backend,
+      database: real.database,
+      query: async <T>(sql: string, params?: QueryParams, options?: CallOptions) => {
+        running += 1;
+        await gate;
+        return real.query<T>(sql, params, options);
+      },
+      command: (sql, params) => real.command(sql, params),
+      insert: (table, rows, options) => real.insert(table, rows, options),
+      close: () => Promise.resolve(),
+    };
+    const now = Date.now();
+    const app = buildQueryApp({
+      store,
+      config: testConfig({ strict: true }),
+      log: pino({ level: 'silent' }),
+      sync: { trigger: () => 0 },
+      clock: () => now,
+      serialStore: true,
+      maxWaitingReads: 1,
+    });
+    try {
+      const url = (nonce: string): string =>
+        signedQuery({ ...A, receiver_id: 'customer456', timestamp: Math.floor(now / 1000), nonce }, SECRET_A);
+      // One read running, one waiting: the queue is full.
+      const first = [get(app, MSGS, url('n-busy-00001')), get(app, MSGS, url('n-busy-00002'))];
+      await vi.waitFor(() => { expect(running).toBe(1); });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const refused = url('n-busy-00003');
+      expect((await get(app, MSGS, refused)).status).toBe(429);
+      open();
+      expect((await Promise.all(first)).map((r) => r.body.code)).toEqual([0, 0]);
+      // Sent again as it was: answered, and only then spent.
+      expect((await get(app, MSGS, refused)).body.code).toBe(0);
+      expect((await get(app, MSGS, refused)).body.code).toBe(401);
+    } finally {
+      await app.close();
+    }
+  });
 });
