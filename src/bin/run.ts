@@ -13,7 +13,7 @@ import { createSource } from '../ingest/registry.ts';
 import { type Ops, type OpsDeps, startOps } from '../ops/server.ts';
 import { type QueryService, startQueryService } from '../query/index.ts';
 import { openStore, type Store } from '../sink/clickhouse.ts';
-import { journalDir, journaledStore, replayJournal } from '../sink/journal.ts';
+import { journalDir, journaledStore, legacyJournalFiles, replayJournal } from '../sink/journal.ts';
 import { CursorStore } from '../sink/cursors.ts';
 import { applyEmbeddedTableSettings } from '../sink/embedded-settings.ts';
 import { migrate } from '../sink/migrate.ts';
@@ -45,7 +45,17 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
     try {
       // An insert a killed process left unfinished goes first: before a migration changes the
       // tables it was made for, and before any writer looks up what is stored (src/sink/journal.ts).
-      if (clickhouse.url === undefined) await replayJournal(store, journalDir(clickhouse.path, clickhouse.database), log.child({ component: 'sink.journal' }));
+      if (clickhouse.url === undefined) {
+        const journalLog = log.child({ component: 'sink.journal' });
+        const legacy = await legacyJournalFiles(clickhouse.path);
+        if (legacy.length > 0) {
+          journalLog.warn(
+            { files: legacy, into: journalDir(clickhouse.path, clickhouse.database) },
+            'Insert journal files of an earlier build name no database and are left alone: move them into the directory of the database they were written for, and start again, to send them; or remove them and check sessions (docs/operations.md).',
+          );
+        }
+        await replayJournal(store, journalDir(clickhouse.path, clickhouse.database), journalLog);
+      }
       const migrateLog = log.child({ component: 'sink.migrate' });
       await migrate(store, migrateLog);
       await applyEmbeddedTableSettings(store, config.clickhouse.maxMergeBytes, migrateLog);

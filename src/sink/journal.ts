@@ -55,6 +55,21 @@ export function journalDir(dataPath: string, database: string): string {
   return join(dataPath, 'msgpipe-insert-journal', database);
 }
 
+/**
+ * Journal files an earlier build left directly in `msgpipe-insert-journal/`, before each database
+ * had a directory of its own: which database they belong to is not written in them, so they are
+ * not sent anywhere; the caller says so.
+ */
+export async function legacyJournalFiles(dataPath: string): Promise<string[]> {
+  try {
+    const entries = await readdir(join(dataPath, 'msgpipe-insert-journal'), { withFileTypes: true });
+    return entries.filter((e) => e.isFile() && e.name.endsWith(SUFFIX)).map((e) => join(e.parentPath, e.name));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw journalError(err, 'read', join(dataPath, 'msgpipe-insert-journal'));
+  }
+}
+
 interface Header {
   readonly format: typeof FORMAT;
   readonly table: string;

@@ -71,8 +71,14 @@ describe('msgpipe sql', () => {
       await mkdir(otherJournal, { recursive: true });
       await writeFile(join(journal, 'left.insert'), entry(9, 'messages:left'));
       await writeFile(join(otherJournal, 'theirs.insert'), entry(10, 'messages:theirs'));
+      // A file an earlier build left where every database shared the journal: named, left alone.
+      const legacy = join(`${dir}/ch`, 'msgpipe-insert-journal', 'old.insert');
+      await writeFile(legacy, entry(11, 'messages:old'));
       const replayed = await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile], { cwd: ROOT, env });
       expect(replayed.stderr).toContain('Sent an insert left unfinished by the last run again.');
+      expect(replayed.stderr).toContain('name no database and are left alone');
+      expect(replayed.stderr).toContain(legacy);
+      expect(await readFile(legacy)).toEqual(entry(11, 'messages:old'));
       expect(await readdir(journal)).toEqual([]);
       expect(await readdir(otherJournal)).toEqual(['theirs.insert']);
       expect(await sql(configFile, 'SELECT (SELECT count() FROM messages) AS m, (SELECT sum(msg_count) FROM sessions) AS s')).toEqual([{ m: '20', s: '20' }]);
