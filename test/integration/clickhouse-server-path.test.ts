@@ -29,6 +29,7 @@ import { rebuildSessions } from '../../src/sink/sessions-rebuild.ts';
 import { SinkWriter, type SinkWriterOptions } from '../../src/sink/writer.ts';
 import { transformYunhuRecord } from '../../src/transform/yunhu.ts';
 import { startClickHouseHttp, type ClickHouseHttp } from '../helpers/clickhouse-http.ts';
+import { expectExactContents } from '../helpers/contents.ts';
 import { sql, startMsgpipe, waitFor, withTempDir, writeConfig } from '../helpers/msgpipe.ts';
 import { conversation, get, SECRET_A, signedQuery, testConfig } from '../unit/query/helpers.ts';
 import { event, message, realisticMessages, recall, silent } from '../unit/sink/helpers.ts';
@@ -487,19 +488,7 @@ describe('msgpipe run with clickhouse.url', () => {
         expect(stderr.filter((line) => !line.startsWith('{'))).toEqual([]);
         expect(stderr.some((line) => line.includes('"lib":"@clickhouse/client"'))).toBe(true);
 
-        const rows = await sql<{ msgid: string; msg_type: string; session_id: string; content_text: string; recalled: number }>(
-          configFile,
-          'SELECT msgid, msg_type, session_id, content_text, recalled FROM messages ORDER BY msgid',
-        );
-        expect(rows.map((r) => r.msgid)).toEqual(expected.map((m) => m.msgid).sort());
-        const byId = new Map(rows.map((r) => [r.msgid, r]));
-        for (const m of expected) {
-          const row = byId.get(m.msgid)!;
-          expect(row.msg_type).toBe(m.designType);
-          expect(row.session_id).toBe(m.msgSessionId);
-          if (m.kind === 'text') expect(row.content_text).toBe(m.text);
-          expect(row.recalled).toBe(m.recalledBy === null ? 0 : 1);
-        }
+        await expectExactContents(configFile, sim, ['g1']);
         const lastPage = sim.received('g1').filter((r) => r.outcome === 'page').at(-1)!;
         const [cursor] = await sql<{ cursor: string }>(configFile, "SELECT argMax(cursor, updated_at) AS cursor FROM cursors WHERE source = 'g1'");
         expect(cursor?.cursor).toBe(lastPage.returnedKeyBuff);
