@@ -105,7 +105,6 @@ export function chatStream(chat: YunhuChat): string {
   return `${chat.chatType}:${chat.chatId}`;
 }
 
-/** The key of {@link YunhuSource}'s failed edit histories: `<stream>\u001f<msgId>`. */
 /** A message handed on without its edit history, to ask for it again. */
 interface HistoryFailure {
   readonly stream: string;
@@ -123,6 +122,7 @@ interface HistoryFailure {
  */
 const MAX_HISTORY_FAILURES = 10_000;
 
+/** The key of {@link YunhuSource}'s failed edit histories: `<stream>\u001f<msgId>`. */
 function historyKey(stream: string, msgId: string): string {
   return `${stream}\u001f${msgId}`;
 }
