@@ -62,8 +62,10 @@ export const READ_CURSORS_TIMEOUT_MS = 60_000;
 export async function readCursors(kafka: Kafka, topic: string, log: Logger, timeoutMs = READ_CURSORS_TIMEOUT_MS): Promise<Map<string, string>> {
   const cursors = new Map<string, string>();
   // The last record of each key, judged once the whole topic is read: a bad record followed by a
-  // good one (the operator's repair) is what compaction will drop anyway.
-  const last = new Map<string, { value: Buffer | null; partition: number; offset: string }>();
+  // good one (the operator's repair) is what compaction will drop anyway. Each record is read
+  // as it comes and only its outcome kept: a kept value would pin its whole fetch buffer, and an
+  // uncompacted topic is as large as its active segment.
+  const last = new Map<string, { cursor: string | null; problem: string | undefined; partition: number; offset: string }>();
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -92,7 +94,10 @@ export async function readCursors(kafka: Kafka, topic: string, log: Logger, time
                   reject(cursorRecordError(topic, batch.partition, message.offset, undefined, 'has no key'));
                   return Promise.resolve();
                 }
-                last.set(message.key.toString('utf8'), { value: message.value, partition: batch.partition, offset: message.offset });
+                const key = message.key.toString('utf8');
+                const problem = cursorRecordProblem(key, message.value);
+                const cursor = message.value === null || problem !== undefined ? null : decodeCursor(message.value).cursor;
+                last.set(key, { cursor, problem, partition: batch.partition, offset: message.offset });
               }
               const end = remaining.get(batch.partition);
               if (end !== undefined && BigInt(batch.lastOffset()) + 1n >= end) remaining.delete(batch.partition);
@@ -107,9 +112,8 @@ export async function readCursors(kafka: Kafka, topic: string, log: Logger, time
       await admin.deleteGroups([groupId]).catch(() => undefined);
     }
     for (const [key, record] of last) {
-      const bad = cursorRecordProblem(key, record.value);
-      if (bad !== undefined) throw cursorRecordError(topic, record.partition, record.offset, key, bad);
-      if (record.value !== null) cursors.set(key, decodeCursor(record.value).cursor);
+      if (record.problem !== undefined) throw cursorRecordError(topic, record.partition, record.offset, key, record.problem);
+      if (record.cursor !== null) cursors.set(key, record.cursor);
       else log.info({ topic, key, offset: record.offset }, 'Cursor removed by a tombstone: that stream starts from the beginning.');
     }
     return cursors;
