@@ -67,17 +67,17 @@ function sourceFor(type: 'gewe' | 'syncfinder', url: string, token = 't0k'): Sou
   return createSource(config.sources[0]!, { retry: { attempts: Infinity, minMs: 10, maxMs: 50, factor: 2 }, parkRetryMs: 100 });
 }
 
-/** Runs a source until `until` says so (or 5 s pass), collecting what it emits. */
+/** Runs a source until `until` says so (or 5 s pass), collecting what it emits; `wakeups` wake it (tenant corp1). */
 async function runUntil(
   source: Source,
   until: (pages: SourcePage[]) => boolean,
   cursor?: string,
   timeoutMs = 5000,
+  wakeups = new Wakeups(),
 ): Promise<SourcePage[]> {
   const pages: SourcePage[] = [];
   const controller = new AbortController();
   const timer = setTimeout(() => { controller.abort(); }, timeoutMs);
-  const wakeups = new Wakeups();
   const ctx: SourceContext = {
     signal: controller.signal,
     log: silentLogger(),
@@ -193,20 +193,10 @@ describe('FinderSource', () => {
     const provider = await scriptedProvider((_call, res) => { reply(res, '{"code":"1001","message":"授权已过期","data":null}'); });
     const wakeups = new Wakeups();
     const source = sourceFor('syncfinder', provider.url, 'refused');
-    const controller = new AbortController();
     const syncs = setInterval(() => { wakeups.trigger('corp1'); }, 20);
-    const running = source.run({
-      signal: controller.signal,
-      log: silentLogger(),
-      loadCursor: () => Promise.resolve(undefined),
-      wakeup: wakeups.waiter('corp1'),
-      emit: () => Promise.resolve(),
-    });
     // parkRetryMs is 100 here: about 10 tries a second, against 50 syncs.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await runUntil(source, () => false, undefined, 1000, wakeups);
     clearInterval(syncs);
-    controller.abort();
-    await running;
     expect(source.stats.parked).toBe(true);
     expect(provider.calls.length).toBeGreaterThanOrEqual(2);
     expect(provider.calls.length).toBeLessThanOrEqual(12);
@@ -225,26 +215,12 @@ describe('FinderSource', () => {
       sources: [{ type: 'gewe', name: 'slow', tenant: 'corp1', baseUrl: provider.url, token: 't', appId: 'wx_app', pollIntervalMs: 60_000 }],
     });
     const source = createSource(config.sources[0]!);
-    const controller = new AbortController();
-    const pages: SourcePage[] = [];
-    const running = source.run({
-      signal: controller.signal,
-      log: silentLogger(),
-      loadCursor: () => Promise.resolve(undefined),
-      wakeup: wakeups.waiter('corp1'),
-      emit: (page) => {
-        pages.push(page);
-        if (page.records.length > 0) controller.abort();
-        return Promise.resolve();
-      },
-    });
+    const running = runUntil(source, (pages) => pages.some((p) => p.records.length > 0), undefined, 5000, wakeups);
     await vi.waitFor(() => { expect(inFlight).toBeDefined(); });
     // Nobody waits yet: the request is kept for the source's next wait.
     expect(wakeups.trigger('corp1')).toBe(0);
     inFlight?.();
-    const timer = setTimeout(() => { controller.abort(); }, 5000);
-    await running;
-    clearTimeout(timer);
+    const pages = await running;
     expect(provider.calls).toHaveLength(2);
     expect(pages.at(-1)?.records).toHaveLength(1);
   });
