@@ -107,6 +107,20 @@ interface Sleeper {
   wake: (() => void) | undefined;
 }
 
+/**
+ * The stop of a run's sources: aborts with `outer` (its reason kept), or by itself on the run's
+ * first fatal error; `release` unhooks it from `outer`. No cap on its listeners: every source
+ * listens to it in its waits and requests, and Node warns of a leak past 10.
+ */
+export function sourcesStop(outer: AbortSignal): { stop: AbortController; release: () => void } {
+  const stop = new AbortController();
+  setMaxListeners(0, stop.signal);
+  const onAbort = (): void => { stop.abort(outer.reason); };
+  outer.addEventListener('abort', onAbort, { once: true });
+  if (outer.aborted) stop.abort(outer.reason);
+  return { stop, release: () => { outer.removeEventListener('abort', onAbort); } };
+}
+
 /** Wakes the sources of a tenant (`POST /chat-msg/sync`). */
 export class Wakeups {
   private readonly sleepers = new Map<string, Set<Sleeper>>();
@@ -226,13 +240,8 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
   const { sink, log } = options;
   const clock = options.clock ?? Date.now;
   const wakeups = options.wakeups ?? new Wakeups();
-  // Stops the sources on the outer signal or on the first fatal error. Every source listens to it
-  // in its waits and requests: no cap on listeners (Node warns of a leak past 10).
-  const stop = new AbortController();
-  setMaxListeners(0, stop.signal);
-  const onAbort = (): void => { stop.abort(options.signal.reason); };
-  options.signal.addEventListener('abort', onAbort, { once: true });
-  if (options.signal.aborted) stop.abort(options.signal.reason);
+  // Stops the sources on the outer signal or on the first fatal error.
+  const { stop, release } = sourcesStop(options.signal);
 
   let fatal: unknown;
   /** Keeps the first fatal error, logs each error once, and stops every source. */
@@ -273,7 +282,7 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
     await new Promise<void>((resolve) => { stop.signal.addEventListener('abort', () => { resolve(); }, { once: true }); });
   }
   await Promise.all(runs);
-  options.signal.removeEventListener('abort', onAbort);
+  release();
   try {
     await sink.close();
   } catch (err) {

@@ -24,21 +24,21 @@ export function cursorKey(source: string, stream: string): string {
 }
 
 /**
- * What is wrong with a record of the cursors topic, or undefined for a cursor or a tombstone.
- * Compaction keeps the last record per key, so a record stands for its key alone: a value
- * holding another key's cursor would read back one way before the log cleaner runs and another
- * after it.
+ * What a record of the cursors topic says: its cursor, none for a tombstone, or what is wrong
+ * with it. Compaction keeps the last record per key, so a record stands for its key alone: a
+ * value holding another key's cursor would read back one way before the log cleaner runs and
+ * another after it.
  */
-function cursorRecordProblem(keyText: string, value: Buffer | null): string | undefined {
-  if (value === null) return undefined;
-  let decoded: { source: string; stream: string };
+function readCursorRecord(keyText: string, value: Buffer | null): { cursor: string | null; problem?: string } {
+  if (value === null) return { cursor: null };
+  let decoded: { source: string; stream: string; cursor: string };
   try {
     decoded = decodeCursor(value);
   } catch (err) {
-    return `is not a msgpipe.v1.Cursor: ${err instanceof Error ? err.message : String(err)}`;
+    return { cursor: null, problem: `is not a msgpipe.v1.Cursor: ${err instanceof Error ? err.message : String(err)}` };
   }
   const own = cursorKey(decoded.source, decoded.stream);
-  return own === keyText ? undefined : `holds the cursor of ${JSON.stringify(own)}`;
+  return own === keyText ? { cursor: decoded.cursor } : { cursor: null, problem: `holds the cursor of ${JSON.stringify(own)}` };
 }
 
 function cursorRecordError(topic: string, partition: number, offset: string, key: string | undefined, problem: string): MsgpipeError {
@@ -65,7 +65,7 @@ export async function readCursors(kafka: Kafka, topic: string, log: Logger, time
   // good one (the operator's repair) is what compaction will drop anyway. Each record is read
   // as it comes and only its outcome kept: a kept value would pin its whole fetch buffer, and an
   // uncompacted topic is as large as its active segment.
-  const last = new Map<string, { cursor: string | null; problem: string | undefined; partition: number; offset: string }>();
+  const last = new Map<string, { cursor: string | null; problem?: string; partition: number; offset: string }>();
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -95,9 +95,7 @@ export async function readCursors(kafka: Kafka, topic: string, log: Logger, time
                   return Promise.resolve();
                 }
                 const key = message.key.toString('utf8');
-                const problem = cursorRecordProblem(key, message.value);
-                const cursor = message.value === null || problem !== undefined ? null : decodeCursor(message.value).cursor;
-                last.set(key, { cursor, problem, partition: batch.partition, offset: message.offset });
+                last.set(key, { ...readCursorRecord(key, message.value), partition: batch.partition, offset: message.offset });
               }
               const end = remaining.get(batch.partition);
               if (end !== undefined && BigInt(batch.lastOffset()) + 1n >= end) remaining.delete(batch.partition);

@@ -9,11 +9,9 @@
  * for the cursors topic. A crash before the cursor write re-fetches the page on restart, and
  * the sink stores the repeated records once (ADR 0010).
  */
-import { setMaxListeners } from 'node:events';
-
 import type { Logger } from 'pino';
 
-import { type CursorUpdate, isStop, type Wakeups } from '../core/pipeline.ts';
+import { type CursorUpdate, isStop, sourcesStop, type Wakeups } from '../core/pipeline.ts';
 import type { Source, SourceContext, SourcePage } from '../ingest/source.ts';
 import type { Kafka, Message } from './client.ts';
 import { createIdempotentProducer, retryKafka } from './client.ts';
@@ -77,22 +75,17 @@ export function rawMessages(page: SourcePage, account: string): Message[] {
  */
 export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestStats): Promise<void> {
   const { kafka, topics, log } = options;
-  const stop = new AbortController();
-  // Every source listens to it in its waits and requests: no cap (Node warns of a leak past 10).
-  setMaxListeners(0, stop.signal);
-  const onAbort = (): void => { stop.abort(options.signal.reason); };
-  options.signal.addEventListener('abort', onAbort, { once: true });
-  if (options.signal.aborted) stop.abort(options.signal.reason);
+  const { stop, release } = sourcesStop(options.signal);
   // Stopped before anything was fetched (reading the cursors joins a group: seconds).
   if (stop.signal.aborted) {
-    options.signal.removeEventListener('abort', onAbort);
+    release();
     return;
   }
   let cursors: Awaited<ReturnType<typeof readCursors>>;
   try {
     cursors = await retryKafka(() => readCursors(kafka, topics.cursors, log), log, undefined, undefined, undefined, stop.signal);
   } catch (err) {
-    options.signal.removeEventListener('abort', onAbort);
+    release();
     // A read given up because of the stop is the stop, not a failure.
     if (options.signal.aborted) return;
     throw err;
@@ -142,7 +135,7 @@ export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestS
     }
   });
   await Promise.all(runs);
-  options.signal.removeEventListener('abort', onAbort);
+  release();
   try {
     await committer.flush();
   } catch (err) {
