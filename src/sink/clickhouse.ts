@@ -49,6 +49,7 @@ import {
   type ErrorLogParams,
   type Logger as ClientLogger,
   type LogParams,
+  parseError,
   type WarnLogParams,
 } from '@clickhouse/client';
 import type * as ChdbModule from 'chdb';
@@ -151,7 +152,8 @@ export interface Store {
   query<T>(sql: string, params?: QueryParams, options?: QueryOptions): Promise<T[]>;
   /**
    * Runs a SELECT and yields its column names, then each row's values in that order, as they are
-   * parsed: a result of any size is read without holding it as JS values (`msgpipe sql`).
+   * parsed: a result of any size is read without holding it as JS values (`msgpipe sql`). On
+   * chDB the engine streams one result at a time: finish or break off one read before the next.
    */
   queryRows?(sql: string, params?: QueryParams, options?: CallOptions): AsyncIterable<readonly unknown[]>;
   /** Runs a statement without a result (DDL, UPDATE, …). */
@@ -213,6 +215,21 @@ export const MANAGED_SETTINGS = {
   max_execution_time: 0,
   max_memory_usage: '0',
 } as const satisfies ClickHouseSettings;
+
+/**
+ * A chDB error as the client's path reports it (`Unknown table …`, type `UNKNOWN_TABLE`), not as
+ * the engine's text (`Code: 60. DB::Exception: Unknown table …`). An abort stays an abort.
+ */
+function asClickHouseError(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof MsgpipeError || err.name === 'ChdbAbortError') return err;
+  return parseError(err.message);
+}
+
+/** Rows per block of a streamed chDB read: about 4 MB of JSON for rows of 500 bytes. */
+const STREAM_BLOCK_ROWS = 8192;
+
+/** ClickHouse's default `max_block_size`, set back after a streamed read. */
+const DEFAULT_MAX_BLOCK_SIZE = 65_409;
 
 /** ClickHouse error names that may pass when the same request is tried again. */
 const RETRIABLE_TYPES = new Set([
@@ -645,6 +662,13 @@ class ClickHouseStore implements Store {
   }
 
   async *queryRows(sql: string, params?: QueryParams, options?: CallOptions): AsyncIterable<readonly unknown[]> {
+    if (this.chdb !== undefined && (params === undefined || Object.keys(params).length === 0)) {
+      const blocks = await this.chdbBlocks(sql, options);
+      if (blocks !== undefined) {
+        yield* blocks;
+        return;
+      }
+    }
     try {
       const result = await this.client.query({
         query: sql,
@@ -659,6 +683,52 @@ class ClickHouseStore implements Store {
     } catch (err) {
       throw toStoreError(err, 'query', options?.signal);
     }
+  }
+
+  /**
+   * The rows of `sql` from chDB's own stream, a block of {@link STREAM_BLOCK_ROWS} rows at a time,
+   * or `undefined` for a statement the engine does not stream (SHOW, DESCRIBE, EXPLAIN). The
+   * client's path holds the whole result several times over: 1.45 GB for 800k rows of 500 bytes,
+   * against 0.4 GB this way.
+   */
+  private async chdbBlocks(sql: string, options: CallOptions | undefined): Promise<AsyncIterable<readonly unknown[]> | undefined> {
+    const chdb = this.chdb;
+    if (chdb === undefined) return undefined;
+    const signal = options?.signal;
+    // The stream takes no settings and one statement: the client's path SETs them on the
+    // session, as it does before each of its calls.
+    const apply = (settings: ClickHouseSettings, abort?: AbortSignal): Promise<unknown> =>
+      this.client.command({ query: 'SELECT 1', clickhouse_settings: settings, ...(abort === undefined ? {} : { abort_signal: abort }) });
+    let stream: ReturnType<ChdbConnection['chdb']['queryStream']>;
+    try {
+      await apply({ ...settingsFor(this.backend, options), max_block_size: String(STREAM_BLOCK_ROWS) }, signal);
+      stream = chdb.chdb.queryStream(sql, { format: 'JSONCompactEachRowWithNames', ...(signal === undefined ? {} : { signal }) });
+    } catch (err) {
+      await apply({ max_block_size: String(DEFAULT_MAX_BLOCK_SIZE) }).catch(() => undefined);
+      if ((err instanceof Error ? err.message : String(err)).includes('Streaming query is not supported')) return undefined;
+      throw toStoreError(asClickHouseError(err), 'query', signal);
+    }
+    return (async function* rows(): AsyncGenerator<readonly unknown[]> {
+      let first = true;
+      try {
+        for await (const chunk of stream) {
+          const lines = chunk.text().split('\n');
+          if (lines.at(-1) === '') lines.pop();
+          // Every block starts with the column names again; the first one's are the header.
+          const names = lines.length - chunk.numRows;
+          if (names !== 1) {
+            throw new MsgpipeError('MSGPIPE_ERR_CONFIG', 'The result is not in the JSONCompactEachRowWithNames format asked for: leave out the FORMAT clause (msgpipe sql --format chooses the output).');
+          }
+          for (let i = first ? 0 : names; i < lines.length; i++) yield JSON.parse(lines[i] ?? '') as unknown[];
+          first = false;
+        }
+      } catch (err) {
+        throw toStoreError(asClickHouseError(err), 'query', signal);
+      } finally {
+        stream.cancel();
+        await apply({ max_block_size: String(DEFAULT_MAX_BLOCK_SIZE) }).catch(() => undefined);
+      }
+    })();
   }
 
   async command(sql: string, params?: QueryParams, options?: CallOptions): Promise<void> {

@@ -73,6 +73,50 @@ describe('openStore on chDB', () => {
     expect(await store.query<{ n: string }>('SELECT count() AS n FROM slow_copy')).toEqual([{ n: '3' }]);
   });
 
+  it('streams a read block by block: names first, every row once, 64-bit integers exact', async () => {
+    temp = await openTempStore({ migrate: false });
+    const rows: (readonly unknown[])[] = [];
+    // 20 000 rows are three blocks, each sent with the names again; the rows look like the names.
+    for await (const row of temp.store.queryRows!("SELECT 'n' AS n, toUInt64(number) + 18446744073709531615 AS big FROM numbers(20000)")) rows.push(row);
+    expect(rows).toHaveLength(20_001);
+    expect(rows[0]).toEqual(['n', 'big']);
+    expect(rows[1]).toEqual(['n', '18446744073709531615']);
+    expect(rows.at(-1)).toEqual(['n', '18446744073709551614']);
+    expect(new Set(rows.slice(1).map((r) => r[1])).size).toBe(20_000);
+    const empty: (readonly unknown[])[] = [];
+    for await (const row of temp.store.queryRows!('SELECT number AS x FROM numbers(0)')) empty.push(row);
+    expect(empty).toEqual([['x']]);
+    // The block size of the stream is not left on the engine's session.
+    const blockSize = (): Promise<unknown> => temp!.store.query("SELECT value FROM system.settings WHERE name = 'max_block_size'");
+    expect(await blockSize()).toEqual([{ value: '65409' }]);
+    // What the engine does not stream is read whole.
+    await temp.store.command('CREATE TABLE t (x UInt8) ENGINE = MergeTree ORDER BY x');
+    const tables: (readonly unknown[])[] = [];
+    for await (const row of temp.store.queryRows!('SHOW TABLES')) tables.push(row);
+    expect(tables).toEqual([['name'], ['t']]);
+    expect(await blockSize()).toEqual([{ value: '65409' }]);
+  });
+
+  it('fails a streamed read that fails in the middle, after the rows before it, and refuses a FORMAT clause', async () => {
+    temp = await openTempStore({ migrate: false });
+    let seen = 0;
+    const read = async (): Promise<void> => {
+      for await (const _row of temp!.store.queryRows!('SELECT throwIf(number = 30000) AS x FROM numbers(40000)')) seen += 1;
+    };
+    // As the client's path reports it: the engine's text without its `Code: 395. DB::Exception:`.
+    await expect(read()).rejects.toMatchObject({
+      code: 'MSGPIPE_ERR_CLICKHOUSE',
+      message: expect.stringMatching(/^ClickHouse query failed: Value passed to 'throwIf'/) as unknown,
+      details: { clickhouseType: 'FUNCTION_THROW_IF_VALUE_IS_NON_ZERO', clickhouseCode: 395 },
+    });
+    expect(seen).toBeGreaterThan(1);
+    expect(seen).toBeLessThan(30_001);
+    const formatted = async (): Promise<void> => {
+      for await (const _row of temp!.store.queryRows!('SELECT 1 FORMAT TSV')) seen += 1;
+    };
+    await expect(formatted()).rejects.toThrow(/leave out the FORMAT clause/);
+  });
+
   it('inserts positional rows when columns are given, missing properties taking the DEFAULT', async () => {
     temp = await openTempStore({ migrate: false });
     const { store } = temp;
