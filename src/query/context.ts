@@ -17,8 +17,3 @@ export interface PageResult {
   readonly items: readonly Record<string, unknown>[];
   readonly total: number;
 }
-
-/** The rows of a query that selects `count() OVER () AS total` beside its columns. */
-export interface Counted {
-  readonly total: string;
-}

@@ -15,9 +15,10 @@
  * `…产品介绍…`. Every message of such a part went missing from search until a merge.
  * The conversation filter is ANDed with everything (msg-server's OR leaked every corp, W-S4).
  */
-import type { Counted, PageResult, QueryContext } from './context.ts';
+import type { PageResult, QueryContext } from './context.ts';
+import { messagePage } from './page.ts';
 import type { SearchQuery } from './params.ts';
-import { MESSAGE_COLUMNS, renderMessage, type MessageRecord } from './render.ts';
+import { renderMessage } from './render.ts';
 
 /** A LIKE pattern matching text that contains `text` literally. */
 export function containsPattern(text: string): string {
@@ -25,25 +26,19 @@ export function containsPattern(text: string): string {
 }
 
 export async function searchMessages(ctx: QueryContext, q: SearchQuery): Promise<PageResult> {
+  // The LIKE is for the text index, the position for the exact match: for a pattern that ends in
+  // two or more escaped backslashes (keyword `C:\\`), ClickHouse 26.7 looked up the wrong tokens
+  // in the index and found nothing, so the LIKE leaves the keyword's final backslashes out.
   const where = `tenant = {tenant:String} AND staff_id = {staff:String} AND peer_id = {peer:String}
-    AND content_text LIKE {pattern:String}`;
-  const params = {
+    AND content_text LIKE {pattern:String} AND position(content_text, {keyword:String}) > 0`;
+  const { rows, total } = await messagePage(ctx, where, 'msg_time DESC, msgid DESC', {
     tenant: q.ext_corp_id,
     staff: q.ext_staff_id,
     peer: q.ext_peer_id,
-    pattern: containsPattern(q.keyword),
+    pattern: containsPattern(q.keyword.replace(/\\+$/, '')),
+    keyword: q.keyword,
     limit: q.page_size,
     offset: (q.page - 1) * q.page_size,
-  };
-  const rows = await ctx.store.query<MessageRecord & Counted>(
-    `SELECT ${MESSAGE_COLUMNS}, count() OVER () AS total FROM messages WHERE ${where}
-     ORDER BY msg_time DESC, msgid DESC LIMIT {limit:UInt32} OFFSET {offset:UInt32}`,
-    params,
-  );
-  let total = Number(rows[0]?.total ?? 0);
-  if (rows.length === 0 && q.page > 1) {
-    const [count] = await ctx.store.query<{ total: string }>(`SELECT count() AS total FROM messages WHERE ${where}`, params);
-    total = Number(count?.total ?? 0);
-  }
+  });
   return { items: rows.map(renderMessage), total };
 }

@@ -15,10 +15,11 @@
  * `send_at_start`/`send_at_end` are calendar days in `query.timezone`, the end day included
  * (msg-server: UTC, end excluded, both required, W-C11).
  */
-import type { Counted, PageResult, QueryContext } from './context.ts';
+import type { PageResult, QueryContext } from './context.ts';
 import { API_CODES, ApiError } from './envelope.ts';
+import { messagePage, type PageParams } from './page.ts';
 import { dateRange, type SessionMsgsQuery } from './params.ts';
-import { MESSAGE_COLUMNS, renderMessage, type MessageRecord } from './render.ts';
+import { renderMessage } from './render.ts';
 
 /** Where one message sits in the `(msg_time, msgid)` order. */
 interface Anchor {
@@ -44,7 +45,7 @@ export async function listSessionMessages(ctx: QueryContext, q: SessionMsgsQuery
   }
   const range = dateRange(q.send_at_start, q.send_at_end, ctx.timezone);
   const conditions = [CONVERSATION];
-  const params: Record<string, unknown> = {
+  const params: PageParams = {
     tenant: q.ext_corp_id,
     staff: q.ext_staff_id,
     peer: q.receiver_id,
@@ -89,17 +90,7 @@ export async function listSessionMessages(ctx: QueryContext, q: SessionMsgsQuery
   if (keyset) dir = q.max_id !== undefined ? 'ASC' : 'DESC';
   else dir = q.sort_type === 'asc' ? 'ASC' : 'DESC';
   const order = q.sort_field === 'seq' ? `seq ${dir}, msg_time ${dir}, msgid ${dir}` : `msg_time ${dir}, msgid ${dir}`;
-  const where = conditions.join(' AND ');
-  const rows = await ctx.store.query<MessageRecord & Counted>(
-    `SELECT ${MESSAGE_COLUMNS}, count() OVER () AS total FROM messages WHERE ${where}
-     ORDER BY ${order} LIMIT {limit:UInt32} OFFSET {offset:UInt32}`,
-    params,
-  );
-  let total = Number(rows[0]?.total ?? 0);
-  if (rows.length === 0 && q.page > 1) {
-    const [count] = await ctx.store.query<{ total: string }>(`SELECT count() AS total FROM messages WHERE ${where}`, params);
-    total = Number(count?.total ?? 0);
-  }
+  const { rows, total } = await messagePage(ctx, conditions.join(' AND '), order, params);
   const wanted = q.sort_type === 'asc' ? 'ASC' : 'DESC';
   if (keyset && dir !== wanted) rows.reverse();
   return { items: rows.map(renderMessage), total };

@@ -24,6 +24,8 @@ const TEXTS = [
   '明天上午十点发货',
   'Hello World 你好',
   '品介', // the bigram alone
+  'C:\\\\Users\\\\me',
+  'a\\\\b\\c',
 ];
 
 let id = 3_000_000_000_000_000_000n;
@@ -87,6 +89,13 @@ describe('search', () => {
     ['介绍产品', []],
     ['iphone', []],
     ['不存在的词', []],
+    // Two backslashes at the end: the text index read for such a LIKE pattern looked up the
+    // wrong tokens and found nothing.
+    ['C:\\\\', ['C:\\\\Users\\\\me']],
+    ['\\\\', ['a\\\\b\\c', 'C:\\\\Users\\\\me']],
+    ['a\\\\', ['a\\\\b\\c']],
+    ['\\', ['a\\\\b\\c', 'C:\\\\Users\\\\me']],
+    ['b\\', ['a\\\\b\\c']],
   ])('%s', async (keyword, expected) => {
     const result = await search(keyword);
     expect(result.texts).toEqual(expected);
