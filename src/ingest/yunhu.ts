@@ -12,7 +12,10 @@
  * chat has caught up, its latest `rereadWindow` messages are read again, and every message whose
  * edit or recall time differs from what this process last handed on is emitted again (after a
  * restart: every edited or recalled message of the window, once; the sink makes that
- * idempotent). When a message's `edit_time` is new, its edit history is read from
+ * idempotent). When more than the window arrived since the last re-read (a burst, or a restart
+ * after downtime), the window the last re-read covered (after a restart: the one below the stored
+ * cursor) is read again too: a message that was among the newest when it changed is not missed
+ * because newer ones arrived before the next read. When a message's `edit_time` is new, its edit history is read from
  * `list-message-edit-record` (JSON) and each history entry is emitted, as its exact bytes, in
  * the same page right after the message.
  *
@@ -110,6 +113,8 @@ interface HistoryFailure {
   readonly stream: string;
   readonly msgId: string;
   readonly editTime: string;
+  /** The message's edit and recall times when its history failed: a change since is handed on at once. */
+  readonly state: string;
   readonly seq: bigint;
   readonly failures: number;
   readonly nextAt: number;
@@ -300,6 +305,12 @@ export class YunhuSource implements Source {
   private readonly cursors = new Map<string, bigint>();
   /** Chat stream → the cursor this process loaded: what it had stored before it started. */
   private readonly loadedCursors = new Map<string, bigint>();
+  /**
+   * Chat stream → the cursor the last completed re-read of the chat ended at (before the first:
+   * the loaded cursor). Its window is read again when the cursor has moved past it by more than
+   * the window, and {@link prune} keeps it in `seen` until then.
+   */
+  private readonly rereadAt = new Map<string, bigint>();
   /** Chat stream → msg_id → [msg_seq, state] of messages handed on by this process. */
   private readonly seen = new Map<string, Map<string, { seq: bigint; state: string; editTime: string }>>();
   /** Hashes of bad bodies already dead-lettered, per position. */
@@ -497,9 +508,19 @@ export class YunhuSource implements Source {
       // not be remembered whole until the chat has caught up.
       this.prune(stream, cursor);
     }
-    if (caughtUp && this.config.rereadWindow > 0 && cursor > 0n && !ctx.signal.aborted) await this.reread(ctx, chat, cursor);
-    this.prune(stream, cursor);
-    await this.retryHistories(ctx, chat, cursor);
+    if (caughtUp && this.config.rereadWindow > 0 && cursor > 0n && !ctx.signal.aborted) {
+      const window = BigInt(this.config.rereadWindow);
+      const below = (seq: bigint): bigint => (seq > window ? seq - window : 0n);
+      const last = this.rereadAt.get(stream) ?? this.loadedCursors.get(stream) ?? cursor;
+      // The window the last re-read covered, when the new one no longer reaches it.
+      if (last < below(cursor)) await this.reread(ctx, chat, below(last), last);
+      await this.reread(ctx, chat, below(last < cursor ? last : cursor));
+      this.rereadAt.set(stream, this.cursors.get(stream) ?? cursor);
+    }
+    // The re-read may have moved the cursor on: no page may carry an older one.
+    const current = this.cursors.get(stream) ?? cursor;
+    this.prune(stream, current);
+    await this.retryHistories(ctx, chat, current);
     return fresh;
   }
 
@@ -517,7 +538,7 @@ export class YunhuSource implements Source {
       if (failure.stream !== stream || failure.seq > floor || failure.nextAt > now) continue;
       const history = await this.editHistoryOrNone(ctx, stream, failure.msgId);
       if (history === undefined) {
-        this.historyFailed(ctx, stream, failure.msgId, failure.editTime, failure.seq);
+        this.historyFailed(ctx, stream, failure.msgId, failure.editTime, failure.state, failure.seq);
         continue;
       }
       this.historyFailures.delete(key);
@@ -530,15 +551,18 @@ export class YunhuSource implements Source {
     }
   }
 
-  /** Reads the latest `rereadWindow` messages again and hands on those that changed. */
-  private async reread(ctx: SourceContext, chat: YunhuChat, cursor: bigint): Promise<void> {
+  /**
+   * Reads the messages after `low` again and hands on those that changed: up to `until` (an
+   * earlier window, whose pages keep the cursor), else up to the newest, new ones included.
+   */
+  private async reread(ctx: SourceContext, chat: YunhuChat, low: bigint, until?: bigint): Promise<void> {
     const stream = chatStream(chat);
     const seen = this.seen.get(stream);
-    let start = cursor > BigInt(this.config.rereadWindow) ? cursor - BigInt(this.config.rereadWindow) : 0n;
-    let high = cursor;
-    while (start < high && !ctx.signal.aborted) {
+    let start = low;
+    let high = this.cursors.get(stream) ?? 0n;
+    while (start < (until ?? high) && !ctx.signal.aborted) {
       const page = await this.listAfter(ctx, chat, start);
-      const readable = page.filter((m): m is Listed & { seq: bigint; msgId: string } => m.seq !== undefined && m.msgId !== undefined);
+      const readable = page.filter((m): m is Listed & { seq: bigint; msgId: string } => m.seq !== undefined && m.msgId !== undefined && (until === undefined || m.seq <= until));
       if (readable.length === 0) break;
       const changed = readable.filter((m) => m.seq > high || seen?.get(m.msgId)?.state !== m.state);
       const top = readable.reduce((max, m) => (m.seq > max ? m.seq : max), start);
@@ -553,7 +577,7 @@ export class YunhuSource implements Source {
       const loaded = this.loadedCursors.get(stream) ?? 0n;
       const worth = [
         ...changed.filter((m) => (m.seq > high || m.seq > loaded || seen?.has(m.msgId) === true || m.state !== '0:0') && !this.historyWaits(stream, m, now)),
-        ...this.unsent(stream, passedUndecodable(page, high, newHigh)),
+        ...(until === undefined ? this.unsent(stream, passedUndecodable(page, high, newHigh)) : []),
       ];
       if (worth.length > 0) await this.emitMessages(ctx, chat, high, newHigh, worth);
       else for (const m of changed) if (!this.historyPending(stream, m)) this.remember(stream, m);
@@ -585,7 +609,7 @@ export class YunhuSource implements Source {
       if (m.msgId !== undefined && m.msgId !== '' && m.editTime !== '0' && seen?.get(m.msgId)?.editTime !== m.editTime) {
         const history = await this.editHistoryOrNone(ctx, stream, m.msgId);
         if (history === undefined) {
-          if (this.historyFailed(ctx, stream, m.msgId, m.editTime, m.seq ?? 0n)) historyMissing.add(m.msgId);
+          if (this.historyFailed(ctx, stream, m.msgId, m.editTime, m.state, m.seq ?? 0n)) historyMissing.add(m.msgId);
         } else this.historyFailures.delete(historyKey(stream, m.msgId));
         for (const entry of history ?? []) push(entry);
       }
@@ -633,12 +657,21 @@ export class YunhuSource implements Source {
     }
   }
 
-  /** Forgets messages that left the re-read window (a failed history is kept: {@link retryHistories}). */
+  /**
+   * Forgets messages that left the re-read window, but for the window of the last re-read, which
+   * the next one reads again when the cursor has moved far past it (a failed history is kept:
+   * {@link retryHistories}).
+   */
   private prune(stream: string, cursor: bigint): void {
-    const floor = cursor - BigInt(this.config.rereadWindow);
+    const window = BigInt(this.config.rereadWindow);
+    const last = this.rereadAt.get(stream);
     const seen = this.seen.get(stream);
     if (seen === undefined) return;
-    for (const [id, entry] of seen) if (entry.seq <= floor) seen.delete(id);
+    for (const [id, entry] of seen) {
+      if (entry.seq > cursor - window) continue;
+      if (last !== undefined && entry.seq > last - window && entry.seq <= last) continue;
+      seen.delete(id);
+    }
   }
 
   /** One list-message-by-seq call: the messages after `start`. */
@@ -658,7 +691,7 @@ export class YunhuSource implements Source {
   }
 
   /** The failed edit history of `m` (at its current edit) that is to be asked for again, if any. */
-  private historyFailure(stream: string, m: Listed): { nextAt: number } | undefined {
+  private historyFailure(stream: string, m: Listed): HistoryFailure | undefined {
     const failure = m.msgId === undefined ? undefined : this.historyFailures.get(historyKey(stream, m.msgId));
     return failure?.editTime === m.editTime ? failure : undefined;
   }
@@ -668,16 +701,20 @@ export class YunhuSource implements Source {
     return this.historyFailure(stream, m) !== undefined;
   }
 
-  /** Whether `m`'s edit history failed and its next attempt comes after `now`. */
+  /**
+   * Whether `m`'s edit history failed and its next attempt comes after `now`, `m` unchanged since
+   * (a recall meanwhile is handed on at once).
+   */
   private historyWaits(stream: string, m: Listed, now: number): boolean {
-    return (this.historyFailure(stream, m)?.nextAt ?? -Infinity) > now;
+    const failure = this.historyFailure(stream, m);
+    return failure?.state === m.state && failure.nextAt > now;
   }
 
   /**
    * Counts a failed edit history of a message at `editTime`; returns whether to ask again later
    * (the message is then left out of `seen`), false once {@link HISTORY_ATTEMPTS} have failed.
    */
-  private historyFailed(ctx: SourceContext, stream: string, msgId: string, editTime: string, seq: bigint): boolean {
+  private historyFailed(ctx: SourceContext, stream: string, msgId: string, editTime: string, state: string, seq: bigint): boolean {
     const key = historyKey(stream, msgId);
     const previous = this.historyFailures.get(key);
     const failures = previous?.editTime === editTime ? previous.failures + 1 : 1;
@@ -691,7 +728,7 @@ export class YunhuSource implements Source {
       if (oldestKey !== undefined) this.historyFailures.delete(oldestKey);
       ctx.log.warn({ source: this.name, stream: oldest?.stream, msgId: oldest?.msgId }, 'Too many edit histories to ask for again; the oldest message stays without its history.');
     }
-    this.historyFailures.set(key, { stream, msgId, editTime, seq, failures, nextAt: Date.now() + backoffMs(this.retryPolicy, failures) });
+    this.historyFailures.set(key, { stream, msgId, editTime, state, seq, failures, nextAt: Date.now() + backoffMs(this.retryPolicy, failures) });
     return true;
   }
 
@@ -728,8 +765,10 @@ export class YunhuSource implements Source {
       await this.checkStatus(ctx, position, body, Number.isFinite(code) ? { requestId: '', code, msg: message } : undefined);
       for (const s of spans) entries.push(body.subarray(s.start, s.end));
       const data = fields['data'] as Record<string, unknown> | undefined;
-      const total = Number(data?.['total'] ?? 0);
-      if (spans.length < EDIT_PAGE_SIZE || entries.length >= total) break;
+      // By `total` when the answer has it: a server may cap the page below the size asked for.
+      const total = Number(data?.['total']);
+      if (spans.length === 0) break;
+      if (Number.isFinite(total) && total > 0 ? entries.length >= total : spans.length < EDIT_PAGE_SIZE) break;
     }
     return entries;
   }

@@ -45,9 +45,21 @@ function build(sim: YunhuSimulatorHandle, extra: Record<string, unknown> = {}, r
   return createSource(config, { retry, parkRetryMs: 100 });
 }
 
-function run(source: Source, cursors = new Map<string, string>()): { pages: SourcePage[]; cursors: Map<string, string>; stop: () => Promise<void> } {
+interface Running {
+  readonly pages: SourcePage[];
+  readonly cursors: Map<string, string>;
+  /** How many times the source has started waiting for its next poll. */
+  waits(): number;
+  /** Ends the source's wait for its next poll, as `POST /chat-msg/sync` does. */
+  wake(): void;
+  stop(): Promise<void>;
+}
+
+function run(source: Source, cursors = new Map<string, string>()): Running {
   const controller = new AbortController();
   const pages: SourcePage[] = [];
+  let waits = 0;
+  let wake = (): void => undefined;
   const ctx: SourceContext = {
     signal: controller.signal,
     log: pino({ level: 'silent' }),
@@ -57,10 +69,14 @@ function run(source: Source, cursors = new Map<string, string>()): { pages: Sour
       cursors.set(page.stream, page.cursorAfter);
       return Promise.resolve();
     },
-    wakeup: (signal) => new Promise<void>((resolve) => { signal.addEventListener('abort', () => { resolve(); }, { once: true }); }),
+    wakeup: (signal) => new Promise<void>((resolve) => {
+      waits++;
+      wake = resolve;
+      signal.addEventListener('abort', () => { resolve(); }, { once: true });
+    }),
   };
   const done = source.run(ctx);
-  return { pages, cursors, stop: async () => { controller.abort(); await done; } };
+  return { pages, cursors, waits: () => waits, wake: () => { wake(); }, stop: async () => { controller.abort(); await done; } };
 }
 
 function msgIds(pages: readonly SourcePage[]): string[] {
@@ -113,6 +129,63 @@ describe('yunhu source', () => {
       const history = r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] === 0x7b).map((x) => JSON.parse(Buffer.from(x.bytes).toString()) as { contentOld: string });
       expect(history.map((h) => h.contentOld)).toEqual(expect.arrayContaining(['{"text":"v1"}', '{"text":"v2"}']));
     }, WAIT);
+    await r.stop();
+  });
+
+  /** The latest state of each of `ids` in the pages: its text and whether it is recalled. */
+  function latest(pages: readonly SourcePage[], ids: readonly string[]): { text: string; recalled: boolean }[] {
+    const msgs = pages.flatMap((p) => p.records).filter((x) => x.bytes[0] !== 0x7b).map((x) => decodeYunhu('Msg', x.bytes));
+    return ids.map((id) => {
+      const m = msgs.filter((x) => x['msg_id'] === id).at(-1);
+      return { text: (m?.['content'] as { text?: string } | undefined)?.text ?? '', recalled: m !== undefined && m['recall_time'] !== '0' };
+    });
+  }
+
+  it('reads the window below its stored cursor again after a restart: edits and recalls made while it was down outlast a longer backlog', async () => {
+    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
+    const chat = { chatId: '7356214', chatType: 1 };
+    const client = yunhuClient(sim.url, 'tok-yh');
+    const a = await client.send(chat, { content: { text: 'v1' } });
+    const b = await client.send(chat, { content: { text: 'to recall' } });
+    const first = run(build(sim, { chats: [chat] }));
+    await vi.waitFor(() => { expect(first.cursors.get('1:7356214')).toBe('5'); }, WAIT);
+    await first.stop();
+    // While it is down: the two newest change, then more than the window (20) arrives.
+    await client.edit(chat, a, 'v2');
+    await client.recall(chat, b);
+    for (let i = 0; i < 30; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
+    const second = run(build(sim, { chats: [chat] }), first.cursors);
+    await vi.waitFor(() => {
+      expect(second.cursors.get('1:7356214')).toBe('35');
+      expect(latest(second.pages, [a, b])).toEqual([{ text: 'v2', recalled: false }, { text: '', recalled: true }]);
+    }, WAIT);
+    await second.stop();
+  });
+
+  it('reads the window of its last re-read again when more than the window arrived before the next round', async () => {
+    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
+    const chat = { chatId: '7356214', chatType: 1 };
+    const client = yunhuClient(sim.url, 'tok-yh');
+    const a = await client.send(chat, { content: { text: 'v1' } });
+    const b = await client.send(chat, { content: { text: 'to recall' } });
+    const r = run(build(sim, { chats: [chat], pollIntervalMs: 600_000 }));
+    // Caught up, re-read, and waiting for the next poll.
+    await vi.waitFor(() => {
+      expect(r.cursors.get('1:7356214')).toBe('5');
+      expect(r.waits()).toBe(1);
+    }, WAIT);
+    await client.edit(chat, a, 'v2');
+    await client.recall(chat, b);
+    for (let i = 0; i < 30; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
+    r.wake();
+    await vi.waitFor(() => { expect(r.waits()).toBe(2); }, WAIT);
+    expect(r.cursors.get('1:7356214')).toBe('35');
+    expect(latest(r.pages, [a, b])).toEqual([{ text: 'v2', recalled: false }, { text: '', recalled: true }]);
+    // The next round re-reads the newest window only: nothing is handed on again.
+    const pagesThen = r.pages.length;
+    r.wake();
+    await vi.waitFor(() => { expect(r.waits()).toBe(3); }, WAIT);
+    expect(r.pages.length).toBe(pagesThen);
     await r.stop();
   });
 
@@ -278,6 +351,16 @@ describe('yunhu source', () => {
     expect(editReads()).toBe(10);
     expect(emitted()).toBe(10);
     expect(r.pages.flatMap((p) => p.deadLetters)).toHaveLength(1);
+    await r.stop();
+  });
+
+  it('hands on at once a recall of a message whose edit history waits for its next attempt', async () => {
+    const { sim, chat, client, a } = await editedWithFailingRecord();
+    // The history's next attempt is a minute away.
+    const r = run(build(sim, { chats: [chat] }, { attempts: Infinity, minMs: 60_000, maxMs: 60_000, factor: 2 }));
+    await vi.waitFor(() => { expect(msgIds(r.pages)).toContain(a); }, WAIT);
+    await client.recall(chat, a);
+    await vi.waitFor(() => { expect(latest(r.pages, [a])).toEqual([{ text: '', recalled: true }]); }, WAIT);
     await r.stop();
   });
 
@@ -466,13 +549,22 @@ describe('yunhu source re-read', () => {
   };
 
   /** A Yunhu stand-in answering each list-by-seq with `answer(msg_start)`; counts the reads. */
-  async function scripted(answer: (start: number) => Buffer): Promise<{ source: Source; reads: () => number }> {
+  async function scripted(
+    answer: (start: number) => Buffer,
+    editRecord: (request: { size: number; page: number }) => unknown = () => ({ code: 1, data: { list: [], total: 0 }, msg: 'success' }),
+    extra: Record<string, unknown> = {},
+  ): Promise<{ source: Source; reads: () => number }> {
     let reads = 0;
     server = createServer((req, res) => {
       reads++;
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
+        if (req.url?.endsWith('/list-message-edit-record') === true) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(editRecord(JSON.parse(Buffer.concat(chunks).toString()) as { size: number; page: number })));
+          return;
+        }
         const start = Number(decodeYunhu('ListMessageBySeqRequest', Buffer.concat(chunks))['msg_start']);
         res.writeHead(200, { 'content-type': 'application/x-protobuf' });
         res.end(answer(start));
@@ -480,7 +572,7 @@ describe('yunhu source re-read', () => {
     });
     await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
-    const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: url, token: 't', userId: 'u', pollIntervalMs: 50, rereadWindow: 20, chats: [{ chatId: 'c', chatType: 2 }] });
+    const config = sourceSchema.parse({ type: 'yunhu', name: 'yh', tenant: 'corp1', baseUrl: url, token: 't', userId: 'u', pollIntervalMs: 50, rereadWindow: 20, chats: [{ chatId: 'c', chatType: 2 }], ...extra });
     return { source: createSource(config, { retry: FAST, parkRetryMs: 100 }), reads: () => reads };
   }
 
@@ -528,5 +620,52 @@ describe('yunhu source re-read', () => {
     await r.stop();
     expect(msgIds(r.pages).sort()).toEqual(['m1', 'm2', 'm3', 'm4']);
     expect(r.cursors.get('2:c')).toBe('4');
+  });
+
+  const edited = (seq: number, editTime: string): Uint8Array =>
+    encodeYunhu('Msg', { msg_id: `m${String(seq)}`, msg_seq: String(seq), send_time: '1731059400000', edit_time: editTime, content_type: 1, content: { text: `t${String(seq)}` } });
+
+  it('reads an edit history to its total when the server answers fewer entries per page than asked for', async () => {
+    const versions = Array.from({ length: 25 }, (_v, i) => ({ id: 1000 + i, msgId: 'm1', contentType: 1, contentOld: JSON.stringify({ text: `v${String(i)}` }), createTime: 1731059400000, msgTime: 1731059500000 + i }));
+    const asked: string[] = [];
+    const { source } = await scripted(
+      (start) => list(start < 1 ? [edited(1, '1731059999000')] : []),
+      ({ size, page }) => {
+        asked.push(`${String(size)}/${String(page)}`);
+        // A server that gives 10 at most, whatever the size.
+        return { code: 1, data: { list: versions.slice((page - 1) * 10, page * 10), total: versions.length }, msg: 'success' };
+      },
+    );
+    const r = run(source);
+    await vi.waitFor(() => { expect(r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] === 0x7b)).toHaveLength(25); }, WAIT);
+    await r.stop();
+    expect(asked).toEqual(['50/1', '50/2', '50/3']);
+  });
+
+  it('never hands on a page with a cursor older than one it handed on before', async () => {
+    // Seq 2 is edited and its history fails at first; seq 11 arrives between a round's read from
+    // the cursor and its re-read, which hands it on; the history is then asked for on its own.
+    let historyAnswers = false;
+    let arrived = false;
+    const { source } = await scripted(
+      (start) => {
+        const seqs = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ...(arrived ? [11] : [])];
+        if (historyAnswers && start === 10) arrived = true;
+        return list(seqs.filter((q) => q > start).map((q) => (q === 2 ? edited(2, '1731059500000') : msg(q))));
+      },
+      () => (historyAnswers
+        ? { code: 1, data: { list: [{ id: 1, msgId: 'm2', contentType: 1, contentOld: '{"text":"old"}', createTime: 1731059400000, msgTime: 1731059500000 }], total: 1 }, msg: 'success' }
+        : { code: -1, msg: 'busy' }),
+      { rereadWindow: 3 },
+    );
+    const r = run(source);
+    await vi.waitFor(() => { expect(r.cursors.get('2:c')).toBe('10'); }, WAIT);
+    historyAnswers = true;
+    await vi.waitFor(() => { expect(r.pages.flatMap((p) => p.records).some((x) => x.bytes[0] === 0x7b)).toBe(true); }, WAIT);
+    await r.stop();
+    expect(msgIds(r.pages)).toContain('m11');
+    const after = r.pages.map((p) => Number(p.cursorAfter));
+    expect(after).toEqual([...after].sort((x, y) => x - y));
+    expect(r.cursors.get('2:c')).toBe('11');
   });
 });
