@@ -14,8 +14,9 @@
  * protobuf body), `latencyMs`, `tokenExpiresAfter` (then `status.code` -101 "未登录" until
  * renewToken), `goneChats` (status -1 "会话不存在" for those chats only), `chatHttpStatus` (an
  * HTTP status, such as 404 or 503, for every read of those chats), `failingEditRecords` (the
- * edit record answers status -1 "消息不存在"). They apply to the read endpoints; send, edit and
- * recall only see latency.
+ * edit record answers status -1 "消息不存在"), `duplicateRate` (a list-by-seq page that also
+ * carries the message at `msg_start` again, and one of its messages twice). They apply to the
+ * read endpoints; send, edit and recall only see latency.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -46,6 +47,11 @@ export interface YunhuSimFaults {
   readonly chatHttpStatus?: Readonly<Record<string, number>>;
   /** The edit record answers status -1 "消息不存在" for every message. */
   readonly failingEditRecords?: boolean;
+  /**
+   * Chance that a list-by-seq page also carries the message at `msg_start` (listed before) first,
+   * and one of its own messages twice in a row.
+   */
+  readonly duplicateRate?: number;
 }
 
 /** {@link YunhuSimFaults} as the `/_sim` routes accept them. */
@@ -60,6 +66,7 @@ const yunhuFaultsSchema = z.strictObject({
   goneChats: z.array(z.string().regex(/^[123]:.+$/)).optional(),
   chatHttpStatus: z.record(z.string().regex(/^[123]:.+$/), z.int().min(400).max(599)).optional(),
   failingEditRecords: z.boolean().optional(),
+  duplicateRate: rate.optional(),
 });
 
 export interface YunhuSimAccountInput {
@@ -347,7 +354,14 @@ export async function startYunhuSimulator(options: StartYunhuSimulatorOptions): 
       if (!('account' in admitted)) return admitted;
       const s = admitted;
       const chat = s.account.chats.get(chatKey);
-      const messages = chat === undefined ? [] : select(chat, body, s.account.pageSize);
+      let messages = chat === undefined ? [] : select(chat, body, s.account.pageSize);
+      // Drawn only when set: the other faults' dice stay as they were.
+      const duplicateRate = faultsOf(s).duplicateRate ?? 0;
+      if (chat !== undefined && messages.length > 0 && requestType === 'ListMessageBySeqRequest' && duplicateRate > 0 && s.dice.chance(duplicateRate)) {
+        const again = s.dice.int(messages.length);
+        const before = chat.messages.find((m) => String(m.seq) === msgStart);
+        messages = [...(before === undefined ? [] : [before]), ...messages.slice(0, again + 1), ...messages.slice(again)];
+      }
       return answer(s, reply, path, chatKey, msgStart, listBody(messages.map((m) => encodeMessage(m, s.account.userId))), messages.length, false);
     });
   };

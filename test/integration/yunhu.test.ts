@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 
+import { decodeYunhu, readListResponse } from '../../src/ingest/yunhu-proto.ts';
 import { signUrl } from '../../src/query/index.ts';
 import { yunhuClient } from '../../src/simulate/yunhu-client.ts';
 import { startYunhuSimulator, type YunhuExpected, type YunhuSimulatorHandle } from '../../src/simulate/yunhu-server.ts';
@@ -104,6 +105,15 @@ async function expectExact(configFile: string, sim: YunhuSimulatorHandle): Promi
   expect(history.every((h) => h.n === '1')).toBe(true);
 }
 
+/** A listed message's msg_id, or its bytes in hex when it does not decode (a hostile one). */
+function msgIdOf(bytes: Uint8Array): string {
+  try {
+    return String(decodeYunhu('Msg', bytes)['msg_id']);
+  } catch {
+    return Buffer.from(bytes).toString('hex');
+  }
+}
+
 function ownText(sim: YunhuSimulatorHandle, chat: string): YunhuExpected[] {
   return sim.expected(ACCOUNT).filter((m) => m.chat === chat && m.contentType === 1 && m.recallTime === 0 && m.hostile === undefined);
 }
@@ -113,6 +123,8 @@ describe('yunhu pipeline', () => {
     await withTempDir('yunhu', async (dir) => {
       const sim = await startYunhuSimulator({
         accounts: [{ token: 'tok-yh', userId: ACCOUNT, pageSize: 20, chats: [{ ...GROUP, chatType: 2, messages: 60 }, { ...USER, chatType: 1, messages: 20 }, { ...BOT, chatType: 3, messages: 10 }] }],
+        // Pages that list a message again, the one before them and one of their own: stored once.
+        faults: { duplicateRate: 0.3 },
       });
       try {
         const configFile = await writeConfig(dir, config(dir, sim.url));
@@ -176,6 +188,12 @@ describe('yunhu pipeline', () => {
         await stopGracefully(proc);
 
         await expectExact(configFile, sim);
+        // The duplicates were served: pages that listed one message twice.
+        const listedTwice = sim.received(ACCOUNT).filter((r) => r.path === '/v1/msg/list-message-by-seq' && r.outcome === 'page' && r.body !== undefined).filter((r) => {
+          const ids = readListResponse(r.body!).spans.map((span) => msgIdOf(r.body!.subarray(span.start, span.end)));
+          return new Set(ids).size < ids.length;
+        });
+        expect(listedTwice.length).toBeGreaterThan(0);
         const [edited] = await sql<{ content_text: string; wx_msg_type: number; msg_type: string }>(configFile, `SELECT content_text, wx_msg_type, msg_type FROM messages WHERE msgid = '${a}'`);
         expect(edited).toEqual({ content_text: '**第三版**', wx_msg_type: 3, msg_type: 'text' });
         const history = await sql<{ content_text_old: string }>(configFile, `SELECT content_text_old FROM message_edits WHERE msgid = '${a}' ORDER BY edit_time`);
