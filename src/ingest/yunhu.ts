@@ -15,9 +15,9 @@
  * idempotent). When more than the window arrived since the last re-read (a burst, or a restart
  * after downtime), the window the last re-read covered (after a restart: the one below the stored
  * cursor) is read again too: a message that was among the newest when it changed is not missed
- * because newer ones arrived before the next read. When a message's `edit_time` is new, its edit history is read from
- * `list-message-edit-record` (JSON) and each history entry is emitted, as its exact bytes, in
- * the same page right after the message.
+ * because newer ones arrived before the next read. When a message's `edit_time` is new, its
+ * edit history is read from `list-message-edit-record` (JSON) and each history entry is emitted,
+ * as its exact bytes, in the same page right after the message.
  *
  * Chats: `chats` from the configuration, else the conversation list (`/v1/conversation/list`,
  * protobuf), read again every `conversationRefreshMs`.
@@ -512,9 +512,14 @@ export class YunhuSource implements Source {
       const window = BigInt(this.config.rereadWindow);
       const below = (seq: bigint): bigint => (seq > window ? seq - window : 0n);
       const last = this.rereadAt.get(stream) ?? this.loadedCursors.get(stream) ?? cursor;
-      // The window the last re-read covered, when the new one no longer reaches it.
-      if (last < below(cursor)) await this.reread(ctx, chat, below(last), last);
-      await this.reread(ctx, chat, below(last < cursor ? last : cursor));
+      if (last < below(cursor)) {
+        // The window the last re-read covered, which the new one no longer reaches, then the new.
+        await this.reread(ctx, chat, below(last), last);
+        await this.reread(ctx, chat, below(cursor));
+      } else {
+        // One range holds both.
+        await this.reread(ctx, chat, below(last < cursor ? last : cursor));
+      }
       this.rereadAt.set(stream, this.cursors.get(stream) ?? cursor);
     }
     // The re-read may have moved the cursor on: no page may carry an older one.

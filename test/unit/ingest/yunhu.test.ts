@@ -160,6 +160,10 @@ describe('yunhu source', () => {
       expect(latest(second.pages, [a, b])).toEqual([{ text: 'v2', recalled: false }, { text: '', recalled: true }]);
     }, WAIT);
     await second.stop();
+    // The 30 new ones and the two changed ones, each once.
+    const ids = msgIds(second.pages);
+    expect(ids).toHaveLength(32);
+    expect(new Set(ids).size).toBe(32);
   });
 
   it('reads the window of its last re-read again when more than the window arrived before the next round', async () => {
@@ -181,6 +185,10 @@ describe('yunhu source', () => {
     await vi.waitFor(() => { expect(r.waits()).toBe(2); }, WAIT);
     expect(r.cursors.get('1:7356214')).toBe('35');
     expect(latest(r.pages, [a, b])).toEqual([{ text: 'v2', recalled: false }, { text: '', recalled: true }]);
+    // The burst was handed on once: only the two changed messages went twice.
+    const ids = msgIds(r.pages);
+    expect(ids).toHaveLength(35 + 2);
+    expect(new Set(ids).size).toBe(35);
     // The next round re-reads the newest window only: nothing is handed on again.
     const pagesThen = r.pages.length;
     r.wake();
