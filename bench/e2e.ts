@@ -2,7 +2,13 @@
  * End-to-end benchmark on the embedded store: simulator pages → `msgpipe run` (a child process)
  * → rows queryable in chDB. Reports messages/s and the pipeline process's peak RSS, and beside
  * it, in the same run, the ClickHouse-only baseline: the same raw items as JSON lines loaded
- * into chDB with the same columns extracted by ClickHouse's JSON functions alone.
+ * into msgpipe's own migrated `messages` table in chDB (its indexes and `sessions_mv` included),
+ * the columns extracted by ClickHouse's functions alone (bench/baseline-child.ts). Both rates
+ * count the same messages: the distinct ones the simulator released, re-sent duplicates not.
+ *
+ * The run fails (throws {@link BenchFailure}, no rate reported) when the pipeline process exits
+ * before every account is caught up, does not exit 0 after SIGTERM (70: the drain deadline cut
+ * work off), or stored other counts of messages and events than the simulator released.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -16,6 +22,8 @@ import { stringify } from 'yaml';
 import { itemSpans } from '../src/core/json.ts';
 import { FINDER_PROVIDERS } from '../src/ingest/registry.ts';
 import { simulatorSources, startSimulator, type SimulatorAccountInput, type SimulatorHandle } from '../src/simulate/index.ts';
+import type { BaselineAccount } from './baseline-child.ts';
+import { BenchFailure, describeExit, failIfAny, killAll, stopAll, untilDone, watch, type ChildExit, type Watched } from './children.ts';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -30,8 +38,14 @@ export interface E2eResult {
   readonly pipelineCpuSeconds: number;
   /** CPU seconds of this process during the run: the simulator serving pages. */
   readonly simulatorCpuSeconds: number;
+  /** Rows in `messages` and `events` after the run; the run fails unless equal to expectedRows. */
   readonly storedRows: number;
+  /** Messages and events msgpipe should have stored of what the simulator released ({@link expectedCounts}). */
+  readonly expectedRows: number;
+  /** Raw items the baseline loaded (the messages, events, dropped items and re-sent duplicates). */
+  readonly baselineItems: number;
   readonly baselineSeconds: number;
+  /** `messages` (the same count as messagesPerSec) / baselineSeconds. */
   readonly baselineMessagesPerSec: number;
   readonly ratioToBaseline: number;
 }
@@ -89,12 +103,17 @@ export function prerender(sim: SimulatorHandle, list: readonly SimulatorAccountI
   for (const account of list) sim.prerender(account.id ?? '');
 }
 
-/** Pulls every page of every account once and writes the raw items as JSON lines. */
-async function dumpItems(sim: SimulatorHandle, file: string): Promise<number> {
-  const lines: Buffer[] = [];
+/**
+ * Pulls every page of every account once and writes each account's raw items as JSON lines,
+ * one file per account (the baseline gives each its source columns). Returns the item count.
+ */
+async function dumpItems(sim: SimulatorHandle, dir: string, manifest: string): Promise<number> {
   const newline = Buffer.from('\n');
+  const accounts: BaselineAccount[] = [];
+  let items = 0;
   for (const account of sim.accounts()) {
     const provider = FINDER_PROVIDERS[account.provider];
+    const lines: Buffer[] = [];
     let keyBuff = '';
     for (;;) {
       const res = await fetch(account.endpoint, {
@@ -108,19 +127,36 @@ async function dumpItems(sim: SimulatorHandle, file: string): Promise<number> {
       for (const s of spans) lines.push(body.subarray(s.start, s.end), newline);
       keyBuff = (JSON.parse(body.toString()) as { data: { keyBuff: string } }).data.keyBuff;
     }
+    const file = join(dir, `items-${account.id}.jsonl`);
+    await writeFile(file, Buffer.concat(lines));
+    items += lines.length / 2;
+    // The pipeline's columns of this source: its name, provider and staff id (appId / wId).
+    accounts.push({ file, tenant: 'bench', source: account.id, sourceType: account.provider, staffId: account.login });
   }
-  await writeFile(file, Buffer.concat(lines));
-  return lines.length / 2;
+  await writeFile(manifest, JSON.stringify(accounts));
+  return items;
 }
 
 /** The ClickHouse-only baseline, in a fresh process holding its own chDB directory. */
-async function baseline(dir: string, file: string): Promise<number> {
+async function baseline(dir: string, manifest: string): Promise<{ seconds: number; rows: number }> {
   const { stdout } = await execFileAsync(
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'bench', 'baseline-child.ts'), join(dir, 'baseline-ch'), file],
+    ['--import', 'tsx', join(ROOT, 'bench', 'baseline-child.ts'), join(dir, 'baseline-ch'), manifest],
     { cwd: ROOT, maxBuffer: 1024 * 1024 },
   );
-  return (JSON.parse(stdout) as { seconds: number }).seconds;
+  return JSON.parse(stdout) as { seconds: number; rows: number };
+}
+
+/** Σ over the accounts of what msgpipe should store: the simulator's byDestination counts. */
+export function expectedCounts(sim: SimulatorHandle, ids: readonly string[]): { released: number; messages: number; events: number } {
+  const out = { released: 0, messages: 0, events: 0 };
+  for (const id of ids) {
+    const summary = sim.summary(id);
+    out.released += summary.released;
+    out.messages += summary.byDestination.messages;
+    out.events += summary.byDestination.events;
+  }
+  return out;
 }
 
 /** Runs the end-to-end benchmark with `total` messages split over three accounts. */
@@ -129,6 +165,7 @@ export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
   const list = accounts(Math.ceil(total / 3));
   const sim = await startSimulator({ accounts: list });
   prerender(sim, list);
+  const children: Watched[] = [];
   try {
     const configFile = join(dir, 'msgpipe.yaml');
     await writeFile(
@@ -153,34 +190,55 @@ export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
     const ids = list.map((a) => a.id ?? '');
     const started = performance.now();
     const simulatorCpuStart = process.cpuUsage();
-    const child = spawn(process.execPath, [...childNodeArgs(), BIN, 'run', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-    const exited = new Promise<void>((resolve) => child.on('exit', () => { resolve(); }));
+    const pipeline = watch(
+      'the pipeline process (msgpipe run)',
+      spawn(process.execPath, [...childNodeArgs(), BIN, 'run', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }),
+    );
+    children.push(pipeline);
+    const pid = pipeline.child.pid ?? 0;
     let peak = 0;
     // Sampled until the child exits (its /proc entry goes with it): off by at most one interval.
     let pipelineCpu = 0;
     const cpuWatch = setInterval(() => {
-      void cpuSeconds(child.pid ?? 0).then((s) => { pipelineCpu = Math.max(pipelineCpu, s); });
+      void cpuSeconds(pid).then((s) => { pipelineCpu = Math.max(pipelineCpu, s); });
     }, 50);
-    while (!ids.every((id) => sim.received(id).at(-1)?.outcome === 'caught_up')) {
-      await new Promise((r) => setTimeout(r, 100));
-      peak = Math.max(peak, await peakRssMb(child.pid ?? 0));
+    let simulatorCpu: NodeJS.CpuUsage;
+    let exit: ChildExit | undefined;
+    try {
+      await untilDone(
+        () => ids.every((id) => sim.received(id).at(-1)?.outcome === 'caught_up'),
+        children,
+        'every account was caught up',
+        async () => { peak = Math.max(peak, await peakRssMb(pid)); },
+      );
+      simulatorCpu = process.cpuUsage(simulatorCpuStart);
+      peak = Math.max(peak, await peakRssMb(pid));
+      [exit] = await stopAll(children);
+    } finally {
+      clearInterval(cpuWatch);
     }
-    const simulatorCpu = process.cpuUsage(simulatorCpuStart);
-    child.kill('SIGTERM');
-    peak = Math.max(peak, await peakRssMb(child.pid ?? 0));
-    await exited;
-    clearInterval(cpuWatch);
     const seconds = (performance.now() - started) / 1000;
+    const problems: string[] = [];
+    if (exit !== undefined && (exit.code !== 0 || exit.killedAfterMs !== undefined)) problems.push(`after SIGTERM, ${describeExit(pipeline.name, exit)}`);
     const stored = Number((JSON.parse(await msgpipeSql(configFile, 'SELECT count() AS n FROM messages')) as { n: string }).n);
     const events = Number((JSON.parse(await msgpipeSql(configFile, 'SELECT count() AS n FROM events')) as { n: string }).n);
-    const messages = ids.reduce((n, id) => n + sim.summary(id).released, 0);
+    const expected = expectedCounts(sim, ids);
+    if (stored !== expected.messages) problems.push(`messages holds ${String(stored)} rows, the simulator released ${String(expected.messages)} (${String(expected.messages - stored)} missing)`);
+    if (events !== expected.events) problems.push(`events holds ${String(events)} rows, ${String(expected.events)} expected (${String(expected.events - events)} missing)`);
+    failIfAny('e2e', problems);
+    const messages = expected.released;
     // MSGPIPE_BENCH_BASELINE=0 skips the baseline (quicker iterations; its fields are then 0).
     let items = 0;
     let baselineSeconds = 0;
     if (process.env['MSGPIPE_BENCH_BASELINE'] !== '0') {
-      const itemsFile = join(dir, 'items.jsonl');
-      items = await dumpItems(sim, itemsFile);
-      baselineSeconds = await baseline(dir, itemsFile);
+      const manifest = join(dir, 'baseline-accounts.json');
+      items = await dumpItems(sim, dir, manifest);
+      const run = await baseline(dir, manifest);
+      baselineSeconds = run.seconds;
+      // Optimize-on-insert folds the re-sent duplicates of each insert into one row.
+      if (run.rows < expected.messages) {
+        throw new BenchFailure(`e2e bench failed: the baseline stored ${String(run.rows)} rows of ${String(items)} items (${String(expected.messages)} messages expected at least)`);
+      }
     }
     return {
       messages,
@@ -190,11 +248,15 @@ export async function runE2eBench(total = 1_000_000): Promise<E2eResult> {
       pipelineCpuSeconds: pipelineCpu,
       simulatorCpuSeconds: (simulatorCpu.user + simulatorCpu.system) / 1e6,
       storedRows: stored + events,
+      expectedRows: expected.messages + expected.events,
+      baselineItems: items,
       baselineSeconds,
-      baselineMessagesPerSec: baselineSeconds === 0 ? 0 : items / baselineSeconds,
-      ratioToBaseline: baselineSeconds === 0 ? 0 : messages / seconds / (items / baselineSeconds),
+      baselineMessagesPerSec: baselineSeconds === 0 ? 0 : messages / baselineSeconds,
+      ratioToBaseline: baselineSeconds === 0 ? 0 : messages / seconds / (messages / baselineSeconds),
     };
   } finally {
+    // An early exit of the pipeline (or a failure here) leaves nothing running or on disk.
+    await killAll(children);
     await sim.close();
     await rm(dir, { recursive: true, force: true });
   }

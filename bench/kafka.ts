@@ -3,8 +3,12 @@
  * transform process → sink process (embedded chDB), on the broker of `KAFKA_BROKERS`
  * (e.g. `scripts/kafka.sh start` on this machine). Reports messages/s from the first request to
  * every consumer group committed, and the peak RSS of each process.
+ *
+ * The run fails (throws, no rate reported) when a role's process exits before the groups have
+ * committed everything (the others are killed at once), when one does not exit 0 after SIGTERM,
+ * or when the store holds other counts of messages and events than the simulator released.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,7 +24,8 @@ import { fetchLag } from '../src/kafka/metrics.ts';
 import { topicNames } from '../src/kafka/topics.ts';
 import { transformedTypes } from '../src/kafka/transform.ts';
 import { simulatorSources, startSimulator, type SimulatorAccountInput } from '../src/simulate/index.ts';
-import { cpuSeconds, prerender, childNodeArgs } from './e2e.ts';
+import { describeExit, failIfAny, killAll, stopAll, untilDone, watch, type Watched } from './children.ts';
+import { cpuSeconds, expectedCounts, prerender, childNodeArgs } from './e2e.ts';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -30,7 +35,9 @@ export interface KafkaBenchResult {
   readonly messages: number;
   readonly seconds: number;
   readonly messagesPerSec: number;
+  /** Rows in `messages` after the run; the run fails unless equal to the simulator's count. */
   readonly storedMessages: number;
+  readonly storedEvents: number;
   readonly peakRssMb: Readonly<Record<'ingest' | 'transform' | 'sink', number>>;
   /** CPU seconds (user + system, all threads) of each role's process until the clock stopped. */
   readonly cpuSeconds: Readonly<Record<'ingest' | 'transform' | 'sink', number>>;
@@ -62,7 +69,7 @@ export async function runKafkaBench(total = 1_000_000): Promise<KafkaBenchResult
   const prefix = `bench-${randomUUID().slice(0, 8)}`;
   const kafka = createKafka({ brokers, clientId: 'msgpipe-bench', logger: pino({ level: 'silent' }) });
   const admin = kafka.admin();
-  const children: ChildProcess[] = [];
+  const children: Watched[] = [];
   try {
     const configFile = join(dir, 'msgpipe.yaml');
     await writeFile(
@@ -87,49 +94,67 @@ export async function runKafkaBench(total = 1_000_000): Promise<KafkaBenchResult
     const started = performance.now();
     for (const role of roles) {
       children.push(
-        spawn(process.execPath, [...childNodeArgs(), BIN, 'run', '--config', configFile, '--role', role], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }),
+        watch(
+          `the ${role} process (msgpipe run --role ${role})`,
+          spawn(process.execPath, [...childNodeArgs(), BIN, 'run', '--config', configFile, '--role', role], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }),
+        ),
       );
     }
     const peak = { sink: 0, transform: 0, ingest: 0 };
     const cpu = { sink: 0, transform: 0, ingest: 0 };
     const sample = async (): Promise<void> => {
       for (const [i, role] of roles.entries()) {
-        peak[role] = Math.max(peak[role], await peakRssMb(children[i]?.pid));
-        cpu[role] = Math.max(cpu[role], await cpuSeconds(children[i]?.pid ?? 0));
+        const pid = children[i]?.child.pid ?? 0;
+        peak[role] = Math.max(peak[role], await peakRssMb(pid));
+        cpu[role] = Math.max(cpu[role], await cpuSeconds(pid));
       }
     };
     const ids = list.map((a) => a.id ?? '');
     let lastLagCheck = 0;
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 100));
-      await sample();
-      if (!ids.every((id) => sim.received(id).at(-1)?.outcome === 'caught_up')) continue;
-      if (performance.now() - lastLagCheck < 500) continue;
+    const drained = async (): Promise<boolean> => {
+      if (!ids.every((id) => sim.received(id).at(-1)?.outcome === 'caught_up')) return false;
+      if (performance.now() - lastLagCheck < 500) return false;
       lastLagCheck = performance.now();
       let lag = 0;
       for (const g of groups) for (const p of await fetchLag(admin, g).catch(() => [{ lag: 1 }])) lag += p.lag;
-      if (lag === 0) break;
-    }
+      return lag === 0;
+    };
+    await untilDone(drained, children, 'the consumer groups had committed everything', sample);
     const seconds = (performance.now() - started) / 1000;
     await sample();
-    const exits = children.map((c) => new Promise<void>((resolve) => c.on('exit', () => { resolve(); })));
-    for (const c of children) c.kill('SIGTERM');
-    await Promise.all(exits);
-    const { stdout } = await execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, '--format', 'jsonl', 'SELECT count() AS n FROM messages'], {
-      cwd: ROOT,
-      env: { ...process.env, MSGPIPE_LOG_LEVEL: 'warn' },
-    });
-    const messages = ids.reduce((n, id) => n + sim.summary(id).released, 0);
+    const exits = await stopAll(children);
+    const problems = exits.flatMap((exit, i) =>
+      exit.code === 0 && exit.killedAfterMs === undefined ? [] : [`after SIGTERM, ${describeExit(children[i]!.name, exit)}`],
+    );
+    const count = async (table: string): Promise<number> => {
+      const { stdout } = await execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, '--format', 'jsonl', `SELECT count() AS n FROM ${table}`], {
+        cwd: ROOT,
+        env: { ...process.env, MSGPIPE_LOG_LEVEL: 'warn' },
+      });
+      return Number((JSON.parse(stdout) as { n: string }).n);
+    };
+    const storedMessages = await count('messages');
+    const storedEvents = await count('events');
+    const expected = expectedCounts(sim, ids);
+    if (storedMessages !== expected.messages) {
+      problems.push(`messages holds ${String(storedMessages)} rows, the simulator released ${String(expected.messages)} (${String(expected.messages - storedMessages)} missing)`);
+    }
+    if (storedEvents !== expected.events) {
+      problems.push(`events holds ${String(storedEvents)} rows, ${String(expected.events)} expected (${String(expected.events - storedEvents)} missing)`);
+    }
+    failIfAny('kafka', problems);
     return {
-      messages,
+      messages: expected.released,
       seconds,
-      messagesPerSec: messages / seconds,
-      storedMessages: Number((JSON.parse(stdout) as { n: string }).n),
+      messagesPerSec: expected.released / seconds,
+      storedMessages,
+      storedEvents,
       peakRssMb: peak,
       cpuSeconds: cpu,
     };
   } finally {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    // An early exit of one role (or a failure here) leaves no process running on the store.
+    await killAll(children);
     // The run's topics hold about 0.7 GB per 300k messages in the broker's log directory: drop them.
     const own = (await admin.listTopics().catch(() => [] as string[])).filter((t) => t.startsWith(`${prefix}.`));
     if (own.length > 0) await admin.deleteTopics({ topics: own }).catch(() => undefined);

@@ -72,8 +72,9 @@ export const KIND_INFO: Readonly<Record<SimKind, KindInfo>> = {
   location: msg(48, 0, '', 'location'),
   card: msg(42, 0, '', 'card'),
   link: msg(49, 5, '', 'link'),
-  // The upload-in-progress placeholder yields no row: the type-6 file that follows replaces it.
-  file_placeholder: { msgType: 49, appType: 74, sysType: '', destination: 'none', designType: undefined, eventType: undefined },
+  // The upload-in-progress placeholder yields no message row (the type-6 file that follows
+  // replaces it), but a `file_upload` event (src/transform/appmsg/file.ts).
+  file_placeholder: { msgType: 49, appType: 74, sysType: '', destination: 'events', designType: undefined, eventType: 'file_upload' },
   file: msg(49, 6, '', 'file'),
   chatrecord: msg(49, 19, '', 'chatrecord'),
   weapp: msg(49, 33, '', 'weapp'),
