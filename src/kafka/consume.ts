@@ -51,10 +51,19 @@ const DRAIN_MS = 20_000;
  * the first attempt that fails after it fails the role. A broker restart takes tens of seconds
  * (scripts/kafka.sh allows 60 s). One attempt retries as long as the client's retries allow
  * (about 5 minutes for the role processes, ROLE_RETRY), so a broker that stays away fails the
- * role within about 7 minutes.
+ * role within about 7 minutes; when kafkajs restarts the consumer itself instead, within about
+ * 10 (RESTARTED_CRASH_WINDOW_MS).
  */
 const RECONNECT_WINDOW_MS = 120_000;
 const RECONNECT_MAX_DELAY_MS = 5_000;
+
+/**
+ * A crash kafkajs restarts the consumer from comes after the client's retries ran out (about 5
+ * minutes for the role processes): a broker that stays away, a topic that was deleted. A second
+ * one within this window with no batch handled in between fails the role, for its supervisor to
+ * start it again (which creates missing topics); kafkajs alone would restart it for ever.
+ */
+const RESTARTED_CRASH_WINDOW_MS = 15 * 60_000;
 
 /**
  * Errors kafkajs does not restart a consumer after, though they end when the broker answers
@@ -153,7 +162,9 @@ export interface CrashSupervisor {
  * Keeps a consumer running through what kafkajs gives up on: a crash it does not restart from,
  * though the broker coming back cures it (a broker going down while the member rejoins its
  * group, kafkajs#1630), is met with connect and run again, backing off, until the member joins
- * or an attempt fails after RECONNECT_WINDOW_MS without a join. Other crashes reject `crashed`.
+ * or an attempt fails after RECONNECT_WINDOW_MS without a join. A crash kafkajs restarts from is
+ * left to kafkajs, unless it is the second within RESTARTED_CRASH_WINDOW_MS with no batch handled
+ * in between. Other crashes reject `crashed`.
  */
 export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConfig, log: Logger, onReconnect?: () => void): CrashSupervisor {
   let stopped = false;
@@ -165,14 +176,29 @@ export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConf
     rejectCrash = reject;
   });
   crashed.catch(() => undefined);
+  let restartedAt: number | undefined;
   consumer.on(consumer.events.GROUP_JOIN, () => {
     crashesSince = undefined;
   });
+  consumer.on(consumer.events.END_BATCH_PROCESS, () => {
+    restartedAt = undefined;
+  });
   consumer.on(consumer.events.CRASH, (event) => {
     const { error, restart } = event.payload;
-    if (restart) log.warn({ err: error }, 'Consumer failed; kafkajs restarts it.');
+    if (restart) restartedFor(error);
     else crashedFor(error);
   });
+  function restartedFor(error: Error): void {
+    if (stopped) return;
+    const now = Date.now();
+    if (restartedAt !== undefined && now - restartedAt < RESTARTED_CRASH_WINDOW_MS) {
+      log.error({ err: error }, 'Consumer failed again after kafkajs restarted it, with no batch handled in between; the role stops.');
+      rejectCrash(error);
+      return;
+    }
+    restartedAt = now;
+    log.warn({ err: error }, 'Consumer failed; kafkajs restarts it.');
+  }
   function crashedFor(error: Error): void {
     if (stopped) return;
     const now = Date.now();

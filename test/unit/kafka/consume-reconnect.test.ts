@@ -21,7 +21,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { curedByReconnect, startConsumerLoop } from '../../../src/kafka/consume.ts';
 
-const EVENTS = { CRASH: 'consumer.crash', GROUP_JOIN: 'consumer.group_join' } as const;
+const EVENTS = { CRASH: 'consumer.crash', GROUP_JOIN: 'consumer.group_join', END_BATCH_PROCESS: 'consumer.end_batch_process' } as const;
 
 /** What kafkajs's consumer does for the loop, and what the loop did to it. */
 class StandInConsumer extends EventEmitter {
@@ -68,6 +68,9 @@ class StandInConsumer extends EventEmitter {
   }
   join(): void {
     this.emit(EVENTS.GROUP_JOIN, { payload: { groupId: 'g' } });
+  }
+  batchDone(): void {
+    this.emit(EVENTS.END_BATCH_PROCESS, { payload: { topic: 't', partition: 0 } });
   }
 }
 
@@ -191,7 +194,30 @@ describe('consumer loop after a crash kafkajs does not restart from', () => {
     await vi.advanceTimersByTimeAsync(10_000);
     expect(consumer.runs).toBe(1);
     expect(crashedWith()).toBeUndefined();
+    // A later one, after batches were handled again, too; and one long after the last.
+    consumer.batchDone();
+    consumer.crash(new KafkaJSConnectionError('Connection error'), true);
+    await vi.advanceTimersByTimeAsync(16 * 60_000);
+    consumer.crash(new KafkaJSConnectionError('Connection error'), true);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(crashedWith()).toBeUndefined();
     await loop.stop();
+  });
+
+  it('fails the role when kafkajs restarts it twice within 15 minutes with no batch handled between (a broker that stays away)', async () => {
+    const consumer = new StandInConsumer();
+    const { crashedWith } = await startLoop(consumer);
+    // kafkajs's retries ran out (about 5 minutes each): it restarts the consumer, which joins
+    // its group again but handles nothing (a deleted output topic), or never joins.
+    consumer.crash(new KafkaJSNonRetriableError('This server does not host this topic-partition'), true);
+    await vi.advanceTimersByTimeAsync(5 * 60_000);
+    consumer.join();
+    expect(crashedWith()).toBeUndefined();
+    const again = new KafkaJSNonRetriableError('This server does not host this topic-partition');
+    consumer.crash(again, true);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(crashedWith()).toBe(again);
+    expect(consumer.runs).toBe(1);
   });
 
   it('does not reconnect once stopping, also when the crash came before the stop', async () => {
