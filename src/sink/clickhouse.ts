@@ -708,6 +708,18 @@ class ClickHouseStore implements Store {
       if ((err instanceof Error ? err.message : String(err)).includes('Streaming query is not supported')) return undefined;
       throw toStoreError(asClickHouseError(err), 'query', signal);
     }
+    const notOurs = (): MsgpipeError =>
+      new MsgpipeError('MSGPIPE_ERR_CONFIG', 'The result is not in the JSONCompactEachRowWithNames format asked for: leave out the FORMAT clause (msgpipe sql --format chooses the output).');
+    const row = (line: string, names: boolean): unknown[] => {
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch {
+        throw notOurs();
+      }
+      if (!Array.isArray(value) || (names && !value.every((v) => typeof v === 'string'))) throw notOurs();
+      return value;
+    };
     return (async function* rows(): AsyncGenerator<readonly unknown[]> {
       let first = true;
       try {
@@ -715,13 +727,13 @@ class ClickHouseStore implements Store {
           const lines = chunk.text().split('\n');
           if (lines.at(-1) === '') lines.pop();
           // Every block starts with the column names again; the first one's are the header.
-          const names = lines.length - chunk.numRows;
-          if (names !== 1) {
-            throw new MsgpipeError('MSGPIPE_ERR_CONFIG', 'The result is not in the JSONCompactEachRowWithNames format asked for: leave out the FORMAT clause (msgpipe sql --format chooses the output).');
-          }
-          for (let i = first ? 0 : names; i < lines.length; i++) yield JSON.parse(lines[i] ?? '') as unknown[];
+          if (lines.length - chunk.numRows !== 1) throw notOurs();
+          if (first) yield row(lines[0] ?? '', true);
+          for (let i = 1; i < lines.length; i++) yield row(lines[i] ?? '', false);
           first = false;
         }
+        // Even an empty result has its names (a `FORMAT Null` has none).
+        if (first) throw notOurs();
       } catch (err) {
         throw toStoreError(asClickHouseError(err), 'query', signal);
       } finally {
