@@ -225,6 +225,17 @@ function passedUndecodable(page: readonly Listed[], high: bigint, newHigh: bigin
 }
 
 /** A message with a readable msg_id and msg_seq: the cursor and the re-read window track it. */
+/** `messages` without a message listed again under the same msg_id (the first is kept). */
+function firstOfEach<T extends Listed>(messages: readonly T[]): T[] {
+  const ids = new Set<string>();
+  return messages.filter((m) => {
+    if (m.msgId === undefined) return true;
+    if (ids.has(m.msgId)) return false;
+    ids.add(m.msgId);
+    return true;
+  });
+}
+
 function positioned(m: Listed): boolean {
   return m.msgId !== undefined && m.seq !== undefined;
 }
@@ -311,6 +322,11 @@ export class YunhuSource implements Source {
    * the window, and {@link prune} keeps it in `seen` until then.
    */
   private readonly rereadAt = new Map<string, bigint>();
+  /**
+   * Chat stream → the cursor a turn ended at that handed messages on without a completed re-read
+   * (its pages ran out, or a read failed): the next re-read reads its window too.
+   */
+  private readonly turnEnds = new Map<string, bigint>();
   /** Chat stream → msg_id → [msg_seq, state] of messages handed on by this process. */
   private readonly seen = new Map<string, Map<string, { seq: bigint; state: string; editTime: string }>>();
   /** Hashes of bad bodies already dead-lettered, per position. */
@@ -492,41 +508,57 @@ export class YunhuSource implements Source {
     let fresh = 0;
     let pages = 0;
     let caughtUp = false;
-    while (!ctx.signal.aborted) {
-      if (pages++ === PAGES_PER_TURN) break;
-      const page = await this.listAfter(ctx, chat, cursor);
-      const newer = this.unsent(stream, page.filter((m) => m.seq === undefined || m.seq > cursor));
-      const top = highestSeq(newer, cursor);
-      caughtUp = newer.length === 0 || top === cursor;
-      if (newer.length === 0) break;
-      await this.emitMessages(ctx, chat, cursor, top, newer);
-      fresh += newer.length;
-      // No readable seq moved us on (undecodable messages only): do not ask again this round.
-      if (top === cursor) break;
-      cursor = top;
-      // What the re-read window no longer needs goes now: a backlog of a million messages must
-      // not be remembered whole until the chat has caught up.
-      this.prune(stream, cursor);
-    }
-    if (caughtUp && this.config.rereadWindow > 0 && cursor > 0n && !ctx.signal.aborted) {
-      const window = BigInt(this.config.rereadWindow);
-      const below = (seq: bigint): bigint => (seq > window ? seq - window : 0n);
-      const last = this.rereadAt.get(stream) ?? this.loadedCursors.get(stream) ?? cursor;
-      if (last < below(cursor)) {
-        // The window the last re-read covered, which the new one no longer reaches, then the new.
-        await this.reread(ctx, chat, below(last), last);
-        await this.reread(ctx, chat, below(cursor));
-      } else {
-        // One range holds both.
-        await this.reread(ctx, chat, below(last < cursor ? last : cursor));
+    let reread = false;
+    try {
+      while (!ctx.signal.aborted) {
+        if (pages++ === PAGES_PER_TURN) break;
+        const page = await this.listAfter(ctx, chat, cursor);
+        const newer = firstOfEach(this.unsent(stream, page.filter((m) => m.seq === undefined || m.seq > cursor)));
+        const top = highestSeq(newer, cursor);
+        caughtUp = newer.length === 0 || top === cursor;
+        if (newer.length === 0) break;
+        await this.emitMessages(ctx, chat, cursor, top, newer);
+        fresh += newer.length;
+        // No readable seq moved us on (undecodable messages only): do not ask again this round.
+        if (top === cursor) break;
+        cursor = top;
+        // What the re-read window no longer needs goes now: a backlog of a million messages must
+        // not be remembered whole until the chat has caught up.
+        this.prune(stream, cursor);
       }
-      this.rereadAt.set(stream, this.cursors.get(stream) ?? cursor);
+      if (caughtUp && this.config.rereadWindow > 0 && cursor > 0n && !ctx.signal.aborted) {
+        const earlier = [this.rereadAt.get(stream) ?? this.loadedCursors.get(stream) ?? cursor, this.turnEnds.get(stream) ?? cursor];
+        await this.rereadWindows(ctx, chat, earlier, cursor);
+        this.rereadAt.set(stream, this.cursors.get(stream) ?? cursor);
+        this.turnEnds.delete(stream);
+        reread = true;
+      }
+    } finally {
+      if (!reread && fresh > 0) this.turnEnds.set(stream, this.cursors.get(stream) ?? cursor);
     }
     // The re-read may have moved the cursor on: no page may carry an older one.
     const current = this.cursors.get(stream) ?? cursor;
     this.prune(stream, current);
     await this.retryHistories(ctx, chat, current);
     return fresh;
+  }
+
+  /**
+   * Re-reads the windows below the cursors in `earlier` (of the last re-read, of a turn that
+   * ended without one) that the newest window, below `cursor`, does not reach, then the newest;
+   * windows that overlap are read as one range.
+   */
+  private async rereadWindows(ctx: SourceContext, chat: YunhuChat, earlier: readonly bigint[], cursor: bigint): Promise<void> {
+    const window = BigInt(this.config.rereadWindow);
+    const below = (seq: bigint): bigint => (seq > window ? seq - window : 0n);
+    const anchors = [...new Set(earlier.filter((a) => a < cursor))].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+    const ranges: { low: bigint; until: bigint | undefined }[] = [];
+    for (const range of [...anchors.map((a) => ({ low: below(a), until: a })), { low: below(cursor), until: undefined }]) {
+      const previous = ranges.at(-1);
+      if (previous?.until !== undefined && range.low <= previous.until) previous.until = range.until;
+      else ranges.push(range);
+    }
+    for (const range of ranges) await this.reread(ctx, chat, range.low, range.until);
   }
 
   /**
@@ -567,7 +599,10 @@ export class YunhuSource implements Source {
     let high = this.cursors.get(stream) ?? 0n;
     while (start < (until ?? high) && !ctx.signal.aborted) {
       const page = await this.listAfter(ctx, chat, start);
-      const readable = page.filter((m): m is Listed & { seq: bigint; msgId: string } => m.seq !== undefined && m.msgId !== undefined && (until === undefined || m.seq <= until));
+      // Not the message at `start` again, nor one listed twice (a provider may do both).
+      const readable = firstOfEach(
+        page.filter((m): m is Listed & { seq: bigint; msgId: string } => m.seq !== undefined && m.msgId !== undefined && m.seq > start && (until === undefined || m.seq <= until)),
+      );
       if (readable.length === 0) break;
       const changed = readable.filter((m) => m.seq > high || seen?.get(m.msgId)?.state !== m.state);
       const top = readable.reduce((max, m) => (m.seq > max ? m.seq : max), start);
@@ -663,18 +698,18 @@ export class YunhuSource implements Source {
   }
 
   /**
-   * Forgets messages that left the re-read window, but for the window of the last re-read, which
-   * the next one reads again when the cursor has moved far past it (a failed history is kept:
-   * {@link retryHistories}).
+   * Forgets messages that left the re-read window, but for the windows of the last re-read and
+   * of a turn that ended without one, which the next re-read reads again (a failed history is
+   * kept: {@link retryHistories}).
    */
   private prune(stream: string, cursor: bigint): void {
     const window = BigInt(this.config.rereadWindow);
-    const last = this.rereadAt.get(stream);
+    const anchors = [this.rereadAt.get(stream), this.turnEnds.get(stream)].filter((a) => a !== undefined);
     const seen = this.seen.get(stream);
     if (seen === undefined) return;
     for (const [id, entry] of seen) {
       if (entry.seq > cursor - window) continue;
-      if (last !== undefined && entry.seq > last - window && entry.seq <= last) continue;
+      if (anchors.some((a) => entry.seq > a - window && entry.seq <= a)) continue;
       seen.delete(id);
     }
   }

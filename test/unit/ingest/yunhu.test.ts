@@ -55,7 +55,8 @@ interface Running {
   stop(): Promise<void>;
 }
 
-function run(source: Source, cursors = new Map<string, string>()): Running {
+/** Runs `source`; `onEmit` runs for each page before the source goes on, as a slow sink would. */
+function run(source: Source, cursors = new Map<string, string>(), onEmit?: (page: SourcePage) => Promise<void>): Running {
   const controller = new AbortController();
   const pages: SourcePage[] = [];
   let waits = 0;
@@ -64,10 +65,10 @@ function run(source: Source, cursors = new Map<string, string>()): Running {
     signal: controller.signal,
     log: pino({ level: 'silent' }),
     loadCursor: (stream) => Promise.resolve(cursors.get(stream)),
-    emit: (page) => {
+    emit: async (page) => {
       pages.push(page);
       cursors.set(page.stream, page.cursorAfter);
-      return Promise.resolve();
+      await onEmit?.(page);
     },
     wakeup: (signal) => new Promise<void>((resolve) => {
       waits++;
@@ -77,6 +78,15 @@ function run(source: Source, cursors = new Map<string, string>()): Running {
   };
   const done = source.run(ctx);
   return { pages, cursors, waits: () => waits, wake: () => { wake(); }, stop: async () => { controller.abort(); await done; } };
+}
+
+/** The latest state of each of `ids` in the pages: its text and whether it is recalled. */
+function latest(pages: readonly SourcePage[], ids: readonly string[]): { text: string; recalled: boolean }[] {
+  const msgs = pages.flatMap((p) => p.records).filter((x) => x.bytes[0] !== 0x7b).map((x) => decodeYunhu('Msg', x.bytes));
+  return ids.map((id) => {
+    const m = msgs.filter((x) => x['msg_id'] === id).at(-1);
+    return { text: (m?.['content'] as { text?: string } | undefined)?.text ?? '', recalled: m !== undefined && m['recall_time'] !== '0' };
+  });
 }
 
 function msgIds(pages: readonly SourcePage[]): string[] {
@@ -132,14 +142,6 @@ describe('yunhu source', () => {
     await r.stop();
   });
 
-  /** The latest state of each of `ids` in the pages: its text and whether it is recalled. */
-  function latest(pages: readonly SourcePage[], ids: readonly string[]): { text: string; recalled: boolean }[] {
-    const msgs = pages.flatMap((p) => p.records).filter((x) => x.bytes[0] !== 0x7b).map((x) => decodeYunhu('Msg', x.bytes));
-    return ids.map((id) => {
-      const m = msgs.filter((x) => x['msg_id'] === id).at(-1);
-      return { text: (m?.['content'] as { text?: string } | undefined)?.text ?? '', recalled: m !== undefined && m['recall_time'] !== '0' };
-    });
-  }
 
   it('reads the window below its stored cursor again after a restart: edits and recalls made while it was down outlast a longer backlog', async () => {
     const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
@@ -486,6 +488,49 @@ describe('yunhu source turns', () => {
     expect(reads.indexOf('1:7356214')).toBeGreaterThan(-1);
     expect(reads.indexOf('1:7356214')).toBeLessThanOrEqual(21);
     expect(reads.filter((c) => c === '2:51309476').length).toBeGreaterThanOrEqual(60);
+  });
+
+  it('reads the window of a turn that ran out of pages again: the edit of its last message outlasts a burst before the next turn', async () => {
+    const chat = { chatId: '7356214', chatType: 1 };
+    const sim = await simulator({ token: 'tok-yh', userId: '7311890', chats: [{ ...chat, messages: 1 }], pageSize: 10 });
+    const client = yunhuClient(sim.url, 'tok-yh');
+    for (let i = 0; i < 198; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
+    // Seq 200: the last of the turn's 20 pages of 10, so the turn ends without a re-read.
+    const a = await client.send(chat, { content: { text: 'v1' } });
+    let acted = false;
+    const r = run(build(sim, { chats: [chat] }), new Map(), async (page) => {
+      if (acted || page.cursorAfter !== '200') return;
+      acted = true;
+      // Before the chat's next turn: its newest message is edited, then more than the window arrives.
+      await client.edit(chat, a, 'v2');
+      for (let i = 0; i < 30; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
+    });
+    await vi.waitFor(() => {
+      expect(r.cursors.get('1:7356214')).toBe('230');
+      expect(latest(r.pages, [a])).toEqual([{ text: 'v2', recalled: false }]);
+    }, WAIT);
+    await r.stop();
+    expect(acted).toBe(true);
+  });
+
+  it('hands each message on once when pages list the message at msg_start again and a message twice', async () => {
+    const chat = { chatId: '7356214', chatType: 1 };
+    const sim = await simulator({ token: 'tok-yh', userId: '7311890', chats: [{ ...chat, messages: 40 }], pageSize: 10, faults: { duplicateRate: 1 } });
+    const client = yunhuClient(sim.url, 'tok-yh');
+    const a = await client.send(chat, { content: { text: 'v1' } });
+    await client.edit(chat, a, 'v2');
+    const r = run(build(sim, { chats: [chat], rereadWindow: 15 }));
+    await vi.waitFor(() => { expect(r.cursors.get('1:7356214')).toBe('41'); }, WAIT);
+    // Rounds that re-read pages with duplicates in them.
+    const reads = (): number => sim.received('7311890').filter((x) => x.path === '/v1/msg/list-message-by-seq').length;
+    const readsThen = reads();
+    await vi.waitFor(() => { expect(reads()).toBeGreaterThanOrEqual(readsThen + 10); }, WAIT);
+    await r.stop();
+    const ids = msgIds(r.pages);
+    expect(ids).toHaveLength(41);
+    expect(new Set(ids).size).toBe(41);
+    expect(r.pages.flatMap((p) => p.records).filter((x) => x.bytes[0] === 0x7b)).toHaveLength(1);
+    expect(sim.received('7311890').filter((x) => x.path === '/v1/msg/list-message-edit-record')).toHaveLength(1);
   });
 
   it('lets a seq read from damaged bytes move the cursor only as far as there are damaged messages', () => {
