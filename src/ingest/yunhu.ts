@@ -324,7 +324,8 @@ export class YunhuSource implements Source {
   private readonly rereadAt = new Map<string, bigint>();
   /**
    * Chat stream → the cursor a turn ended at that handed messages on without a completed re-read
-   * (its pages ran out, or a read failed): the next re-read reads its window too.
+   * (its pages ran out, or a read failed): the chat's next turn reads that window again before
+   * it reads on, and forgets it only once that read went through.
    */
   private readonly turnEnds = new Map<string, bigint>();
   /** Chat stream → msg_id → [msg_seq, state] of messages handed on by this process. */
@@ -509,6 +510,13 @@ export class YunhuSource implements Source {
     let pages = 0;
     let caughtUp = false;
     let reread = false;
+    // Messages that were the newest when the last turn ended may have changed since.
+    const turnEnd = this.turnEnds.get(stream);
+    if (turnEnd !== undefined && this.config.rereadWindow > 0) {
+      await this.reread(ctx, chat, turnEnd > BigInt(this.config.rereadWindow) ? turnEnd - BigInt(this.config.rereadWindow) : 0n, turnEnd);
+      if (ctx.signal.aborted) return 0;
+      this.turnEnds.delete(stream);
+    }
     try {
       while (!ctx.signal.aborted) {
         if (pages++ === PAGES_PER_TURN) break;
@@ -527,10 +535,8 @@ export class YunhuSource implements Source {
         this.prune(stream, cursor);
       }
       if (caughtUp && this.config.rereadWindow > 0 && cursor > 0n && !ctx.signal.aborted) {
-        const earlier = [this.rereadAt.get(stream) ?? this.loadedCursors.get(stream) ?? cursor, this.turnEnds.get(stream) ?? cursor];
-        await this.rereadWindows(ctx, chat, earlier, cursor);
+        await this.rereadWindows(ctx, chat, [this.rereadAt.get(stream) ?? this.loadedCursors.get(stream) ?? cursor], cursor);
         this.rereadAt.set(stream, this.cursors.get(stream) ?? cursor);
-        this.turnEnds.delete(stream);
         reread = true;
       }
     } finally {
@@ -544,9 +550,9 @@ export class YunhuSource implements Source {
   }
 
   /**
-   * Re-reads the windows below the cursors in `earlier` (of the last re-read, of a turn that
-   * ended without one) that the newest window, below `cursor`, does not reach, then the newest;
-   * windows that overlap are read as one range.
+   * Re-reads the windows below the cursors in `earlier` (of the last re-read) that the newest
+   * window, below `cursor`, does not reach, then the newest; windows that overlap are read as one
+   * range.
    */
   private async rereadWindows(ctx: SourceContext, chat: YunhuChat, earlier: readonly bigint[], cursor: bigint): Promise<void> {
     const window = BigInt(this.config.rereadWindow);

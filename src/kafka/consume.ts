@@ -166,7 +166,14 @@ export interface CrashSupervisor {
  * left to kafkajs, unless it is the second within RESTARTED_CRASH_WINDOW_MS with no batch handled
  * in between. Other crashes reject `crashed`.
  */
-export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConfig, log: Logger, onReconnect?: () => void): CrashSupervisor {
+export function superviseConsumer(
+  consumer: Consumer,
+  runConfig: ConsumerRunConfig,
+  log: Logger,
+  onReconnect?: () => void,
+  /** Whether crashes kafkajs restarts from can fail it (not for a consumer the role can do without). */
+  restartsFail = true,
+): CrashSupervisor {
   let stopped = false;
   let crashesSince: number | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -191,7 +198,7 @@ export function superviseConsumer(consumer: Consumer, runConfig: ConsumerRunConf
   function restartedFor(error: Error): void {
     if (stopped) return;
     const now = Date.now();
-    if (restartedAt !== undefined && now - restartedAt < RESTARTED_CRASH_WINDOW_MS) {
+    if (restartsFail && restartedAt !== undefined && now - restartedAt < RESTARTED_CRASH_WINDOW_MS) {
       log.error({ err: error }, 'Consumer failed again after kafkajs restarted it, with no batch handled in between; the role stops.');
       rejectCrash(error);
       return;

@@ -88,7 +88,8 @@ export async function startSyncListener(kafka: Kafka, topics: Topics, wakeups: W
       return Promise.resolve();
     },
   };
-  const supervisor = superviseConsumer(consumer, runConfig, log);
+  // kafkajs restarting it for good is left alone: the listener is not worth the role.
+  const supervisor = superviseConsumer(consumer, runConfig, log, undefined, false);
   // The sources poll on their own schedule without it: the ingest goes on.
   supervisor.crashed.catch(() => {
     log.error('The sync request listener stopped: POST /chat-msg/sync no longer wakes this process\'s sources before their next poll.');

@@ -702,7 +702,9 @@ class ClickHouseStore implements Store {
     let stream: ReturnType<ChdbConnection['chdb']['queryStream']>;
     try {
       await apply({ ...settingsFor(this.backend, options), max_block_size: String(STREAM_BLOCK_ROWS) }, signal);
-      stream = chdb.chdb.queryStream(sql, { format: 'JSONCompactEachRowWithNames', ...(signal === undefined ? {} : { signal }) });
+      // The format clause as the client's path writes it: a statement with its own FORMAT is
+      // then a syntax error on both paths, not rows in another format.
+      stream = chdb.chdb.queryStream(`${sql}\nFORMAT JSONCompactEachRowWithNames`, { format: 'JSONCompactEachRowWithNames', ...(signal === undefined ? {} : { signal }) });
     } catch (err) {
       await apply({ max_block_size: String(DEFAULT_MAX_BLOCK_SIZE) }).catch(() => undefined);
       if ((err instanceof Error ? err.message : String(err)).includes('Streaming query is not supported')) return undefined;

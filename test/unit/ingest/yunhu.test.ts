@@ -490,23 +490,37 @@ describe('yunhu source turns', () => {
     expect(reads.filter((c) => c === '2:51309476').length).toBeGreaterThanOrEqual(60);
   });
 
-  it('reads the window of a turn that ran out of pages again: the edit of its last message outlasts a burst before the next turn', async () => {
-    const chat = { chatId: '7356214', chatType: 1 };
+  it.each([
+    ['a burst within one turn', 30, false],
+    ['a burst longer than two turns', 250, false],
+    ['a burst, the round that reads on past it failing in its re-read', 150, true],
+  ])('reads the window of a turn that ran out of pages again: the edit of its last message outlasts %s', async (_title, burst, failFirst) => {
+    const chat = { chatId: '7356214', chatType: 1 } as const;
     const sim = await simulator({ token: 'tok-yh', userId: '7311890', chats: [{ ...chat, messages: 1 }], pageSize: 10 });
     const client = yunhuClient(sim.url, 'tok-yh');
     for (let i = 0; i < 198; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
     // Seq 200: the last of the turn's 20 pages of 10, so the turn ends without a re-read.
     const a = await client.send(chat, { content: { text: 'v1' } });
     let acted = false;
+    let failed = false;
     const r = run(build(sim, { chats: [chat] }), new Map(), async (page) => {
+      // Once the next turn has read the burst: its re-reads fail.
+      if (failFirst && acted && !failed && page.cursorAfter === String(200 + burst)) {
+        failed = true;
+        sim.setFaults('7311890', { chatHttpStatus: { '1:7356214': 404 } });
+      }
       if (acted || page.cursorAfter !== '200') return;
       acted = true;
       // Before the chat's next turn: its newest message is edited, then more than the window arrives.
       await client.edit(chat, a, 'v2');
-      for (let i = 0; i < 30; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
+      for (let i = 0; i < burst; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
     });
+    if (failFirst) {
+      await vi.waitFor(() => { expect(sim.received('7311890').some((x) => x.outcome === 'error')).toBe(true); }, WAIT);
+      sim.clearFaults('7311890');
+    }
     await vi.waitFor(() => {
-      expect(r.cursors.get('1:7356214')).toBe('230');
+      expect(r.cursors.get('1:7356214')).toBe(String(200 + burst));
       expect(latest(r.pages, [a])).toEqual([{ text: 'v2', recalled: false }]);
     }, WAIT);
     await r.stop();
@@ -514,7 +528,7 @@ describe('yunhu source turns', () => {
   });
 
   it('hands each message on once when pages list the message at msg_start again and a message twice', async () => {
-    const chat = { chatId: '7356214', chatType: 1 };
+    const chat = { chatId: '7356214', chatType: 1 } as const;
     const sim = await simulator({ token: 'tok-yh', userId: '7311890', chats: [{ ...chat, messages: 40 }], pageSize: 10, faults: { duplicateRate: 1 } });
     const client = yunhuClient(sim.url, 'tok-yh');
     const a = await client.send(chat, { content: { text: 'v1' } });

@@ -11,6 +11,7 @@
 import { EventEmitter } from 'node:events';
 
 import {
+  type Consumer,
   type Kafka,
   KafkaJSConnectionError,
   KafkaJSGroupCoordinatorNotFound,
@@ -19,7 +20,7 @@ import {
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
-import { curedByReconnect, startConsumerLoop } from '../../../src/kafka/consume.ts';
+import { curedByReconnect, startConsumerLoop, superviseConsumer } from '../../../src/kafka/consume.ts';
 
 const EVENTS = { CRASH: 'consumer.crash', GROUP_JOIN: 'consumer.group_join', END_BATCH_PROCESS: 'consumer.end_batch_process' } as const;
 
@@ -218,6 +219,21 @@ describe('consumer loop after a crash kafkajs does not restart from', () => {
     await vi.advanceTimersByTimeAsync(10);
     expect(crashedWith()).toBe(again);
     expect(consumer.runs).toBe(1);
+  });
+
+  it('leaves every crash kafkajs restarts from to kafkajs for a consumer the role can do without (the sync listener)', async () => {
+    const consumer = new StandInConsumer();
+    const supervisor = superviseConsumer(consumer as unknown as Consumer, {}, pino({ level: 'silent' }), undefined, false);
+    let crashed: unknown;
+    supervisor.crashed.catch((err: unknown) => {
+      crashed = err;
+    });
+    for (let i = 0; i < 3; i++) {
+      consumer.crash(new KafkaJSConnectionError('Connection error'), true);
+      await vi.advanceTimersByTimeAsync(5 * 60_000);
+    }
+    expect(crashed).toBeUndefined();
+    await supervisor.stop();
   });
 
   it('does not reconnect once stopping, also when the crash came before the stop', async () => {

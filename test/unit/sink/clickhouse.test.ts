@@ -97,7 +97,7 @@ describe('openStore on chDB', () => {
     expect(await blockSize()).toEqual([{ value: '65409' }]);
   });
 
-  it('fails a streamed read that fails in the middle, and refuses a FORMAT clause', async () => {
+  it('fails a streamed read that fails in the middle, and refuses a statement with its own FORMAT clause', async () => {
     temp = await openTempStore({ migrate: false });
     let seen = 0;
     const read = async (): Promise<void> => {
@@ -115,9 +115,14 @@ describe('openStore on chDB', () => {
     const formatted = async (sql: string): Promise<void> => {
       for await (const _row of temp!.store.queryRows!(sql)) seen += 1;
     };
-    for (const format of ['TSV', 'CSVWithNames', 'TSVWithNames', 'Null', 'JSONEachRow']) {
-      await expect(formatted(`SELECT 1 AS x, 'a' AS y FORMAT ${format}`), format).rejects.toThrow(/leave out the FORMAT clause/);
+    // Refused as on a server, where the client adds its own FORMAT clause after the statement.
+    for (const format of ['TSV', 'CSVWithNames', 'TSVWithNames', 'Null', 'JSONEachRow', 'JSONCompactStringsEachRowWithNames']) {
+      await expect(formatted(`SELECT 1 AS x, 'a' AS y FORMAT ${format}`), format).rejects.toMatchObject({ code: 'MSGPIPE_ERR_CLICKHOUSE', message: expect.stringContaining('Syntax error') as unknown, details: { clickhouseCode: 62 } });
     }
+    // A comment at the end does not hide the clause.
+    const rows: (readonly unknown[])[] = [];
+    for await (const row of temp.store.queryRows!('SELECT 1 AS x -- the end')) rows.push(row);
+    expect(rows).toEqual([['x'], [1]]);
   });
 
   it('inserts positional rows when columns are given, missing properties taking the DEFAULT', async () => {
