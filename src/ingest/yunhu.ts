@@ -513,7 +513,7 @@ export class YunhuSource implements Source {
     // Messages that were the newest when the last turn ended may have changed since.
     const turnEnd = this.turnEnds.get(stream);
     if (turnEnd !== undefined && this.config.rereadWindow > 0) {
-      await this.reread(ctx, chat, turnEnd > BigInt(this.config.rereadWindow) ? turnEnd - BigInt(this.config.rereadWindow) : 0n, turnEnd);
+      await this.reread(ctx, chat, this.windowBelow(turnEnd), turnEnd);
       if (ctx.signal.aborted) return 0;
       this.turnEnds.delete(stream);
     }
@@ -555,8 +555,7 @@ export class YunhuSource implements Source {
    * range.
    */
   private async rereadWindows(ctx: SourceContext, chat: YunhuChat, earlier: readonly bigint[], cursor: bigint): Promise<void> {
-    const window = BigInt(this.config.rereadWindow);
-    const below = (seq: bigint): bigint => (seq > window ? seq - window : 0n);
+    const below = (seq: bigint): bigint => this.windowBelow(seq);
     const anchors = [...new Set(earlier.filter((a) => a < cursor))].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
     const ranges: { low: bigint; until: bigint | undefined }[] = [];
     for (const range of [...anchors.map((a) => ({ low: below(a), until: a })), { low: below(cursor), until: undefined }]) {
@@ -565,6 +564,12 @@ export class YunhuSource implements Source {
       else ranges.push(range);
     }
     for (const range of ranges) await this.reread(ctx, chat, range.low, range.until);
+  }
+
+  /** Where the re-read window below `seq` starts: the `rereadWindow` messages up to it follow. */
+  private windowBelow(seq: bigint): bigint {
+    const window = BigInt(this.config.rereadWindow);
+    return seq > window ? seq - window : 0n;
   }
 
   /**

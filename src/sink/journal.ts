@@ -46,13 +46,18 @@ const DAMAGED_SUFFIX = '.damaged';
 /** File system errors that may pass on their own (a full disk, too many open files). */
 const TRANSIENT_IO = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'EIO']);
 
+/** Where the journals of an embedded store's data directory live, one directory per database. */
+function journalRoot(dataPath: string): string {
+  return join(dataPath, 'msgpipe-insert-journal');
+}
+
 /**
  * The journal of one database inside an embedded store's data directory. Each database has its
  * own: a start configured for another database on the same path must not send an insert there,
  * nor take it away from the database it was made for.
  */
 export function journalDir(dataPath: string, database: string): string {
-  return join(dataPath, 'msgpipe-insert-journal', database);
+  return join(journalRoot(dataPath), database);
 }
 
 /**
@@ -61,12 +66,13 @@ export function journalDir(dataPath: string, database: string): string {
  * not sent anywhere; the caller says so.
  */
 export async function legacyJournalFiles(dataPath: string): Promise<string[]> {
+  const root = journalRoot(dataPath);
   try {
-    const entries = await readdir(join(dataPath, 'msgpipe-insert-journal'), { withFileTypes: true });
+    const entries = await readdir(root, { withFileTypes: true });
     return entries.filter((e) => e.isFile() && e.name.endsWith(SUFFIX)).map((e) => join(e.parentPath, e.name));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw journalError(err, 'read', join(dataPath, 'msgpipe-insert-journal'));
+    throw journalError(err, 'read', root);
   }
 }
 
