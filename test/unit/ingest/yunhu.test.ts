@@ -142,20 +142,31 @@ describe('yunhu source', () => {
     await r.stop();
   });
 
-
-  it('reads the window below its stored cursor again after a restart: edits and recalls made while it was down outlast a longer backlog', async () => {
+  /**
+   * A chat of 5 messages whose newest two, `a` and `b`, are the account's own; `changeThenBurst`
+   * edits `a` to "v2", recalls `b`, then lets 30 more arrive: more than the window (20).
+   */
+  async function twoNewestToChange() {
     const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
     const chat = { chatId: '7356214', chatType: 1 };
     const client = yunhuClient(sim.url, 'tok-yh');
     const a = await client.send(chat, { content: { text: 'v1' } });
     const b = await client.send(chat, { content: { text: 'to recall' } });
+    const changeThenBurst = async (): Promise<void> => {
+      await client.edit(chat, a, 'v2');
+      await client.recall(chat, b);
+      for (let i = 0; i < 30; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
+    };
+    return { sim, chat, a, b, changeThenBurst };
+  }
+
+  it('reads the window below its stored cursor again after a restart: edits and recalls made while it was down outlast a longer backlog', async () => {
+    const { sim, chat, a, b, changeThenBurst } = await twoNewestToChange();
     const first = run(build(sim, { chats: [chat] }));
     await vi.waitFor(() => { expect(first.cursors.get('1:7356214')).toBe('5'); }, WAIT);
     await first.stop();
     // While it is down: the two newest change, then more than the window (20) arrives.
-    await client.edit(chat, a, 'v2');
-    await client.recall(chat, b);
-    for (let i = 0; i < 30; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
+    await changeThenBurst();
     const second = run(build(sim, { chats: [chat] }), first.cursors);
     await vi.waitFor(() => {
       expect(second.cursors.get('1:7356214')).toBe('35');
@@ -169,20 +180,14 @@ describe('yunhu source', () => {
   });
 
   it('reads the window of its last re-read again when more than the window arrived before the next round', async () => {
-    const sim = await simulator({ ...ACCOUNT, chats: [{ chatId: '7356214', chatType: 1, messages: 3 }] });
-    const chat = { chatId: '7356214', chatType: 1 };
-    const client = yunhuClient(sim.url, 'tok-yh');
-    const a = await client.send(chat, { content: { text: 'v1' } });
-    const b = await client.send(chat, { content: { text: 'to recall' } });
+    const { sim, chat, a, b, changeThenBurst } = await twoNewestToChange();
     const r = run(build(sim, { chats: [chat], pollIntervalMs: 600_000 }));
     // Caught up, re-read, and waiting for the next poll.
     await vi.waitFor(() => {
       expect(r.cursors.get('1:7356214')).toBe('5');
       expect(r.waits()).toBe(1);
     }, WAIT);
-    await client.edit(chat, a, 'v2');
-    await client.recall(chat, b);
-    for (let i = 0; i < 30; i++) sim.postAsPeer('7311890', 1, chat.chatId, 1);
+    await changeThenBurst();
     r.wake();
     await vi.waitFor(() => { expect(r.waits()).toBe(2); }, WAIT);
     expect(r.cursors.get('1:7356214')).toBe('35');
