@@ -482,6 +482,9 @@ describe('internal errors, rate limits and logs', () => {
       insert: (table, rows, options) => real.insert(table, rows, options),
       close: () => Promise.resolve(),
     };
+    // The rate limiter's window follows Date.now(): frozen, all eight requests fall in one
+    // window however slowly a loaded machine answers (timers stay real).
+    vi.useFakeTimers({ toFake: ['Date'] });
     const app = buildQueryApp({
       store,
       config: testConfig({ rateLimit: 5 }),
@@ -513,6 +516,7 @@ describe('internal errors, rate limits and logs', () => {
       expect(log).not.toContain(SECRET_A);
       expect(log).not.toContain(SECRET_B);
     } finally {
+      vi.useRealTimers();
       await app.close();
     }
   });
