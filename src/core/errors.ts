@@ -21,7 +21,7 @@ export const ERROR_CODES = {
   MSGPIPE_ERR_PROTOBUF: 'A record is not the protobuf message of its API (truncated, bad wire type).',
   MSGPIPE_ERR_SHAPE: 'A record is valid JSON but a field has the wrong type or is missing.',
   MSGPIPE_ERR_XML: 'Message XML is malformed.',
-  MSGPIPE_ERR_XML_DTD: 'Message XML carries a DTD or a non-predefined entity reference.',
+  MSGPIPE_ERR_XML_DTD: 'Message XML carries a DTD.',
   MSGPIPE_ERR_XML_LIMIT: 'Message XML, or the content parsed from it, exceeds a size or depth cap.',
   MSGPIPE_ERR_TOO_LARGE: 'A record exceeds the size cap.',
   MSGPIPE_ERR_CLICKHOUSE: 'A ClickHouse request failed.',

@@ -111,6 +111,9 @@ export function finderMessageId(item: FinderItemIdentity): string {
 function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind, content: string, now: number): TransformOutput {
   const { origin } = record;
   const preMsgid = parsed.preMsgid ?? '';
+  // A revoke without msgSessionId names its conversation itself: its row and its mark go there,
+  // not to a session '' of their own.
+  const sessionId = item.sessionId === '' && parsed.msgType === 'revoke' ? (parsed.recallSession ?? '') : item.sessionId;
   const row: MessageRow = {
     tenant: origin.tenant,
     source: origin.source,
@@ -118,7 +121,7 @@ function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind,
     staff_id: origin.staffId,
     msgid: finderMessageId(item),
     legacy_msgid: item.msgId,
-    session_id: item.sessionId,
+    session_id: sessionId,
     session_type: 'external',
     room_id: '',
     action: parsed.msgType === 'revoke' ? 'recall' : 'send',
@@ -154,7 +157,7 @@ function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind,
     recalls.push({
       tenant: origin.tenant,
       staff_id: origin.staffId,
-      session_id: item.sessionId === '' ? (parsed.recallSession ?? '') : item.sessionId,
+      session_id: sessionId,
       target_msgid: preMsgid,
       recall_time: item.createTime * 1000,
     });

@@ -143,7 +143,10 @@ describe('revoke', () => {
   });
 
   it('takes the session from inside the revoke when the item has none', () => {
-    expect(revoke('').recalls[0]?.session_id).toBe(SESSION);
+    const out = revoke('');
+    expect(out.recalls[0]?.session_id).toBe(SESSION);
+    // The recall row goes to that conversation too, not to a session '' of its own.
+    expect(out.messages[0]?.session_id).toBe(SESSION);
   });
 
   describe('with a pseudo NewMsgId', () => {
