@@ -355,8 +355,9 @@ export class EncodedUnit {
         messages.push({ key, revokes, tenant: m.tenant, staff_id: m.staff_id, msgid: m.msgid, msg_time: m.msg_time, line });
         bytes += line.length + 10;
       } else {
-        refused.push({ key, row: m, reason, origin: originOf?.(i) });
-        bytes += 1000;
+        const origin = originOf?.(i);
+        refused.push({ key, row: m, reason, origin });
+        bytes += refusedBytes(m, origin);
       }
     }
     const { events, deadLetters, recalls } = unit.output;
@@ -417,6 +418,16 @@ function dedupToken(table: string, keys: string[]): string {
   const hash = createHash('sha256');
   for (const key of keys.sort()) hash.update(key).update('\n');
   return `${table}:${hash.digest('hex')}`;
+}
+
+/**
+ * The size of a refused row's dead letter, for the batch bound: the record's bytes (or the row as
+ * JSON) in base64, and the rest of the letter. A provider sending millisecond times can make every
+ * row of a page refused; counted at a fixed size, megabytes of them escaped the byte bound.
+ */
+function refusedBytes(row: MessageRow, origin: RowOrigin | undefined): number {
+  const kept = origin === undefined ? Buffer.byteLength(safeJson(row)) : origin.bytes.length;
+  return 600 + Math.ceil(kept / 3) * 4;
 }
 
 function safeJson(value: unknown): string {

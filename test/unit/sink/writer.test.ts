@@ -531,6 +531,26 @@ describe('SinkWriter', () => {
       await w.close();
     });
 
+    it('counts a refused row at the size of its dead letter toward the byte bound', async () => {
+      // Millisecond CreateTimes: every row refused, each kept as its 20 kB record in base64.
+      const record = Buffer.alloc(20_000, 0x61);
+      const refusedUnit = (msgid: string, cursor: string): EncodedUnit =>
+        EncodedUnit.of(unit({ messages: [message({ msgid, msg_time: 1e15 })] }, cursor), () => ({ bytes: record, originKey: `k-${msgid}` }));
+      const w = writer(temp.store, { maxBytes: 50_000 });
+      await w.add(refusedUnit('1', 'kb-1'));
+      expect(w.stats.flushes).toBe(0);
+      await w.add(refusedUnit('2', 'kb-2'));
+      await vi.waitFor(
+        () => {
+          expect(w.stats.flushes).toBe(1);
+        },
+        { timeout: 20_000 },
+      );
+      expect(await count(temp.store, 'dead_letters')).toBe(2);
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-2');
+      await w.close();
+    });
+
     it('flushes a batch when it is maxAgeMs old, cursor-only units included', async () => {
       const w = writer(temp.store, { maxAgeMs: 50 });
       await w.add(unit({ messages: [message()] }, 'kb-1'));
