@@ -110,7 +110,7 @@ function isDigit(c: number): boolean {
  * before `JSON.parse` builds it, and the provider pages (no cap) do not pay for the count: on the
  * same pass it cost 6–8 % of a GeWe page's parse.
  *
- * @throws {SyntaxError} when the text is not JSON.
+ * @throws {SyntaxError | JsonSyntaxError} when the text is not JSON.
  * @throws {JsonDepthError} when arrays and objects nest deeper than `options.maxDepth`.
  */
 export function parseLossless(text: string, options: ParseLosslessOptions = {}): unknown {

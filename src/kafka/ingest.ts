@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 
 import { type CursorUpdate, isStop, sourcesStop, type Wakeups } from '../core/pipeline.ts';
 import type { Source, SourceContext, SourcePage } from '../ingest/source.ts';
+import { sessionOfItemWithoutSession } from '../transform/finder.ts';
 import type { Kafka, Message } from './client.ts';
 import { createIdempotentProducer, retryKafka } from './client.ts';
 import { encodeDeadLetter } from './codec.ts';
@@ -49,11 +50,21 @@ export interface IngestStats {
   cursorsCommitted: number;
 }
 
+/**
+ * The session of a raw finder item, as its rows will have it: `msgSessionId`, read from the bytes;
+ * for the few items without one (server instructions, a revoke that names its session itself) the
+ * item is parsed.
+ */
+function finderSession(bytes: Uint8Array): string {
+  const session = rawSession(bytes);
+  return session === '' ? sessionOfItemWithoutSession(bytes) : session;
+}
+
 /** The raw topic records of a page. */
 export function rawMessages(page: SourcePage, account: string): Message[] {
   const { origin } = page;
   return page.records.map((record) => ({
-    key: `${origin.source}:${record.session ?? rawSession(record.bytes)}`,
+    key: `${origin.source}:${record.session ?? finderSession(record.bytes)}`,
     value: Buffer.from(record.bytes.buffer, record.bytes.byteOffset, record.bytes.byteLength),
     headers: {
       [RAW_HEADERS.source]: origin.source,

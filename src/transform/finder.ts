@@ -108,12 +108,45 @@ export function finderMessageId(item: FinderItemIdentity): string {
   return PSEUDO_CAPABLE_TYPES.has(item.msgType) && isPseudoId(item) ? contentDigest(item).readBigUInt64BE(0).toString() : item.newMsgId;
 }
 
+/**
+ * The session of a message's rows: msgSessionId, except that a revoke without one names its
+ * conversation itself, and its row and its recall mark go there, not to a session '' of their own.
+ */
+function rowSession(item: FinderItem, parsed: MessageKind): string {
+  return item.sessionId === '' && parsed.msgType === 'revoke' ? (parsed.recallSession ?? '') : item.sessionId;
+}
+
+/**
+ * The session the transform gives the rows of an item whose `msgSessionId` is empty (a revoke can
+ * name its conversation itself; server instructions have none): the Kafka ingest keys such a raw
+ * record by it, so the revoke stays in order with the rest of its session. '' for an item that
+ * does not parse: its dead letter is keyed by its origin, not its session.
+ */
+export function sessionOfItemWithoutSession(bytes: Uint8Array): string {
+  // What the transform makes a dead letter (createFinderTransform) has no session.
+  const text = decodeUtf8(bytes);
+  if (text === undefined) return '';
+  let value: unknown;
+  try {
+    value = parseLossless(text);
+  } catch {
+    return '';
+  }
+  try {
+    const item = readFinderItem(value);
+    if (item.sessionId !== '' || !PSEUDO_CAPABLE_TYPES.has(item.msgType)) return item.sessionId;
+    const parsed = parseContent(item.msgType, item.content, rootContext(item.from, item.to));
+    return parsed.kind === 'message' ? rowSession(item, parsed) : '';
+  } catch (err) {
+    if (err instanceof PoisonError || err instanceof RangeError) return '';
+    throw err;
+  }
+}
+
 function messageOutput(record: RawRecord, item: FinderItem, parsed: MessageKind, content: string, now: number): TransformOutput {
   const { origin } = record;
   const preMsgid = parsed.preMsgid ?? '';
-  // A revoke without msgSessionId names its conversation itself: its row and its mark go there,
-  // not to a session '' of their own.
-  const sessionId = item.sessionId === '' && parsed.msgType === 'revoke' ? (parsed.recallSession ?? '') : item.sessionId;
+  const sessionId = rowSession(item, parsed);
   const row: MessageRow = {
     tenant: origin.tenant,
     source: origin.source,

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -20,10 +20,12 @@ import {
   encodeSyncRequest,
 } from '../../../src/kafka/codec.ts';
 import type { PartitionBatch } from '../../../src/kafka/consume.ts';
+import { rawMessages } from '../../../src/kafka/ingest.ts';
 import { decodeBatch } from '../../../src/kafka/sink.ts';
 import { rawSession, sessionKey, topicNames } from '../../../src/kafka/topics.ts';
 import { outputMessages } from '../../../src/kafka/transform.ts';
 import { YunhuSimAccount } from '../../../src/simulate/yunhu-state.ts';
+import { sessionOfItemWithoutSession, transformFinderItem } from '../../../src/transform/finder.ts';
 import { transformYunhuRecord } from '../../../src/transform/yunhu.ts';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures');
@@ -211,5 +213,45 @@ describe('rawSession', () => {
     expect(rawSession(Buffer.from('{"msgSessionId":"a\\/b\\u0040c\\u4f1a"}'))).toBe('a/b@c会');
     // Not a JSON string: no session rather than a wrong one.
     expect(rawSession(Buffer.from('{"msgSessionId":"bad\\qescape"}'))).toBe('');
+  });
+});
+
+describe('the raw key of a finder item', () => {
+  /** Every golden item, as the bytes a provider sends (the editor's final newline dropped). */
+  function goldenItems(): { name: string; bytes: Uint8Array }[] {
+    const items: { name: string; bytes: Uint8Array }[] = [];
+    for (const kind of readdirSync(FIXTURES, { withFileTypes: true })) {
+      if (!kind.isDirectory() || kind.name === 'seeds' || kind.name === 'simulate') continue;
+      for (const f of readdirSync(join(FIXTURES, kind.name))) {
+        if (!f.endsWith('.json') || f.endsWith('.rows.json')) continue;
+        const buf = readFileSync(join(FIXTURES, kind.name, f));
+        let end = buf.length;
+        while (end > 0 && (buf[end - 1] === 0x0a || buf[end - 1] === 0x0d)) end--;
+        items.push({ name: `${kind.name}/${f}`, bytes: new Uint8Array(buf.subarray(0, end)) });
+      }
+    }
+    return items;
+  }
+
+  it("is the session of the item's rows, so a session's records share a raw partition and keep their order", () => {
+    const origin: Origin = { source: 'gw', sourceType: 'gewe', tenant: 'corp123', staffId: 'staff-a' };
+    const items = goldenItems();
+    expect(items.length).toBeGreaterThan(50);
+    const keys = new Map<string, string>();
+    for (const { name, bytes } of items) {
+      const record: RawRecord = { origin, bytes, fetchedAt: 1, cursor: 'kb', index: 0 };
+      const page = { origin, stream: 'a', cursorBefore: '', cursorAfter: 'kb', records: [record], deadLetters: [] };
+      const key = rawMessages(page, 'wx-1')[0]?.key;
+      keys.set(name, String(key));
+      const out = transformFinderItem(record, 1);
+      for (const row of [...out.messages, ...out.events]) expect(`${name} ${String(key)}`).toBe(`${name} gw:${row.session_id}`);
+      for (const mark of out.recalls) expect(`${name} ${String(key)}`).toBe(`${name} gw:${mark.session_id}`);
+    }
+    // The revoke without msgSessionId goes with the conversation it names.
+    expect(keys.get('revoke/revoke-no-session.json')).toBe(keys.get('revoke/revoke.json'));
+    expect(keys.get('revoke/revoke.json')).not.toBe('gw:');
+    // An item that does not parse has no session: its dead letter is keyed by its origin.
+    expect(sessionOfItemWithoutSession(Buffer.from('{"content":{"msgSessionId":""'))).toBe('');
+    expect(sessionOfItemWithoutSession(Uint8Array.from([0xff, 0xfe]))).toBe('');
   });
 });
