@@ -50,6 +50,8 @@ const STORE_SECTIONS: ParseConfigOptions = { only: ['clickhouse', 'log'] };
 async function resolveConfig(file: string | undefined, required: boolean, options: ParseConfigOptions = {}): Promise<Config> {
   const path = file ?? process.env['MSGPIPE_CONFIG'];
   try {
+    // `--config "$UNSET"`: not the defaults (`migrate` would make ./data/clickhouse).
+    if (file === '') throw new ConfigError(['--config: the path is empty']);
     if (path === undefined || path === '') {
       if (required) throw new ConfigError(['no configuration: pass --config FILE or set MSGPIPE_CONFIG']);
       return parseConfig({});

@@ -202,6 +202,9 @@ async function supervise(config: Config, log: Logger, work: (signal: AbortSignal
   const ops = await startOps(config.metrics, log);
   lifecycle.signal.addEventListener('abort', () => { ops.readiness.drain(); }, { once: true });
   if (lifecycle.signal.aborted) ops.readiness.drain();
+  // Holds the event loop while the work waits for the stop: with no source, API or listener
+  // nothing else would, and Node would end the process mid-run (exit 13, the store not closed).
+  const alive = setInterval(() => undefined, 2 ** 30);
   try {
     await work(lifecycle.signal, ops);
     code = 0;
@@ -210,6 +213,7 @@ async function supervise(config: Config, log: Logger, work: (signal: AbortSignal
     code = err instanceof ConfigError ? 2 : 1;
     throw err;
   } finally {
+    clearInterval(alive);
     stopRelease();
     try {
       await ops.server.close();
@@ -226,6 +230,7 @@ async function supervise(config: Config, log: Logger, work: (signal: AbortSignal
 async function runDistributedCommand(config: Config, log: Logger, allRoles: readonly DistributedRole[]): Promise<number> {
   let roles = allRoles;
   if (roles.includes('query') && config.tenants.length === 0) {
+    if (roles.length === 1) throw new ConfigError(['tenants: --role query needs at least one tenant; without one the process would have nothing to run']);
     log.warn('No tenants configured: the query API is not started.');
     roles = roles.filter((r) => r !== 'query');
   }

@@ -123,8 +123,15 @@ export function formatRows(columns: readonly string[], rows: readonly (readonly 
   return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line), `(${rows.length} rows)`, ''].join('\n');
 }
 
+/**
+ * Characters a terminal acts on instead of showing: C0 and C1 controls, DEL, and the bidi
+ * overrides and isolates that reorder what follows. Stored chat text is written by strangers.
+ */
+const UNPRINTABLE = /[\p{Cc}\u202a-\u202e\u2066-\u2069]/gu;
+const ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
 function tableCells(columns: readonly string[], row: readonly unknown[]): string[] {
-  return columns.map((_, i) => cell(row[i]).replace(/\n/g, '\\n'));
+  return columns.map((_, i) => cell(row[i]).replace(UNPRINTABLE, (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
 }
 
 function tableWidths(columns: readonly string[], cells: readonly (readonly string[])[]): number[] {

@@ -251,12 +251,21 @@ function deepFreeze<T>(value: T): T {
 }
 
 const ANY_ADDRESS = new Set(['0.0.0.0', '::', '[::]']);
+/** Addresses `localhost` may be bound as (it resolves to one of them, which depends on the machine). */
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
+
+/** True when listeners on `a` and `b` (one port) would meet. */
+function sameListener(a: string, b: string): boolean {
+  const host = (h: string): string => h.toLowerCase();
+  if (host(a) === host(b) || ANY_ADDRESS.has(a) || ANY_ADDRESS.has(b)) return true;
+  return (host(a) === 'localhost' && LOOPBACK.has(host(b))) || (host(b) === 'localhost' && LOOPBACK.has(host(a)));
+}
 
 /** The query API and the operations listener on one port: the second would fail to listen, after the store was opened. */
 function listenerProblems(config: Config): string[] {
   const { query, metrics } = config;
   if (!metrics.enabled || query.port === 0 || query.port !== metrics.port) return [];
-  const overlap = query.host === metrics.host || ANY_ADDRESS.has(query.host) || ANY_ADDRESS.has(metrics.host);
+  const overlap = sameListener(query.host, metrics.host);
   return overlap ? [`metrics.port: ${String(metrics.port)} is query.port too; the query API and the operations listener need a port each`] : [];
 }
 

@@ -45,6 +45,8 @@ export class BatchAbandonedError extends Error {
 
 /** How long `stop()` waits for the batches in flight to be handled and committed. */
 const DRAIN_MS = 20_000;
+/** Least time a consumer gets to leave its group once the drain is over (a broker that is up answers in milliseconds). */
+const LEAVE_MIN_MS = 2_000;
 
 /**
  * How long a consumer that lost the broker keeps connecting again without joining its group:
@@ -131,19 +133,22 @@ function refusedCommit(error: unknown): Error | undefined | false {
   return chain.some((e) => LOST.has(errorType(e) ?? '')) ? undefined : false;
 }
 
-/** Resolves when `promise` settles or after `ms`, whichever comes first. */
-export async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+/** Resolves when `promise` settles (true) or after `ms` (false), whichever comes first. */
+export async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
+  const settled = await Promise.race([
     promise.then(
-      () => undefined,
-      () => undefined,
+      () => true,
+      () => true,
     ),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => {
+        resolve(false);
+      }, ms);
     }),
   ]);
   clearTimeout(timer);
+  return settled;
 }
 
 /** Watches a running consumer for crashes; see {@link superviseConsumer}. */
@@ -438,7 +443,11 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
     } catch (err) {
       log.debug({ err }, 'Consumer not running at stop; leaving the group.');
     } finally {
-      await consumer.disconnect();
+      // With the broker away, kafkajs's disconnect waits for a fetch that keeps reconnecting:
+      // bounded by the drain's time, like the rest (the batches in flight are committed or
+      // left to the next owner by now; the broker expires this member).
+      const left = await settledWithin(consumer.disconnect(), Math.max(LEAVE_MIN_MS, drainBy - Date.now()));
+      if (!left) log.warn({ topics: options.topics }, 'The consumer did not leave its group in time (broker away?); the broker will expire it.');
     }
   }
 

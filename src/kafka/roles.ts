@@ -112,6 +112,24 @@ function accountOf(source: SourceConfig): string {
   return source.name;
 }
 
+/**
+ * Runs `stops` together, then `closes` one after another, each whatever the others did.
+ *
+ * @throws the first failure, after all ran
+ */
+async function stopAll(stops: readonly (() => Promise<void>)[], closes: readonly (() => Promise<void>)[]): Promise<void> {
+  const failures: unknown[] = [];
+  for (const result of await Promise.allSettled(stops.map((stop) => stop()))) if (result.status === 'rejected') failures.push(result.reason);
+  for (const close of closes) {
+    try {
+      await close();
+    } catch (err) {
+      failures.push(err);
+    }
+  }
+  if (failures.length > 0) throw failures[0];
+}
+
 /** Starts the roles and returns once they run; they stop when `signal` aborts. */
 export async function startDistributed(options: DistributedOptions): Promise<DistributedRun> {
   const { config, roles, log, signal, ops } = options;
@@ -122,6 +140,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
   if (roles.includes('sink') || roles.includes('query')) ops?.readiness.require('store');
   if (roles.includes('sink') || roles.includes('transform')) ops?.readiness.require('consumers');
   if (roles.includes('ingest') && config.sources.length > 0) ops?.readiness.require('sources');
+  if (roles.includes('query') && options.startQuery !== undefined) ops?.readiness.require('query');
   const metrics = ops === undefined ? NO_METRICS : registerKafkaMetrics(ops.metrics, kafkaConfig.brokers, log.child({ component: 'kafka.metrics' }));
   const kafka = createKafka({
     brokers: kafkaConfig.brokers,
@@ -129,7 +148,11 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     logger: log,
     retry: ROLE_RETRY,
   });
-  const cleanups: (() => Promise<void>)[] = [() => metrics.close()];
+  // What a stop runs: first every role together (each drains what it holds, in its own time:
+  // one role waiting on a broker that is away must not use up the others' drain time), then the
+  // closes, in order.
+  const stops: (() => Promise<void>)[] = [];
+  const closes: (() => Promise<void>)[] = [() => metrics.close()];
   const failures: Promise<never>[] = [];
   let store: Store | undefined;
   let sync: SyncPublisher | undefined;
@@ -161,7 +184,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     if (roles.includes('sink') || roles.includes('query')) {
       const opened = await step(options.openStore(), (s) => s.close());
       store = opened;
-      cleanups.push(() => opened.close());
+      closes.push(() => opened.close());
       ops?.readiness.met('store');
     }
     if (roles.includes('sink') && store !== undefined) {
@@ -184,7 +207,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
       }), (r) => r.stop());
       sink = running;
       failures.push(running.crashed);
-      cleanups.unshift(() => running.stop());
+      stops.push(() => running.stop());
     }
     if (roles.includes('transform')) {
       const group = `${topics.prefix}.transform`;
@@ -202,16 +225,20 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
       }), (r) => r.stop());
       transform = running;
       failures.push(running.crashed);
-      cleanups.unshift(() => running.stop());
+      stops.push(() => running.stop());
     }
     if (roles.includes('query')) {
       const publisher = await step(createSyncPublisher(kafka, topics), (p) => p.close());
       sync = publisher;
-      cleanups.unshift(() => publisher.close());
+      let query: { close(): Promise<void> } | undefined;
+      // The API first: requests in flight finish while the store and the publisher are open.
+      stops.push(async () => {
+        await query?.close();
+        await publisher.close();
+      });
       if (options.startQuery !== undefined && store !== undefined) {
-        const query = await step(options.startQuery(store, publisher), (q) => q.close());
-        // Closed first: requests in flight finish while the store and the publisher are open.
-        cleanups.unshift(() => query.close());
+        query = await step(options.startQuery(store, publisher), (q) => q.close());
+        ops?.readiness.met('query');
       }
     }
     if (roles.includes('ingest') && config.sources.length === 0) {
@@ -219,7 +246,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     } else if (roles.includes('ingest')) {
       const wakeups = new Wakeups();
       const listener = await step(startSyncListener(kafka, topics, wakeups, log.child({ component: 'kafka.control' })), (l) => l.stop());
-      cleanups.unshift(() => listener.stop());
+      stops.push(() => listener.stop());
       const stats: IngestStats = { records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 };
       ingestStats = stats;
       const accounts = new Map(config.sources.map((s) => [s.name, accountOf(s)]));
@@ -245,7 +272,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
   } catch (err) {
     signal.removeEventListener('abort', onStop);
     halt.abort(err);
-    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+    await stopAll(stops, closes).catch(() => undefined);
     if (!(err instanceof StoppedDuringStartup)) throw err;
     // The roles already started drained in their cleanups; the others never fetched anything.
     log.info('Stopped during start-up; the roles already started were stopped.');
@@ -278,12 +305,10 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
       fatal ??= err;
     }
     // Consumers drain their batches in flight (stored or produced, then committed) as they leave.
-    for (const cleanup of cleanups) {
-      try {
-        await cleanup();
-      } catch (err) {
-        fatal ??= err;
-      }
+    try {
+      await stopAll(stops, closes);
+    } catch (err) {
+      fatal ??= err;
     }
     if (fatal !== undefined) throw fatal instanceof Error ? fatal : new Error('Distributed run failed.', { cause: fatal });
   })();

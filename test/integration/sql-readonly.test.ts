@@ -51,6 +51,10 @@ describe('msgpipe sql', () => {
       const none = execFileAsync(process.execPath, [BIN, 'sql', 'SELECT 1'], { cwd: bare, env: noConfig });
       await expect(none).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('clickhouse.path: no store at ./data/clickhouse') as unknown });
       expect(await readdir(bare)).toEqual([]);
+      // `--config "$UNSET"` is a mistake, not the defaults: `migrate` makes no store here.
+      const empty = execFileAsync(process.execPath, [BIN, 'migrate', '--config', ''], { cwd: bare, env: noConfig });
+      await expect(empty).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--config: the path is empty') as unknown });
+      expect(await readdir(bare)).toEqual([]);
       // A read that would write a file is refused before it runs.
       const outfile = join(dir, 'out.txt');
       const into = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, `SELECT 1 INTO OUTFILE '${outfile}'`], { cwd: ROOT, env });

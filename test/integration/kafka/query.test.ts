@@ -3,6 +3,8 @@
  * serves the API over the store and answers `POST /sync` by publishing a SyncRequest for the
  * tenant to `<prefix>.control`, over a real socket and a real broker.
  */
+import { createServer } from 'node:net';
+
 import { describe, expect, it } from 'vitest';
 
 import type { Kafka } from '../../../src/kafka/client.ts';
@@ -52,6 +54,41 @@ describe('distributed query role', () => {
       } finally {
         proc.child.kill('SIGTERM');
         expect(await proc.exited).toBe(0);
+      }
+    });
+  });
+
+  it('is not ready until the query API listens, and never says ready when it cannot listen', async () => {
+    await withTempDir('kafka-query-ready', async (dir) => {
+      // The query port is taken: the API cannot listen, and the role fails.
+      const holder = createServer();
+      await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+      const taken = (holder.address() as { port: number }).port;
+      try {
+        const prefix = uniqueTopic('mpqr');
+        const config = { ...(kafkaConfig(dir, 'http://127.0.0.1:9', broker.brokers, prefix) as object), query: { port: taken }, metrics: { port: 0 } };
+        const proc = startMsgpipe(['run', '--config', await writeConfig(dir, config), '--role', 'query']);
+        let exited: number | string | undefined;
+        void proc.exited.then((code) => {
+          exited = code;
+        });
+        const answers: { http: number; waiting: string[] }[] = [];
+        while (exited === undefined) {
+          const line = proc.stderr().split('\n').find((l) => l.includes('Operations listener started.'));
+          if (line !== undefined) {
+            const { url } = JSON.parse(line) as { url: string };
+            const res = await fetch(`${url}/readyz`).catch(() => undefined);
+            if (res !== undefined) answers.push({ http: res.status, waiting: ((await res.json()) as { waiting: string[] }).waiting });
+          }
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        expect(exited).toBe(1);
+        expect(proc.stderr()).toContain('EADDRINUSE');
+        // Readiness waits for the API (it said ready once the store was open before).
+        expect(answers.some((a) => a.http === 503 && a.waiting.includes('query'))).toBe(true);
+        expect(answers.filter((a) => a.http === 200)).toEqual([]);
+      } finally {
+        holder.close();
       }
     });
   });

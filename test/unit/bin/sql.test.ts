@@ -81,6 +81,13 @@ describe('formatRows', () => {
     expect(text.split('\n')).toEqual(['k     n', '----  --', '天气  12', 'ok    3', '(2 rows)', '']);
   });
 
+  it('shows control characters of a table cell as escapes, not as terminal commands', () => {
+    const text = formatRows(['x'], [['a\u001b]0;pwned\u0007b\rXY\tz\n\u009b\u202eq']], 'table');
+    const line = text.split('\n')[2];
+    expect(line).toBe('a\\u001b]0;pwned\\u0007b\\rXY\\tz\\n\\u009b\\u202eq');
+    expect(line).not.toMatch(/[\p{Cc}\u202e]/u);
+  });
+
   it('writes JSON lines and a JSON array', () => {
     expect(formatRows(['a'], [[1], [2]], 'jsonl')).toBe('{"a":1}\n{"a":2}\n');
     expect(JSON.parse(formatRows(['a', 'b'], [[1, 'x'], [2, null]], 'json'))).toEqual([{ a: 1, b: 'x' }, { a: 2, b: null }]);

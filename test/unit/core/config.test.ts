@@ -119,6 +119,10 @@ describe('parseConfig', () => {
       'metrics.port: 9100 is query.port too; the query API and the operations listener need a port each',
     ]);
     expect(problemsOf(() => parseConfig({ query: { port: 9100, host: '0.0.0.0' }, metrics: { port: 9100 } }, {}))).toHaveLength(1);
+    // localhost is one of the loopback addresses, whichever the machine binds.
+    expect(problemsOf(() => parseConfig({ query: { port: 9100, host: 'localhost' }, metrics: { port: 9100, host: '127.0.0.1' } }, {}))).toHaveLength(1);
+    expect(problemsOf(() => parseConfig({ query: { port: 9100, host: '::1' }, metrics: { port: 9100, host: 'LocalHost' } }, {}))).toHaveLength(1);
+    expect(parseConfig({ query: { port: 9100, host: '::1' }, metrics: { port: 9100, host: '127.0.0.1' } }, {}).query.port).toBe(9100);
     // Different addresses, port 0 (any free port) or no operations listener: no conflict.
     expect(parseConfig({ query: { port: 9100, host: '127.0.0.2' }, metrics: { port: 9100 } }, {}).query.port).toBe(9100);
     expect(parseConfig({ query: { port: 0 }, metrics: { port: 0 } }, {}).query.port).toBe(0);

@@ -58,10 +58,13 @@ class StandInConsumer extends EventEmitter {
     await this.runGate;
     this.running = false;
   }
-  disconnect(): Promise<void> {
+  /** While set, disconnects wait for it (kafkajs: stopping fetchers that keep reconnecting to a broker that is away). */
+  disconnectGate: Promise<void> | undefined;
+
+  async disconnect(): Promise<void> {
     this.disconnects += 1;
     this.disconnectedDuringRun.push(this.running);
-    return Promise.resolve();
+    await this.disconnectGate;
   }
   pause(): void {
     // A crashed consumer throws here in kafkajs; the loop's stop handles both.
@@ -250,6 +253,22 @@ describe('consumer loop after a crash kafkajs does not restart from', () => {
     expect(consumer.runs).toBe(1);
     expect(consumer.disconnects).toBe(1);
     expect(crashedWith()).toBeUndefined();
+  });
+
+  it('stops within the drain time when leaving the group hangs (the broker away for minutes)', async () => {
+    const consumer = new StandInConsumer();
+    const { loop } = await startLoop(consumer);
+    consumer.disconnectGate = new Promise<void>(() => undefined);
+    let done = false;
+    void loop.stop().then(() => {
+      done = true;
+    });
+    await vi.advanceTimersByTimeAsync(19_000);
+    expect(consumer.disconnects).toBe(1);
+    expect(done).toBe(false);
+    // The drain's 20 s: the process deadline (30 s) is left for the store and the other roles.
+    await vi.advanceTimersByTimeAsync(1_100);
+    expect(done).toBe(true);
   });
 
   it('leaves the consumer disconnected when the stop came while it connected again', async () => {
