@@ -37,6 +37,21 @@ export interface UnitSink<U = SinkUnit> {
   add(unit: U): Promise<void>;
   /** Stores everything buffered, then the covered cursors. */
   close(): Promise<void>;
+  /**
+   * Rejects when the sink fails on its own (a flush its age timer started), before any later
+   * `add` would tell: the pipeline stops then, not at the next page, which may be hours away.
+   */
+  readonly failed?: Promise<never>;
+}
+
+/** A promise that rejects with the first failure reported (see {@link UnitSink.failed}); unobserved, it is no unhandled rejection. */
+export function failureSignal(): { readonly failed: Promise<never>; readonly report: (err: Error) => void } {
+  let report: (err: Error) => void = () => undefined;
+  const failed = new Promise<never>((_resolve, reject) => {
+    report = reject;
+  });
+  failed.catch(() => undefined);
+  return { failed, report };
 }
 
 /** A batch the sink has stored, cursors saved, as reported to a {@link SinkObserver}. */
@@ -89,6 +104,8 @@ export interface PageTransformer<U> {
   transform(page: SourcePage, cursor: CursorUpdate, now: number): Promise<TransformedPage<U>>;
   /** Releases its threads; called once every source has stopped. */
   close(): Promise<void>;
+  /** Rejects when a thread fails while no page is in it (see {@link UnitSink.failed}). */
+  readonly failed?: Promise<never>;
 }
 
 /** Where sources read their resume position. */
@@ -245,12 +262,15 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
 
   let fatal: unknown;
   /** Keeps the first fatal error, logs each error once, and stops every source. */
-  const failWith = (err: unknown, source: Source, message: string): void => {
-    if (err !== fatal) log.error({ err, source: source.name }, message);
+  const failWith = (err: unknown, source: Source | undefined, message: string): void => {
+    if (err !== fatal) log.error({ err, ...(source === undefined ? {} : { source: source.name }) }, message);
     fatal ??= err;
     stop.abort(err);
   };
   const { transformer } = options;
+  // A stage that fails between pages stops the sources now (the sink already logged why).
+  sink.failed?.catch((err: unknown) => { failWith(err, undefined, 'Sink failed; stopping the pipeline.'); });
+  transformer.failed?.catch((err: unknown) => { failWith(err, undefined, 'Transform failed; stopping the pipeline.'); });
   const runs = options.sources.map(async (source) => {
     const ctx: SourceContext = {
       signal: stop.signal,

@@ -30,7 +30,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 
 import { MsgpipeError } from '../core/errors.ts';
-import type { CursorUpdate, SinkObserver, SinkUnit, UnitSink } from '../core/pipeline.ts';
+import { type CursorUpdate, failureSignal, type SinkObserver, type SinkUnit, type UnitSink } from '../core/pipeline.ts';
 import { retry, type RetryPolicy } from '../core/retry.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark } from '../core/types.ts';
 import { type CallOptions, type InsertOptions, JsonLines, type Store } from './clickhouse.ts';
@@ -466,6 +466,9 @@ export class SinkWriter implements UnitSink {
   private unanswered: { readonly lines: JsonLines; readonly options: InsertOptions; readonly sentAt: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failure: Error | undefined;
+  private readonly failureSignal = failureSignal();
+  /** Rejects with the error that stopped the writer, when it stops (see {@link UnitSink.failed}). */
+  readonly failed: Promise<never> = this.failureSignal.failed;
   private closed = false;
 
   /** Live counters; see {@link SinkStats}. */
@@ -601,6 +604,7 @@ export class SinkWriter implements UnitSink {
         this.failure ??=
           err instanceof Error ? err : new MsgpipeError('MSGPIPE_ERR_CLICKHOUSE', 'Sink flush failed.', { cause: err });
         this.log.error({ err, rows: batch.rows }, 'Sink flush failed; the writer stops and no cursor of the batch was saved.');
+        this.failureSignal.report(this.failure);
       })
       .finally(() => {
         this.queued -= 1;

@@ -22,7 +22,7 @@ import { type ResourceLimits, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 
 import { MsgpipeError } from '../core/errors.ts';
-import type { CursorUpdate, PageTransformer, TransformCounts, TransformedPage } from '../core/pipeline.ts';
+import { type CursorUpdate, failureSignal, type PageTransformer, type TransformCounts, type TransformedPage } from '../core/pipeline.ts';
 import type { SourcePage } from '../ingest/source.ts';
 import { EncodedUnit, type EncodedUnitWire } from '../sink/writer.ts';
 
@@ -105,6 +105,9 @@ export class TransformThreads implements PageTransformer<EncodedUnit> {
   private readonly log: Logger;
   private nextId = 1;
   private failure: MsgpipeError | undefined;
+  private readonly failureSignal = failureSignal();
+  /** Rejects when a thread fails (see {@link PageTransformer.failed}). */
+  readonly failed: Promise<never> = this.failureSignal.failed;
   private closing = false;
 
   /**
@@ -191,6 +194,7 @@ export class TransformThreads implements PageTransformer<EncodedUnit> {
     if (!this.closing && this.failure === undefined) {
       this.failure = err;
       this.log.error({ err }, 'A transform thread failed; the pipeline stops.');
+      this.failureSignal.report(err);
     }
     for (const waiter of slot.waiting.values()) waiter.reject(err);
     slot.waiting.clear();

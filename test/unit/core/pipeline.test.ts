@@ -6,7 +6,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 
-import { inThreadTransformer, type PageTransformer, runEmbeddedPipeline, type SinkUnit, type UnitSink, Wakeups } from '../../../src/core/pipeline.ts';
+import { failureSignal, inThreadTransformer, type PageTransformer, runEmbeddedPipeline, type SinkUnit, type UnitSink, Wakeups } from '../../../src/core/pipeline.ts';
 import type { Origin } from '../../../src/core/types.ts';
 import { parseConfig } from '../../../src/core/config.ts';
 import { createSource } from '../../../src/ingest/registry.ts';
@@ -110,6 +110,28 @@ describe('runEmbeddedPipeline', () => {
     expect(sink.units).toHaveLength(2);
     expect(sink.closed).toBe(true);
     expect(source.failures).toBe(1);
+  });
+
+  it('stops every source when the sink fails between pages, without waiting for the next page', async () => {
+    const { failed, report } = failureSignal();
+    const sink = Object.assign(new RecordingSink(), { failed });
+    // One page, then nothing new for hours: only the stop ends its wait.
+    let stoppedBy: unknown;
+    const quiet: Source = {
+      name: 'y1',
+      origin: ORIGIN,
+      stats: newSourceStats(),
+      async run(ctx) {
+        await ctx.emit(page(0));
+        setTimeout(() => { report(new Error('flush failed: disk full')); }, 50);
+        await new Promise<void>((resolve) => { ctx.signal.addEventListener('abort', () => { resolve(); }, { once: true }); });
+        stoppedBy = ctx.signal.reason;
+      },
+    };
+    const result = await run(inThreadTransformer(() => transformFinderItem), sink, quiet);
+    expect((result as Error).message).toBe('flush failed: disk full');
+    expect((stoppedBy as Error).message).toBe('flush failed: disk full');
+    expect(sink.closed).toBe(true);
   });
 
   it('runs until stopped when there is no source, and then closes the sink', async () => {

@@ -435,6 +435,27 @@ describe('SinkWriter', () => {
       expect(await cursors.load('shop-a', 'main')).toBe('kb-2');
     });
 
+    it('says when a flush its age timer started fails, before any later add', async () => {
+      const faulty = new FaultyStore(temp.store);
+      faulty.faults.push({ table: 'messages', times: Infinity, retriable: false });
+      const w = writer(faulty, { maxAgeMs: 50 });
+      let failed: unknown;
+      w.failed.catch((err: unknown) => {
+        failed = err;
+      });
+      await w.add(unit({ messages: [message({ msgid: '1' })] }, 'kb-1'));
+      // No add follows: only the timer flushes, and only `failed` can tell.
+      await vi.waitFor(
+        () => {
+          expect(failed).toBeInstanceOf(Error);
+        },
+        { timeout: 20_000 },
+      );
+      expect((failed as Error).message).toMatch(/injected failure on messages/);
+      await expect(w.close()).rejects.toThrow(/injected failure/);
+      expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBeUndefined();
+    });
+
     it('does not move the cursor while a retriable failure outlasts the attempts', async () => {
       const faulty = new FaultyStore(temp.store);
       faulty.faults.push({ table: 'messages', times: Infinity, retriable: true });

@@ -192,6 +192,8 @@ describe('TransformThreads', () => {
     expect((err as MsgpipeError).message).toMatch(/Transform thread 0 (crashed|exited)/);
     const later: unknown = await threads.transform(finderPage(6, 1), cursorOf(page), NOW).catch((e: unknown) => e);
     expect((later as MsgpipeError).code).toBe('MSGPIPE_ERR_TRANSFORM_THREAD');
+    // The pipeline hears of it without a page: `failed` rejects with the same error.
+    await expect(threads.failed).rejects.toBe(err);
   });
 
   it('rejects a page still in a thread when the threads close, and any page after', async () => {
