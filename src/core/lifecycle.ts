@@ -139,14 +139,16 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
     stop,
     dispose,
     finish: (code) => {
-      dispose();
       // A signal repeated while the process winds down (npx forwarding it, a second Ctrl-C) must
-      // not turn a finished run into a killed one: keep handlers that only log it.
+      // not turn a finished run into a killed one: keep handlers that only log it. Added before
+      // the others go: a signal with no listener left, even for a moment, has its default
+      // action, and kills the process.
       const quiet = STOP_SIGNALS.map((sig) => {
         const handler = (): void => { options.log.info({ reason: sig, code }, 'Already finished; exiting.'); };
         process.on(sig, handler);
         return [sig, handler] as const;
       });
+      dispose();
       // Once the work is over, nothing is left to tear down: end at the 'exit' event, before
       // Node's own teardown (~20 ms with the engine loaded), during which a late signal would
       // have killed the process with its default action.
@@ -157,8 +159,9 @@ export function installLifecycle(options: LifecycleOptions): Lifecycle {
           { resources: process.getActiveResourcesInfo(), lingerMs: options.lingerMs ?? 5000, code },
           'Work is over but open handles keep the process alive; exiting.',
         );
-        for (const [sig, handler] of quiet) process.off(sig, handler);
         exit(code);
+        // Only a test's exit returns.
+        for (const [sig, handler] of quiet) process.off(sig, handler);
       }, options.lingerMs ?? 5000);
       linger.unref();
     },

@@ -7,7 +7,7 @@ import { createServer, connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import { installLifecycle } from '../../../src/core/lifecycle.ts';
 
@@ -54,6 +54,34 @@ describe('installLifecycle', () => {
       socket.destroy();
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  it('finish never leaves a stop signal without a handler of its own, not even for a moment', async () => {
+    // Removing the last listener restores the signal's default action: a SIGTERM arriving then
+    // (npx forwarding one more) killed a process that had finished its work.
+    const { log } = capture();
+    const before = process.listenerCount('SIGTERM');
+    const seen: number[] = [];
+    const off = process.off.bind(process);
+    const spy = vi.spyOn(process, 'off').mockImplementation((event, listener) => {
+      off(event, listener);
+      if (event === 'SIGTERM') seen.push(process.listenerCount('SIGTERM'));
+      return process;
+    });
+    let exited: (code: number) => void = () => undefined;
+    const done = new Promise<number>((resolve) => {
+      exited = resolve;
+    });
+    try {
+      const lifecycle = installLifecycle({ log, lingerMs: 20, exit: (code) => { exited(code); } });
+      lifecycle.finish(0);
+      expect(await done).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    // Each removal while it finished left one of msgpipe's own handlers in place; the last
+    // came after the exit.
+    expect(seen).toEqual([before + 1, before]);
   });
 
   it('finish after a stop signal cancels the drain deadline: the run code is the exit code, not 70', async () => {
