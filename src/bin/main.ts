@@ -40,7 +40,7 @@ function parseRoles(value: string): Role[] {
   const roles = value.split(',').map((r) => r.trim());
   const unknown = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
   if (unknown.length > 0) throw new InvalidArgumentError(`unknown role ${unknown.join(', ')} (use ${ROLES.join(', ')})`);
-  return roles as Role[];
+  return [...new Set(roles)] as Role[];
 }
 
 /** What `sql` and `migrate` read of a configuration: tenants' secrets and tokens need not be set. */

@@ -229,8 +229,13 @@ async function supervise(config: Config, log: Logger, work: (signal: AbortSignal
  */
 async function runDistributedCommand(config: Config, log: Logger, allRoles: readonly DistributedRole[]): Promise<number> {
   let roles = allRoles;
+  // A process whose every role would sit idle is a mistake in its configuration, not a service.
+  const idle = (role: DistributedRole): boolean => (role === 'query' && config.tenants.length === 0) || (role === 'ingest' && config.sources.length === 0);
+  if (roles.every(idle)) {
+    const needs = roles.map((r) => (r === 'query' ? 'the query role needs a tenant' : 'the ingest role needs a source'));
+    throw new ConfigError([`--role ${roles.join(',')}: nothing to run (${needs.join('; ')})`]);
+  }
   if (roles.includes('query') && config.tenants.length === 0) {
-    if (roles.length === 1) throw new ConfigError(['tenants: --role query needs at least one tenant; without one the process would have nothing to run']);
     log.warn('No tenants configured: the query API is not started.');
     roles = roles.filter((r) => r !== 'query');
   }

@@ -262,15 +262,19 @@ export async function runEmbeddedPipeline<U>(options: EmbeddedPipelineOptions<U>
 
   let fatal: unknown;
   /** Keeps the first fatal error, logs each error once, and stops every source. */
-  const failWith = (err: unknown, source: Source | undefined, message: string): void => {
-    if (err !== fatal) log.error({ err, ...(source === undefined ? {} : { source: source.name }) }, message);
+  const failWith = (err: unknown, source: Source, message: string): void => {
+    if (err !== fatal) log.error({ err, source: source.name }, message);
     fatal ??= err;
     stop.abort(err);
   };
   const { transformer } = options;
-  // A stage that fails between pages stops the sources now (the sink already logged why).
-  sink.failed?.catch((err: unknown) => { failWith(err, undefined, 'Sink failed; stopping the pipeline.'); });
-  transformer.failed?.catch((err: unknown) => { failWith(err, undefined, 'Transform failed; stopping the pipeline.'); });
+  // A stage that fails between pages stops the sources now (it logged why itself).
+  const failedStage = (err: unknown): void => {
+    fatal ??= err;
+    stop.abort(err);
+  };
+  sink.failed?.catch(failedStage);
+  transformer.failed?.catch(failedStage);
   const runs = options.sources.map(async (source) => {
     const ctx: SourceContext = {
       signal: stop.signal,

@@ -443,11 +443,17 @@ export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<C
     } catch (err) {
       log.debug({ err }, 'Consumer not running at stop; leaving the group.');
     } finally {
-      // With the broker away, kafkajs's disconnect waits for a fetch that keeps reconnecting:
-      // bounded by the drain's time, like the rest (the batches in flight are committed or
-      // left to the next owner by now; the broker expires this member).
-      const left = await settledWithin(consumer.disconnect(), Math.max(LEAVE_MIN_MS, drainBy - Date.now()));
-      if (!left) log.warn({ topics: options.topics }, 'The consumer did not leave its group in time (broker away?); the broker will expire it.');
+      if (inFlight > 0) {
+        // A batch is still being handled past the drain's time: kafkajs's disconnect waits for
+        // it, and so does the stop (the process deadline cuts it short, exit 70), so the role
+        // never reports a drain it did not finish, nor has its store closed under a handler.
+        await consumer.disconnect();
+      } else {
+        // Nothing in flight: with the broker away, kafkajs's disconnect waits for a fetch that
+        // keeps reconnecting. Bounded by the drain's time; the broker expires this member.
+        const left = await settledWithin(consumer.disconnect(), Math.max(LEAVE_MIN_MS, drainBy - Date.now()));
+        if (!left) log.warn({ topics: options.topics }, 'The consumer did not leave its group in time (broker away?); the broker will expire it.');
+      }
     }
   }
 

@@ -297,16 +297,11 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
       log.error({ err }, 'A role failed; stopping this process.');
     }
     signal.removeEventListener('abort', onStop);
-    // The other roles of this process stop too (ingest drains its pages and cursors first).
+    // Every role stops, side by side: ingest drains its pages and cursors, the consumers their
+    // batches in flight (stored or produced, then committed) as they leave.
     halt.abort(fatal ?? signal.reason);
     try {
-      await ingestDone;
-    } catch (err) {
-      fatal ??= err;
-    }
-    // Consumers drain their batches in flight (stored or produced, then committed) as they leave.
-    try {
-      await stopAll(stops, closes);
+      await stopAll([...(ingestDone === undefined ? [] : [() => ingestDone]), ...stops], closes);
     } catch (err) {
       fatal ??= err;
     }

@@ -26,13 +26,19 @@ describe('msgpipe run with nothing to do', () => {
     });
   });
 
-  it('refuses --role query without a tenant in the distributed mode (exit 2)', async () => {
+  it('refuses distributed roles that would all sit idle: query without a tenant, ingest without a source (exit 2)', async () => {
     await withTempDir('idle-run-query', async (dir) => {
       // Refused before any broker is asked: the address is never used.
       const config = { kafka: { brokers: ['127.0.0.1:9'] }, clickhouse: { path: `${dir}/ch` }, metrics: { enabled: false } };
-      const proc = startMsgpipe(['run', '--config', await writeConfig(dir, config), '--role', 'query']);
-      expect(await proc.exited).toBe(2);
-      expect(proc.stderr()).toContain('--role query needs at least one tenant');
+      const file = await writeConfig(dir, config);
+      for (const roles of ['query', 'query,query', 'ingest,query']) {
+        const proc = startMsgpipe(['run', '--config', file, '--role', roles]);
+        expect(await proc.exited, roles).toBe(2);
+        expect(proc.stderr()).toContain('nothing to run');
+      }
+      const both = startMsgpipe(['run', '--config', file, '--role', 'ingest,query']);
+      await both.exited;
+      expect(both.stderr()).toContain('the ingest role needs a source; the query role needs a tenant');
     });
   });
 });

@@ -11,6 +11,7 @@
 import { EventEmitter } from 'node:events';
 
 import {
+  type EachBatchPayload,
   type Kafka,
   KafkaJSConnectionError,
   KafkaJSGroupCoordinatorNotFound,
@@ -20,6 +21,7 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { Wakeups } from '../../../src/core/pipeline.ts';
+import type { ConsumerRunConfig } from '../../../src/kafka/client.ts';
 import { curedByReconnect, startConsumerLoop } from '../../../src/kafka/consume.ts';
 import { startSyncListener } from '../../../src/kafka/control.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
@@ -52,7 +54,14 @@ class StandInConsumer extends EventEmitter {
   readonly disconnectedDuringRun: boolean[] = [];
   private running = false;
 
-  async run(): Promise<void> {
+  /** The run configuration the loop gave kafkajs: its `eachBatch` is what kafkajs calls. */
+  config: ConsumerRunConfig | undefined;
+  commitOffsets(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async run(config?: ConsumerRunConfig): Promise<void> {
+    this.config = config;
     this.runs += 1;
     this.running = true;
     await this.runGate;
@@ -91,7 +100,7 @@ function coordinatorNotFound(): Error {
   return Object.assign(new KafkaJSNonRetriableError(cause), { cause });
 }
 
-async function startLoop(consumer: StandInConsumer) {
+async function startLoop(consumer: StandInConsumer, handle: () => Promise<void> = () => Promise.resolve()) {
   const kafka = { consumer: () => consumer } as unknown as Kafka;
   let reconnects = 0;
   const loop = await startConsumerLoop({
@@ -104,7 +113,7 @@ async function startLoop(consumer: StandInConsumer) {
     log: pino({ level: 'silent' }),
     maxRecords: 10,
     sessionTimeoutMs: 6000,
-    handle: () => Promise.resolve(),
+    handle,
   });
   let crashed: unknown;
   loop.crashed.catch((err: unknown) => {
@@ -268,6 +277,35 @@ describe('consumer loop after a crash kafkajs does not restart from', () => {
     expect(done).toBe(false);
     // The drain's 20 s: the process deadline (30 s) is left for the store and the other roles.
     await vi.advanceTimersByTimeAsync(1_100);
+    expect(done).toBe(true);
+  });
+
+  it('waits for a batch still being handled past the drain time, as kafkajs does (the process deadline ends it)', async () => {
+    const consumer = new StandInConsumer();
+    // A sink storing through a ClickHouse blip: its retries outlast the 20 s drain.
+    const handler = opening();
+    const { loop } = await startLoop(consumer, () => handler.promise);
+    // kafkajs's disconnect waits for the batch in flight.
+    consumer.disconnectGate = handler.promise;
+    const message = { offset: '0', key: null, value: Buffer.from('x'), timestamp: '0', attributes: 0, headers: {} };
+    const payload = {
+      batch: { topic: 't', partition: 0, messages: [message] },
+      isRunning: () => true,
+      isStale: () => false,
+      heartbeat: () => Promise.resolve(),
+      resolveOffset: () => undefined,
+    } as unknown as EachBatchPayload;
+    const batch = consumer.config?.eachBatch?.(payload);
+    let done = false;
+    void loop.stop().then(() => {
+      done = true;
+    });
+    await vi.advanceTimersByTimeAsync(25_000);
+    // Not reported stopped while the handler runs: the store must not close under it.
+    expect(done).toBe(false);
+    handler.open();
+    await batch;
+    await vi.advanceTimersByTimeAsync(10);
     expect(done).toBe(true);
   });
 
