@@ -482,9 +482,6 @@ describe('internal errors, rate limits and logs', () => {
       insert: (table, rows, options) => real.insert(table, rows, options),
       close: () => Promise.resolve(),
     };
-    // The rate limiter's window follows Date.now(): frozen, all eight requests fall in one
-    // window however slowly a loaded machine answers (timers stay real).
-    vi.useFakeTimers({ toFake: ['Date'] });
     const app = buildQueryApp({
       store,
       config: testConfig({ rateLimit: 5 }),
@@ -492,6 +489,9 @@ describe('internal errors, rate limits and logs', () => {
       sync: { trigger: () => 0 },
     });
     try {
+      // The rate limiter's window follows Date.now(): frozen, all eight requests fall in one
+      // window however slowly a loaded machine answers (timers stay real).
+      vi.useFakeTimers({ toFake: ['Date'] });
       const q = signedQuery({ ...A, receiver_id: 'customer456' }, SECRET_A);
       const signature = q.split('signature=')[1]!;
       const codes: number[] = [];

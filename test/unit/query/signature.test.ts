@@ -205,9 +205,6 @@ describe('strict mode', () => {
 
 describe('strict mode and the rate limit', () => {
   it('spends a nonce only when the rate limit lets its request through', async () => {
-    // The rate limiter reads Date.now(): with only Date faked, its window moves when the test
-    // says so, however slowly a loaded machine answers (timers stay real).
-    vi.useFakeTimers({ toFake: ['Date'], now: clock.now });
     const app = buildQueryApp({
       store: fx.temp.store,
       config: testConfig({ strict: true, rateLimit: 1 }),
@@ -216,6 +213,9 @@ describe('strict mode and the rate limit', () => {
       clock: () => clock.now,
     });
     try {
+      // The rate limiter reads Date.now(): with only Date faked, its window moves when the test
+      // says so, however slowly a loaded machine answers (timers stay real).
+      vi.useFakeTimers({ toFake: ['Date'], now: clock.now });
       const now = Math.floor(clock.now / 1000);
       const signed = (nonce: string): string =>
         signedQuery({ ext_corp_id: 'corp123', ext_staff_id: 'staff123', receiver_id: 'customer456', timestamp: now, nonce }, SECRET_A);
