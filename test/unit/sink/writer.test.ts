@@ -52,6 +52,16 @@ async function count(store: Store, table: string): Promise<number> {
   return Number(row?.c);
 }
 
+/** Waits until `w.stats.flushes` is `n` (20 s at most: chDB is slow on a loaded machine). */
+async function flushes(w: SinkWriter, n: number): Promise<void> {
+  await vi.waitFor(
+    () => {
+      expect(w.stats.flushes).toBe(n);
+    },
+    { timeout: 20_000 },
+  );
+}
+
 function writer(store: Store, options: SinkWriterOptions = {}): SinkWriter {
   return new SinkWriter(store, silent, { retry: FAST_RETRY, maxAgeMs: 60_000, ...options });
 }
@@ -526,12 +536,7 @@ describe('SinkWriter', () => {
       await w.add(unit({ messages: rows.slice(2, 4) }, 'kb-2'));
       expect(w.stats.flushes).toBe(0);
       await w.add(unit({ messages: rows.slice(4, 6) }, 'kb-3'));
-      await vi.waitFor(
-        () => {
-          expect(w.stats.flushes).toBe(1);
-        },
-        { timeout: 20_000 },
-      );
+      await flushes(w, 1);
       expect(await count(temp.store, 'messages')).toBe(6);
       expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-3');
       await w.close();
@@ -542,12 +547,7 @@ describe('SinkWriter', () => {
       await w.add(unit({ messages: [message({ msgid: '1', content_text: 'x'.repeat(10_000) })] }, 'kb-1'));
       expect(w.stats.flushes).toBe(0);
       await w.add(unit({ messages: [message({ msgid: '2', raw_content: '消'.repeat(20_000) })] }, 'kb-2'));
-      await vi.waitFor(
-        () => {
-          expect(w.stats.flushes).toBe(1);
-        },
-        { timeout: 20_000 },
-      );
+      await flushes(w, 1);
       expect(await count(temp.store, 'messages')).toBe(2);
       await w.close();
     });
@@ -561,12 +561,7 @@ describe('SinkWriter', () => {
       await w.add(refusedUnit('1', 'kb-1'));
       expect(w.stats.flushes).toBe(0);
       await w.add(refusedUnit('2', 'kb-2'));
-      await vi.waitFor(
-        () => {
-          expect(w.stats.flushes).toBe(1);
-        },
-        { timeout: 20_000 },
-      );
+      await flushes(w, 1);
       expect(await count(temp.store, 'dead_letters')).toBe(2);
       expect(await new CursorStore(temp.store).load('shop-a', 'main')).toBe('kb-2');
       await w.close();
@@ -575,12 +570,7 @@ describe('SinkWriter', () => {
     it('flushes a batch when it is maxAgeMs old, cursor-only units included', async () => {
       const w = writer(temp.store, { maxAgeMs: 50 });
       await w.add(unit({ messages: [message()] }, 'kb-1'));
-      await vi.waitFor(
-        () => {
-          expect(w.stats.flushes).toBe(1);
-        },
-        { timeout: 20_000 },
-      );
+      await flushes(w, 1);
       await w.add(unit({}, 'kb-2'));
       await vi.waitFor(() => {
         expect(w.stats.flushes).toBe(2);
