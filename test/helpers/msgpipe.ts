@@ -61,6 +61,16 @@ export function startMsgpipe(args: readonly string[], env: NodeJS.ProcessEnv = {
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
+/** The operations listener URL from the "Operations listener started." log line (info level). */
+export function listenerUrl(proc: MsgpipeProcess): string | undefined {
+  for (const line of proc.stderr().split('\n')) {
+    if (!line.includes('Operations listener started.')) continue;
+    const { url } = JSON.parse(line) as { url?: string };
+    return url;
+  }
+  return undefined;
+}
+
 /** Runs `msgpipe sql` and returns the rows. */
 export async function sql<T = Record<string, unknown>>(configFile: string, query: string): Promise<T[]> {
   const { stdout } = await execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, '--format', 'jsonl', query], {

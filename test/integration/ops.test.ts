@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { startSimulator, type SimulatorAccountInput, type SimulatorHandle } from '../../src/simulate/index.ts';
-import { type MsgpipeProcess, sql, startMsgpipe, waitFor, withTempDir, writeConfig } from '../helpers/msgpipe.ts';
+import { listenerUrl, sql, startMsgpipe, waitFor, withTempDir, writeConfig } from '../helpers/msgpipe.ts';
 import { parseMetrics, type Sample, sampleValue, sumSamples } from '../helpers/metrics.ts';
 
 const TENANT = 'corp1';
@@ -35,16 +35,6 @@ function config(dir: string, baseUrl: string): unknown {
     metrics: { host: '127.0.0.1', port: 0 },
     query: { port: 0 },
   };
-}
-
-/** The listener URL from the "Operations listener started." log line. */
-function listenerUrl(proc: MsgpipeProcess): string | undefined {
-  for (const line of proc.stderr().split('\n')) {
-    if (!line.includes('Operations listener started.')) continue;
-    const { url } = JSON.parse(line) as { url?: string };
-    return url;
-  }
-  return undefined;
 }
 
 async function scrape(url: string): Promise<Sample[]> {

@@ -15,14 +15,13 @@ import { type ExpectedMessage, startSimulator } from '../../../src/simulate/inde
 import { expectExactContents } from '../../helpers/contents.ts';
 import { readTopic, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { parseMetrics, type Sample, sumSamples } from '../../helpers/metrics.ts';
-import { type MsgpipeProcess, ROOT, sql, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
+import { listenerUrl, type MsgpipeProcess, ROOT, sql, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import {
   accounts,
   caughtUp,
   expectSessionOrder,
   IDS,
   kafkaConfig,
-  listenerUrl,
   waitReady,
   pipelineLag,
   startRole,

@@ -12,7 +12,7 @@ import { decodeSyncRequest } from '../../../src/kafka/codec.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { sign, signUrl } from '../../../src/query/signature.ts';
 import { readTopic, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
-import { startMsgpipe, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
+import { listenerUrl, startMsgpipe, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import { kafkaConfig, TENANT } from './support.ts';
 
 let broker: TestBroker;
@@ -74,9 +74,8 @@ describe('distributed query role', () => {
         });
         const answers: { http: number; waiting: string[] }[] = [];
         while (exited === undefined) {
-          const line = proc.stderr().split('\n').find((l) => l.includes('Operations listener started.'));
-          if (line !== undefined) {
-            const { url } = JSON.parse(line) as { url: string };
+          const url = listenerUrl(proc);
+          if (url !== undefined) {
             const res = await fetch(`${url}/readyz`).catch(() => undefined);
             if (res !== undefined) answers.push({ http: res.status, waiting: ((await res.json()) as { waiting: string[] }).waiting });
           }

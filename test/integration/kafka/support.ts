@@ -9,7 +9,7 @@ import { decodeMessage } from '../../../src/kafka/codec.ts';
 import type { Kafka } from '../../../src/kafka/client.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 import { groupLag, readTopic } from '../../helpers/kafka.ts';
-import { type MsgpipeProcess, startMsgpipe, waitFor } from '../../helpers/msgpipe.ts';
+import { listenerUrl, type MsgpipeProcess, startMsgpipe, waitFor } from '../../helpers/msgpipe.ts';
 
 export const TENANT = 'corp1';
 export const IDS = ['g1', 'v1', 's1'] as const;
@@ -52,15 +52,6 @@ export async function waitReady(proc: MsgpipeProcess, timeoutMs = 60_000): Promi
   );
 }
 
-/** The operations listener URL from the "Operations listener started." log line (info level). */
-export function listenerUrl(proc: MsgpipeProcess): string | undefined {
-  for (const line of proc.stderr().split('\n')) {
-    if (!line.includes('Operations listener started.')) continue;
-    const { url } = JSON.parse(line) as { url?: string };
-    return url;
-  }
-  return undefined;
-}
 
 /** True once every account's latest request (after the first `since[id]` ones) was answered "caught up". */
 export function caughtUp(sim: SimulatorHandle, since: Readonly<Record<string, number>> = {}): boolean {
