@@ -224,18 +224,21 @@ function passedUndecodable(page: readonly Listed[], high: bigint, newHigh: bigin
   });
 }
 
-/** A message with a readable msg_id and msg_seq: the cursor and the re-read window track it. */
-/** `messages` without a message listed again under the same msg_id (the first is kept). */
+/**
+ * `messages` without a message listed again (the first is kept): under the same msg_id, or, for
+ * one whose msg_id cannot be read, with the same bytes.
+ */
 function firstOfEach<T extends Listed>(messages: readonly T[]): T[] {
   const ids = new Set<string>();
   return messages.filter((m) => {
-    if (m.msgId === undefined) return true;
-    if (ids.has(m.msgId)) return false;
-    ids.add(m.msgId);
+    const id = m.msgId ?? `\u0000${unreadableHash(m)}`;
+    if (ids.has(id)) return false;
+    ids.add(id);
     return true;
   });
 }
 
+/** A message with a readable msg_id and msg_seq: the cursor and the re-read window track it. */
 function positioned(m: Listed): boolean {
   return m.msgId !== undefined && m.seq !== undefined;
 }
@@ -628,7 +631,7 @@ export class YunhuSource implements Source {
       const loaded = this.loadedCursors.get(stream) ?? 0n;
       const worth = [
         ...changed.filter((m) => (m.seq > high || m.seq > loaded || seen?.has(m.msgId) === true || m.state !== '0:0') && !this.historyWaits(stream, m, now)),
-        ...(until === undefined ? this.unsent(stream, passedUndecodable(page, high, newHigh)) : []),
+        ...(until === undefined ? firstOfEach(this.unsent(stream, passedUndecodable(page, high, newHigh))) : []),
       ];
       if (worth.length > 0) await this.emitMessages(ctx, chat, high, newHigh, worth);
       else for (const m of changed) if (!this.historyPending(stream, m)) this.remember(stream, m);

@@ -669,6 +669,20 @@ describe('yunhu source re-read', () => {
     expect(r.pages.length).toBe(pagesThen);
   });
 
+  it.each([
+    ['read from the cursor', '0'],
+    ['passed by the re-read', '5'],
+  ])('hands on once an undecodable message a page lists twice, %s', async (_title, cursor) => {
+    const damaged = Buffer.from([0x0a, 0x50, 0x61, 0x62]);
+    const { source } = await scripted((start) => (start === 0 ? list([1, 2, 3, 4, 5].map(msg).concat([damaged, damaged, msg(7)])) : list([])));
+    const r = run(source, new Map([['2:c', cursor]]));
+    await vi.waitFor(() => { expect(r.cursors.get('2:c')).toBe('7'); }, WAIT);
+    await r.stop();
+    // Twice would be two dead letters of one message (their origin keys differ by index).
+    const records = r.pages.flatMap((p) => p.records.map((x) => Buffer.from(x.bytes)));
+    expect(records.filter((b) => b.equals(damaged))).toHaveLength(1);
+  });
+
   it('hands on a message without msg_seq once, though every read lists it again', async () => {
     const noSeq = encodeYunhu('Msg', { msg_id: 'no-seq', send_time: '1731059400000', content_type: 1, content: { text: 'where am I' } });
     const { source, reads } = await scripted((start) => list([...[1, 2].filter((q) => q > start).map(msg), noSeq]));
