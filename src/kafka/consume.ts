@@ -290,6 +290,64 @@ export interface ConsumerLoop {
   stop(): Promise<void>;
 }
 
+/** The rejection of a start-up step cut short by the stop signal. */
+export class StoppedDuringStartup extends Error {
+  constructor() {
+    super('Stopped during start-up.');
+    this.name = 'StoppedDuringStartup';
+  }
+}
+
+/**
+ * `work`, or a {@link StoppedDuringStartup} rejection as soon as `signal` aborts: a start-up
+ * step waiting for an unreachable broker (kafkajs retries for minutes) must not hold a stop.
+ * What `work` yields after that is handed to `release`.
+ */
+export function untilStopped<T>(work: Promise<T>, signal: AbortSignal, release?: (value: T) => Promise<unknown>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(new StoppedDuringStartup());
+      work.then((value) => release?.(value)).catch(() => undefined);
+    };
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
+/**
+ * Starts `count` consumer loops one after another (a loop joins the group only once the loops
+ * before it rejoined, which waits for their batches in flight). On `signal` it stops the loops
+ * already started, each draining its batches in flight, then rejects with
+ * {@link StoppedDuringStartup}: what owns the store or the producer those batches use closes it
+ * only after this settles. A loop still starting is stopped once it has started.
+ */
+export async function startConsumerLoops(count: number, start: (index: number) => Promise<ConsumerLoop>, signal?: AbortSignal): Promise<ConsumerLoop[]> {
+  const loops: ConsumerLoop[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      if (signal?.aborted === true) throw new StoppedDuringStartup();
+      loops.push(signal === undefined ? await start(i) : await untilStopped(start(i), signal, (loop) => loop.stop()));
+    }
+  } catch (err) {
+    await Promise.allSettled(loops.map((l) => l.stop()));
+    throw err;
+  }
+  return loops;
+}
+
 /** Joins the group and starts handling batches. */
 export async function startConsumerLoop(options: ConsumerLoopOptions): Promise<ConsumerLoop> {
   const { kafka, log } = options;

@@ -19,6 +19,7 @@ import { newSinkStats } from '../sink/writer.ts';
 import { createKafka, ensureTopics, type Kafka, retryKafka, ROLE_RETRY } from './client.ts';
 import { createSyncPublisher, startSyncListener, type SyncPublisher } from './control.ts';
 import { type IngestStats, runKafkaIngest } from './ingest.ts';
+import { StoppedDuringStartup, untilStopped } from './consume.ts';
 import { type KafkaMetrics, registerKafkaMetrics } from './metrics.ts';
 import { type KafkaSink, startKafkaSink } from './sink.ts';
 import { topicNames, topicSpecs, type Topics } from './topics.ts';
@@ -63,43 +64,6 @@ export interface DistributedRun {
   readonly sink: KafkaSink | undefined;
   /** Settles when every role has drained and stopped; rejects with the first fatal error. */
   readonly done: Promise<void>;
-}
-
-/** The rejection of a start-up step cut short by the stop signal. */
-class StoppedDuringStartup extends Error {
-  constructor() {
-    super('Stopped during start-up.');
-    this.name = 'StoppedDuringStartup';
-  }
-}
-
-/**
- * `work`, or a {@link StoppedDuringStartup} rejection as soon as `signal` aborts: a start-up
- * step waiting for an unreachable broker (kafkajs retries for minutes) must not hold a stop.
- * What `work` yields after that is handed to `release`.
- */
-function untilStopped<T>(work: Promise<T>, signal: AbortSignal, release?: (value: T) => Promise<unknown>): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      reject(new StoppedDuringStartup());
-      work.then((value) => release?.(value)).catch(() => undefined);
-    };
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
 }
 
 /** The upstream account of a source: appId, else wId, else Yunhu's userId, else its name. */
@@ -192,7 +156,9 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
       const writerStats = newSinkStats();
       ops?.metrics.watchSink(writerStats);
       metrics.watchGroup({ groupId: group, topics: [topics.messages, topics.events, topics.dlq] });
-      const running = await step(startKafkaSink({
+      // Not a `step`: the stop waits for the consumers already started to drain their batches
+      // in flight, which use the store closed after it.
+      const running = await startKafkaSink({
         kafka,
         topics,
         store,
@@ -204,7 +170,8 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
         onCommitted: (topic, _partition, _offset, records) => { metrics.consumed(group, topic, records); },
         onReconnect: () => { metrics.reconnected(group); },
         ...(ops === undefined ? {} : { observer: ops.metrics.sinkObserver }),
-      }), (r) => r.stop());
+        signal: halt.signal,
+      });
       sink = running;
       failures.push(running.crashed);
       stops.push(() => running.stop());
@@ -212,7 +179,8 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     if (roles.includes('transform')) {
       const group = `${topics.prefix}.transform`;
       metrics.watchGroup({ groupId: group, topics: transformedTypes().map((t) => topics.raw(t)) });
-      const running = await step(startKafkaTransform({
+      // Not a `step`, like the sink: its consumers drain into the producer it closes after them.
+      const running = await startKafkaTransform({
         kafka,
         topics,
         consumers: kafkaConfig.consumers,
@@ -222,7 +190,8 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
         onReconnect: () => { metrics.reconnected(group); },
         onProduced: (topic, records) => { metrics.produced(topic, records); },
         ...(ops === undefined ? {} : { onTransformed: (t: TransformedRecords) => { ops.metrics.transformed(t); } }),
-      }), (r) => r.stop());
+        signal: halt.signal,
+      });
       transform = running;
       failures.push(running.crashed);
       stops.push(() => running.stop());

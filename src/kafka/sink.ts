@@ -22,7 +22,7 @@ import { type InsertOptions, type Store, wrapStore } from '../sink/clickhouse.ts
 import { EncodedUnit, type RowOrigin, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
 import type { Kafka } from './client.ts';
 import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
-import { BatchAbandonedError, type ConsumerLoop, type PartitionBatch, startConsumerLoop } from './consume.ts';
+import { BatchAbandonedError, type PartitionBatch, startConsumerLoop, startConsumerLoops } from './consume.ts';
 import type { Topics } from './topics.ts';
 
 export interface KafkaSinkOptions {
@@ -42,6 +42,11 @@ export interface KafkaSinkOptions {
   readonly observer?: SinkObserver;
   /** The writers' counters summed over every batch (metrics read it at scrape time). */
   readonly writerStats?: WriterStats;
+  /**
+   * Cuts the start-up short: the consumers already started drain what they hold, then the start
+   * rejects with `StoppedDuringStartup`.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Adds the counters of `from` to `into`; `last*` fields take the newer value, the queue depth is left alone. */
@@ -324,31 +329,26 @@ export async function startKafkaSink(options: KafkaSinkOptions): Promise<KafkaSi
     };
   };
 
-  const loops: ConsumerLoop[] = [];
-  try {
-    for (let i = 0; i < options.consumers; i++) {
-      loops.push(
-        await startConsumerLoop({
-          kafka,
-          groupId: `${topics.prefix}.sink`,
-          topics: [topics.messages, topics.events, topics.dlq],
-          log: log.child({ consumer: i }),
-          maxRecords: 20_000,
-          sessionTimeoutMs: options.sessionTimeoutMs,
-          maxBytesPerPartition: SINK_FETCH_MAX_BYTES / 2,
-          maxBytes: SINK_FETCH_MAX_BYTES,
-          concurrency,
-          minBytes: SINK_FETCH_MIN_BYTES,
-          handle: handler(),
-          ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
-          ...(options.onReconnect === undefined ? {} : { onReconnect: options.onReconnect }),
-        }),
-      );
-    }
-  } catch (err) {
-    await Promise.allSettled(loops.map((l) => l.stop()));
-    throw err;
-  }
+  const loops = await startConsumerLoops(
+    options.consumers,
+    (i) =>
+      startConsumerLoop({
+        kafka,
+        groupId: `${topics.prefix}.sink`,
+        topics: [topics.messages, topics.events, topics.dlq],
+        log: log.child({ consumer: i }),
+        maxRecords: 20_000,
+        sessionTimeoutMs: options.sessionTimeoutMs,
+        maxBytesPerPartition: SINK_FETCH_MAX_BYTES / 2,
+        maxBytes: SINK_FETCH_MAX_BYTES,
+        concurrency,
+        minBytes: SINK_FETCH_MIN_BYTES,
+        handle: handler(),
+        ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
+        ...(options.onReconnect === undefined ? {} : { onReconnect: options.onReconnect }),
+      }),
+    options.signal,
+  );
   const crashed = Promise.race(loops.map((l) => l.crashed));
   // Awaited later (by the roles), possibly after a crash: never an unhandled rejection.
   crashed.catch(() => undefined);

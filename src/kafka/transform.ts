@@ -26,7 +26,7 @@ import { transformForSource } from '../transform/registry.ts';
 import type { Kafka, Message } from './client.ts';
 import { createIdempotentProducer } from './client.ts';
 import { type EditCarrier, encodeDeadLetter, encodeEditCarrier, encodeEvent, encodeMessage } from './codec.ts';
-import { type ConsumerLoop, type PartitionBatch, startConsumerLoop } from './consume.ts';
+import { type ConsumerLoop, type PartitionBatch, startConsumerLoop, startConsumerLoops, untilStopped } from './consume.ts';
 import { sendInChunks } from './send.ts';
 import { RAW_HEADERS, rawTopicType, sessionKey, type Topics } from './topics.ts';
 
@@ -45,6 +45,11 @@ export interface KafkaTransformOptions {
   readonly onProduced?: (topic: string, records: number) => void;
   /** Called per source of a batch once its outputs were produced and acknowledged (metrics). */
   readonly onTransformed?: (t: TransformedRecords) => void;
+  /**
+   * Cuts the start-up short: the consumers already started drain what they hold, then the start
+   * rejects with `StoppedDuringStartup`.
+   */
+  readonly signal?: AbortSignal;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -225,7 +230,8 @@ export async function startKafkaTransform(options: KafkaTransformOptions): Promi
   const stats: TransformStats = { records: 0, messages: 0, events: 0, deadLetters: 0 };
   const types = transformedTypes();
   const producer = createIdempotentProducer(kafka);
-  await producer.connect();
+  if (options.signal === undefined) await producer.connect();
+  else await untilStopped(producer.connect(), options.signal, () => producer.disconnect());
 
   const handle = async (batch: PartitionBatch): Promise<void> => {
     const type = rawTopicType(topics, batch.topic);
@@ -265,11 +271,12 @@ export async function startKafkaTransform(options: KafkaTransformOptions): Promi
     }
   };
 
-  const loops: ConsumerLoop[] = [];
+  let loops: ConsumerLoop[];
   try {
-    for (let i = 0; i < options.consumers; i++) {
-      loops.push(
-        await startConsumerLoop({
+    loops = await startConsumerLoops(
+      options.consumers,
+      (i) =>
+        startConsumerLoop({
           kafka,
           groupId: `${topics.prefix}.transform`,
           topics: types.map((t) => topics.raw(t)),
@@ -288,10 +295,10 @@ export async function startKafkaTransform(options: KafkaTransformOptions): Promi
           ...(options.onCommitted === undefined ? {} : { onCommitted: options.onCommitted }),
           ...(options.onReconnect === undefined ? {} : { onReconnect: options.onReconnect }),
         }),
-      );
-    }
+      options.signal,
+    );
   } catch (err) {
-    await Promise.allSettled(loops.map((l) => l.stop()));
+    // The loops already started are stopped: nothing in flight uses the producer now.
     await producer.disconnect();
     throw err;
   }
