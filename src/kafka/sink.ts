@@ -19,6 +19,9 @@ import type { Logger } from 'pino';
 import type { SinkObserver } from '../core/pipeline.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark, TransformOutput } from '../core/types.ts';
 import { type InsertOptions, type Store, wrapStore } from '../sink/clickhouse.ts';
+import { invalidEditHistoryReason, invalidEditReason } from '../sink/edits.ts';
+import { EVENTS_TABLE, invalidEventReason } from '../sink/events.ts';
+import { invalidRecallReason } from '../sink/messages.ts';
 import { EncodedUnit, type RowOrigin, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
 import type { Kafka } from './client.ts';
 import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
@@ -75,6 +78,8 @@ export function rangeScopedStore(store: Store, range: string): Store {
   });
 }
 
+const NO_SOURCE: Pick<DeadLetterRow, 'source' | 'source_type'> = { source: '', source_type: '' as DeadLetterRow['source_type'] };
+
 /**
  * Decodes one partition batch into rows; undecodable records become sink dead letters.
  * `rowRecords`, when given, gets the index in `batch.messages` of each message row's record.
@@ -86,6 +91,38 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number, 
   const recalls: RecallMark[] = [];
   const edits: EditMark[] = [];
   const editHistory: MessageEditRow[] = [];
+  // A row or mark the store would refuse is dead-lettered here, where its record's bytes and
+  // offset are known (the writer would keep only the decoded row as JSON); the record's other
+  // rows and marks go on. Message rows are checked by the writer, which gets their origin
+  // through `rowRecords`.
+  const keep = <T extends { readonly tenant: string }>(
+    table: string,
+    items: readonly T[],
+    into: T[],
+    reasonOf: (item: T) => string | undefined,
+    from: Pick<DeadLetterRow, 'source' | 'source_type'>,
+    record: PartitionBatch['messages'][number],
+    value: Buffer,
+  ): void => {
+    for (const item of items) {
+      const reason = reasonOf(item);
+      if (reason === undefined) {
+        into.push(item);
+        continue;
+      }
+      deadLetters.push({
+        tenant: item.tenant,
+        source: from.source,
+        source_type: from.source_type,
+        stage: 'sink',
+        error_code: 'MSGPIPE_ERR_SHAPE',
+        error_message: `Row refused by the ${table} sink: ${reason}.`,
+        original_base64: value.toString('base64'),
+        origin_key: `kafka:${batch.topic}-${batch.partition}@${record.offset}`,
+        occurred_at: now,
+      });
+    }
+  };
   let index = -1;
   for (const record of batch.messages) {
     index++;
@@ -99,11 +136,15 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number, 
           messages.push(decoded.row);
           rowRecords?.push(index);
         }
-        for (const r of decoded.recalls) recalls.push(r);
-        for (const e of decoded.edits) edits.push(e);
-        for (const h of decoded.editHistory) editHistory.push(h);
-      } else if (batch.topic === topics.events) events.push(decodeEvent(value));
-      else deadLetters.push(decodeDeadLetter(value));
+        // Marks carry no source: theirs is the record's message row's, when it has one.
+        const from = decoded.row ?? NO_SOURCE;
+        keep('recalls', decoded.recalls, recalls, invalidRecallReason, from, record, value);
+        keep('edits', decoded.edits, edits, invalidEditReason, from, record, value);
+        keep('message_edits', decoded.editHistory, editHistory, invalidEditHistoryReason, from, record, value);
+      } else if (batch.topic === topics.events) {
+        const event = decodeEvent(value);
+        keep(EVENTS_TABLE, [event], events, invalidEventReason, event, record, value);
+      } else deadLetters.push(decodeDeadLetter(value));
     } catch (err) {
       // The messages and events topics are keyed `<tenant>:…`; a dlq record by its origin_key,
       // which starts with a source name, so its tenant is not known.

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import type { TransformOutput } from '../../../src/core/types.ts';
-import { encodeMessage } from '../../../src/kafka/codec.ts';
+import { encodeEvent, encodeMessage } from '../../../src/kafka/codec.ts';
 import type { PartitionBatch } from '../../../src/kafka/consume.ts';
 import { decodeBatch, encodeBatch } from '../../../src/kafka/sink.ts';
 import { EncodedUnit } from '../../../src/sink/writer.ts';
@@ -15,6 +15,7 @@ const parsed = JSON.parse(
   readFileSync(join(import.meta.dirname, '../../fixtures/seeds/gewe-page.rows.json'), 'utf8'),
 ) as TransformOutput | TransformOutput[];
 const output = Array.isArray(parsed) ? parsed[0]! : parsed;
+const eventRow = (JSON.parse(readFileSync(join(import.meta.dirname, '../../fixtures/control/dynacfg.rows.json'), 'utf8')) as TransformOutput).events[0]!;
 
 function batch(topic: string, values: (Buffer | null)[]): PartitionBatch {
   const messages = values.map((value, i) => ({ key: Buffer.from('corp1:g1:s'), value, offset: String(10 + i) }));
@@ -54,6 +55,40 @@ describe('sink decodeBatch', () => {
     const letters = decodeBatch(topics, { ...batch(topics.dlq, [Buffer.from('not protobuf')]), messages: [{ key: Buffer.from('shop-a:kb-9#3'), value: Buffer.from('not protobuf'), offset: '10' }] as unknown as PartitionBatch['messages'] }, 1000);
     expect(letters.deadLetters).toHaveLength(1);
     expect(letters.deadLetters[0]).toMatchObject({ tenant: '', stage: 'sink', origin_key: `kafka:${topics.dlq}-3@10` });
+  });
+
+  it('dead-letters an event or a mark the store would refuse with its record bytes and offset, and keeps the rest', () => {
+    const bad = Buffer.from(encodeEvent({ ...eventRow, event_id: '' }));
+    const good = Buffer.from(encodeEvent(eventRow));
+    const events = decodeBatch(topics, batch(topics.events, [bad, good]), 1000);
+    expect(events.events.map((e) => e.event_id)).toEqual([eventRow.event_id]);
+    expect(events.deadLetters).toHaveLength(1);
+    expect(events.deadLetters[0]).toMatchObject({
+      tenant: eventRow.tenant,
+      source: eventRow.source,
+      source_type: eventRow.source_type,
+      stage: 'sink',
+      error_code: 'MSGPIPE_ERR_SHAPE',
+      error_message: 'Row refused by the events sink: event_id is empty.',
+      original_base64: bad.toString('base64'),
+      origin_key: `kafka:${topics.events}-3@10`,
+    });
+
+    // A revoke's row goes on while its recall mark, without a target, is refused.
+    const row = output.messages[0]!;
+    const mark = { tenant: row.tenant, staff_id: row.staff_id, session_id: row.session_id, target_msgid: '', recall_time: row.msg_time };
+    const value = Buffer.from(encodeMessage(row, [mark]));
+    const messages = decodeBatch(topics, batch(topics.messages, [value]), 1000);
+    expect(messages.messages.map((m) => m.msgid)).toEqual([row.msgid]);
+    expect(messages.recalls).toEqual([]);
+    expect(messages.deadLetters).toHaveLength(1);
+    expect(messages.deadLetters[0]).toMatchObject({
+      tenant: row.tenant,
+      source: row.source,
+      error_message: 'Row refused by the recalls sink: target_msgid is empty.',
+      original_base64: value.toString('base64'),
+      origin_key: `kafka:${topics.messages}-3@10`,
+    });
   });
 
   it('names the record of each row, so a refused row is dead-lettered with its bytes and offset', () => {
