@@ -19,6 +19,11 @@ export interface Origin {
   readonly tenant: string;
   /** The staff identity (`ext_staff_id`): `staffId`, else `appId` / `wId`. */
   readonly staffId: string;
+  /**
+   * The upstream account itself, where the items do not name it (Yunhu's `userId`, the receiver
+   * of a 1:1 message); the raw topics carry it as the `account` header.
+   */
+  readonly account?: string;
 }
 
 /**

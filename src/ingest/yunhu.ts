@@ -252,9 +252,13 @@ function listed(bytes: Uint8Array): Listed {
     const msg = decodeYunhu('Msg', bytes);
     const seq = String(msg['msg_seq']);
     const editTime = String(msg['edit_time']);
+    const msgId = String(msg['msg_id']);
     return {
       bytes,
-      msgId: String(msg['msg_id']),
+      // '' is what an absent msg_id reads as: no identity, so the message is handed on once by
+      // its bytes (the transform dead-letters it), as an undecodable one is; keyed by '' every
+      // other message without one in the page was dropped without a trace.
+      msgId: msgId === '' ? undefined : msgId,
       // 0 is what an absent msg_seq reads as: no position, so the message is handed on once
       // by its bytes (as an undecodable one is) instead of staying below every cursor.
       seq: /^\d+$/.test(seq) && seq !== '0' ? BigInt(seq) : undefined,
@@ -364,6 +368,7 @@ export class YunhuSource implements Source {
       sourceType: 'yunhu',
       tenant: config.tenant,
       staffId: config.staffId ?? config.userId,
+      account: config.userId,
     });
     this.base = config.baseUrl.replace(/\/+$/, '');
     this.chats = (config.chats ?? []).map((c) => ({ chatId: c.chatId, chatType: c.chatType }));
@@ -660,7 +665,7 @@ export class YunhuSource implements Source {
     const historyMissing = new Set<string>();
     for (const m of messages) {
       push(m.bytes);
-      if (m.msgId !== undefined && m.msgId !== '' && m.editTime !== '0' && seen?.get(m.msgId)?.editTime !== m.editTime) {
+      if (m.msgId !== undefined && m.editTime !== '0' && seen?.get(m.msgId)?.editTime !== m.editTime) {
         const history = await this.editHistoryOrNone(ctx, stream, m.msgId);
         if (history === undefined) {
           if (this.historyFailed(ctx, stream, m.msgId, m.editTime, m.state, m.seq ?? 0n)) historyMissing.add(m.msgId);

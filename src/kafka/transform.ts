@@ -110,6 +110,7 @@ export function transformRawMessage(
   const source = header(headers, RAW_HEADERS.source);
   const tenant = header(headers, RAW_HEADERS.tenant);
   const staffId = header(headers, RAW_HEADERS.staffId);
+  const account = header(headers, RAW_HEADERS.account);
   const cursor = header(headers, RAW_HEADERS.cursor) ?? '';
   const index = Number(header(headers, RAW_HEADERS.index) ?? '0');
   const fetchedAt = Number(header(headers, RAW_HEADERS.fetchedAt) ?? '0');
@@ -126,7 +127,7 @@ export function transformRawMessage(
     };
   }
   const record: RawRecord = {
-    origin: { source, sourceType: type, tenant, staffId },
+    origin: { source, sourceType: type, tenant, staffId, ...(account === undefined ? {} : { account }) },
     bytes: message.value ?? new Uint8Array(0),
     fetchedAt: Number.isFinite(fetchedAt) ? fetchedAt : 0,
     cursor,

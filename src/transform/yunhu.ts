@@ -180,7 +180,8 @@ function messageOutput(record: RawRecord, chat: Chat, now: number, maxBytes: num
     room_id: group ? chat.chatId : '',
     action: 'send',
     from_id: senderId,
-    tolist: group || isSender === 1 ? [chat.chatId] : [origin.staffId],
+    // A 1:1 message the account received names no receiver: the account's own user id.
+    tolist: group || isSender === 1 ? [chat.chatId] : [origin.account ?? origin.staffId],
     peer_id: chat.chatId,
     is_sender: isSender,
     msg_time: sendTime,
@@ -211,8 +212,10 @@ function messageOutput(record: RawRecord, chat: Chat, now: number, maxBytes: num
     recallTime > 0
       ? [{ tenant: origin.tenant, staff_id: origin.staffId, session_id: chat.chatId, target_msgid: msgId, recall_time: recallTime }]
       : [];
+  // Yunhu may list a recalled message with its content emptied: an edit mark made from that
+  // listing would wipe the last text stored (the recall mark keeps it, marked recalled).
   const edits: EditMark[] =
-    editTime > 0
+    editTime > 0 && !(recallTime > 0 && isEmptyContent(content))
       ? [
           {
             tenant: origin.tenant,
@@ -229,6 +232,11 @@ function messageOutput(record: RawRecord, chat: Chat, now: number, maxBytes: num
         ]
       : [];
   return { messages: [row], events: [], deadLetters: [], recalls, ...(edits.length > 0 ? { edits } : {}) };
+}
+
+/** Whether a decoded `MsgContent` holds nothing: every field at its default ('', '0' or []). */
+function isEmptyContent(content: Readonly<Record<string, unknown>>): boolean {
+  return Object.values(content).every((v) => v === undefined || v === null || v === '' || v === '0' || v === 0 || (Array.isArray(v) && v.length === 0));
 }
 
 function editEntryOutput(record: RawRecord, chat: Chat, now: number): TransformOutput {

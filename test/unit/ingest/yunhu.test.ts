@@ -683,6 +683,17 @@ describe('yunhu source re-read', () => {
     expect(records.filter((b) => b.equals(damaged))).toHaveLength(1);
   });
 
+  it('hands on every message of a page that has no msg_id, each once, so each becomes a dead letter', async () => {
+    const noId = (seq: number): Uint8Array => encodeYunhu('Msg', { msg_seq: String(seq), send_time: '1731059400000', content_type: 1, content: { text: `tip ${String(seq)}` } });
+    const { source } = await scripted((start) => list([msg(1), noId(2), noId(3), noId(4), msg(5)].filter((_m, i) => i + 1 > start)));
+    const r = run(source);
+    await vi.waitFor(() => { expect(r.cursors.get('2:c')).toBe('5'); }, WAIT);
+    await r.stop();
+    const records = r.pages.flatMap((p) => p.records.map((x) => Buffer.from(x.bytes)));
+    for (const seq of [2, 3, 4]) expect(records.filter((b) => b.equals(Buffer.from(noId(seq)))), `seq ${String(seq)}`).toHaveLength(1);
+    expect(msgIds(r.pages).sort()).toEqual(['', '', '', 'm1', 'm5']);
+  });
+
   it('hands on a message without msg_seq once, though every read lists it again', async () => {
     const noSeq = encodeYunhu('Msg', { msg_id: 'no-seq', send_time: '1731059400000', content_type: 1, content: { text: 'where am I' } });
     const { source, reads } = await scripted((start) => list([...[1, 2].filter((q) => q > start).map(msg), noSeq]));

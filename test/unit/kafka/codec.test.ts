@@ -23,9 +23,10 @@ import type { PartitionBatch } from '../../../src/kafka/consume.ts';
 import { rawMessages } from '../../../src/kafka/ingest.ts';
 import { decodeBatch } from '../../../src/kafka/sink.ts';
 import { rawSession, sessionKey, topicNames } from '../../../src/kafka/topics.ts';
-import { outputMessages } from '../../../src/kafka/transform.ts';
+import { outputMessages, transformRawMessage } from '../../../src/kafka/transform.ts';
 import { YunhuSimAccount } from '../../../src/simulate/yunhu-state.ts';
 import { sessionOfItemWithoutSession, transformFinderItem } from '../../../src/transform/finder.ts';
+import { transformForSource } from '../../../src/transform/registry.ts';
 import { transformYunhuRecord } from '../../../src/transform/yunhu.ts';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures');
@@ -253,5 +254,20 @@ describe('the raw key of a finder item', () => {
     // An item that does not parse has no session: its dead letter is keyed by its origin.
     expect(sessionOfItemWithoutSession(Buffer.from('{"content":{"msgSessionId":""'))).toBe('');
     expect(sessionOfItemWithoutSession(Uint8Array.from([0xff, 0xfe]))).toBe('');
+  });
+});
+
+describe('the raw record of a Yunhu page', () => {
+  it('carries the account, so the transform on the Kafka path names the same receiver as the embedded one', () => {
+    const origin: Origin = { source: 'yh1', sourceType: 'yunhu', tenant: 'corp1', staffId: 'staff-a', account: '7311890' };
+    const bytes = encodeYunhu('Msg', { msg_id: 'a1', sender: { chat_id: '7356214', chat_type: 1, name: 'x' }, direction: 'left', content_type: 1, content: { text: 'hi' }, send_time: '1731059377012', msg_seq: '3' });
+    const record: RawRecord = { origin, bytes, fetchedAt: 1, cursor: '1:7356214@2', index: 0, session: '7356214' };
+    const page = { origin, stream: '1:7356214', cursorBefore: '2', cursorAfter: '3', records: [record], deadLetters: [] };
+    const [raw] = rawMessages(page, '7311890');
+    const message = { ...raw!, key: Buffer.from(String(raw!.key)), offset: '0', timestamp: '0', attributes: 0 } as unknown as PartitionBatch['messages'][number];
+    const viaKafka = transformRawMessage('yunhu', transformForSource('yunhu')!, 'p.raw.yunhu', 0, message, 5);
+    const embedded = transformYunhuRecord(record, 5);
+    expect(viaKafka.messages[0]).toMatchObject({ staff_id: 'staff-a', tolist: ['7311890'] });
+    expect(viaKafka.messages).toStrictEqual(embedded.messages);
   });
 });

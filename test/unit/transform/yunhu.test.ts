@@ -138,6 +138,9 @@ describe('transformYunhuRecord', () => {
     expect(JSON.parse(row.content)).toMatchObject({ kind: 'image', width: '1080', file_size: '482113', quote: { msg_id: 'q1', text: '阿杰: hi' } });
     const bot = encodeYunhu('Msg', { msg_id: 'b1', sender: { chat_id: '82041957', chat_type: 3, name: '天气助手' }, direction: 'right', content_type: 3, content: { text: '**x**' }, send_time: '1', msg_seq: '5' });
     expect(transformYunhuRecord(record(bot, '3:82041957@4'), NOW).messages[0]).toMatchObject({ session_type: 'external', is_sender: 1, tolist: ['82041957'], msg_type: 'text' });
+    // With a staffId of its own, the receiver is still the account's user id, which its own messages are from.
+    const staffed = { ...record(bytes, '1:7356214@1821'), origin: { ...ORIGIN, staffId: 'staff-a', account: '7311890' } };
+    expect(transformYunhuRecord(staffed, NOW).messages[0]).toMatchObject({ staff_id: 'staff-a', tolist: ['7311890'] });
   });
 
   it('types every content type, unknown ones included', () => {
@@ -204,6 +207,16 @@ describe('transformYunhuRecord', () => {
     expect(out.edits).toHaveLength(1);
     expect(out.edits![0]).toMatchObject({ target_msgid: 'e90a7b6c5d4e4f3a2b1c0d9e8f7a6b5c', edit_time: 1_731_059_460_123, content_text: '**今日天气** 晴 26℃', content: out.messages[0]!.content });
     expect(JSON.parse(out.messages[0]!.content)).toMatchObject({ cmd: { cmd_id: '1043', name: '天气' }, buttons: [[{ text: '刷新' }]], edit_time: 1_731_059_460_123 });
+  });
+
+  it('makes no edit mark from a recalled message listed with its content emptied, so the stored text is not wiped', () => {
+    const fields = { msg_id: 'r2', sender: XIAOLIN, direction: 'left', content_type: 1, send_time: '1731059400999', edit_time: '1731059460123', recall_time: '1731059512345', msg_seq: '7' };
+    const emptied = transformYunhuRecord(record(encodeYunhu('Msg', { ...fields, content: { text: '' } })), NOW);
+    expect(emptied.recalls.map((r) => r.target_msgid)).toEqual(['r2']);
+    expect(emptied.edits ?? []).toEqual([]);
+    // Listed with its (edited) content still there, the edit is taken.
+    const kept = transformYunhuRecord(record(encodeYunhu('Msg', { ...fields, content: { text: '改过的' } })), NOW);
+    expect(kept.edits?.map((e) => e.content_text)).toEqual(['改过的']);
   });
 
   it('reads an edit-history entry (the seed\'s JSON) into a history row', () => {
