@@ -2,7 +2,7 @@
  * The Kafka client: the only module that imports kafkajs (DESIGN.md §4). Everything else gets
  * Kafka objects and their types from here, so the client library can be swapped in one place.
  */
-import { Kafka, logLevel } from 'kafkajs';
+import { ConfigResourceTypes, Kafka, logLevel } from 'kafkajs';
 import type { Admin, ICustomPartitioner, KafkaConfig, LogEntry, Producer, ProducerConfig, RetryOptions } from 'kafkajs';
 import type { Logger } from 'pino';
 
@@ -332,5 +332,31 @@ export async function retryKafka<T>(
       log.warn({ err, attempt }, 'Kafka request failed with a retriable error; trying again.');
       await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
+  }
+}
+
+/**
+ * The smallest `max.message.bytes` of `topics` as the broker applies it (the topic's own, else
+ * the broker's default), or undefined when no topic reports one: the largest record batch a
+ * producer may send to each of them.
+ */
+export async function smallestMessageLimit(kafka: Kafka, topics: readonly string[]): Promise<number | undefined> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const { resources } = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: topics.map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ['max.message.bytes'] })),
+    });
+    let smallest: number | undefined;
+    for (const resource of resources) {
+      for (const entry of resource.configEntries) {
+        const value = Number(entry.configValue);
+        if (entry.configName === 'max.message.bytes' && Number.isSafeInteger(value) && value > 0) smallest = Math.min(smallest ?? value, value);
+      }
+    }
+    return smallest;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
   }
 }

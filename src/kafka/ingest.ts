@@ -15,7 +15,7 @@ import { type CursorUpdate, isStop, sourcesStop, type Wakeups } from '../core/pi
 import type { Source, SourceContext, SourcePage } from '../ingest/source.ts';
 import { sessionOfItemWithoutSession } from '../transform/finder.ts';
 import type { Kafka, Message } from './client.ts';
-import { createIdempotentProducer, retryKafka } from './client.ts';
+import { createIdempotentProducer, retryKafka, smallestMessageLimit } from './client.ts';
 import { encodeDeadLetter } from './codec.ts';
 import { CursorCommitter, readCursors, TopicCursorReader } from './cursors.ts';
 import { sendInChunks } from './send.ts';
@@ -79,6 +79,27 @@ export function rawMessages(page: SourcePage, account: string): Message[] {
 }
 
 /**
+ * The size of the produce requests of a page: {@link SEND_CHUNK_BYTES}, or less when a topic the
+ * ingest writes takes smaller record batches. Topics made by msgpipe take 8 MiB; one an operator
+ * created with the broker's default takes about 1 MiB, and a 4 MiB request of records on one
+ * session would be refused on every attempt.
+ */
+async function sendChunkBytes(options: KafkaIngestOptions, signal: AbortSignal): Promise<number> {
+  const { topics, log } = options;
+  const names = [...new Set(options.sources.map((s) => topics.raw(s.origin.sourceType))), topics.dlq];
+  let limit: number | undefined;
+  try {
+    limit = await retryKafka(() => smallestMessageLimit(options.kafka, names), log, 20, 500, undefined, signal);
+  } catch (err) {
+    if (!signal.aborted) log.warn({ err, topics: names }, 'Could not read the topics\' max.message.bytes; producing in requests of the default size.');
+  }
+  if (limit === undefined) return SEND_CHUNK_BYTES;
+  // A record batch adds its header (61 bytes) to what recordBytes counts, which overstates each
+  // record's own framing: 16 KiB of room is ample.
+  return Math.min(SEND_CHUNK_BYTES, Math.max(64 * 1024, limit - 16 * 1024));
+}
+
+/**
  * Runs every source until `signal` aborts (or one fails), then waits for the cursors of every
  * acknowledged page to be written.
  *
@@ -103,6 +124,7 @@ export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestS
   }
   log.info({ cursors: cursors.size }, 'Cursors read from the cursors topic.');
   const reader = new TopicCursorReader(cursors);
+  const chunkBytes = await sendChunkBytes(options, stop.signal);
   const producer = createIdempotentProducer(kafka);
   await producer.connect();
   const committer = new CursorCommitter(producer, topics.cursors, log, cursors, (written) => {
@@ -127,7 +149,7 @@ export async function runKafkaIngest(options: KafkaIngestOptions, stats: IngestS
             messages: page.deadLetters.map((d) => ({ key: d.origin_key, value: encodeDeadLetter(d) })),
           });
         }
-        await sendInChunks(producer, topicMessages, SEND_CHUNK_BYTES, options.onProduced);
+        await sendInChunks(producer, topicMessages, chunkBytes, options.onProduced);
         stats.records += page.records.length;
         stats.deadLetters += page.deadLetters.length;
         stats.pages += 1;

@@ -67,6 +67,35 @@ describe('large records', () => {
     expect((await readCursors(kafka, topics.cursors, log)).get(cursorKey('gw', 'wx_gw'))).toBe('kb1');
   }, 120_000);
 
+  it('produces a page into a raw topic created beforehand with the broker default size limit (1 MiB)', async () => {
+    const topics = topicNames(uniqueTopic('deflimit'));
+    const admin = kafka.admin();
+    await admin.connect();
+    // The raw topic as an operator might create it, without max.message.bytes; msgpipe makes the rest.
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: topics.raw('gewe'), numPartitions: 3 }] });
+    await ensureTopics(admin, topicSpecs(topics, 3));
+    await admin.disconnect();
+    // 60 items of 20 KB on one session: 1.2 MB for one partition, each item far under the limit.
+    const origin = { source: 'gw', sourceType: 'gewe' as const, tenant: 'corp1', staffId: 'wx_gw' };
+    const items = Array.from({ length: 60 }, (_v, i) => Buffer.from(JSON.stringify({ msgSessionId: 'sess-1@findermsg', NewMsgId: String(i), ImgBuf: 'A'.repeat(20_000) })));
+    const controller = new AbortController();
+    const source: Source = {
+      name: 'gw',
+      origin,
+      stats: newSourceStats(),
+      run: async (ctx) => {
+        await ctx.emit({ origin, stream: 'wx_gw', cursorBefore: 'kb0', cursorAfter: 'kb1', records: items.map((bytes, index) => ({ origin, bytes, fetchedAt: 1, cursor: 'kb0', index })), deadLetters: [] });
+        controller.abort();
+      },
+    };
+    const stats = { records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 };
+    await runKafkaIngest({ kafka, topics, sources: [source], accounts: new Map(), wakeups: new Wakeups(), signal: controller.signal, log }, stats);
+
+    const raw = await readTopic(kafka, topics.raw('gewe'));
+    expect(raw.map((r) => (JSON.parse(r.value.toString('utf8')) as { NewMsgId: string }).NewMsgId)).toEqual(items.map((_b, i) => String(i)));
+    expect((await readCursors(kafka, topics.cursors, log)).get(cursorKey('gw', 'wx_gw'))).toBe('kb1');
+  }, 120_000);
+
   it('dead-letters a raw item as large as its topic takes, with its bytes, and moves on', async () => {
     const topics = topicNames(uniqueTopic('bigitem'));
     const admin = kafka.admin();
