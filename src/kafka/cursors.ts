@@ -65,7 +65,7 @@ export async function readCursors(kafka: Kafka, topic: string, log: Logger, time
   // good one (the operator's repair) is what compaction will drop anyway. Each record is read
   // as it comes and only its outcome kept: a kept value would pin its whole fetch buffer, and an
   // uncompacted topic is as large as its active segment.
-  const last = new Map<string, { cursor: string | null; problem?: string; partition: number; offset: string }>();
+  const last = new Map<string, { cursor: string | null; problem?: string; partition: number; offset: string; timestamp: number }>();
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -95,7 +95,13 @@ export async function readCursors(kafka: Kafka, topic: string, log: Logger, time
                   return Promise.resolve();
                 }
                 const key = message.key.toString('utf8');
-                last.set(key, { ...readCursorRecord(key, message.value), partition: batch.partition, offset: message.offset });
+                const timestamp = Number(message.timestamp);
+                // Within a partition the later record wins. A key in two partitions (partitions
+                // added to the topic move its new records, and compaction never drops the old
+                // one): the newer record wins, whichever partition is read last.
+                const prev = last.get(key);
+                if (prev !== undefined && prev.partition !== batch.partition && prev.timestamp > timestamp) continue;
+                last.set(key, { ...readCursorRecord(key, message.value), partition: batch.partition, offset: message.offset, timestamp });
               }
               const end = remaining.get(batch.partition);
               if (end !== undefined && BigInt(batch.lastOffset()) + 1n >= end) remaining.delete(batch.partition);

@@ -68,6 +68,40 @@ describe('readCursors', () => {
     await expect(read).rejects.toThrow(`${topic}/0@1`);
   }, 60_000);
 
+  it('keeps the newer record of a key found in two partitions (partitions added to the topic), whichever is read last', async () => {
+    const topics = topicNames(uniqueTopic('cursors'));
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, topicSpecs(topics, 1).filter((t) => t.topic === topics.cursors).map((t) => ({ ...t, numPartitions: 2 })));
+    await admin.disconnect();
+    const at = (m: { key: string; value: Buffer | null }, partition: number, timestamp: number): { key: string; value: Buffer | null; partition: number; timestamp: string } => ({ ...m, partition, timestamp: String(timestamp) });
+    const producer = kafka.producer();
+    await producer.connect();
+    try {
+      // Each key's older record in one partition and its newer one in the other, both ways round.
+      await producer.send({
+        topic: topics.cursors,
+        acks: -1,
+        messages: [
+          at(cursor('shopA', 'wx_a', 'kb-A-old'), 0, 1_000),
+          at(cursor('shopA', 'wx_a', 'kb-A-new'), 1, 2_000),
+          at(cursor('shopB', 'wx_b', 'kb-B-new'), 0, 2_000),
+          at(cursor('shopB', 'wx_b', 'kb-B-old'), 1, 1_000),
+          at(cursor('shopC', 'wx_c', 'kb-C-old'), 0, 1_000),
+          at({ key: cursorKey('shopC', 'wx_c'), value: null }, 1, 2_000),
+        ],
+      });
+    } finally {
+      await producer.disconnect();
+    }
+    expect(await readCursors(kafka, topics.cursors, log)).toEqual(
+      new Map([
+        [cursorKey('shopA', 'wx_a'), 'kb-A-new'],
+        [cursorKey('shopB', 'wx_b'), 'kb-B-new'],
+      ]),
+    );
+  }, 60_000);
+
   it('starts again once a cursor or a tombstone follows the bad record, as the error says', async () => {
     const bad = { key: cursorKey('shopB', 'wx_b'), value: Buffer.from('garbage') };
     const repaired = await cursorsTopic([cursor('shopB', 'wx_b', 'kb-B-1'), bad, cursor('shopB', 'wx_b', 'kb-B-2')]);
