@@ -2,7 +2,7 @@
  * The Kafka client: the only module that imports kafkajs (DESIGN.md §4). Everything else gets
  * Kafka objects and their types from here, so the client library can be swapped in one place.
  */
-import { ConfigResourceTypes, Kafka, logLevel } from 'kafkajs';
+import kafkajs, { Kafka, logLevel } from 'kafkajs';
 import type { Admin, ICustomPartitioner, KafkaConfig, LogEntry, Producer, ProducerConfig, RetryOptions } from 'kafkajs';
 import type { Logger } from 'pino';
 
@@ -336,6 +336,12 @@ export async function retryKafka<T>(
 }
 
 /**
+ * Through the default import: kafkajs is CommonJS, and Node's ES module loader sees only some of
+ * its exports by name (not this enum); the built CLI did not load with it imported by name.
+ */
+const TOPIC_RESOURCE = kafkajs.ConfigResourceTypes.TOPIC;
+
+/**
  * The smallest `max.message.bytes` of `topics` as the broker applies it (the topic's own, else
  * the broker's default), or undefined when no topic reports one: the largest record batch a
  * producer may send to each of them.
@@ -346,7 +352,7 @@ export async function smallestMessageLimit(kafka: Kafka, topics: readonly string
   try {
     const { resources } = await admin.describeConfigs({
       includeSynonyms: false,
-      resources: topics.map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ['max.message.bytes'] })),
+      resources: topics.map((name) => ({ type: TOPIC_RESOURCE, name, configNames: ['max.message.bytes'] })),
     });
     let smallest: number | undefined;
     for (const resource of resources) {
