@@ -201,6 +201,11 @@ export interface EditMark {
   readonly content_text: string;
   readonly content: string;
   readonly raw_content: string;
+  /**
+   * The edited content is not known (Yunhu lists a recalled message with its content emptied):
+   * the mark sets only `edit_time`, and the stored content stays. The content fields are empty.
+   */
+  readonly content_withheld?: true;
 }
 
 /** One earlier version of an edited message (table `message_edits`). */

@@ -87,6 +87,10 @@ export const MSGPIPE_PROTO = {
                 "raw_content": {
                   "type": "string",
                   "id": 8
+                },
+                "content_withheld": {
+                  "type": "bool",
+                  "id": 9
                 }
               }
             },

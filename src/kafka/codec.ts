@@ -107,6 +107,7 @@ function editValue(e: EditMark): Record<string, unknown> {
     content_text: e.content_text,
     content: e.content,
     raw_content: e.raw_content,
+    content_withheld: e.content_withheld === true,
   };
 }
 
@@ -157,6 +158,7 @@ function decodeEdits(m: Decoded, tenant: string, staffId: string): EditMark[] {
     content_text: str(e, 'content_text'),
     content: str(e, 'content'),
     raw_content: str(e, 'raw_content'),
+    ...(e['content_withheld'] === true ? { content_withheld: true as const } : {}),
   }));
 }
 

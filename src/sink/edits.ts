@@ -91,7 +91,10 @@ function latestMarks(marks: readonly EditMark[]): EditMark[] {
   for (const mark of marks) {
     const key = editTargetKey(mark);
     const prev = latest.get(key);
-    if (prev === undefined || mark.edit_time > prev.edit_time) latest.set(key, mark);
+    // Of two marks of one edit, the one that knows the content.
+    if (prev === undefined || mark.edit_time > prev.edit_time || (mark.edit_time === prev.edit_time && prev.content_withheld === true && mark.content_withheld !== true)) {
+      latest.set(key, mark);
+    }
   }
   return [...latest.values()];
 }
@@ -133,8 +136,11 @@ export async function applyEdits(store: Store, marks: readonly EditMark[], optio
     const times: Record<string, number> = {};
     const types: Record<string, string> = {};
     const wxTypes: Record<string, number> = {};
+    // Targets whose mark sets only the edit time: their content columns keep what is stored.
+    const withheld: Record<string, boolean> = {};
     for (const [k, m] of group) {
       times[k] = m.edit_time;
+      if (m.content_withheld === true) withheld[k] = true;
       types[k] = m.msg_type;
       wxTypes[k] = m.wx_msg_type;
       for (const [name, text] of [['texts', m.content_text], ['contents', m.content], ['raws', m.raw_content]] as const) {
@@ -144,7 +150,8 @@ export async function applyEdits(store: Store, marks: readonly EditMark[], optio
         });
       }
     }
-    const params: Record<string, unknown> = { times, types, wxTypes, sep: SEP };
+    const params: Record<string, unknown> = { times, types, wxTypes, withheld, sep: SEP };
+    const kept = (column: string, set: string): string => `if(mapContains({withheld:Map(String, Bool)}, ${key}), ${column}, ${set})`;
     const value = (name: keyof typeof layered): string => {
       const refs = layered[name].map((layer, i) => {
         params[`${name}_${i}`] = layer;
@@ -155,11 +162,11 @@ export async function applyEdits(store: Store, marks: readonly EditMark[], optio
     const ids = stringList('ids', distinct(group.map(([, m]) => m.target_msgid)));
     await store.command(
       `UPDATE ${MESSAGES_TABLE}
-       SET content_text = ${value('texts')},
-           content = ${value('contents')},
-           raw_content = ${value('raws')},
-           msg_type = {types:Map(String, String)}[${key}],
-           wx_msg_type = {wxTypes:Map(String, Int32)}[${key}],
+       SET content_text = ${kept('content_text', value('texts'))},
+           content = ${kept('content', value('contents'))},
+           raw_content = ${kept('raw_content', value('raws'))},
+           msg_type = ${kept('msg_type', `{types:Map(String, String)}[${key}]`)},
+           wx_msg_type = ${kept('wx_msg_type', `{wxTypes:Map(String, Int32)}[${key}]`)},
            edit_time = fromUnixTimestamp64Milli({times:Map(String, Int64)}[${key}], 'UTC')
        WHERE tenant IN {tenants:Array(String)} AND staff_id IN {staffs:Array(String)}
          AND msgid IN ${ids.sql}

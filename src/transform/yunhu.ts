@@ -212,10 +212,11 @@ function messageOutput(record: RawRecord, chat: Chat, now: number, maxBytes: num
     recallTime > 0
       ? [{ tenant: origin.tenant, staff_id: origin.staffId, session_id: chat.chatId, target_msgid: msgId, recall_time: recallTime }]
       : [];
-  // Yunhu may list a recalled message with its content emptied: an edit mark made from that
-  // listing would wipe the last text stored (the recall mark keeps it, marked recalled).
+  // Yunhu may list a recalled message with its content emptied: the edit mark of that listing
+  // sets only the edit time, so the last text stored stays (marked recalled by the recall mark).
+  const withheld = recallTime > 0 && isEmptyContent(content);
   const edits: EditMark[] =
-    editTime > 0 && !(recallTime > 0 && isEmptyContent(content))
+    editTime > 0
       ? [
           {
             tenant: origin.tenant,
@@ -225,9 +226,10 @@ function messageOutput(record: RawRecord, chat: Chat, now: number, maxBytes: num
             edit_time: editTime,
             msg_type: row.msg_type,
             wx_msg_type: row.wx_msg_type,
-            content_text: text,
-            content: contentJson,
-            raw_content: rawContent,
+            content_text: withheld ? '' : text,
+            content: withheld ? '' : contentJson,
+            raw_content: withheld ? '' : rawContent,
+            ...(withheld ? { content_withheld: true as const } : {}),
           },
         ]
       : [];

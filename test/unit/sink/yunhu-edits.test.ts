@@ -117,6 +117,25 @@ describe('SinkWriter with Yunhu edits', () => {
     expect(m1?.content_text).toBe('first, edited');
   });
 
+  it('keeps the stored text of a message edited and then recalled between two reads (listed with its content emptied), with the edit time', async () => {
+    const w = new SinkWriter(t.store, silent, { maxAgeMs: 60_000 });
+    await w.add(unit([msg('明天十点开会', 0), msg('只撤回', 0, 0, 'm2', 2)], '0'));
+    await w.flush();
+    // Next read: m1 was edited and then recalled, m2 only recalled; Yunhu lists both emptied.
+    await w.add(unit([msg('', SEND + 100, SEND + 300), entry(10, '明天十点开会', SEND + 100), msg('', 0, SEND + 300, 'm2', 2)], '2'));
+    await w.close();
+    const rows = await t.store.query<{ msgid: string; content_text: string; edit_time: string | null; recalled: number }>(
+      'SELECT msgid, content_text, toString(toUnixTimestamp64Milli(edit_time)) AS edit_time, recalled FROM messages ORDER BY msgid',
+    );
+    expect(rows).toEqual([
+      { msgid: 'm1', content_text: '明天十点开会', edit_time: String(SEND + 100), recalled: 1 },
+      { msgid: 'm2', content_text: '只撤回', edit_time: null, recalled: 1 },
+    ]);
+    // Search still finds the recalled message's text.
+    const found = await t.store.query<{ n: string }>("SELECT toString(count()) AS n FROM messages WHERE content_text LIKE '%十点开会%'");
+    expect(found[0]?.n).toBe('1');
+  });
+
   it('stores a message first seen already edited with its edit time, in one batch', async () => {
     const w = new SinkWriter(t.store, silent);
     await w.add(unit([msg('v2', SEND + 100), entry(10, 'v1', SEND + 100)], '0'));

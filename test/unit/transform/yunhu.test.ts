@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import type { Origin, RawRecord } from '../../../src/core/types.ts';
 import { encodeYunhu } from '../../../src/ingest/yunhu-proto.ts';
-import { encodeMessage } from '../../../src/kafka/codec.ts';
+import { decodeMessageRecord, encodeMessage } from '../../../src/kafka/codec.ts';
 import { MAX_RECORD_BATCH_BYTES } from '../../../src/kafka/topics.ts';
 import { transformYunhuRecord } from '../../../src/transform/yunhu.ts';
 
@@ -209,14 +209,17 @@ describe('transformYunhuRecord', () => {
     expect(JSON.parse(out.messages[0]!.content)).toMatchObject({ cmd: { cmd_id: '1043', name: '天气' }, buttons: [[{ text: '刷新' }]], edit_time: 1_731_059_460_123 });
   });
 
-  it('makes no edit mark from a recalled message listed with its content emptied, so the stored text is not wiped', () => {
+  it('marks the edit of a recalled message listed with its content emptied as withheld, so the stored text is not wiped', () => {
     const fields = { msg_id: 'r2', sender: XIAOLIN, direction: 'left', content_type: 1, send_time: '1731059400999', edit_time: '1731059460123', recall_time: '1731059512345', msg_seq: '7' };
     const emptied = transformYunhuRecord(record(encodeYunhu('Msg', { ...fields, content: { text: '' } })), NOW);
     expect(emptied.recalls.map((r) => r.target_msgid)).toEqual(['r2']);
-    expect(emptied.edits ?? []).toEqual([]);
+    expect(emptied.edits).toEqual([expect.objectContaining({ target_msgid: 'r2', edit_time: 1_731_059_460_123, content_withheld: true, content_text: '', content: '', raw_content: '' })]);
+    // The mark travels through Kafka as it is.
+    expect(decodeMessageRecord(encodeMessage(emptied.messages[0]!, emptied.recalls, emptied.edits)).edits).toStrictEqual(emptied.edits);
     // Listed with its (edited) content still there, the edit is taken.
     const kept = transformYunhuRecord(record(encodeYunhu('Msg', { ...fields, content: { text: '改过的' } })), NOW);
-    expect(kept.edits?.map((e) => e.content_text)).toEqual(['改过的']);
+    expect(kept.edits?.map((e) => [e.content_text, e.content_withheld])).toEqual([['改过的', undefined]]);
+    expect(decodeMessageRecord(encodeMessage(kept.messages[0]!, kept.recalls, kept.edits)).edits).toStrictEqual(kept.edits);
   });
 
   it('reads an edit-history entry (the seed\'s JSON) into a history row', () => {
