@@ -111,11 +111,17 @@ function probedPort(service: Service): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+const SECRETS = ['CLICKHOUSE_PASSWORD', 'MSGPIPE_TENANT_SECRET', 'GRAFANA_ADMIN_PASSWORD'];
+
+/** deploy/compose.env.example as copied to .env, read as compose reads it. */
+let copiedEnv: Env;
+/** The same once the user has set the secrets, as the example asks. */
 let exampleEnv: Env;
 let compose: Compose;
 
 beforeAll(async () => {
-  exampleEnv = parseEnvFile(await readFile(join(ROOT, 'deploy', 'compose.env.example'), 'utf8'));
+  copiedEnv = parseEnvFile(await readFile(join(ROOT, 'deploy', 'compose.env.example'), 'utf8'));
+  exampleEnv = { ...copiedEnv, ...Object.fromEntries(SECRETS.map((s) => [s, `set-${s.toLowerCase()}`])) };
   compose = await readCompose(exampleEnv);
 });
 
@@ -143,10 +149,13 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('refuses to start without the secrets (no defaults in the repository)', async () => {
-    for (const secret of ['CLICKHOUSE_PASSWORD', 'MSGPIPE_TENANT_SECRET', 'GRAFANA_ADMIN_PASSWORD']) {
+  it('refuses to start without the secrets (no defaults in the repository, none in the example .env)', async () => {
+    for (const secret of SECRETS) {
       const env = Object.fromEntries(Object.entries(exampleEnv).filter(([k]) => k !== secret));
       await expect(readCompose(env)).rejects.toThrow(secret);
+      // The example copied as it is: the secret is there, empty.
+      expect(copiedEnv[secret]).toBe('');
+      await expect(readCompose({ ...exampleEnv, [secret]: '' })).rejects.toThrow(secret);
     }
   });
 
