@@ -30,6 +30,7 @@ const tenantSchema = z.strictObject({
   secret: z
     .string()
     .min(1, 'an empty secret would let anyone sign requests')
+    .refine((s) => s.trim() !== '', 'a secret of only whitespace is no secret (an unset variable padded with spaces?)')
     .meta({ secret: true })
     .describe('HMAC secret of the tenant for the query API.'),
 });

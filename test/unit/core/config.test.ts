@@ -41,6 +41,11 @@ describe('parseConfig', () => {
     expect(parseConfig({ clickhouse: { maxMergeBytes: 0 } }).clickhouse.maxMergeBytes).toBe(0);
   });
 
+  it('refuses a tenant secret of only whitespace', () => {
+    expect(() => parseConfig({ tenants: [{ id: 't', secret: '${S}' }] }, { S: '  \t' })).toThrow(/tenants\[0\]\.secret: a secret of only whitespace is no secret/);
+    expect(parseConfig({ tenants: [{ id: 't', secret: ' s ' }] }).tenants[0]?.secret).toBe(' s ');
+  });
+
   it('reads a comma list of brokers in one item (KAFKA_BROKERS in deploy/msgpipe.yaml) and refuses what is not host:port', () => {
     const config = parseConfig({ kafka: { brokers: ['${KAFKA_BROKERS}', 'k3:9094'] } }, { KAFKA_BROKERS: '127.0.0.1:9092, kafka-2:9093,' });
     expect(config.kafka?.brokers).toEqual(['127.0.0.1:9092', 'kafka-2:9093', 'k3:9094']);
