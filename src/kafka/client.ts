@@ -342,27 +342,32 @@ export async function retryKafka<T>(
 const TOPIC_RESOURCE = kafkajs.ConfigResourceTypes.TOPIC;
 
 /**
- * The smallest `max.message.bytes` of `topics` as the broker applies it (the topic's own, else
- * the broker's default), or undefined when no topic reports one: the largest record batch a
- * producer may send to each of them.
+ * The values of config `names` of each of `topics`, as the broker applies them (the topic's own,
+ * else the broker's default): topic → name → value.
  */
-export async function smallestMessageLimit(kafka: Kafka, topics: readonly string[]): Promise<number | undefined> {
+export async function topicConfigs(kafka: Kafka, topics: readonly string[], names: readonly string[]): Promise<Map<string, Map<string, string>>> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     const { resources } = await admin.describeConfigs({
       includeSynonyms: false,
-      resources: topics.map((name) => ({ type: TOPIC_RESOURCE, name, configNames: ['max.message.bytes'] })),
+      resources: topics.map((name) => ({ type: TOPIC_RESOURCE, name, configNames: [...names] })),
     });
-    let smallest: number | undefined;
-    for (const resource of resources) {
-      for (const entry of resource.configEntries) {
-        const value = Number(entry.configValue);
-        if (entry.configName === 'max.message.bytes' && Number.isSafeInteger(value) && value > 0) smallest = Math.min(smallest ?? value, value);
-      }
-    }
-    return smallest;
+    return new Map(resources.map((r) => [r.resourceName, new Map(r.configEntries.map((e) => [e.configName, e.configValue]))]));
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
+}
+
+/**
+ * The smallest `max.message.bytes` of `topics`, or undefined when no topic reports one: the
+ * largest record batch a producer may send to each of them.
+ */
+export async function smallestMessageLimit(kafka: Kafka, topics: readonly string[]): Promise<number | undefined> {
+  let smallest: number | undefined;
+  for (const config of (await topicConfigs(kafka, topics, ['max.message.bytes'])).values()) {
+    const value = Number(config.get('max.message.bytes'));
+    if (Number.isSafeInteger(value) && value > 0) smallest = Math.min(smallest ?? value, value);
+  }
+  return smallest;
 }

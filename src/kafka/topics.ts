@@ -53,6 +53,9 @@ export const MAX_RECORD_BATCH_BYTES = 8 * 1024 * 1024;
  */
 export const MAX_DEAD_LETTER_BATCH_BYTES = MAX_RECORD_BATCH_BYTES + 1024 * 1024;
 
+/** `segment.ms` of the cursors topic: how long its records wait, at most, to be compacted. */
+export const CURSOR_SEGMENT_MS = 60 * 60 * 1000;
+
 /** Every topic msgpipe uses, as {@link ensureTopics} creates them. */
 export function topicSpecs(topics: Topics, partitions: number): TopicSpec[] {
   // Room for a large upstream item (a long chat record, a big appmsg) and its dead letter.
@@ -63,8 +66,10 @@ export function topicSpecs(topics: Topics, partitions: number): TopicSpec[] {
     { topic: topics.messages, numPartitions: partitions, config: data },
     { topic: topics.events, numPartitions: partitions, config: data },
     { topic: topics.dlq, numPartitions: partitions, config: dlq },
-    // Compacted: the latest cursor per key is all that must survive.
-    { topic: topics.cursors, numPartitions: 1, config: { 'cleanup.policy': 'compact' } },
+    // Compacted: the latest cursor per key is all that must survive. Only closed segments are
+    // compacted, and the broker's default segment (1 GiB, a week) would hold millions of cursor
+    // records for every start to read (docs/kafka.md): an hour's segment keeps that read short.
+    { topic: topics.cursors, numPartitions: 1, config: { 'cleanup.policy': 'compact', 'segment.ms': String(CURSOR_SEGMENT_MS) } },
     { topic: topics.control, numPartitions: 1 },
   ];
 }

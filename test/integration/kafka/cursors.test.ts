@@ -9,10 +9,10 @@ import { runInNewContext } from 'node:vm';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 
-import { ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
+import { ensureTopics, type Kafka, topicConfigs } from '../../../src/kafka/client.ts';
 import { cursorKey, readCursors } from '../../../src/kafka/cursors.ts';
 import { encodeCursor } from '../../../src/kafka/codec.ts';
-import { topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
+import { CURSOR_SEGMENT_MS, topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
 import { uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 
 let kafka: Kafka;
@@ -43,6 +43,21 @@ async function cursorsTopic(messages: { key: string; value: Buffer | null }[], o
   }
   return topics.cursors;
 }
+
+describe('the cursors topic', () => {
+  it('is created compacted, with segments that close within the hour so that compaction keeps each start\'s read short', async () => {
+    const topics = topicNames(uniqueTopic('cursors'));
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, topicSpecs(topics, 1));
+    await admin.disconnect();
+    const configs = await topicConfigs(kafka, [topics.cursors, topics.messages], ['cleanup.policy', 'segment.ms']);
+    expect(Object.fromEntries(configs.get(topics.cursors) ?? [])).toEqual({ 'cleanup.policy': 'compact', 'segment.ms': String(CURSOR_SEGMENT_MS) });
+    expect(CURSOR_SEGMENT_MS).toBeLessThanOrEqual(3_600_000);
+    // The data topics keep the broker's defaults (a week's segment, deleted by retention).
+    expect(configs.get(topics.messages)?.get('cleanup.policy')).toBe('delete');
+  }, 60_000);
+});
 
 describe('readCursors', () => {
   it('keeps the last cursor per key, and a tombstone removes its key', async () => {
