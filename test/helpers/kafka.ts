@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll } from 'vitest';
 
-import { createKafka, type Kafka } from '../../src/kafka/client.ts';
+import { createKafka, ensureTopics, type Kafka, type TopicSpec } from '../../src/kafka/client.ts';
 import { ROOT } from './msgpipe.ts';
 
 const execFileAsync = promisify(execFile);
@@ -323,4 +323,15 @@ export function useOwnBroker(): OwnBroker {
     await rm(stateDir, { recursive: true, force: true });
   }, 120_000);
   return broker;
+}
+
+/** Creates `specs` as msgpipe does (ensureTopics), with an admin client of its own. */
+export async function createTopics(kafka: Kafka, specs: readonly TopicSpec[]): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await ensureTopics(admin, specs);
+  } finally {
+    await admin.disconnect();
+  }
 }

@@ -15,9 +15,9 @@ import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 
-import { createKafka, ensureTopics, ROLE_RETRY } from '../../../src/kafka/client.ts';
+import { createKafka, ROLE_RETRY } from '../../../src/kafka/client.ts';
 import { type ConsumerLoop, startConsumerLoop } from '../../../src/kafka/consume.ts';
-import { groupLag, uniqueTopic, useOwnBroker } from '../../helpers/kafka.ts';
+import { groupLag, uniqueTopic, useOwnBroker, createTopics } from '../../helpers/kafka.ts';
 import { waitFor } from '../../helpers/msgpipe.ts';
 
 const own = useOwnBroker();
@@ -34,10 +34,7 @@ describe('consumer loop on a broker that is killed', () => {
     const kafka = createKafka({ brokers: own.brokers, clientId: 'broker-kill-test', logger: log, retry: ROLE_RETRY });
     const topic = uniqueTopic('kill');
     const groupId = `kill-${randomUUID()}`;
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, [{ topic, numPartitions: 4 }]);
-    await admin.disconnect();
+    await createTopics(kafka, [{ topic, numPartitions: 4 }]);
     const producer = kafka.producer();
     await producer.connect();
     const send = (prefix: string): Promise<unknown> =>

@@ -9,11 +9,11 @@ import { runInNewContext } from 'node:vm';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 
-import { ensureTopics, type Kafka, topicConfigs } from '../../../src/kafka/client.ts';
+import { type Kafka, topicConfigs } from '../../../src/kafka/client.ts';
 import { cursorKey, readCursors } from '../../../src/kafka/cursors.ts';
 import { encodeCursor } from '../../../src/kafka/codec.ts';
 import { CURSOR_SEGMENT_MS, topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
-import { uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
+import { uniqueTopic, useTestBroker, createTopics } from '../../helpers/kafka.ts';
 
 let kafka: Kafka;
 useTestBroker((_broker, k) => {
@@ -29,10 +29,7 @@ function cursor(source: string, stream: string, value: string): { key: string; v
 /** A fresh cursors topic holding `messages`, in order. */
 async function cursorsTopic(messages: { key: string; value: Buffer | null }[], oneSendEach = false): Promise<string> {
   const topics = topicNames(uniqueTopic('cursors'));
-  const admin = kafka.admin();
-  await admin.connect();
-  await ensureTopics(admin, topicSpecs(topics, 1).filter((t) => t.topic === topics.cursors));
-  await admin.disconnect();
+  await createTopics(kafka, topicSpecs(topics, 1).filter((t) => t.topic === topics.cursors));
   const producer = kafka.producer();
   await producer.connect();
   try {
@@ -47,10 +44,7 @@ async function cursorsTopic(messages: { key: string; value: Buffer | null }[], o
 describe('the cursors topic', () => {
   it('is created compacted, with segments that close within the hour so that compaction keeps each start\'s read short', async () => {
     const topics = topicNames(uniqueTopic('cursors'));
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, topicSpecs(topics, 1));
-    await admin.disconnect();
+    await createTopics(kafka, topicSpecs(topics, 1));
     const configs = await topicConfigs(kafka, [topics.cursors, topics.messages], ['cleanup.policy', 'segment.ms']);
     expect(Object.fromEntries(configs.get(topics.cursors) ?? [])).toEqual({ 'cleanup.policy': 'compact', 'segment.ms': String(CURSOR_SEGMENT_MS) });
     expect(CURSOR_SEGMENT_MS).toBeLessThanOrEqual(3_600_000);
@@ -85,10 +79,7 @@ describe('readCursors', () => {
 
   it('keeps the newer record of a key found in two partitions (partitions added to the topic), whichever is read last', async () => {
     const topics = topicNames(uniqueTopic('cursors'));
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, topicSpecs(topics, 1).filter((t) => t.topic === topics.cursors).map((t) => ({ ...t, numPartitions: 2 })));
-    await admin.disconnect();
+    await createTopics(kafka, topicSpecs(topics, 1).filter((t) => t.topic === topics.cursors).map((t) => ({ ...t, numPartitions: 2 })));
     const at = (m: { key: string; value: Buffer | null }, partition: number, timestamp: number): { key: string; value: Buffer | null; partition: number; timestamp: string } => ({ ...m, partition, timestamp: String(timestamp) });
     const producer = kafka.producer();
     await producer.connect();

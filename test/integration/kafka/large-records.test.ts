@@ -17,8 +17,8 @@ import { runKafkaIngest } from '../../../src/kafka/ingest.ts';
 import { decodeDeadLetter, decodeMessage } from '../../../src/kafka/codec.ts';
 import { sendInChunks } from '../../../src/kafka/send.ts';
 import { startKafkaTransform } from '../../../src/kafka/transform.ts';
-import { MAX_RECORD_BATCH_BYTES, topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
-import { readTopic, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
+import { MAX_RECORD_BATCH_BYTES, topicNames, topicSpecs, type Topics } from '../../../src/kafka/topics.ts';
+import { readTopic, uniqueTopic, useTestBroker, createTopics } from '../../helpers/kafka.ts';
 import { waitFor } from '../../helpers/msgpipe.ts';
 import { itemText } from '../../unit/transform/support.ts';
 
@@ -29,36 +29,38 @@ useTestBroker((_broker, k) => {
 
 const log = pino({ level: 'warn' });
 
+/** Runs the Kafka ingest with one gewe source that emits `items` as one page (cursor kb0 → kb1), then stops. */
+async function ingestOnePage(topics: Topics, items: readonly Buffer[]): Promise<void> {
+  const origin = { source: 'gw', sourceType: 'gewe' as const, tenant: 'corp1', staffId: 'wx_gw' };
+  const controller = new AbortController();
+  const source: Source = {
+    name: 'gw',
+    origin,
+    stats: newSourceStats(),
+    run: async (ctx) => {
+      await ctx.emit({
+        origin,
+        stream: 'wx_gw',
+        cursorBefore: 'kb0',
+        cursorAfter: 'kb1',
+        records: items.map((bytes, index) => ({ origin, bytes, fetchedAt: 1, cursor: 'kb0', index })),
+        deadLetters: [],
+      });
+      controller.abort();
+    },
+  };
+  const stats = { records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 };
+  await runKafkaIngest({ kafka, topics, sources: [source], accounts: new Map(), wakeups: new Wakeups(), signal: controller.signal, log }, stats);
+}
+
 describe('large records', () => {
   it('produces a page of large items on one session over several requests, in order, then its cursor', async () => {
     const topics = topicNames(uniqueTopic('large'));
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, topicSpecs(topics, 2));
-    await admin.disconnect();
+    await createTopics(kafka, topicSpecs(topics, 2));
     // 12 items of 800 KB on one session: 9.6 MB for one partition, over the topics' 8 MiB.
-    const origin = { source: 'gw', sourceType: 'gewe' as const, tenant: 'corp1', staffId: 'wx_gw' };
     const items = Array.from({ length: 12 }, (_v, i) => Buffer.from(JSON.stringify({ msgSessionId: 'sess-big@findermsg', NewMsgId: String(i), ImgBuf: 'A'.repeat(800_000) })));
     expect(items.reduce((n, b) => n + b.length, 0)).toBeGreaterThan(MAX_RECORD_BATCH_BYTES);
-    const controller = new AbortController();
-    const source: Source = {
-      name: 'gw',
-      origin,
-      stats: newSourceStats(),
-      run: async (ctx) => {
-        await ctx.emit({
-          origin,
-          stream: 'wx_gw',
-          cursorBefore: 'kb0',
-          cursorAfter: 'kb1',
-          records: items.map((bytes, index) => ({ origin, bytes, fetchedAt: 1, cursor: 'kb0', index })),
-          deadLetters: [],
-        });
-        controller.abort();
-      },
-    };
-    const stats = { records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 };
-    await runKafkaIngest({ kafka, topics, sources: [source], accounts: new Map(), wakeups: new Wakeups(), signal: controller.signal, log }, stats);
+    await ingestOnePage(topics, items);
 
     const raw = await readTopic(kafka, topics.raw('gewe'));
     expect(new Set(raw.map((r) => r.partition)).size).toBe(1);
@@ -76,20 +78,8 @@ describe('large records', () => {
     await ensureTopics(admin, topicSpecs(topics, 3));
     await admin.disconnect();
     // 60 items of 20 KB on one session: 1.2 MB for one partition, each item far under the limit.
-    const origin = { source: 'gw', sourceType: 'gewe' as const, tenant: 'corp1', staffId: 'wx_gw' };
     const items = Array.from({ length: 60 }, (_v, i) => Buffer.from(JSON.stringify({ msgSessionId: 'sess-1@findermsg', NewMsgId: String(i), ImgBuf: 'A'.repeat(20_000) })));
-    const controller = new AbortController();
-    const source: Source = {
-      name: 'gw',
-      origin,
-      stats: newSourceStats(),
-      run: async (ctx) => {
-        await ctx.emit({ origin, stream: 'wx_gw', cursorBefore: 'kb0', cursorAfter: 'kb1', records: items.map((bytes, index) => ({ origin, bytes, fetchedAt: 1, cursor: 'kb0', index })), deadLetters: [] });
-        controller.abort();
-      },
-    };
-    const stats = { records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 };
-    await runKafkaIngest({ kafka, topics, sources: [source], accounts: new Map(), wakeups: new Wakeups(), signal: controller.signal, log }, stats);
+    await ingestOnePage(topics, items);
 
     const raw = await readTopic(kafka, topics.raw('gewe'));
     expect(raw.map((r) => (JSON.parse(r.value.toString('utf8')) as { NewMsgId: string }).NewMsgId)).toEqual(items.map((_b, i) => String(i)));
@@ -98,10 +88,7 @@ describe('large records', () => {
 
   it('dead-letters a raw item as large as its topic takes, with its bytes, and moves on', async () => {
     const topics = topicNames(uniqueTopic('bigitem'));
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, topicSpecs(topics, 1));
-    await admin.disconnect();
+    await createTopics(kafka, topicSpecs(topics, 1));
     const headers = (index: number): Record<string, string> => ({ source: 'gw', account: 'wx_gw', 'fetched-at': '1', cursor: 'kb0', tenant: 'corp1', 'staff-id': 'wx_gw', index: String(index) });
     // Over the 1 MiB item cap, so a dead letter; its own fields make it a few hundred bytes
     // larger than the raw record, which is within 64 bytes of what the raw topic takes.
@@ -153,10 +140,7 @@ describe('large records', () => {
 
   it('fails a record larger than its topic takes with MSGPIPE_ERR_TOO_LARGE', async () => {
     const topic = uniqueTopic('small-limit');
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, [{ topic, numPartitions: 1, config: { 'max.message.bytes': String(64 * 1024) } }]);
-    await admin.disconnect();
+    await createTopics(kafka, [{ topic, numPartitions: 1, config: { 'max.message.bytes': String(64 * 1024) } }]);
     const producer = createIdempotentProducer(kafka);
     await producer.connect();
     try {

@@ -9,11 +9,11 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 import { decodeDeadLetter } from '../../../src/kafka/codec.ts';
-import { createIdempotentProducer, ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
+import { createIdempotentProducer, type Kafka } from '../../../src/kafka/client.ts';
 import { topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
 import { type ExpectedMessage, startSimulator } from '../../../src/simulate/index.ts';
 import { expectExactContents } from '../../helpers/contents.ts';
-import { readTopic, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
+import { readTopic, type TestBroker, uniqueTopic, useTestBroker, createTopics } from '../../helpers/kafka.ts';
 import { parseMetrics, type Sample, sumSamples } from '../../helpers/metrics.ts';
 import { listenerUrl, type MsgpipeProcess, ROOT, sql, waitFor, withTempDir, writeConfig } from '../../helpers/msgpipe.ts';
 import {
@@ -49,10 +49,7 @@ describe('distributed pipeline', () => {
 
         // Poison first, on partition 0 of a raw topic and of the messages topic: everything
         // after them on those partitions must still arrive.
-        const admin = kafka.admin();
-        await admin.connect();
-        await ensureTopics(admin, topicSpecs(topics, 4));
-        await admin.disconnect();
+        await createTopics(kafka, topicSpecs(topics, 4));
         const poisonRaw = Buffer.from([0x7b, 0xff, 0xfe, 0x6e, 0x6f, 0x74, 0x20, 0x6a, 0x73, 0x6f, 0x6e]);
         const poisonTyped = Buffer.from('this is not a protobuf Message \u00ff', 'latin1');
         const producer = createIdempotentProducer(kafka);

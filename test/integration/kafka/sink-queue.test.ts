@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 
 import type { MessageRow, TransformOutput } from '../../../src/core/types.ts';
-import { createIdempotentProducer, ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
+import { createIdempotentProducer, type Kafka } from '../../../src/kafka/client.ts';
 import { encodeMessage } from '../../../src/kafka/codec.ts';
 import { startKafkaSink } from '../../../src/kafka/sink.ts';
 import { sessionKey, topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
@@ -20,7 +20,7 @@ import { Metrics } from '../../../src/ops/metrics.ts';
 import { openStore, wrapStore } from '../../../src/sink/clickhouse.ts';
 import { migrate } from '../../../src/sink/migrate.ts';
 import { newSinkStats } from '../../../src/sink/writer.ts';
-import { uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
+import { uniqueTopic, useTestBroker, createTopics } from '../../helpers/kafka.ts';
 import { parseMetrics, sampleValue } from '../../helpers/metrics.ts';
 import { waitFor } from '../../helpers/msgpipe.ts';
 
@@ -40,10 +40,7 @@ function message(i: number): MessageRow {
 describe('kafka sink queue gauge', () => {
   it('counts the rows taken from the topics and not yet stored, and returns to zero once they are', async () => {
     const topics = topicNames(uniqueTopic('queue'));
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, topicSpecs(topics, 1));
-    await admin.disconnect();
+    await createTopics(kafka, topicSpecs(topics, 1));
 
     const dir = await mkdtemp(join(tmpdir(), 'msgpipe-sink-queue-'));
     const inner = await openStore({ path: dir, database: 'msgpipe' }, log);
