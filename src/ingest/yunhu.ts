@@ -185,8 +185,13 @@ async function emitPage(ctx: SourceContext, page: SourcePage): Promise<void> {
 /** What the poller needs to know of a listed message (the transform reads the rest). */
 export interface Listed {
   readonly bytes: Uint8Array;
-  /** Undefined when the message bytes do not decode (the transform dead-letters them). */
+  /**
+   * Undefined when the message bytes do not decode, or carry no msg_id (the transform
+   * dead-letters both): such a message is handed on once, by its bytes.
+   */
   readonly msgId: string | undefined;
+  /** Whether the bytes decode: then `seq` is the message's own, else peeked before the damage. */
+  readonly decoded: boolean;
   readonly seq: bigint | undefined;
   /** `edit_time:recall_time`, what a re-read compares. */
   readonly state: string;
@@ -255,6 +260,7 @@ function listed(bytes: Uint8Array): Listed {
     const msgId = String(msg['msg_id']);
     return {
       bytes,
+      decoded: true,
       // '' is what an absent msg_id reads as: no identity, so the message is handed on once by
       // its bytes (the transform dead-letters it), as an undecodable one is; keyed by '' every
       // other message without one in the page was dropped without a trace.
@@ -270,7 +276,7 @@ function listed(bytes: Uint8Array): Listed {
     // Undecodable: the transform dead-letters it. Its msg_seq may still be readable (fields
     // before the damage), so the cursor can pass it.
     const seq = peekSeq(bytes);
-    return { bytes, msgId: undefined, seq, state: '', editTime: '0' };
+    return { bytes, msgId: undefined, decoded: false, seq, state: '', editTime: '0' };
   }
 }
 
@@ -280,13 +286,13 @@ function listed(bytes: Uint8Array): Listed {
  */
 export function highestSeq(page: readonly Listed[], floor: bigint): bigint {
   let top = floor;
-  for (const m of page) if (m.msgId !== undefined && m.seq !== undefined && m.seq > top) top = m.seq;
+  for (const m of page) if (m.decoded && m.seq !== undefined && m.seq > top) top = m.seq;
   // As many seqs past the readable ones as there are damaged messages past them: a damaged
   // newest message can move the cursor one on, a misread seq cannot skip unread messages.
   let damaged = 0;
-  for (const m of page) if (m.msgId === undefined && m.seq !== undefined && m.seq > top) damaged++;
+  for (const m of page) if (!m.decoded && m.seq !== undefined && m.seq > top) damaged++;
   const bound = top + BigInt(damaged);
-  for (const m of page) if (m.msgId === undefined && m.seq !== undefined && m.seq > top && m.seq <= bound) top = m.seq;
+  for (const m of page) if (!m.decoded && m.seq !== undefined && m.seq > top && m.seq <= bound) top = m.seq;
   return top;
 }
 

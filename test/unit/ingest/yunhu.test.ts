@@ -553,14 +553,17 @@ describe('yunhu source turns', () => {
   });
 
   it('lets a seq read from damaged bytes move the cursor only as far as there are damaged messages', () => {
-    const readable = (seq: number): Listed => ({ bytes: new Uint8Array(), msgId: `m${seq}`, seq: BigInt(seq), state: '0:0', editTime: '0' });
-    const damaged = (seq: number): Listed => ({ bytes: new Uint8Array(), msgId: undefined, seq: BigInt(seq), state: '', editTime: '0' });
+    const readable = (seq: number): Listed => ({ bytes: new Uint8Array(), msgId: `m${seq}`, decoded: true, seq: BigInt(seq), state: '0:0', editTime: '0' });
+    const damaged = (seq: number): Listed => ({ bytes: new Uint8Array(), msgId: undefined, decoded: false, seq: BigInt(seq), state: '', editTime: '0' });
     const page = Array.from({ length: 20 }, (_, i) => readable(i + 1));
     // The damaged newest message, really seq 21: its seq may be read right, or as garbage.
     expect(highestSeq([...page, damaged(21)], 0n)).toBe(21n);
     expect(highestSeq([...page, damaged(35)], 0n)).toBe(20n);
     expect(highestSeq([...page, damaged(21), damaged(22)], 0n)).toBe(22n);
     expect(highestSeq([damaged(3)], 2n)).toBe(3n);
+    // A message that decodes but has no msg_id has its own seq: it counts as a readable one.
+    const noId = (seq: number): Listed => ({ bytes: new Uint8Array(), msgId: undefined, decoded: true, seq: BigInt(seq), state: '0:0', editTime: '0' });
+    expect(highestSeq([...page, noId(35)], 0n)).toBe(35n);
   });
 });
 
