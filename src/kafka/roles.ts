@@ -131,6 +131,18 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
   if (signal.aborted) onStop();
   else signal.addEventListener('abort', onStop, { once: true });
   const step = <T>(work: Promise<T>, release?: (value: T) => Promise<unknown>): Promise<T> => untilStopped(work, halt.signal, release);
+  // Each stop runs once, however often it is asked for.
+  const addStop = (stop: () => Promise<void>): void => {
+    let stopping: Promise<void> | undefined;
+    stops.push(() => (stopping ??= stop()));
+  };
+  // A stop during start-up: the roles already started begin to drain at once, beside the role
+  // still starting, which drains its own consumers before its start gives up. One after the
+  // other (a sink's 20 s, then a transform's, with the broker away) they passed the deadline.
+  const drainStarted = (): void => {
+    for (const stop of stops) stop().catch(() => undefined);
+  };
+  halt.signal.addEventListener('abort', drainStarted, { once: true });
   try {
     const admin = kafka.admin();
     try {
@@ -174,7 +186,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
       });
       sink = running;
       failures.push(running.crashed);
-      stops.push(() => running.stop());
+      addStop(() => running.stop());
     }
     if (roles.includes('transform')) {
       const group = `${topics.prefix}.transform`;
@@ -194,14 +206,14 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
       });
       transform = running;
       failures.push(running.crashed);
-      stops.push(() => running.stop());
+      addStop(() => running.stop());
     }
     if (roles.includes('query')) {
       const publisher = await step(createSyncPublisher(kafka, topics), (p) => p.close());
       sync = publisher;
       let query: { close(): Promise<void> } | undefined;
       // The API first: requests in flight finish while the store and the publisher are open.
-      stops.push(async () => {
+      addStop(async () => {
         await query?.close();
         await publisher.close();
       });
@@ -215,7 +227,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     } else if (roles.includes('ingest')) {
       const wakeups = new Wakeups();
       const listener = await step(startSyncListener(kafka, topics, wakeups, log.child({ component: 'kafka.control' })), (l) => l.stop());
-      stops.push(() => listener.stop());
+      addStop(() => listener.stop());
       const stats: IngestStats = { records: 0, pages: 0, deadLetters: 0, cursorsCommitted: 0 };
       ingestStats = stats;
       const accounts = new Map(config.sources.map((s) => [s.name, accountOf(s)]));
@@ -247,6 +259,7 @@ export async function startDistributed(options: DistributedOptions): Promise<Dis
     log.info('Stopped during start-up; the roles already started were stopped.');
     return { kafka, topics, store: undefined, sync: undefined, ingest: undefined, transform: undefined, sink: undefined, done: Promise.resolve() };
   }
+  halt.signal.removeEventListener('abort', drainStarted);
   if (sink !== undefined || transform !== undefined) ops?.readiness.met('consumers');
   if (ingestDone !== undefined) ops?.readiness.met('sources');
 

@@ -262,6 +262,9 @@ export interface OwnBroker {
   stop(): Promise<void>;
   /** SIGKILL to the broker's JVM, as a crash or the OOM killer would end it. */
   kill(): Promise<void>;
+  /** SIGSTOP, then SIGCONT: a broker that is there but answers nothing (a hung host). */
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
 }
 
 /** A port where it and the next one (the controller) are free. */
@@ -290,25 +293,32 @@ export function useOwnBroker(): OwnBroker {
   const script = async (command: 'start' | 'stop'): Promise<void> => {
     await execFileAsync('bash', [SCRIPT, command], { env, cwd: ROOT, timeout: 180_000 });
   };
+  const pid = async (): Promise<number> => Number((await readFile(join(stateDir, 'broker.pid'), 'utf8')).trim());
   const broker: OwnBroker = {
     get brokers() {
       return [`127.0.0.1:${String(port)}`];
     },
     start: () => script('start'),
     stop: () => script('stop'),
+    async freeze() {
+      process.kill(await pid(), 'SIGSTOP');
+    },
+    async thaw() {
+      process.kill(await pid(), 'SIGCONT');
+    },
     async kill() {
-      const pid = Number((await readFile(join(stateDir, 'broker.pid'), 'utf8')).trim());
-      process.kill(pid, 'SIGKILL');
+      const jvm = await pid();
+      process.kill(jvm, 'SIGKILL');
       // Gone once signal 0 fails; the script's next start then finds no broker running.
       for (let i = 0; i < 100; i++) {
         try {
-          process.kill(pid, 0);
+          process.kill(jvm, 0);
         } catch {
           return;
         }
         await new Promise((r) => setTimeout(r, 50));
       }
-      throw new Error(`the broker (pid ${String(pid)}) outlived SIGKILL for 5 s`);
+      throw new Error(`the broker (pid ${String(jvm)}) outlived SIGKILL for 5 s`);
     },
   };
   beforeAll(async () => {
