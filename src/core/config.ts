@@ -63,9 +63,13 @@ const clickhouseSchema = z
   })
   .describe('Where rows are stored.');
 
-/** `host:port` (an IPv6 host in brackets), the port 1-65535. */
+/**
+ * `host:port`, the port 1-65535. No IPv6 address literal: kafkajs splits a broker at its first
+ * `:`, so `[::1]:9092` would retry a host named `[` for ever (a host name that resolves to an
+ * IPv6 address works).
+ */
 function isBroker(value: string): boolean {
-  const m = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:/,[\]]+):(\d{1,5})$/.exec(value);
+  const m = /^[^\s:/,[\]]+:(\d{1,5})$/.exec(value);
   return m !== null && Number(m[1]) >= 1 && Number(m[1]) <= 65_535;
 }
 
@@ -76,7 +80,7 @@ const kafkaSchema = z
       .min(1)
       // An item may be a comma list, as `KAFKA_BROKERS` is ("${KAFKA_BROKERS}" in deploy/msgpipe.yaml).
       .transform((items) => items.flatMap((item) => item.split(',').map((b) => b.trim()).filter((b) => b !== '')))
-      .pipe(z.array(z.string().refine(isBroker, { error: (issue) => `a broker is host:port (port 1-65535), not ${JSON.stringify(issue.input)}` })).min(1))
+      .pipe(z.array(z.string().refine(isBroker, { error: (issue) => `a broker is host:port (port 1-65535; no IPv6 address literal), not ${JSON.stringify(issue.input)}` })).min(1))
       .describe('Kafka bootstrap brokers as `host:port`; an item may be a comma-separated list. Absent = embedded in-process queues.'),
     topicPrefix: z.string().min(1).default('msgpipe').describe('Prefix of every topic name.'),
     partitions: z

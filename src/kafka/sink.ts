@@ -19,9 +19,10 @@ import type { Logger } from 'pino';
 import type { SinkObserver } from '../core/pipeline.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark, TransformOutput } from '../core/types.ts';
 import { type InsertOptions, type Store, wrapStore } from '../sink/clickhouse.ts';
-import { invalidEditHistoryReason, invalidEditReason } from '../sink/edits.ts';
-import { EVENTS_TABLE, invalidEventReason } from '../sink/events.ts';
-import { invalidRecallReason } from '../sink/messages.ts';
+import { refusedRowLetter } from '../sink/dead-letters.ts';
+import { editTargetKey, historyKey, invalidEditHistoryReason, invalidEditReason } from '../sink/edits.ts';
+import { EVENTS_TABLE, eventKey, invalidEventReason } from '../sink/events.ts';
+import { invalidRecallReason, recallTargetKey } from '../sink/messages.ts';
 import { EncodedUnit, type RowOrigin, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
 import type { Kafka } from './client.ts';
 import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
@@ -100,6 +101,7 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number, 
     items: readonly T[],
     into: T[],
     reasonOf: (item: T) => string | undefined,
+    keyOf: (item: T) => string,
     from: Pick<DeadLetterRow, 'source' | 'source_type'>,
     record: PartitionBatch['messages'][number],
     value: Buffer,
@@ -110,7 +112,9 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number, 
         into.push(item);
         continue;
       }
-      deadLetters.push({
+      // The record's bytes and offset, with the row's identity (as the writer gives a refused
+      // message row): the record produced again is the same dead letter.
+      const letter: DeadLetterRow = {
         tenant: item.tenant,
         source: from.source,
         source_type: from.source_type,
@@ -120,7 +124,8 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number, 
         original_base64: value.toString('base64'),
         origin_key: `kafka:${batch.topic}-${batch.partition}@${record.offset}`,
         occurred_at: now,
-      });
+      };
+      deadLetters.push(refusedRowLetter(letter, table, keyOf(item), item));
     }
   };
   let index = -1;
@@ -138,12 +143,12 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number, 
         }
         // Marks carry no source: theirs is the record's message row's, when it has one.
         const from = decoded.row ?? NO_SOURCE;
-        keep('recalls', decoded.recalls, recalls, invalidRecallReason, from, record, value);
-        keep('edits', decoded.edits, edits, invalidEditReason, from, record, value);
-        keep('message_edits', decoded.editHistory, editHistory, invalidEditHistoryReason, from, record, value);
+        keep('recalls', decoded.recalls, recalls, invalidRecallReason, recallTargetKey, from, record, value);
+        keep('edits', decoded.edits, edits, invalidEditReason, editTargetKey, from, record, value);
+        keep('message_edits', decoded.editHistory, editHistory, invalidEditHistoryReason, historyKey, from, record, value);
       } else if (batch.topic === topics.events) {
         const event = decodeEvent(value);
-        keep(EVENTS_TABLE, [event], events, invalidEventReason, event, record, value);
+        keep(EVENTS_TABLE, [event], events, invalidEventReason, eventKey, event, record, value);
       } else deadLetters.push(decodeDeadLetter(value));
     } catch (err) {
       // The messages and events topics are keyed `<tenant>:…`; a dlq record by its origin_key,

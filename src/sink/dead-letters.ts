@@ -38,6 +38,34 @@ export function deadLetterId(row: DeadLetterRow): string {
     .digest('hex');
 }
 
+/** Identities given to dead letters that are not their own (see {@link refusedRowLetter}). */
+const assignedIds = new WeakMap<DeadLetterRow, string>();
+
+/**
+ * The identity of `letter`: the one {@link refusedRowLetter} gave it, else {@link deadLetterId}.
+ */
+export function identityOf(letter: DeadLetterRow): string {
+  return assignedIds.get(letter) ?? deadLetterId(letter);
+}
+
+/**
+ * `letter`, the sink's dead letter of a `row` it refused, with the row's identity: `row` without
+ * `ingested_at` (the transform's clock) under `sink:<table>:<key>`, whatever bytes and origin the
+ * letter keeps. A record delivered again (another offset, another `ingested_at`) is the same
+ * dead letter.
+ */
+export function refusedRowLetter(letter: DeadLetterRow, table: string, key: string, row: object): DeadLetterRow {
+  const { ingested_at: _ingestedAt, ...stable } = row as { ingested_at?: unknown };
+  let json = '';
+  try {
+    json = JSON.stringify(stable);
+  } catch {
+    // A row JSON cannot hold (a cycle): its key alone names it.
+  }
+  assignedIds.set(letter, deadLetterId({ ...letter, origin_key: `sink:${table}:${key}`, original_base64: Buffer.from(json, 'utf8').toString('base64') }));
+  return letter;
+}
+
 /** Approximate JSONEachRow size of a row. */
 export function estimateDeadLetterBytes(row: DeadLetterRow): number {
   return 400 + row.original_base64.length + Buffer.byteLength(row.error_message) + row.origin_key.length;

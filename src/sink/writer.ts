@@ -39,10 +39,11 @@ import { editTargetKey, estimateEditBytes, historyKey, invalidEditHistoryReason,
 import {
   DEAD_LETTER_COLUMNS,
   DEAD_LETTERS_TABLE,
-  deadLetterId,
   deadLetterInsertRow,
   estimateDeadLetterBytes,
   findStoredDeadLetters,
+  identityOf,
+  refusedRowLetter,
 } from './dead-letters.ts';
 import {
   estimateEventBytes,
@@ -684,9 +685,6 @@ export class SinkWriter implements UnitSink {
     const duplicates: TableCounts = { messages: 0, events: 0, dead_letters: 0 };
     const deadLetters: DeadLetterRow[] = [...batch.deadLetters];
     let invalid = 0;
-    // Identities of the refused rows' dead letters: without `ingested_at` (the transform's clock),
-    // so the same row refused again after a replay is the same dead letter.
-    const refusedIds = new Map<DeadLetterRow, string>();
     const sinkDeadLetter = (
       table: string,
       key: string,
@@ -707,14 +705,8 @@ export class SinkWriter implements UnitSink {
         origin_key: origin === undefined ? `sink:${table}:${key}` : origin.originKey,
         occurred_at: now,
       };
-      deadLetters.push(letter);
-      // The identity is the row's, whatever bytes are kept: a record delivered again (another
-      // offset, another ingested_at) is the same dead letter.
-      const { ingested_at: _ingestedAt, ...stable } = row as Partial<MessageRow>;
-      refusedIds.set(
-        letter,
-        deadLetterId({ ...letter, origin_key: `sink:${table}:${key}`, original_base64: Buffer.from(safeJson(stable), 'utf8').toString('base64') }),
-      );
+      // The identity is the row's, whatever bytes are kept.
+      deadLetters.push(refusedRowLetter(letter, table, key, row));
     };
 
     for (const { key, row, reason, origin } of batch.refused) sinkDeadLetter(MESSAGES_TABLE, key, row, reason, origin);
@@ -763,7 +755,7 @@ export class SinkWriter implements UnitSink {
     const letters: { id: string; row: DeadLetterRow }[] = [];
     const seenLetters = new Set<string>();
     for (const row of deadLetters) {
-      const id = refusedIds.get(row) ?? deadLetterId(row);
+      const id = identityOf(row);
       if (seenLetters.has(id)) duplicates.dead_letters += 1;
       else {
         seenLetters.add(id);

@@ -49,7 +49,8 @@ describe('parseConfig', () => {
   it('reads a comma list of brokers in one item (KAFKA_BROKERS in deploy/msgpipe.yaml) and refuses what is not host:port', () => {
     const config = parseConfig({ kafka: { brokers: ['${KAFKA_BROKERS}', 'k3:9094'] } }, { KAFKA_BROKERS: '127.0.0.1:9092, kafka-2:9093,' });
     expect(config.kafka?.brokers).toEqual(['127.0.0.1:9092', 'kafka-2:9093', 'k3:9094']);
-    expect(() => parseConfig({ kafka: { brokers: ['kafka'] } })).toThrow(/kafka\.brokers\[0\]: a broker is host:port \(port 1-65535\), not "kafka"/);
+    expect(() => parseConfig({ kafka: { brokers: ['kafka'] } })).toThrow(/kafka\.brokers\[0\]: a broker is host:port \(port 1-65535; no IPv6 address literal\), not "kafka"/);
+    expect(() => parseConfig({ kafka: { brokers: ['[::1]:9092'] } })).toThrow(/kafka\.brokers\[0\]: .* not "\[::1\]:9092"/);
     expect(() => parseConfig({ kafka: { brokers: ['a:9092,b:70000'] } })).toThrow(/kafka\.brokers\[1\]: .* not "b:70000"/);
     expect(() => parseConfig({ kafka: { brokers: [' , '] } })).toThrow(/kafka\.brokers/);
   });

@@ -7,6 +7,7 @@ import type { TransformOutput } from '../../../src/core/types.ts';
 import { encodeEvent, encodeMessage } from '../../../src/kafka/codec.ts';
 import type { PartitionBatch } from '../../../src/kafka/consume.ts';
 import { decodeBatch, encodeBatch } from '../../../src/kafka/sink.ts';
+import { identityOf } from '../../../src/sink/dead-letters.ts';
 import { EncodedUnit } from '../../../src/sink/writer.ts';
 import { topicNames } from '../../../src/kafka/topics.ts';
 
@@ -89,6 +90,13 @@ describe('sink decodeBatch', () => {
       original_base64: value.toString('base64'),
       origin_key: `kafka:${topics.messages}-3@10`,
     });
+
+    // The same row produced again (another offset, another ingested_at) is the same dead letter.
+    const again = Buffer.from(encodeEvent({ ...eventRow, event_id: '', ingested_at: eventRow.ingested_at + 5000 }));
+    const twice = decodeBatch(topics, batch(topics.events, [bad, again]), 1000).deadLetters;
+    expect(twice.map((d) => d.origin_key)).toEqual([`kafka:${topics.events}-3@10`, `kafka:${topics.events}-3@11`]);
+    expect(identityOf(twice[1]!)).toBe(identityOf(twice[0]!));
+    expect(identityOf(twice[0]!)).not.toBe(identityOf(messages.deadLetters[0]!));
   });
 
   it('names the record of each row, so a refused row is dead-lettered with its bytes and offset', () => {
