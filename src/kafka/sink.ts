@@ -19,11 +19,11 @@ import type { Logger } from 'pino';
 import type { SinkObserver } from '../core/pipeline.ts';
 import type { DeadLetterRow, EditMark, EventRow, MessageEditRow, MessageRow, RecallMark, TransformOutput } from '../core/types.ts';
 import { type InsertOptions, type Store, wrapStore } from '../sink/clickhouse.ts';
-import { refusedRowLetter } from '../sink/dead-letters.ts';
+import { refusedRowLetter, type RowOrigin } from '../sink/dead-letters.ts';
 import { editTargetKey, historyKey, invalidEditHistoryReason, invalidEditReason } from '../sink/edits.ts';
 import { EVENTS_TABLE, eventKey, invalidEventReason } from '../sink/events.ts';
 import { invalidRecallReason, recallTargetKey } from '../sink/messages.ts';
-import { EncodedUnit, type RowOrigin, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
+import { EncodedUnit, type SinkStats as WriterStats, SinkWriter } from '../sink/writer.ts';
 import type { Kafka } from './client.ts';
 import { decodeDeadLetter, decodeEvent, decodeMessageRecord } from './codec.ts';
 import { BatchAbandonedError, type PartitionBatch, startConsumerLoop, startConsumerLoops } from './consume.ts';
@@ -79,6 +79,11 @@ export function rangeScopedStore(store: Store, range: string): Store {
   });
 }
 
+/** Where a record of `batch` is: the `origin_key` of the dead letters made of it. */
+function recordOrigin(batch: Pick<PartitionBatch, 'topic' | 'partition'>, offset: string): string {
+  return `kafka:${batch.topic}-${batch.partition}@${offset}`;
+}
+
 const NO_SOURCE: Pick<DeadLetterRow, 'source' | 'source_type'> = { source: '', source_type: '' as DeadLetterRow['source_type'] };
 
 /**
@@ -96,36 +101,20 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number, 
   // offset are known (the writer would keep only the decoded row as JSON); the record's other
   // rows and marks go on. Message rows are checked by the writer, which gets their origin
   // through `rowRecords`.
-  const keep = <T extends { readonly tenant: string }>(
+  const keep = <T extends object>(
     table: string,
     items: readonly T[],
     into: T[],
     reasonOf: (item: T) => string | undefined,
     keyOf: (item: T) => string,
-    from: Pick<DeadLetterRow, 'source' | 'source_type'>,
+    source: Pick<DeadLetterRow, 'source' | 'source_type'>,
     record: PartitionBatch['messages'][number],
     value: Buffer,
   ): void => {
     for (const item of items) {
       const reason = reasonOf(item);
-      if (reason === undefined) {
-        into.push(item);
-        continue;
-      }
-      // The record's bytes and offset, with the row's identity (as the writer gives a refused
-      // message row): the record produced again is the same dead letter.
-      const letter: DeadLetterRow = {
-        tenant: item.tenant,
-        source: from.source,
-        source_type: from.source_type,
-        stage: 'sink',
-        error_code: 'MSGPIPE_ERR_SHAPE',
-        error_message: `Row refused by the ${table} sink: ${reason}.`,
-        original_base64: value.toString('base64'),
-        origin_key: `kafka:${batch.topic}-${batch.partition}@${record.offset}`,
-        occurred_at: now,
-      };
-      deadLetters.push(refusedRowLetter(letter, table, keyOf(item), item));
+      if (reason === undefined) into.push(item);
+      else deadLetters.push(refusedRowLetter(table, keyOf(item), item, reason, now, { bytes: value, originKey: recordOrigin(batch, record.offset) }, source));
     }
   };
   let index = -1;
@@ -162,7 +151,7 @@ export function decodeBatch(topics: Topics, batch: PartitionBatch, now: number, 
         error_code: 'MSGPIPE_ERR_SHAPE',
         error_message: `Record ${batch.topic}-${batch.partition}@${record.offset} is not a protobuf value of its topic: ${err instanceof Error ? err.message : String(err)}`,
         original_base64: value.toString('base64'),
-        origin_key: `kafka:${batch.topic}-${batch.partition}@${record.offset}`,
+        origin_key: recordOrigin(batch, record.offset),
         occurred_at: now,
       });
     }
@@ -225,7 +214,7 @@ export function encodeBatch(topics: Topics, batch: PartitionBatch, now: number):
     // A row the sink refuses is dead-lettered with its record's bytes and offset.
     const originOf = (i: number): RowOrigin | undefined => {
       const record = slice.messages[rowRecords[i] ?? -1];
-      return record === undefined ? undefined : { bytes: record.value ?? Buffer.alloc(0), originKey: `kafka:${batch.topic}-${batch.partition}@${record.offset}` };
+      return record === undefined ? undefined : { bytes: record.value ?? Buffer.alloc(0), originKey: recordOrigin(batch, record.offset) };
     };
     units.push(EncodedUnit.of({ output }, originOf));
   }

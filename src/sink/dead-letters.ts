@@ -38,6 +38,21 @@ export function deadLetterId(row: DeadLetterRow): string {
     .digest('hex');
 }
 
+/** The exact bytes a row was read from and where: what its dead letter keeps. */
+export interface RowOrigin {
+  readonly bytes: Uint8Array;
+  readonly originKey: string;
+}
+
+/** `value` as JSON, or as text when JSON cannot hold it. */
+export function rowJson(value: unknown): string {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return String(value);
+  }
+}
+
 /** Identities given to dead letters that are not their own (see {@link refusedRowLetter}). */
 const assignedIds = new WeakMap<DeadLetterRow, string>();
 
@@ -49,20 +64,36 @@ export function identityOf(letter: DeadLetterRow): string {
 }
 
 /**
- * `letter`, the sink's dead letter of a `row` it refused, with the row's identity: `row` without
- * `ingested_at` (the transform's clock) under `sink:<table>:<key>`, whatever bytes and origin the
- * letter keeps. A record delivered again (another offset, another `ingested_at`) is the same
- * dead letter.
+ * The sink's dead letter of a `row` the `table` sink refused for `reason`: the bytes of the
+ * record it was read from and that record's origin where there is one, else the row as JSON under
+ * `sink:<table>:<key>`. Its identity is the row's (without `ingested_at`, the transform's clock)
+ * whatever the letter keeps: a record delivered again (another offset, another `ingested_at`) is
+ * the same dead letter. `source` names the source of a row that has none (a mark: its message's).
  */
-export function refusedRowLetter(letter: DeadLetterRow, table: string, key: string, row: object): DeadLetterRow {
-  const { ingested_at: _ingestedAt, ...stable } = row as { ingested_at?: unknown };
-  let json = '';
-  try {
-    json = JSON.stringify(stable);
-  } catch {
-    // A row JSON cannot hold (a cycle): its key alone names it.
-  }
-  assignedIds.set(letter, deadLetterId({ ...letter, origin_key: `sink:${table}:${key}`, original_base64: Buffer.from(json, 'utf8').toString('base64') }));
+export function refusedRowLetter(
+  table: string,
+  key: string,
+  row: object,
+  reason: string,
+  now: number,
+  origin?: RowOrigin,
+  source?: Pick<DeadLetterRow, 'source' | 'source_type'>,
+): DeadLetterRow {
+  // The row type is a promise the producer made; take what actually arrived.
+  const r = row as Readonly<Record<string, unknown>>;
+  const letter: DeadLetterRow = {
+    tenant: typeof r['tenant'] === 'string' ? r['tenant'] : '',
+    source: source?.source ?? (typeof r['source'] === 'string' ? r['source'] : ''),
+    source_type: source?.source_type ?? ((typeof r['source_type'] === 'string' ? r['source_type'] : '') as DeadLetterRow['source_type']),
+    stage: 'sink',
+    error_code: 'MSGPIPE_ERR_SHAPE',
+    error_message: `Row refused by the ${table} sink: ${reason}.`,
+    original_base64: origin === undefined ? Buffer.from(rowJson(row), 'utf8').toString('base64') : Buffer.from(origin.bytes).toString('base64'),
+    origin_key: origin === undefined ? `sink:${table}:${key}` : origin.originKey,
+    occurred_at: now,
+  };
+  const { ingested_at: _ingestedAt, ...stable } = r;
+  assignedIds.set(letter, deadLetterId({ ...letter, origin_key: `sink:${table}:${key}`, original_base64: Buffer.from(rowJson(stable), 'utf8').toString('base64') }));
   return letter;
 }
 

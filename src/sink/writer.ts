@@ -44,6 +44,8 @@ import {
   findStoredDeadLetters,
   identityOf,
   refusedRowLetter,
+  rowJson,
+  type RowOrigin,
 } from './dead-letters.ts';
 import {
   estimateEventBytes,
@@ -176,12 +178,6 @@ interface RefusedMessage {
   readonly reason: string;
   /** The record the row was read from, when there is one (the Kafka sink). */
   readonly origin?: RowOrigin | undefined;
-}
-
-/** The exact bytes a row was read from and where: what its dead letter keeps. */
-export interface RowOrigin {
-  readonly bytes: Uint8Array;
-  readonly originKey: string;
 }
 
 interface Batch {
@@ -427,17 +423,10 @@ function dedupToken(table: string, keys: string[]): string {
  * row of a page refused; counted at a fixed size, megabytes of them escaped the byte bound.
  */
 function refusedBytes(row: MessageRow, origin: RowOrigin | undefined): number {
-  const kept = origin === undefined ? Buffer.byteLength(safeJson(row)) : origin.bytes.length;
+  const kept = origin === undefined ? Buffer.byteLength(rowJson(row)) : origin.bytes.length;
   return 600 + Math.ceil(kept / 3) * 4;
 }
 
-function safeJson(value: unknown): string {
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
-}
 
 /** The batching ClickHouse sink. Implements the pipeline's {@link UnitSink}. */
 export class SinkWriter implements UnitSink {
@@ -693,20 +682,7 @@ export class SinkWriter implements UnitSink {
       origin?: RowOrigin,
     ): void => {
       invalid += 1;
-      const letter: DeadLetterRow = {
-        tenant: typeof row.tenant === 'string' ? row.tenant : '',
-        source: 'source' in row && typeof row.source === 'string' ? row.source : '',
-        source_type: 'source_type' in row && typeof row.source_type === 'string' ? row.source_type : ('' as DeadLetterRow['source_type']),
-        stage: 'sink',
-        error_code: 'MSGPIPE_ERR_SHAPE',
-        error_message: `Row refused by the ${table} sink: ${reason}.`,
-        // The record's own bytes where there is one; else the row as JSON.
-        original_base64: origin === undefined ? Buffer.from(safeJson(row), 'utf8').toString('base64') : Buffer.from(origin.bytes).toString('base64'),
-        origin_key: origin === undefined ? `sink:${table}:${key}` : origin.originKey,
-        occurred_at: now,
-      };
-      // The identity is the row's, whatever bytes are kept.
-      deadLetters.push(refusedRowLetter(letter, table, key, row));
+      deadLetters.push(refusedRowLetter(table, key, row, reason, now, origin));
     };
 
     for (const { key, row, reason, origin } of batch.refused) sinkDeadLetter(MESSAGES_TABLE, key, row, reason, origin);
