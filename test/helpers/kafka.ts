@@ -16,7 +16,10 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll } from 'vitest';
 
-import { createKafka, ensureTopics, type Kafka, type TopicSpec } from '../../src/kafka/client.ts';
+import type { MessageRow, TransformOutput } from '../../src/core/types.ts';
+import { createIdempotentProducer, createKafka, ensureTopics, type Kafka, type TopicSpec } from '../../src/kafka/client.ts';
+import { encodeMessage } from '../../src/kafka/codec.ts';
+import { sessionKey } from '../../src/kafka/topics.ts';
 import { ROOT } from './msgpipe.ts';
 
 const execFileAsync = promisify(execFile);
@@ -344,4 +347,26 @@ export async function createTopics(kafka: Kafka, specs: readonly TopicSpec[]): P
   } finally {
     await admin.disconnect();
   }
+}
+
+/**
+ * `count` text messages (test/fixtures/text/plain.rows.json, msgids above 2^53, a second apart,
+ * text `<label> <i>`) produced to `topic` as the transform produces them, keyed by session.
+ */
+export async function produceTextMessages(kafka: Kafka, topic: string, count: number, label: string): Promise<MessageRow[]> {
+  const template = (JSON.parse(await readFile(join(ROOT, 'test', 'fixtures', 'text', 'plain.rows.json'), 'utf8')) as TransformOutput).messages[0]!;
+  const rows = Array.from({ length: count }, (_v, i): MessageRow => ({
+    ...template,
+    msgid: String(9_007_199_254_740_993n + BigInt(i)),
+    content_text: `${label} ${String(i)}`,
+    msg_time: template.msg_time + i * 1000,
+  }));
+  const producer = createIdempotentProducer(kafka);
+  await producer.connect();
+  try {
+    await producer.send({ topic, messages: rows.map((m) => ({ key: sessionKey(m), value: encodeMessage(m, []) })) });
+  } finally {
+    await producer.disconnect();
+  }
+  return rows;
 }

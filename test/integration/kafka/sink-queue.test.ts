@@ -3,26 +3,20 @@
  * insert, `msgpipe_sink_queue_rows` counts the rows the sink took from the topics and has not
  * stored; once the insert goes through it falls back to zero and the rows are in `messages`.
  */
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 
-import type { MessageRow, TransformOutput } from '../../../src/core/types.ts';
-import { createIdempotentProducer, type Kafka } from '../../../src/kafka/client.ts';
-import { encodeMessage } from '../../../src/kafka/codec.ts';
+import type { Kafka } from '../../../src/kafka/client.ts';
 import { startKafkaSink } from '../../../src/kafka/sink.ts';
-import { sessionKey, topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
+import { topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
 import { Metrics } from '../../../src/ops/metrics.ts';
-import { openStore, wrapStore } from '../../../src/sink/clickhouse.ts';
-import { migrate } from '../../../src/sink/migrate.ts';
+import { wrapStore } from '../../../src/sink/clickhouse.ts';
 import { newSinkStats } from '../../../src/sink/writer.ts';
-import { uniqueTopic, useTestBroker, createTopics } from '../../helpers/kafka.ts';
+import { createTopics, produceTextMessages, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { parseMetrics, sampleValue } from '../../helpers/metrics.ts';
 import { waitFor } from '../../helpers/msgpipe.ts';
+import { openTempStore } from '../../unit/sink/helpers.ts';
 
 let kafka: Kafka;
 useTestBroker((_broker, k) => {
@@ -31,21 +25,14 @@ useTestBroker((_broker, k) => {
 
 const log = pino({ level: 'warn' });
 
-const TEMPLATE = (JSON.parse(readFileSync(join(import.meta.dirname, '../../fixtures/text/plain.rows.json'), 'utf8')) as TransformOutput).messages[0]!;
-
-function message(i: number): MessageRow {
-  return { ...TEMPLATE, msgid: String(9_007_199_254_740_993n + BigInt(i)), content_text: `queued ${i}`, msg_time: TEMPLATE.msg_time + i * 1000 };
-}
-
 describe('kafka sink queue gauge', () => {
   it('counts the rows taken from the topics and not yet stored, and returns to zero once they are', async () => {
     const topics = topicNames(uniqueTopic('queue'));
     await createTopics(kafka, topicSpecs(topics, 1));
 
-    const dir = await mkdtemp(join(tmpdir(), 'msgpipe-sink-queue-'));
-    const inner = await openStore({ path: dir, database: 'msgpipe' }, log);
+    const temp = await openTempStore();
+    const inner = temp.store;
     try {
-      await migrate(inner, log);
       // The store holds every insert into `messages` until the test lets it go.
       let release!: () => void;
       const gate = new Promise<void>((resolve) => { release = resolve; });
@@ -60,11 +47,7 @@ describe('kafka sink queue gauge', () => {
         },
       });
 
-      const rows = Array.from({ length: 25 }, (_v, i) => message(i));
-      const producer = createIdempotentProducer(kafka);
-      await producer.connect();
-      await producer.send({ topic: topics.messages, messages: rows.map((m) => ({ key: sessionKey(m), value: encodeMessage(m, []) })) });
-      await producer.disconnect();
+      const rows = await produceTextMessages(kafka, topics.messages, 25, 'queued');
 
       const writerStats = newSinkStats();
       const metrics = new Metrics({ defaultMetrics: false });
@@ -86,8 +69,7 @@ describe('kafka sink queue gauge', () => {
         await sink.stop();
       }
     } finally {
-      await inner.close();
-      await rm(dir, { recursive: true, force: true });
+      await temp.dispose();
     }
   });
 });

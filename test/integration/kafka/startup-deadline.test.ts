@@ -5,9 +5,7 @@
  * side the start-up ends within the drain, where one after the other they took 40 s and the
  * process missed its 30 s deadline (exit 70).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 
 import { pino } from 'pino';
@@ -15,10 +13,9 @@ import { describe, expect, it } from 'vitest';
 
 import { parseConfig } from '../../../src/core/config.ts';
 import { startDistributed } from '../../../src/kafka/roles.ts';
-import { openStore } from '../../../src/sink/clickhouse.ts';
-import { migrate } from '../../../src/sink/migrate.ts';
 import { uniqueTopic, useOwnBroker } from '../../helpers/kafka.ts';
 import { waitFor } from '../../helpers/msgpipe.ts';
+import { openTempStore } from '../../unit/sink/helpers.ts';
 
 const own = useOwnBroker();
 
@@ -32,12 +29,11 @@ describe('a stop during start-up with the broker hung', () => {
         done();
       },
     }));
-    const dir = await mkdtemp(join(tmpdir(), 'msgpipe-startup-deadline-'));
-    const store = await openStore({ path: dir, database: 'msgpipe' }, log);
-    await migrate(store, log);
+    // Closed by the process's stop; only its directory is left to remove.
+    const temp = await openTempStore();
     const config = parseConfig({ kafka: { brokers: own.brokers, topicPrefix: prefix, partitions: 2, consumers: 2 } }, {});
     const stop = new AbortController();
-    const started = startDistributed({ config, roles: ['sink', 'transform'], log, signal: stop.signal, openStore: () => Promise.resolve(store) });
+    const started = startDistributed({ config, roles: ['sink', 'transform'], log, signal: stop.signal, openStore: () => Promise.resolve(temp.store) });
     const outcome = started.then(
       () => 'resolved',
       (err: unknown) => (err instanceof Error ? err.message : String(err)),
@@ -57,7 +53,7 @@ describe('a stop during start-up with the broker hung', () => {
       expect(lines.join('')).toContain('Stopped during start-up');
     } finally {
       if (frozen) await own.thaw();
-      await rm(dir, { recursive: true, force: true });
+      await rm(temp.dir, { recursive: true, force: true });
     }
   }, 150_000);
 });

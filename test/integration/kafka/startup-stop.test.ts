@@ -4,24 +4,18 @@
  * group. The stop must let that batch finish (stored, offsets committed) before the store
  * closes; it closed the store under the running insert before.
  */
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 
 import { parseConfig } from '../../../src/core/config.ts';
-import type { MessageRow, TransformOutput } from '../../../src/core/types.ts';
-import { createIdempotentProducer, ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
-import { encodeMessage } from '../../../src/kafka/codec.ts';
+import { ensureTopics, type Kafka } from '../../../src/kafka/client.ts';
 import { startDistributed } from '../../../src/kafka/roles.ts';
-import { sessionKey, topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
-import { openStore, wrapStore } from '../../../src/sink/clickhouse.ts';
-import { migrate } from '../../../src/sink/migrate.ts';
-import { type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
+import { topicNames, topicSpecs } from '../../../src/kafka/topics.ts';
+import { wrapStore } from '../../../src/sink/clickhouse.ts';
+import { produceTextMessages, type TestBroker, uniqueTopic, useTestBroker } from '../../helpers/kafka.ts';
 import { waitFor } from '../../helpers/msgpipe.ts';
+import { openTempStore } from '../../unit/sink/helpers.ts';
 
 let broker: TestBroker;
 let kafka: Kafka;
@@ -32,12 +26,6 @@ useTestBroker((b, k) => {
 
 const log = pino({ level: 'warn' });
 
-const TEMPLATE = (JSON.parse(readFileSync(join(import.meta.dirname, '../../fixtures/text/plain.rows.json'), 'utf8')) as TransformOutput).messages[0]!;
-
-function message(i: number): MessageRow {
-  return { ...TEMPLATE, msgid: String(9_007_199_254_740_993n + BigInt(i)), content_text: `start-up ${i}`, msg_time: TEMPLATE.msg_time + i * 1000 };
-}
-
 describe('a stop during the start-up of the consumers', () => {
   it('lets the sink consumer already started finish and commit its batch before the store closes', async () => {
     const prefix = uniqueTopic('mpstart');
@@ -45,16 +33,11 @@ describe('a stop during the start-up of the consumers', () => {
     const admin = kafka.admin();
     await admin.connect();
     await ensureTopics(admin, topicSpecs(topics, 2));
-    const rows = Array.from({ length: 40 }, (_v, i) => message(i));
-    const producer = createIdempotentProducer(kafka);
-    await producer.connect();
-    await producer.send({ topic: topics.messages, messages: rows.map((m) => ({ key: sessionKey(m), value: encodeMessage(m, []) })) });
-    await producer.disconnect();
+    await produceTextMessages(kafka, topics.messages, 40, 'start-up');
 
-    const dir = await mkdtemp(join(tmpdir(), 'msgpipe-startup-stop-'));
-    const inner = await openStore({ path: dir, database: 'msgpipe' }, log);
+    const temp = await openTempStore();
+    const inner = temp.store;
     try {
-      await migrate(inner, log);
       // Every insert into `messages` waits for the gate; `closedUnder` counts closes that came
       // while one was held.
       let release!: () => void;
@@ -87,7 +70,7 @@ describe('a stop during the start-up of the consumers', () => {
       });
 
       const config = parseConfig({
-        clickhouse: { path: dir, database: 'msgpipe' },
+        clickhouse: { path: temp.dir, database: 'msgpipe' },
         kafka: { brokers: [...broker.brokers], topicPrefix: prefix, partitions: 2, consumers: 2 },
       }, {});
       const stop = new AbortController();
@@ -115,8 +98,7 @@ describe('a stop during the start-up of the consumers', () => {
       expect(Number(stored[0]?.n)).toBeGreaterThanOrEqual(committed);
     } finally {
       await admin.disconnect();
-      await inner.close();
-      await rm(dir, { recursive: true, force: true });
+      await temp.dispose();
     }
   });
 });
