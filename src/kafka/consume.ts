@@ -301,9 +301,10 @@ export class StoppedDuringStartup extends Error {
 /**
  * `work`, or a {@link StoppedDuringStartup} rejection as soon as `signal` aborts: a start-up
  * step waiting for an unreachable broker (kafkajs retries for minutes) must not hold a stop.
- * What `work` yields after that is handed to `release`.
+ * What `work` yields after that is handed to `release`. Without a signal, `work` itself.
  */
-export function untilStopped<T>(work: Promise<T>, signal: AbortSignal, release?: (value: T) => Promise<unknown>): Promise<T> {
+export function untilStopped<T>(work: Promise<T>, signal: AbortSignal | undefined, release?: (value: T) => Promise<unknown>): Promise<T> {
+  if (signal === undefined) return work;
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => {
       reject(new StoppedDuringStartup());
@@ -339,7 +340,7 @@ export async function startConsumerLoops(count: number, start: (index: number) =
   try {
     for (let i = 0; i < count; i++) {
       if (signal?.aborted === true) throw new StoppedDuringStartup();
-      loops.push(signal === undefined ? await start(i) : await untilStopped(start(i), signal, (loop) => loop.stop()));
+      loops.push(await untilStopped(start(i), signal, (loop) => loop.stop()));
     }
   } catch (err) {
     await Promise.allSettled(loops.map((l) => l.stop()));

@@ -231,8 +231,7 @@ export async function startKafkaTransform(options: KafkaTransformOptions): Promi
   const stats: TransformStats = { records: 0, messages: 0, events: 0, deadLetters: 0 };
   const types = transformedTypes();
   const producer = createIdempotentProducer(kafka);
-  if (options.signal === undefined) await producer.connect();
-  else await untilStopped(producer.connect(), options.signal, () => producer.disconnect());
+  await untilStopped(producer.connect(), options.signal, () => producer.disconnect());
 
   const handle = async (batch: PartitionBatch): Promise<void> => {
     const type = rawTopicType(topics, batch.topic);
