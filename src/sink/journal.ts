@@ -1,29 +1,31 @@
 /**
  * The insert journal of the embedded store: every INSERT into `messages` is on disk until
- * ClickHouse has taken it, so a restart after a crash can send it again (ADR 0019).
+ * ClickHouse has taken it, so a restart after a crash knows which sessions it may have left
+ * counted wrongly (ADR 0019).
  *
  * Why: an INSERT into `messages` commits the table's part before `sessions_mv` commits the part
  * it derives for `sessions_agg`; the two are not one transaction. A process killed between the
  * two (kill -9, the OOM killer) left those messages stored but not counted, and the restarted
  * writer, finding them stored, never sent them again: the session's `msg_count` stayed low.
- * ClickHouse repairs exactly this when the same insert is sent again with the same
- * `insert_deduplication_token`: the table's part is recognised as a duplicate, and each view
- * checks its own part against its target table's deduplication window, inserting it only when
- * it is missing. The repair needs the same rows, not a batch the writer makes anew after a
- * restart, so they are kept here.
+ * Within a process, the writer repairs a failed insert by sending it again with its token (the
+ * table's part is a duplicate, the view's part goes in if missing). Across a kill that is not
+ * enough: ClickHouse writes a part's deduplication record before renaming the part, so a kill
+ * between the two keeps a record without its part, and the token then drops the rows it should
+ * store. {@link replayJournal} therefore recounts the sessions of the rows kept here.
  *
  * Each insert is one file, `<database>/<sha256 of table and token>.insert`: a JSON header line (table,
  * token, columns, rows, bytes), then the body as sent. It is written to a temporary name and
  * renamed, so a file under its final name is whole. It goes when the insert succeeds, or when
  * the writer gives it up while the process goes on ({@link Store.forget}); after a failed insert
  * it stays, because the writer sends the same rows again after its backoff, and a process that
- * dies in the meantime leaves it to {@link replayJournal} at the next start.
+ * dies in the meantime leaves it to {@link replayJournal} at the next start. The body is kept
+ * as sent; the replay reads only the sessions of its rows.
  *
  * Durability is that of the engine's own parts: no fsync (ClickHouse does not fsync a part by
  * default either), so a power cut may lose both, or leave a file that is not whole; a killed
  * process loses neither.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,6 +36,7 @@ import { MsgpipeError } from '../core/errors.ts';
 import { retry, type RetryPolicy } from '../core/retry.ts';
 import { type InsertOptions, JsonLines, type Store, wrapStore } from './clickhouse.ts';
 import { MESSAGES_TABLE } from './messages.ts';
+import { recountSessions, type SessionKey } from './sessions-rebuild.ts';
 
 /** Tables whose inserts are journaled: those a materialized view reads. */
 const JOURNALED = new Set([MESSAGES_TABLE]);
@@ -113,14 +116,27 @@ function writeAll(fd: number, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
 }
 
+/** A token of this process: 12 random hex digits. */
+function newRun(): string {
+  return randomBytes(6).toString('hex');
+}
+
 /**
  * `store` with every journaled insert on disk in `dir` until ClickHouse has taken it. Only
  * inserts of {@link JsonLines} with rows and a deduplication token are journaled (the writer's
  * inserts into `messages`).
+ *
+ * Every insert token, into any table, is prefixed with `run` (one per process start): the same
+ * insert sent again by this process is still recognised, but a deduplication record a killed
+ * process left without its part (see {@link replayJournal}) can never drop an insert of a later
+ * run, which would otherwise lose the rows read again with the same token.
  */
-export function journaledStore(store: Store, dir: string): Store {
+export function journaledStore(store: Store, dir: string, run: string = newRun()): Store {
+  const scoped = (options: InsertOptions): InsertOptions =>
+    options.dedupToken === undefined || options.dedupToken === '' ? options : { ...options, dedupToken: `${run}/${options.dedupToken}` };
   return wrapStore(store, {
-    insert: async (table, rows, options = {}) => {
+    insert: async (table, rows, given = {}) => {
+      const options = scoped(given);
       const name = entryName(table, rows, options);
       if (name === undefined || !(rows instanceof JsonLines)) return store.insert(table, rows, options);
       const path = join(dir, name);
@@ -155,8 +171,8 @@ export function journaledStore(store: Store, dir: string): Store {
         throw journalError(err, 'remove', path);
       }
     },
-    forget: (table, options = {}) => {
-      const token = options.dedupToken ?? '';
+    forget: (table, given = {}) => {
+      const token = scoped(given).dedupToken ?? '';
       if (!JOURNALED.has(table) || token === '') return Promise.resolve();
       const path = join(dir, fileName(table, token));
       try {
@@ -198,19 +214,50 @@ function readEntry(data: Buffer): { header: Header; body: Buffer } | undefined {
   return whole ? { header: header as Header, body } : undefined;
 }
 
+/** The sessions the rows of an entry belong to, or undefined when its body cannot be read as rows. */
+function sessionsOf(header: Header, body: Buffer): SessionKey[] | undefined {
+  const at = (name: string): number => header.columns.indexOf(name);
+  const [tenant, staff, type, session] = [at('tenant'), at('staff_id'), at('session_type'), at('session_id')];
+  if (tenant < 0 || staff < 0 || type < 0 || session < 0) return undefined;
+  const keys: SessionKey[] = [];
+  for (const line of body.toString('utf8').split('\n')) {
+    if (line === '') continue;
+    let row: unknown;
+    try {
+      row = JSON.parse(line);
+    } catch {
+      return undefined;
+    }
+    if (!Array.isArray(row)) return undefined;
+    const values: readonly unknown[] = row;
+    const [t, s, y, i] = [values[tenant], values[staff], values[type], values[session]];
+    if (typeof t !== 'string' || typeof s !== 'string' || typeof y !== 'string' || typeof i !== 'string') return undefined;
+    keys.push({ tenant: t, staff_id: s, session_type: y, session_id: i });
+  }
+  return keys.length === header.rows ? keys : undefined;
+}
+
 /**
- * Sends every insert left in `dir` again, with its own token, and removes it. Run before the
- * migrations and before anything writes: a writer that looked up what is stored before the
- * replay could insert the same messages under another token, and a migration that replaced
- * `sessions_mv` and filled `sessions_agg` anew would count them twice.
+ * Repairs what each insert left in `dir` may have left wrong, and removes it: the sessions its
+ * rows belong to are recounted from the messages stored ({@link recountSessions}). Run before
+ * the migrations and before anything writes: a writer that inserted first would be counted
+ * twice, and a migration that replaced `sessions_mv` could no longer match the file's columns.
  *
- * A file that is not a whole entry (a power cut can leave one: nothing is fsynced) cannot be
- * sent; it is renamed to `….damaged` with an error in the log, and `sessions` may need
+ * Why not send the insert again with its token: a process killed between ClickHouse writing a
+ * part's deduplication record and renaming the part into place leaves the record without the
+ * part. The same token sent again is then dropped as a duplicate (its messages are not stored,
+ * yet the view counts them), and a view part lost that way can never be repaired by a token.
+ * Messages of the insert that are not stored are not inserted here: their cursor was never
+ * saved, so the pipeline reads them again and inserts them under a token of the new run.
+ *
+ * A file that is not a whole entry (a power cut can leave one: nothing is fsynced) is renamed
+ * to `….damaged` with an error in the log, and `sessions` may need
  * `msgpipe migrate --rebuild-sessions`.
  *
- * @returns how many inserts were sent again
- * @throws MsgpipeError MSGPIPE_ERR_CLICKHOUSE when ClickHouse refuses one after retries (its file
- *   is left in place), MSGPIPE_ERR_JOURNAL when a file cannot be read or removed
+ * @returns how many entries were repaired
+ * @throws MsgpipeError MSGPIPE_ERR_CLICKHOUSE when ClickHouse refuses the recount after retries,
+ *   or the rows cannot be read (the file is left in place); MSGPIPE_ERR_JOURNAL when a file
+ *   cannot be read or removed
  */
 export async function replayJournal(store: Store, dir: string, log: Logger, policy?: RetryPolicy): Promise<number> {
   let names: string[];
@@ -234,26 +281,32 @@ export async function replayJournal(store: Store, dir: string, log: Logger, poli
       await fileOp(rename(path, path + DAMAGED_SUFFIX), 'set aside', path);
       log.error(
         { file: path + DAMAGED_SUFFIX },
-        'An insert journal file is not whole (a power cut?) and cannot be sent again: its messages may be stored without being counted in sessions. Check sessions (docs/operations.md) and run msgpipe migrate --rebuild-sessions if they disagree.',
+        'An insert journal file is not whole (a power cut?) and cannot be repaired: its messages may be stored without being counted in sessions. Check sessions (docs/operations.md) and run msgpipe migrate --rebuild-sessions if they disagree.',
       );
       continue;
     }
     const { header, body } = entry;
-    const options: InsertOptions = { columns: header.columns, dedupToken: header.token };
-    try {
-      await retry(() => store.insert(header.table, new JsonLines(body, header.rows), options), policy === undefined ? {} : { policy });
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      throw new MsgpipeError(
-        'MSGPIPE_ERR_CLICKHOUSE',
-        `Could not send the unfinished insert in ${path} again: ${reason}. It holds ${header.rows} rows of ${header.table}; ` +
+    const failure = (code: 'MSGPIPE_ERR_JOURNAL' | 'MSGPIPE_ERR_CLICKHOUSE', reason: string, cause?: unknown): MsgpipeError =>
+      new MsgpipeError(
+        code,
+        `Could not repair the sessions of the unfinished insert in ${path}: ${reason}. It holds ${header.rows} rows of ${header.table}; ` +
           'to start without it, remove the file, then check sessions (docs/operations.md).',
-        { cause: err },
+        cause === undefined ? {} : { cause },
       );
+    const sessions = header.table === MESSAGES_TABLE ? sessionsOf(header, body) : undefined;
+    if (sessions === undefined) throw failure('MSGPIPE_ERR_JOURNAL', 'its rows cannot be read as messages');
+    let recounted: number;
+    try {
+      recounted = await retry(() => recountSessions(store, sessions), policy === undefined ? {} : { policy });
+    } catch (err) {
+      throw failure('MSGPIPE_ERR_CLICKHOUSE', err instanceof Error ? err.message : String(err), err);
     }
     await fileOp(rm(path, { force: true }), 'remove', path);
     replayed += 1;
-    log.warn({ table: header.table, rows: header.rows, file: path }, 'Sent an insert left unfinished by the last run again.');
+    log.warn(
+      { table: header.table, rows: header.rows, sessions: recounted, file: path },
+      'Recounted the sessions of an insert left unfinished by the last run; its messages not stored are read again.',
+    );
   }
   return replayed;
 }

@@ -4,7 +4,8 @@
  * between the two, or a view that failed) is sent again with its token, so `sessions` counts
  * those messages once.
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { pino } from 'pino';
@@ -12,9 +13,10 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { MsgpipeError } from '../../../src/core/errors.ts';
 import { rangeScopedStore } from '../../../src/kafka/sink.ts';
-import { JsonLines, type InsertOptions, type Store, wrapStore } from '../../../src/sink/clickhouse.ts';
+import { JsonLines, openStore, type InsertOptions, type Store, wrapStore } from '../../../src/sink/clickhouse.ts';
 import { journalDir, journaledStore, replayJournal } from '../../../src/sink/journal.ts';
 import { encodeMessageLine, MESSAGE_COLUMNS, messageLineEnd } from '../../../src/sink/messages.ts';
+import { migrate } from '../../../src/sink/migrate.ts';
 import { SinkWriter } from '../../../src/sink/writer.ts';
 import { openTempStore, realisticMessages, silent, type TempStore } from './helpers.ts';
 
@@ -158,12 +160,12 @@ describe('insert journal', () => {
     expect((await counts(temp.store)).messages).toBe(0);
   });
 
-  it('refuses to start past an insert ClickHouse will not take, naming its file', async () => {
+  it('refuses to start past a file whose rows it cannot read, naming it', async () => {
     await mkdir(dir, { recursive: true });
-    const body = Buffer.from('["not","a","message"]\n');
+    const body = Buffer.from('{"not":"a message"}\n');
     const header = { format: 'msgpipe-insert-journal/1', table: 'messages', token: 'messages:bad', columns: MESSAGE_COLUMNS, rows: 1, bytes: body.length };
     await writeFile(join(dir, 'bad.insert'), Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), body]));
-    await expect(replayJournal(temp.store, dir, silent, FAST_RETRY)).rejects.toThrow(/bad\.insert again: .*remove the file/s);
+    await expect(replayJournal(temp.store, dir, silent, FAST_RETRY)).rejects.toThrow(/unfinished insert in .*bad\.insert: its rows cannot be read.*remove the file/s);
     expect(await readdir(dir)).toEqual(['bad.insert']);
   });
 
@@ -173,7 +175,8 @@ describe('insert journal', () => {
     await expect(scoped.insert('messages', lines(5, 9), options)).rejects.toThrow('killed');
     const [file] = await readdir(dir);
     const [header] = (await readFile(join(dir, file ?? ''), 'utf8')).split('\n');
-    expect(JSON.parse(header ?? '')).toMatchObject({ token: 'p.messages-0-10-20:messages:t9', rows: 5 });
+    // The journal's own run prefix goes first: the token ClickHouse got.
+    expect(JSON.parse(header ?? '')).toMatchObject({ token: expect.stringMatching(/^[0-9a-f]{12}\/p\.messages-0-10-20:messages:t9$/) as unknown, rows: 5 });
     await scoped.forget?.('messages', options);
     expect(await readdir(dir)).toEqual([]);
   });
@@ -191,6 +194,63 @@ describe('insert journal', () => {
   it('is a no-op for a store that never journaled', async () => {
     expect(await replayJournal(temp.store, join(temp.dir, 'absent'), silent)).toBe(0);
   });
+});
+
+describe('a deduplication record a killed process left without its part', () => {
+  // ClickHouse writes a part's deduplication record, then renames the part into place. A process
+  // killed between the two leaves the record, and the next start drops the part's temporary
+  // directory. Made here for real: the insert completes, the process "dies" before its journal
+  // file goes, the store closes, and the part's directory is removed as the start would.
+  const batch = (seed: number, firstId: bigint) => ({
+    output: { messages: realisticMessages(100, { seed, firstId }), events: [], deadLetters: [], recalls: [] },
+  });
+  for (const table of ['messages', 'sessions_agg']) {
+    it(`recounts the sessions, and the rows read again are stored and counted once (record left in ${table})`, async () => {
+      const root = await mkdtemp(join(tmpdir(), 'msgpipe-phantom-'));
+      const dir = journalDir(root, 'msgpipe');
+      let store = await openStore({ path: root, database: 'msgpipe' }, silent);
+      try {
+        await migrate(store, silent);
+        const first = new SinkWriter(journaledStore(store, dir), silent, { maxAgeMs: 60_000, failureEndsProcess: true });
+        await first.add(batch(21, 7_000_000_000_000_000_000n));
+        await first.close();
+        // The second batch: ClickHouse takes the insert into messages, and the process dies before the answer.
+        let committed!: () => void;
+        const taken = new Promise<void>((resolve) => (committed = resolve));
+        const dies = withInsert(store, async (t, rows, o) => {
+          await store.insert(t, rows, o);
+          if (t === 'messages') {
+            committed();
+            await new Promise(() => undefined);
+          }
+        });
+        void new SinkWriter(journaledStore(dies, dir), silent, { maxAgeMs: 1 }).add(batch(22, 7_100_000_000_000_000_000n));
+        await taken;
+        const [part] = await store.query<{ path: string }>(
+          `SELECT path FROM system.parts WHERE database = currentDatabase() AND table = {table:String} AND active
+           ORDER BY max_block_number DESC LIMIT 1`,
+          { table },
+        );
+        await store.close();
+        await rm(part?.path ?? '', { recursive: true });
+        store = await openStore({ path: root, database: 'msgpipe' }, silent);
+
+        expect(await replayJournal(store, dir, silent)).toBe(1);
+        const stored = table === 'messages' ? 100 : 200;
+        expect(await counts(store)).toEqual({ messages: stored, counted: stored });
+        // The pipeline reads the second batch again (its cursor was never saved) and stores it
+        // with the same rows, hence the same token but for the run.
+        const again = new SinkWriter(journaledStore(store, dir), silent, { maxAgeMs: 60_000, failureEndsProcess: true });
+        await again.add(batch(22, 7_100_000_000_000_000_000n));
+        await again.close();
+        expect(await counts(store)).toEqual({ messages: 200, counted: 200 });
+        expect(await readdir(dir)).toEqual([]);
+      } finally {
+        await store.close();
+        await rm(root, { recursive: true, force: true });
+      }
+    });
+  }
 });
 
 describe('SinkWriter retry after a view failed', () => {
@@ -241,11 +301,20 @@ describe('SinkWriter retry after a view failed', () => {
       retry: { ...FAST_RETRY, attempts: 2 },
       failureEndsProcess: true,
     });
-    await failing.add({ output: { messages: realisticMessages(60, { seed: 11, firstId: 5_000_000_000_000_000_000n }), events: [], deadLetters: [], recalls: [] } });
+    const last = realisticMessages(60, { seed: 11, firstId: 5_000_000_000_000_000_000n });
+    await failing.add({ output: { messages: last, events: [], deadLetters: [], recalls: [] } });
     await expect(failing.close()).rejects.toThrow();
     expect(await readdir(dir)).toHaveLength(1);
     expect(await replayJournal(temp.store, dir, silent)).toBe(1);
-    expect(await counts(temp.store)).toEqual({ messages: 130, counted: 60 });
+    // The sessions of that insert are recounted whole: its 60 messages and the earlier ones
+    // (given up above, uncounted) of the same sessions; the other sessions stay as they were.
+    const [touched] = await temp.store.query<{ n: string }>(
+      `SELECT count() AS n FROM messages
+       WHERE (tenant, staff_id, session_type, session_id) IN (SELECT tenant, staff_id, session_type, session_id FROM messages WHERE msgid IN {ids:Array(String)})`,
+      { ids: last.map((m) => m.msgid) },
+    );
+    expect(Number(touched?.n)).toBeGreaterThan(60);
+    expect(await counts(temp.store)).toEqual({ messages: 130, counted: Number(touched?.n) });
   });
 
   it('does not send an insert again once its token may have left the deduplication window', async () => {

@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import type { Store } from '../../../src/sink/clickhouse.ts';
-import { rebuildSessions } from '../../../src/sink/sessions-rebuild.ts';
+import { rebuildSessions, recountSessions } from '../../../src/sink/sessions-rebuild.ts';
 import { SinkWriter } from '../../../src/sink/writer.ts';
 import { message, openTempStore, silent, type TempStore } from './helpers.ts';
 
@@ -70,5 +70,43 @@ describe('rebuildSessions', () => {
   it('refuses a store without the view, and leaves sessions_agg alone', async () => {
     await temp.store.command('DROP VIEW sessions_mv');
     await expect(rebuildSessions(temp.store, silent)).rejects.toMatchObject({ code: 'MSGPIPE_ERR_MIGRATION' });
+  });
+});
+
+describe('recountSessions', () => {
+  let temp: TempStore;
+  beforeEach(async () => {
+    temp = await openTempStore();
+  });
+  afterEach(async () => {
+    await temp.dispose();
+  });
+
+  it('recounts exactly the sessions named, in groups, whatever the view left for them, and leaves the others', async () => {
+    const writer = new SinkWriter(temp.store, silent, { maxAgeMs: 60_000 });
+    // 1 200 sessions (more than one group of statements), two messages each; the last message
+    // of each session arrives while the view is detached, so no session counts it.
+    const first = Array.from({ length: 1200 }, (_, i) => message({ msgid: String(1_000_000 + i), session_id: `s-${i}`, msg_time: 1_731_000_000_000 + i }));
+    const late = Array.from({ length: 1200 }, (_, i) => message({ msgid: String(2_000_000 + i), session_id: `s-${i}`, msg_time: 1_731_100_000_000 + i }));
+    await writer.add({ output: { messages: first, events: [], deadLetters: [], recalls: [] } });
+    await writer.flush();
+    await temp.store.command('DETACH TABLE sessions_mv');
+    await writer.add({ output: { messages: late, events: [], deadLetters: [], recalls: [] } });
+    await writer.close();
+    await temp.store.command('ATTACH TABLE sessions_mv');
+
+    const named = first.slice(0, 1100).map((m) => ({ tenant: m.tenant, staff_id: m.staff_id, session_type: m.session_type, session_id: m.session_id }));
+    // Named twice: counted once.
+    expect(await recountSessions(temp.store, [...named, ...named])).toBe(1100);
+    const rows = await sessions(temp.store);
+    const want = await expected(temp.store);
+    expect(rows.filter((r) => Number(r.session_id.slice(2)) < 1100)).toEqual(want.filter((r) => Number(r.session_id.slice(2)) < 1100));
+    // The sessions not named keep what the view gave them: the first message only.
+    const others = rows.filter((r) => Number(r.session_id.slice(2)) >= 1100);
+    expect(others).toHaveLength(100);
+    expect(others.every((r) => r.msg_count === '1' && r.last_msgid === String(1_000_000 + Number(r.session_id.slice(2))))).toBe(true);
+    // Run again (a start interrupted after the recount): the same.
+    await recountSessions(temp.store, named);
+    expect(await sessions(temp.store)).toEqual(rows);
   });
 });
