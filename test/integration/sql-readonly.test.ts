@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 
-import { openStore } from '../../src/sink/clickhouse.ts';
+import { JsonLines, openStore } from '../../src/sink/clickhouse.ts';
 
 import { journalDir } from '../../src/sink/journal.ts';
 import { encodeMessageLine, MESSAGE_COLUMNS, messageLineEnd } from '../../src/sink/messages.ts';
@@ -60,14 +60,27 @@ describe('msgpipe sql', () => {
       const into = execFileAsync(process.execPath, [BIN, 'sql', '--config', configFile, `SELECT 1 INTO OUTFILE '${outfile}'`], { cwd: ROOT, env });
       await expect(into).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('INTO OUTFILE writes a file') as unknown });
       await expect(readFile(outfile)).rejects.toMatchObject({ code: 'ENOENT' });
-      // An insert a killed process left in the journal is sent again by the next start (here
-      // `migrate`), before anything else writes (src/sink/journal.ts).
-      const entry = (seed: number, token: string): Buffer => {
+      // A killed process left an insert in the journal whose messages were stored and not
+      // counted: the next start (here `migrate`), before anything else writes, recounts the
+      // sessions of its rows (src/sink/journal.ts).
+      const bodyOf = (seed: number): Buffer => {
         const rows = realisticMessages(20, { seed, firstId: 5_000_000_000_000_000_000n + BigInt(seed) * 1000n });
-        const body = Buffer.concat(rows.flatMap((r) => [encodeMessageLine(r), messageLineEnd(undefined)]));
+        return Buffer.concat(rows.flatMap((r) => [encodeMessageLine(r), messageLineEnd(undefined)]));
+      };
+      const entry = (seed: number, token: string): Buffer => {
+        const body = bodyOf(seed);
         const header = { format: 'msgpipe-insert-journal/1', table: 'messages', token, columns: MESSAGE_COLUMNS, rows: 20, bytes: body.length };
         return Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), body]);
       };
+      const killed = await openStore({ path: `${dir}/ch`, database: 'msgpipe' }, pino({ level: 'silent' }));
+      try {
+        await killed.command('DETACH TABLE sessions_mv');
+        await killed.insert('messages', new JsonLines(bodyOf(9), 20), { columns: MESSAGE_COLUMNS, dedupToken: 'messages:left' });
+        await killed.command('ATTACH TABLE sessions_mv');
+      } finally {
+        await killed.close();
+      }
+      expect(await sql(configFile, 'SELECT (SELECT count() FROM messages) AS m, (SELECT sum(msg_count) FROM sessions) AS s')).toEqual([{ m: '20', s: '0' }]);
       const journal = journalDir(`${dir}/ch`, 'msgpipe');
       // Another database on the same path has its own journal, which this start leaves alone.
       const otherJournal = journalDir(`${dir}/ch`, 'other');
@@ -79,7 +92,7 @@ describe('msgpipe sql', () => {
       const legacy = join(`${dir}/ch`, 'msgpipe-insert-journal', 'old.insert');
       await writeFile(legacy, entry(11, 'messages:old'));
       const replayed = await execFileAsync(process.execPath, [BIN, 'migrate', '--config', configFile], { cwd: ROOT, env });
-      expect(replayed.stderr).toContain('Sent an insert left unfinished by the last run again.');
+      expect(replayed.stderr).toContain('Recounted the sessions of an insert left unfinished by the last run');
       expect(replayed.stderr).toContain('name no database and are left alone');
       expect(replayed.stderr).toContain(legacy);
       expect(await readFile(legacy)).toEqual(entry(11, 'messages:old'));
