@@ -195,6 +195,13 @@ export function wrapStore(inner: Store, calls: StoreCalls): Store {
   };
 }
 
+/** Results whose numbers JSON would round, as strings (see {@link MANAGED_SETTINGS}). */
+const EXACT_JSON_NUMBERS = {
+  output_format_json_quote_64bit_integers: 1,
+  output_format_json_quote_decimals: 1,
+  output_format_json_quote_denormals: 1,
+} as const satisfies ClickHouseSettings;
+
 /**
  * Settings sent with every call, at these values unless the call overrides them.
  *
@@ -203,7 +210,10 @@ export function wrapStore(inner: Store, calls: StoreCalls): Store {
  * - `insert_deduplication_token=''`: no token unless the call gives one.
  * - `throw_on_max_partitions_per_insert_block=0`: a batch of old history may span more than 100
  *   months; that must not fail (the error would be TOO_MANY_PARTS and look retriable).
- * - `output_format_json_quote_64bit_integers=1`: exact 64-bit integers in results.
+ * - `output_format_json_quote_64bit_integers=1`, `output_format_json_quote_decimals=1`: exact
+ *   64-bit integers and decimals in results (JSON numbers would pass through a double);
+ *   `output_format_json_quote_denormals=1`: NaN and ±Infinity as `"nan"`, `"inf"`, `"-inf"`, not
+ *   as `null`, which a reader could not tell from NULL.
  */
 export const MANAGED_SETTINGS = {
   async_insert: 0,
@@ -211,7 +221,7 @@ export const MANAGED_SETTINGS = {
   insert_deduplicate: 1,
   insert_deduplication_token: '',
   throw_on_max_partitions_per_insert_block: 0,
-  output_format_json_quote_64bit_integers: 1,
+  ...EXACT_JSON_NUMBERS,
   max_execution_time: 0,
   max_memory_usage: '0',
 } as const satisfies ClickHouseSettings;
@@ -546,7 +556,7 @@ function settingsFor(
     backend === 'chdb'
       ? { ...MANAGED_SETTINGS }
       : insert === undefined
-        ? { output_format_json_quote_64bit_integers: 1 }
+        ? { ...EXACT_JSON_NUMBERS }
         : { ...INSERT_SETTINGS };
   return {
     ...base,

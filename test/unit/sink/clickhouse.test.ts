@@ -24,6 +24,12 @@ describe('openStore on chDB', () => {
     );
     expect(row).toEqual({ db: 'msgpipe_test', big: '18446744073709551615', small: 7 });
     expect(temp.store.backend).toBe('chdb');
+    // Decimals exact too, and NaN and infinities told apart from NULL, on both read paths (`msgpipe sql` streams).
+    const odd = "SELECT toDecimal128('12345678901234567890.123', 3) AS d, toDecimal64('123456789012345.678', 3) AS e, nan AS x, -inf AS y, CAST(NULL AS Nullable(Float64)) AS z";
+    expect(await temp.store.query(odd)).toEqual([{ d: '12345678901234567890.123', e: '123456789012345.678', x: 'nan', y: '-inf', z: null }]);
+    const streamed: (readonly unknown[])[] = [];
+    for await (const r of temp.store.queryRows!(odd)) streamed.push(r);
+    expect(streamed).toEqual([['d', 'e', 'x', 'y', 'z'], ['12345678901234567890.123', '123456789012345.678', 'nan', '-inf', null]]);
   });
 
   it('configures the engine’s allocator before libchdb loads', async () => {
