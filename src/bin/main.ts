@@ -128,8 +128,9 @@ const SQL_VALUE_OPTIONS = new Set(['-c', '--config', '-f', '--format']);
  */
 export function sqlQueryOperand(argv: readonly string[]): readonly string[] {
   if (argv[0] !== 'sql' || argv.includes('--')) return argv;
-  // `-- daily…` or `--\n…`: two dashes and white space, which no option (`--config=a b`) has.
-  const i = argv.findIndex((word, k) => k > 0 && /^--\s/.test(word) && !SQL_VALUE_OPTIONS.has(argv[k - 1] ?? ''));
+  // `-- daily…`, `--\n…` or `--daily\n…`: two dashes, then white space, or a line ended before
+  // any "=": no option (`--config=a b`) looks like that.
+  const i = argv.findIndex((word, k) => k > 0 && /^--(\s|[^=\n]*\n)/.test(word) && !SQL_VALUE_OPTIONS.has(argv[k - 1] ?? ''));
   if (i === -1) return argv;
   return [...argv.slice(0, i), ...argv.slice(i + 1), '--', argv[i] ?? ''];
 }
@@ -244,8 +245,18 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'json', 'jsonl']).default('table'))
     .action(async (query: string, opts: { config?: string; format: OutputFormat }) => {
       const problem = readOnlyProblem(query);
-      if (problem !== undefined) throw new ConfigError([problem]);
-      const config = await resolveConfig(opts.config, false, STORE_SECTIONS);
+      let config: Config;
+      try {
+        config = await resolveConfig(opts.config, false, STORE_SECTIONS);
+      } catch (err) {
+        // Every problem at once: the query's with the configuration's.
+        if (problem !== undefined && err instanceof ConfigError) throw new ConfigError([problem, ...err.problems]);
+        throw err;
+      }
+      if (problem !== undefined) {
+        const level = logLevelProblem();
+        throw new ConfigError(level === undefined ? [problem] : [problem, level]);
+      }
       // Opening a chDB directory creates it: a mistyped path would give an empty store and "Unknown table".
       if (config.clickhouse.url === undefined && !existsSync(config.clickhouse.path)) {
         throw new ConfigError([`clickhouse.path: no store at ${config.clickhouse.path} (pass --config, or run msgpipe run or demo first)`]);

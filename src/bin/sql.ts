@@ -5,11 +5,11 @@ import { once } from 'node:events';
 
 export type OutputFormat = 'table' | 'json' | 'jsonl';
 
-/** Index just past the comments and white space that start at `i`. */
+/** Index just past the comments (`--`, `#` and block comments) and white space that start at `i`. */
 function skipTrivia(sql: string, i: number): number {
   for (;;) {
     while (i < sql.length && /\s/.test(sql.charAt(i))) i++;
-    if (sql.startsWith('--', i)) {
+    if (sql.startsWith('--', i) || sql.startsWith('#', i)) {
       const eol = sql.indexOf('\n', i);
       i = eol === -1 ? sql.length : eol + 1;
     } else if (sql.startsWith('/*', i)) {
@@ -46,7 +46,7 @@ export function soleStatement(sql: string): string | undefined {
   while (i < sql.length) {
     const ch = sql.charAt(i);
     if (ch === "'" || ch === '"' || ch === '`') i = skipQuoted(sql, i);
-    else if (sql.startsWith('--', i) || sql.startsWith('/*', i)) i = skipTrivia(sql, i);
+    else if (sql.startsWith('--', i) || sql.startsWith('#', i) || sql.startsWith('/*', i)) i = skipTrivia(sql, i);
     else if (ch === ';') {
       let rest = i + 1;
       while (rest < sql.length && sql[rest] === ';') rest++;
@@ -65,7 +65,10 @@ export function soleStatement(sql: string): string | undefined {
 export function readOnlyProblem(sql: string): string | undefined {
   const statement = soleStatement(sql);
   if (statement === undefined) return 'sql: one statement at a time (a second statement follows the first ";")';
-  if (!/^(select|with|show|describe|desc|explain|exists)\b/i.test(statement)) {
+  // A query in parentheses (`(SELECT …) UNION ALL (SELECT …)`) and one that starts FROM read too.
+  let head = 0;
+  while (statement.charAt(head) === '(') head = skipTrivia(statement, head + 1);
+  if (!/^(select|with|show|describe|desc|explain|exists|from)\b/i.test(statement.slice(head))) {
     return 'sql: only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN are allowed';
   }
   // Anywhere in the text, strings and comments included: ClickHouse has more comment and string

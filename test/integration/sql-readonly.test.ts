@@ -142,6 +142,10 @@ describe('msgpipe sql', () => {
       const failed = (await both.then(() => ({ stderr: '' }), (err: unknown) => err)) as { stderr: string };
       expect(failed.stderr).toContain('clickhouse.database');
       expect(failed.stderr).toContain('MSGPIPE_LOG_LEVEL: "loud"');
+      // A query refused is listed with them.
+      const three = execFileAsync(process.execPath, [BIN, 'sql', '--config', join(dir, 'bad.yaml'), 'DROP TABLE messages'], { cwd: ROOT, env: { ...env, MSGPIPE_LOG_LEVEL: 'loud' } });
+      const all = (await three.then(() => ({ stderr: '' }), (err: unknown) => err)) as { stderr: string };
+      expect(all.stderr).toMatch(/- sql: only SELECT[^\n]*\n.*clickhouse\.database[\s\S]*MSGPIPE_LOG_LEVEL: "loud"/);
       // Nor does sql write to open the store: a mistyped database is an error, not a new one.
       await writeFile(join(dir, 'typo.yaml'), `clickhouse: {path: ${JSON.stringify(`${dir}/ch`)}, database: msgpipe_typo}\n`);
       await expect(sql(join(dir, 'typo.yaml'), 'SELECT 1')).rejects.toMatchObject({

@@ -15,6 +15,13 @@ describe('readOnlyProblem', () => {
     expect(readOnlyProblem('  -- daily counts\n/* x */ with a as (select 1) select * from a;')).toBeUndefined();
     expect(readOnlyProblem('SHOW TABLES')).toBeUndefined();
     expect(readOnlyProblem('SELECT 1;; -- done\n/* end */ ')).toBeUndefined();
+    // ClickHouse's `#` comments, a query in parentheses, and one that starts FROM are reads too.
+    expect(readOnlyProblem('# daily counts\nSELECT 1 # done')).toBeUndefined();
+    expect(readOnlyProblem('( /* a */ (SELECT 1)) UNION ALL (SELECT 2)')).toBeUndefined();
+    expect(readOnlyProblem('FROM messages SELECT count()')).toBeUndefined();
+    expect(readOnlyProblem('(INSERT INTO t VALUES (1))')).toBe(ONLY_READS);
+    expect(readOnlyProblem('# x\nDROP TABLE messages')).toBe(ONLY_READS);
+    expect(readOnlyProblem('SELECT 1 # ;\n')).toBeUndefined();
   });
 
   it('accepts a semicolon inside a string, a quoted identifier or a comment', () => {
@@ -59,6 +66,8 @@ describe('sqlQueryOperand', () => {
   it('moves a query that starts with a -- comment behind "--", where it is read as the query', () => {
     expect(sqlQueryOperand(['sql', '-- daily\nSELECT 1', '--config', 'c.yaml'])).toEqual(['sql', '--config', 'c.yaml', '--', '-- daily\nSELECT 1']);
     expect(sqlQueryOperand(['sql', '-f', 'json', '-- x\nSELECT 1'])).toEqual(['sql', '-f', 'json', '--', '-- x\nSELECT 1']);
+    // A comment with no space after its dashes.
+    expect(sqlQueryOperand(['sql', '--daily count\nSELECT 1'])).toEqual(['sql', '--', '--daily count\nSELECT 1']);
   });
 
   it('leaves options, option values and other commands alone', () => {
