@@ -25,8 +25,8 @@ import { defaultTransformWorkers, TransformThreads } from '../transform/threads.
 /**
  * Opens the configured ClickHouse (server or embedded chDB), applying migrations if asked, and
  * with them the embedded engine's own table settings (src/sink/embedded-settings.ts). On the
- * embedded engine, migrating first sends again the inserts a killed process left in the insert
- * journal (src/sink/journal.ts). Without migrations nothing is written to open it: the database
+ * embedded engine, migrating first recounts the sessions of the inserts a killed process left in
+ * the insert journal (src/sink/journal.ts). Without migrations nothing is written to open it: the database
  * must exist (`sql` as a read-only user).
  */
 export async function openConfiguredStore(config: Config, log: Logger, options: { migrate: boolean }): Promise<Store> {
@@ -51,7 +51,7 @@ export async function openConfiguredStore(config: Config, log: Logger, options: 
         if (legacy.length > 0) {
           journalLog.warn(
             { files: legacy, into: journalDir(clickhouse.path, clickhouse.database) },
-            'Insert journal files of an earlier build name no database and are left alone: move them into the directory of the database they were written for, and start again, to send them; or remove them and check sessions (docs/operations.md).',
+            'Insert journal files of an earlier build name no database and are left alone: move them into the directory of the database they were written for, and start again, to recount their sessions; or remove them and check sessions (docs/operations.md).',
           );
         }
         await replayJournal(store, journalDir(clickhouse.path, clickhouse.database), journalLog);
@@ -127,7 +127,7 @@ export async function startEmbedded(
   }
   const sink = new SinkWriter(store, log.child({ component: 'sink.writer' }), {
     ...config.sink,
-    // A sink failure stops the pipeline, and the next start sends a kept insert again.
+    // A sink failure stops the pipeline, and the next start recounts the sessions of a kept insert.
     failureEndsProcess: true,
     ...(ops === undefined ? {} : { observer: ops.metrics.sinkObserver }),
   });

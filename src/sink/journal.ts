@@ -299,7 +299,14 @@ export async function replayJournal(store: Store, dir: string, log: Logger, poli
     try {
       recounted = await retry(() => recountSessions(store, sessions), policy === undefined ? {} : { policy });
     } catch (err) {
-      throw failure('MSGPIPE_ERR_CLICKHOUSE', err instanceof Error ? err.message : String(err), err);
+      if (!(err instanceof MsgpipeError && err.code === 'MSGPIPE_ERR_MIGRATION')) {
+        throw failure('MSGPIPE_ERR_CLICKHOUSE', err instanceof Error ? err.message : String(err), err);
+      }
+      // No view, so no session to recount (a database dropped and made anew on the same path):
+      // the migrations that follow create it, and what it counts from then on is right.
+      await fileOp(rm(path, { force: true }), 'remove', path);
+      log.warn({ file: path }, 'Removed an insert journal file: the database has no sessions_mv, so there are no sessions to recount.');
+      continue;
     }
     await fileOp(rm(path, { force: true }), 'remove', path);
     replayed += 1;

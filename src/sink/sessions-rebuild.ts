@@ -69,6 +69,7 @@ export interface SessionKey {
 
 const KEY_SEP = '\u001e';
 
+/** The key as SQL builds it below. Two keys may give the same text (a separator inside a value): both are then recounted, which is harmless. */
 function sessionKeyText(k: SessionKey): string {
   return [k.tenant, k.staff_id, k.session_type, k.session_id].join(KEY_SEP);
 }
@@ -94,7 +95,7 @@ const RECOUNT_GROUP = 500;
  */
 export async function recountSessions(store: Store, keys: readonly SessionKey[]): Promise<number> {
   const distinct = new Map<string, SessionKey>();
-  for (const k of keys) distinct.set(sessionKeyText(k), k);
+  for (const k of keys) distinct.set(JSON.stringify([k.tenant, k.staff_id, k.session_type, k.session_id]), k);
   if (distinct.size === 0) return 0;
   const select = await viewSelect(store);
   const all = [...distinct.values()];

@@ -97,9 +97,9 @@ export interface SinkWriterOptions extends SinkBatchOptions {
   /**
    * Whether a failure of this writer ends its process, as in the embedded pipeline. Then an
    * insert into `messages` that failed stays in the insert journal (src/sink/journal.ts) when
-   * the writer gives up, and the next start sends it again. Default false: the writer removes
-   * it, since a process that goes on (the Kafka sink, whose consumer takes the records again)
-   * could send it only after the token has left the deduplication window.
+   * the writer gives up, and the next start recounts the sessions of its rows. Default false:
+   * the writer removes it, since a process that goes on (the Kafka sink, whose consumer takes
+   * the records again) would store them again before any start could recount them.
    */
   readonly failureEndsProcess?: boolean;
 }
@@ -789,7 +789,7 @@ export class SinkWriter implements UnitSink {
       this.unanswered = undefined;
       this.log.warn(
         { rows: last.lines.length },
-        'The last insert into messages failed; the insert journal keeps it (unless writing the journal was what failed), and the next start sends it again.',
+        'The last insert into messages failed; the insert journal keeps it (unless writing the journal was what failed), and the next start recounts the sessions of its messages.',
       );
       return;
     }

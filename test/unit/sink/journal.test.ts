@@ -191,6 +191,19 @@ describe('insert journal', () => {
     expect('forget' in wrapStore(temp.store, {})).toBe(false);
   });
 
+  it('removes a file with a warning when the database has no view, hence no sessions to recount', async () => {
+    await temp.store.command('DROP VIEW sessions_mv');
+    await mkdir(dir, { recursive: true });
+    const body = lines(5, 14).body;
+    const header = { format: 'msgpipe-insert-journal/1', table: 'messages', token: 'messages:t14', columns: MESSAGE_COLUMNS, rows: 5, bytes: body.length };
+    await writeFile(join(dir, 'left.insert'), Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), body]));
+    const logged: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) });
+    expect(await replayJournal(temp.store, dir, log)).toBe(0);
+    expect(await readdir(dir)).toEqual([]);
+    expect(logged.join('')).toContain('no sessions_mv');
+  });
+
   it('is a no-op for a store that never journaled', async () => {
     expect(await replayJournal(temp.store, join(temp.dir, 'absent'), silent)).toBe(0);
   });

@@ -5,8 +5,9 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+import type { MessageRow } from '../../../src/core/types.ts';
 import type { Store } from '../../../src/sink/clickhouse.ts';
-import { rebuildSessions, recountSessions } from '../../../src/sink/sessions-rebuild.ts';
+import { rebuildSessions, recountSessions, type SessionKey } from '../../../src/sink/sessions-rebuild.ts';
 import { SinkWriter } from '../../../src/sink/writer.ts';
 import { message, openTempStore, silent, type TempStore } from './helpers.ts';
 
@@ -108,5 +109,27 @@ describe('recountSessions', () => {
     // Run again (a start interrupted after the recount): the same.
     await recountSessions(temp.store, named);
     expect(await sessions(temp.store)).toEqual(rows);
+  });
+
+  it('tells apart two sessions whose key fields, joined, read the same', async () => {
+    const a: SessionKey = { tenant: 'corp', staff_id: 'wx\u001eexternal', session_type: 'group', session_id: 'room1' };
+    const b: SessionKey = { tenant: 'corp', staff_id: 'wx', session_type: 'external', session_id: 'group\u001eroom1' };
+    let id = 0;
+    const of = (k: SessionKey): MessageRow => {
+      id += 1;
+      return message({ ...k, session_type: k.session_type as MessageRow['session_type'], msgid: String(id), msg_time: 1_731_000_000_000 + id });
+    };
+    const writer = new SinkWriter(temp.store, silent, { maxAgeMs: 60_000 });
+    await writer.add({ output: { messages: [of(a), of(b)], events: [], deadLetters: [], recalls: [] } });
+    await writer.flush();
+    await temp.store.command('DETACH TABLE sessions_mv');
+    await writer.add({ output: { messages: [of(a), of(b)], events: [], deadLetters: [], recalls: [] } });
+    await writer.close();
+    await temp.store.command('ATTACH TABLE sessions_mv');
+    expect(await recountSessions(temp.store, [a, b])).toBe(2);
+    expect(await temp.store.query('SELECT staff_id, msg_count FROM sessions ORDER BY staff_id')).toEqual([
+      { staff_id: 'wx', msg_count: '2' },
+      { staff_id: 'wx\u001eexternal', msg_count: '2' },
+    ]);
   });
 });
