@@ -119,20 +119,31 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
   const serial = options.serialStore ?? false;
   const reads = pLimit(serial ? 1 : Number.POSITIVE_INFINITY);
   const maxWaiting = options.maxWaitingReads ?? MAX_WAITING_READS;
-  const tracked: Store = wrapStore(store, {
-    query: <T>(sql: string, params?: QueryParams, callOptions?: CallOptions): Promise<T[]> => {
-      if (serial && reads.pendingCount >= maxWaiting) {
-        return Promise.reject(new StoreBusyError());
-      }
-      const limited = serial ? { ...callOptions, settings: { max_execution_time: READ_TIME_LIMIT_S, ...callOptions?.settings } } : callOptions;
-      const call = reads(() => store.query<T>(sql, params, limited));
-      inFlight.add(call);
-      const done = (): void => { inFlight.delete(call); };
-      call.then(done, done);
-      return call;
-    },
-  });
-  const ctx: QueryContext = { store: tracked, timezone: config.query.timezone, sourceType: (name) => sourceTypes.get(name) ?? '' };
+  const read = <T>(sql: string, params?: QueryParams, callOptions?: CallOptions): Promise<T[]> => {
+    const limited = serial ? { ...callOptions, settings: { max_execution_time: READ_TIME_LIMIT_S, ...callOptions?.settings } } : callOptions;
+    const call = reads(() => store.query<T>(sql, params, limited));
+    inFlight.add(call);
+    const done = (): void => { inFlight.delete(call); };
+    call.then(done, done);
+    return call;
+  };
+  /**
+   * The store as one request sees it. The busy check is made at the request's first read only:
+   * a request admitted then takes its later reads (the count beside a page, the page after its
+   * anchor) whatever the queue holds, as one refused half-way would leave the reads it had
+   * queued to run for nobody.
+   */
+  const requestContext = (): QueryContext => {
+    let admitted = false;
+    const admitting: Store = wrapStore(store, {
+      query: <T>(sql: string, params?: QueryParams, callOptions?: CallOptions): Promise<T[]> => {
+        if (!admitted && serial && reads.pendingCount >= maxWaiting) return Promise.reject(new StoreBusyError());
+        admitted = true;
+        return read<T>(sql, params, callOptions);
+      },
+    });
+    return { store: admitting, timezone: config.query.timezone, sourceType: (name) => sourceTypes.get(name) ?? '' };
+  };
   // A nonce first used at the window's lower edge must still be known at its upper edge, which
   // the timestamp check accepts too (both ends are inclusive): one second past the whole window.
   // Nonces are recorded only for requests the rate limit let through, at most `rateLimit` per
@@ -264,17 +275,17 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
 
       api.get('/sessions', async (request, reply) => {
         const q = parseParams(sessionsSchema, paramsOf(request));
-        return send(reply, API_CODES.OK, 'success', await listSessions(ctx, q));
+        return send(reply, API_CODES.OK, 'success', await listSessions(requestContext(), q));
       });
 
       api.get('/session-msgs', async (request, reply) => {
         const q = parseParams(sessionMsgsSchema, paramsOf(request));
-        return send(reply, API_CODES.OK, 'success', await listSessionMessages(ctx, q));
+        return send(reply, API_CODES.OK, 'success', await listSessionMessages(requestContext(), q));
       });
 
       api.get('/search', async (request, reply) => {
         const q = parseParams(searchSchema, paramsOf(request));
-        return send(reply, API_CODES.OK, 'success', await searchMessages(ctx, q));
+        return send(reply, API_CODES.OK, 'success', await searchMessages(requestContext(), q));
       });
     },
     { prefix: API_PREFIX },

@@ -569,6 +569,40 @@ describe('internal errors, rate limits and logs', () => {
     }
   });
 
+  it('on a serial store, turns a request away at its first read only, so no read runs for a request refused', async () => {
+    const real = fx.temp.store;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => { open = resolve; });
+    let ran = 0;
+    const store: Store = {
+      backend: real.backend,
+      database: real.database,
+      query: async <T>(sql: string, params?: QueryParams, options?: CallOptions) => {
+        await gate;
+        ran += 1;
+        return real.query<T>(sql, params, options);
+      },
+      command: (sql, params) => real.command(sql, params),
+      insert: (table, rows, options) => real.insert(table, rows, options),
+      close: () => Promise.resolve(),
+    };
+    const app = buildQueryApp({ store, config: testConfig(), log: pino({ level: 'silent' }), sync: { trigger: () => 0 }, serialStore: true, maxWaitingReads: 2 });
+    try {
+      // Each session list reads its page and its count together: two reads per request.
+      const q = signedQuery({ ...A, session_type: 'external' }, SECRET_A);
+      const requests = Array.from({ length: 6 }, () => get(app, SESSIONS, q));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      open();
+      const codes = (await Promise.all(requests)).map((r) => r.body.code);
+      expect(codes).toContain(429);
+      expect(codes).toContain(0);
+      // Every read that ran served a request answered: none was left queued by one refused.
+      expect(ran).toBe(2 * codes.filter((c) => c === 0).length);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('gives back the nonce of a request refused because the store is busy, so the same URL can be sent again', async () => {
     const real = fx.temp.store;
     let open!: () => void;
