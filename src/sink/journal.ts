@@ -240,8 +240,9 @@ function sessionsOf(header: Header, body: Buffer): SessionKey[] | undefined {
 /**
  * Repairs what each insert left in `dir` may have left wrong, and removes it: the sessions its
  * rows belong to are recounted from the messages stored ({@link recountSessions}). Run before
- * the migrations and before anything writes: a writer that inserted first would be counted
- * twice, and a migration that replaced `sessions_mv` could no longer match the file's columns.
+ * the migrations and before anything writes: a message inserted while a session is recounted
+ * could be counted twice, and a migration that replaced `sessions_mv` could no longer match the
+ * file's columns.
  *
  * Why not send the insert again with its token: a process killed between ClickHouse writing a
  * part's deduplication record and renaming the part into place leaves the record without the
@@ -255,9 +256,9 @@ function sessionsOf(header: Header, body: Buffer): SessionKey[] | undefined {
  * `msgpipe migrate --rebuild-sessions`.
  *
  * @returns how many entries were repaired
- * @throws MsgpipeError MSGPIPE_ERR_CLICKHOUSE when ClickHouse refuses the recount after retries,
- *   or the rows cannot be read (the file is left in place); MSGPIPE_ERR_JOURNAL when a file
- *   cannot be read or removed
+ * @throws MsgpipeError MSGPIPE_ERR_CLICKHOUSE when ClickHouse refuses the recount after retries
+ *   (the file is left in place); MSGPIPE_ERR_JOURNAL when a file cannot be read or removed, or
+ *   its rows cannot be read as messages (left in place too)
  */
 export async function replayJournal(store: Store, dir: string, log: Logger, policy?: RetryPolicy): Promise<number> {
   let names: string[];
