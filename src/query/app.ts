@@ -113,6 +113,7 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
   const clock = options.clock ?? Date.now;
   const secrets = new Map(config.tenants.map((t) => [t.id, t.secret]));
   const sourceTypes = new Map<string, string>(config.sources.map((s) => [s.name, s.type]));
+  const sourceType = (name: string): string => sourceTypes.get(name) ?? '';
   // Store calls in flight: closing the app waits for them, so the caller may close the store
   // right after (a client that hung up leaves its handler still reading).
   const inFlight = new Set<Promise<unknown>>();
@@ -142,7 +143,7 @@ export function buildQueryApp(options: QueryServiceOptions): FastifyInstance {
         return read<T>(sql, params, callOptions);
       },
     });
-    return { store: admitting, timezone: config.query.timezone, sourceType: (name) => sourceTypes.get(name) ?? '' };
+    return { store: admitting, timezone: config.query.timezone, sourceType };
   };
   // A nonce first used at the window's lower edge must still be known at its upper edge, which
   // the timestamp check accepts too (both ends are inclusive): one second past the whole window.

@@ -88,6 +88,30 @@ afterAll(async () => {
 
 const A = { ext_corp_id: 'corp123', ext_staff_id: 'staff123' };
 
+/**
+ * `real` with every read held until `open()`: `reads.entered` counts the reads the app sent,
+ * `reads.passed` those let through the gate to the store.
+ */
+function gatedStore(real: Store): { store: Store; open: () => void; reads: { entered: number; passed: number } } {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => { open = resolve; });
+  const reads = { entered: 0, passed: 0 };
+  const store: Store = {
+    backend: real.backend,
+    database: real.database,
+    query: async <T>(sql: string, params?: QueryParams, options?: CallOptions) => {
+      reads.entered += 1;
+      await gate;
+      reads.passed += 1;
+      return real.query<T>(sql, params, options);
+    },
+    command: (sql, params) => real.command(sql, params),
+    insert: (table, rows, options) => real.insert(table, rows, options),
+    close: () => Promise.resolve(),
+  };
+  return { store, open, reads };
+}
+
 describe('the seed requests', () => {
   it('lists sessions with the seed shape, newest first, paged', async () => {
     const res = await get(fx.app, SESSIONS, signedQuery({ ...A, session_type: 'external', page: 1, page_size: 20 }, SECRET_A));
@@ -570,22 +594,7 @@ describe('internal errors, rate limits and logs', () => {
   });
 
   it('on a serial store, turns a request away at its first read only, so no read runs for a request refused', async () => {
-    const real = fx.temp.store;
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => { open = resolve; });
-    let ran = 0;
-    const store: Store = {
-      backend: real.backend,
-      database: real.database,
-      query: async <T>(sql: string, params?: QueryParams, options?: CallOptions) => {
-        await gate;
-        ran += 1;
-        return real.query<T>(sql, params, options);
-      },
-      command: (sql, params) => real.command(sql, params),
-      insert: (table, rows, options) => real.insert(table, rows, options),
-      close: () => Promise.resolve(),
-    };
+    const { store, open, reads } = gatedStore(fx.temp.store);
     const app = buildQueryApp({ store, config: testConfig(), log: pino({ level: 'silent' }), sync: { trigger: () => 0 }, serialStore: true, maxWaitingReads: 2 });
     try {
       // Each session list reads its page and its count together: two reads per request.
@@ -597,29 +606,14 @@ describe('internal errors, rate limits and logs', () => {
       expect(codes).toContain(429);
       expect(codes).toContain(0);
       // Every read that ran served a request answered: none was left queued by one refused.
-      expect(ran).toBe(2 * codes.filter((c) => c === 0).length);
+      expect(reads.passed).toBe(2 * codes.filter((c) => c === 0).length);
     } finally {
       await app.close();
     }
   });
 
   it('gives back the nonce of a request refused because the store is busy, so the same URL can be sent again', async () => {
-    const real = fx.temp.store;
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => { open = resolve; });
-    let running = 0;
-    const store: Store = {
-      backend: real.backend,
-      database: real.database,
-      query: async <T>(sql: string, params?: QueryParams, options?: CallOptions) => {
-        running += 1;
-        await gate;
-        return real.query<T>(sql, params, options);
-      },
-      command: (sql, params) => real.command(sql, params),
-      insert: (table, rows, options) => real.insert(table, rows, options),
-      close: () => Promise.resolve(),
-    };
+    const { store, open, reads } = gatedStore(fx.temp.store);
     const now = Date.now();
     const app = buildQueryApp({
       store,
@@ -635,7 +629,7 @@ describe('internal errors, rate limits and logs', () => {
         signedQuery({ ...A, receiver_id: 'customer456', timestamp: Math.floor(now / 1000), nonce }, SECRET_A);
       // One read running, one waiting: the queue is full.
       const first = [get(app, MSGS, url('n-busy-00001')), get(app, MSGS, url('n-busy-00002'))];
-      await vi.waitFor(() => { expect(running).toBe(1); });
+      await vi.waitFor(() => { expect(reads.entered).toBe(1); });
       await new Promise((resolve) => setTimeout(resolve, 50));
       const refused = url('n-busy-00003');
       expect((await get(app, MSGS, refused)).status).toBe(429);

@@ -30,15 +30,16 @@ async function expected(store: Store): Promise<SessionRow[]> {
   );
 }
 
-describe('rebuildSessions', () => {
-  let temp: TempStore;
-  beforeEach(async () => {
-    temp = await openTempStore();
-  });
-  afterEach(async () => {
-    await temp.dispose();
-  });
+// Each test on a migrated store of its own.
+let temp: TempStore;
+beforeEach(async () => {
+  temp = await openTempStore();
+});
+afterEach(async () => {
+  await temp.dispose();
+});
 
+describe('rebuildSessions', () => {
   it('counts again the messages the view missed, and takes their latest message', async () => {
     const store = temp.store;
     const writer = new SinkWriter(store, silent, { maxAgeMs: 60_000 });
@@ -75,14 +76,6 @@ describe('rebuildSessions', () => {
 });
 
 describe('recountSessions', () => {
-  let temp: TempStore;
-  beforeEach(async () => {
-    temp = await openTempStore();
-  });
-  afterEach(async () => {
-    await temp.dispose();
-  });
-
   it('recounts exactly the sessions named, in groups, whatever the view left for them, and leaves the others', async () => {
     const writer = new SinkWriter(temp.store, silent, { maxAgeMs: 60_000 });
     // 1 200 sessions (more than one group of statements), two messages each; the last message
